@@ -1,0 +1,184 @@
+//! Command line: `coregate run | check | demo`, and every tuning flag.
+//!
+//! Owns: parsing (clap derive) and turning flags into [`RunOptions`] plus config overrides. Flags
+//! override the config file. `main.rs` only hands off to [`main`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config};
+use crate::runtime::{self, DriverChoice, RunOptions};
+
+#[derive(Debug, Parser)]
+#[command(name = "coregate", version, about = "Thread-per-core API gateway on io_uring")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway from a config file.
+    Run {
+        /// TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+    /// Validate a config file: prints "ok", or every error with its key path and position.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the gateway on a built-in config with three demo services (users, orders, products).
+    Demo {
+        #[command(flatten)]
+        tuning: Tuning,
+    },
+}
+
+/// Flags shared by `run` and `demo`; each overrides the config file.
+#[derive(Debug, clap::Args)]
+pub struct Tuning {
+    /// Worker threads (one event loop each); 0 = the config's value (0 there = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
+    /// Listen address(es), replacing `server.listen`.
+    #[arg(long)]
+    pub listen: Vec<std::net::SocketAddr>,
+    /// IO driver: auto (io_uring, falling back to epoll), uring, or epoll.
+    #[arg(long, value_enum, default_value_t = DriverChoice::Auto)]
+    pub driver: DriverChoice,
+    /// CPUs to pin workers to, e.g. "0,2-3" (worker n gets the n-th, cycling).
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<Vec<usize>>,
+    /// Do not pin workers to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// io_uring submission queue entries per worker.
+    #[arg(long, default_value_t = runtime::driver::DEFAULT_RING_ENTRIES)]
+    pub ring_entries: u32,
+    /// Enable io_uring SQPOLL with this idle time in ms (a kernel thread per worker polls the ring).
+    #[arg(long)]
+    pub sqpoll_idle_ms: Option<u32>,
+    /// Graceful-shutdown budget, replacing `server.drain_timeout` (e.g. "30s").
+    #[arg(long, value_parser = parse_duration)]
+    pub drain_timeout: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    config::units::parse_duration(s)
+}
+
+/// "0,2-3" -> [0, 2, 3]
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("bad cpu list {s:?}: expected e.g. 0,2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if a > b {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("bad cpu list {s:?}: empty"));
+    }
+    Ok(out)
+}
+
+impl Tuning {
+    pub fn options(&self) -> RunOptions {
+        RunOptions {
+            workers: self.workers,
+            driver: self.driver,
+            cpus: self.cpus.clone(),
+            pin: !self.no_pin,
+            ring_entries: self.ring_entries,
+            sqpoll_idle_ms: self.sqpoll_idle_ms,
+        }
+    }
+
+    pub fn apply(&self, cfg: &mut Config) {
+        if !self.listen.is_empty() {
+            cfg.server.listen = self.listen.clone();
+        }
+        if let Some(d) = self.drain_timeout {
+            cfg.server.drain_timeout = d;
+        }
+    }
+}
+
+/// Starts the gateway and blocks until it has drained after a signal.
+pub fn serve(mut cfg: Config, tuning: &Tuning) -> ExitCode {
+    tuning.apply(&mut cfg);
+    let gw = match runtime::start(cfg, &tuning.options()) {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("coregate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("{}", gw.ready_line());
+    match gw.wait_for_signal() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("coregate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => match config::load_file(&config) {
+            Ok(_) => {
+                println!("ok");
+                ExitCode::SUCCESS
+            }
+            Err(errs) => {
+                for e in &errs.0 {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, tuning } => match config::load_file(&config) {
+            Ok(cfg) => serve(cfg, &tuning),
+            Err(errs) => {
+                for e in &errs.0 {
+                    eprintln!("{e}");
+                }
+                ExitCode::FAILURE
+            }
+        },
+        Command::Demo { tuning } => crate::demo::run(&tuning),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_cpus("5").unwrap(), vec![5]);
+        assert!(parse_cpus("3-1").is_err());
+        assert!(parse_cpus("x").is_err());
+        assert!(parse_cpus("").is_err());
+    }
+}

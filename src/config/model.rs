@@ -1,0 +1,159 @@
+//! The validated, immutable runtime configuration.
+//!
+//! Owns the types every other module reads: `raw.rs` deserialises the TOML file, `validate.rs` turns
+//! it into a [`Config`] (reporting every error at once), and the runtime hands an `Arc<Config>` to each
+//! worker, which compiles its own router and pools from it. Nothing here is mutated after validation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub admin: Option<AdminConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`: listeners, worker count and client-side limits.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// One or more addresses; every worker binds each of them with SO_REUSEPORT.
+    pub listen: Vec<SocketAddr>,
+    /// 0 = one worker per core.
+    pub workers: usize,
+    /// Time allowed to receive a whole request head (slowloris defence) -> 408.
+    pub header_timeout: Duration,
+    /// An idle keep-alive client connection is closed after this long.
+    pub keepalive_timeout: Duration,
+    /// Time allowed for the client to send each chunk of a request body, and to accept the response.
+    pub client_body_timeout: Duration,
+    /// On SIGTERM/SIGINT, in-flight requests get this long to finish.
+    pub drain_timeout: Duration,
+    /// Longest request line (method, target, version) -> 414 above.
+    pub max_request_line: usize,
+    /// Largest request head (request line + headers) -> 431 above.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request head -> 431 above.
+    pub max_headers: usize,
+}
+
+/// `[admin]`: the admin listener (healthz, readyz, metrics).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+/// `[[upstream]]`: a named group of endpoints.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    /// From the end of sending the request until the upstream's response head has arrived.
+    pub response_timeout: Duration,
+    /// A pooled (idle) upstream connection is closed after this long.
+    pub idle_timeout: Duration,
+    /// Idle connections kept per endpoint, per worker.
+    pub max_idle_per_endpoint: usize,
+    /// Extra attempts for idempotent requests on connect failure, or reset before any response byte.
+    pub retries: u32,
+    /// Passive health: failures within `fail_timeout` that eject an endpoint (nginx's max_fails).
+    pub max_fails: u32,
+    /// Passive health: how long an endpoint stays ejected (nginx's fail_timeout).
+    pub fail_timeout: Duration,
+}
+
+/// One upstream endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    /// Relative weight (>= 1); used by `weighted` (and as a tie-breaker nowhere else).
+    pub weight: u32,
+}
+
+/// Load-balancing policy of an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Plain rotation, weights ignored.
+    RoundRobin,
+    /// Smooth weighted round robin (nginx's algorithm).
+    Weighted,
+    /// Fewest in-flight requests on this worker; ties rotate.
+    LeastConn,
+    /// Power of two random choices on in-flight requests.
+    P2c,
+    /// Rendezvous hashing on a request key: the same key keeps its endpoint while it is healthy.
+    Hash(HashKey),
+}
+
+/// What `balance = "hash"` hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header, name lower-cased (`hash_key = "header:x-user-id"`).
+    Header(String),
+    /// The client's IP address (`hash_key = "client_ip"`).
+    ClientIp,
+}
+
+/// `[[route]]`: what a request must look like, and where it goes.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// `route.name`, or `route[N]` when unnamed; used in metrics.
+    pub name: String,
+    pub host: Option<HostMatch>,
+    pub path: PathMatch,
+    /// Upper-case method names; `None` = any method.
+    pub methods: Option<Vec<String>>,
+    /// Exact-match header conditions: (lower-cased name, value).
+    pub headers: Vec<(String, String)>,
+    /// Index into `Config::upstreams`.
+    pub upstream: usize,
+    /// Path prefix rewrite (`strip_prefix = "/api"` is `from = "/api", to = ""`).
+    pub rewrite: Option<PrefixRewrite>,
+    /// Replaces the Host header sent upstream (`host_rewrite = "internal.svc"`).
+    pub host_rewrite: Option<String>,
+    /// Largest request body accepted -> 413 above.
+    pub max_body: u64,
+}
+
+/// Host condition: lower-cased, no port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com` is stored as `Suffix(".example.com")`: matches `a.example.com`, `a.b.example.com`,
+    /// not `example.com`.
+    Suffix(String),
+}
+
+/// Path condition, matched against the request path without its query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    /// `path = "/exact"`
+    Exact(String),
+    /// `path_prefix = "/api/users"`: matches `/api/users`, `/api/users/...` and `/api/users?...`, on a
+    /// segment boundary (not `/api/usersX`); a prefix ending in `/` matches anything under it.
+    Prefix(String),
+    /// `path_template = "/api/users/{id}"`: literal segments and `{name}` segments (exactly one
+    /// non-empty segment each); a final `{*name}` matches the rest (one or more segments).
+    Template(Vec<TemplateSegment>),
+}
+
+/// One `/`-separated piece of a path template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateSegment {
+    Literal(String),
+    Param(String),
+    /// `{*rest}`: only last.
+    CatchAll(String),
+}
+
+/// A prefix rewrite applied to the path sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixRewrite {
+    pub from: String,
+    pub to: String,
+}

@@ -1,0 +1,570 @@
+//! Semantic validation: [`RawConfig`] (as written) -> [`Config`] (as used).
+//!
+//! Applies every default, parses units and addresses (via `units.rs`), resolves route -> upstream
+//! references and checks every rule of the format. It never stops at the first problem: each one
+//! is pushed as a ([`KeyPath`], message) pair and the caller (`mod.rs`) attaches file positions.
+//! Messages are short, lower-case, say what was expected, and never repeat the key path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::model::*;
+use super::position::KeyPath;
+use super::raw::*;
+use super::units::{
+    check_header_value, check_host_rewrite, check_name, check_path, is_token, parse_duration,
+    parse_hash_key, parse_host, parse_size, parse_template, resolve_addr,
+};
+
+/// Every problem found, in the order found.
+pub(crate) type Problems = Vec<(KeyPath, String)>;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_BODY: u64 = 10 << 20;
+const ADDR_EXAMPLE: &str = "an address like \"127.0.0.1:9001\"";
+
+#[derive(Default)]
+struct Ctx {
+    problems: Problems,
+}
+
+impl Ctx {
+    fn err(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.problems.push((path, message.into()));
+    }
+
+    /// Keeps `Ok` values; records `Err` messages under `path`.
+    fn check<T>(&mut self, path: &KeyPath, r: Result<T, String>) -> Option<T> {
+        r.map_err(|m| self.err(path.clone(), m)).ok()
+    }
+
+    /// The value of a required key, or a "missing" error.
+    fn required<T>(&mut self, path: KeyPath, v: Option<T>, expected: &str) -> Option<T> {
+        if v.is_none() {
+            self.err(path, format!("missing (expected {expected})"));
+        }
+        v
+    }
+
+    /// Records the `name` of `kind[i]` (at `p`) in `seen`; a name seen before is an error.
+    fn unique(
+        &mut self,
+        seen: &mut BTreeMap<String, usize>,
+        p: &KeyPath,
+        kind: &str,
+        name: &str,
+        i: usize,
+    ) {
+        match seen.get(name) {
+            Some(first) => {
+                let message = format!("duplicate name \"{name}\" (also {kind}[{first}])");
+                self.err(p.key("name"), message);
+            }
+            None => {
+                seen.insert(name.to_owned(), i);
+            }
+        }
+    }
+
+    /// A duration, `default` seconds when absent; 0 is an error unless `zero_ok`.
+    fn duration(
+        &mut self,
+        p: KeyPath,
+        v: Option<DurationValue>,
+        default: u64,
+        zero_ok: bool,
+    ) -> Duration {
+        let parsed = match v {
+            None => return Duration::from_secs(default),
+            Some(DurationValue(Scalar::Str(s))) => parse_duration(&s),
+            Some(DurationValue(Scalar::Int(n))) => Err(format!(
+                "missing unit in {n} (expected a string like \"{n}s\"; units ms, s, m or h)"
+            )),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() && !zero_ok => self.err(p, "must be greater than 0"),
+            Ok(d) => return d,
+            Err(m) => self.err(p, m),
+        }
+        Duration::from_secs(default)
+    }
+
+    fn size(&mut self, p: KeyPath, v: Option<SizeValue>, default: u64, min: u64) -> u64 {
+        let parsed = match v {
+            None => return default,
+            Some(SizeValue(Scalar::Str(s))) => parse_size(&s),
+            Some(SizeValue(Scalar::Int(n))) => {
+                u64::try_from(n).map_err(|_| "must not be negative".into())
+            }
+        };
+        match parsed {
+            Ok(n) if n < min => self.err(p, format!("must be at least {min}")),
+            Ok(n) => return n,
+            Err(m) => self.err(p, m),
+        }
+        default
+    }
+
+    /// An integer in `lo..=hi`; the default when absent or out of range (after recording the error).
+    fn int<T: TryFrom<i64>>(
+        &mut self,
+        p: KeyPath,
+        v: Option<i64>,
+        default: T,
+        lo: i64,
+        hi: i64,
+    ) -> T {
+        match v {
+            Some(n) if (lo..=hi).contains(&n) => T::try_from(n).unwrap_or(default),
+            Some(n) => {
+                self.err(p, format!("must be between {lo} and {hi}, got {n}"));
+                default
+            }
+            None => default,
+        }
+    }
+
+    fn addr(&mut self, p: &KeyPath, s: &str) -> Option<SocketAddr> {
+        let r = resolve_addr(s);
+        self.check(p, r)
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig) -> Result<Config, Problems> {
+    let mut cx = Ctx::default();
+    let server = server(&mut cx, raw.server.unwrap_or_default());
+    let admin = raw.admin.and_then(|a| {
+        let p = KeyPath::root().key("admin").key("listen");
+        let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
+        let addr = cx.addr(&p, &listen)?;
+        if server.listen.contains(&addr) {
+            cx.err(p, format!("{addr} is also a server.listen address"));
+        }
+        Some(AdminConfig { listen: addr })
+    });
+    let mut upstreams = Vec::new();
+    let mut upstream_names = BTreeMap::new();
+    for (i, u) in raw.upstream.into_iter().enumerate() {
+        let p = KeyPath::root().key("upstream").index(i);
+        if let Some(name) = &u.name {
+            cx.unique(&mut upstream_names, &p, "upstream", name, i);
+        }
+        upstreams.push(upstream(&mut cx, &p, u));
+    }
+    let mut routes = Vec::new();
+    let (mut route_names, mut conditions) = (BTreeMap::new(), BTreeMap::new());
+    for (i, r) in raw.route.into_iter().enumerate() {
+        let p = KeyPath::root().key("route").index(i);
+        if let Some(name) = &r.name {
+            cx.unique(&mut route_names, &p, "route", name, i);
+        }
+        let Some(route) = route(&mut cx, &p, i, r, &upstream_names) else {
+            continue;
+        };
+        match conditions.get(&condition_key(&route)) {
+            Some(first) => cx.err(p, format!("same match as route[{first}]")),
+            None => {
+                conditions.insert(condition_key(&route), i);
+            }
+        }
+        routes.push(route);
+    }
+    if !cx.problems.is_empty() {
+        return Err(cx.problems);
+    }
+    let upstreams = upstreams.into_iter().flatten().collect();
+    Ok(Config {
+        server,
+        admin,
+        upstreams,
+        routes,
+    })
+}
+
+fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
+    let p = KeyPath::root().key("server");
+    let lp = p.key("listen");
+    let listen_list = match s.listen {
+        None => vec![(lp.clone(), DEFAULT_LISTEN.to_owned())],
+        Some(OneOrMany::One(a)) => vec![(lp.clone(), a)],
+        Some(OneOrMany::Many(v)) => {
+            if v.is_empty() {
+                cx.err(lp.clone(), "empty list (expected at least one address)");
+            }
+            v.into_iter()
+                .enumerate()
+                .map(|(i, a)| (lp.index(i), a))
+                .collect()
+        }
+    };
+    let mut listen: Vec<SocketAddr> = Vec::new();
+    for (ap, a) in listen_list {
+        match cx.addr(&ap, &a) {
+            Some(addr) if listen.contains(&addr) => cx.err(ap, format!("duplicate address {addr}")),
+            Some(addr) => listen.push(addr),
+            None => {}
+        }
+    }
+    let max_request_line = cx.size(p.key("max_request_line"), s.max_request_line, 8 << 10, 1);
+    let max_header_bytes = cx.size(p.key("max_header_bytes"), s.max_header_bytes, 32 << 10, 1);
+    ServerConfig {
+        listen,
+        workers: cx.int(p.key("workers"), s.workers, 0, 0, 4096),
+        header_timeout: cx.duration(p.key("header_timeout"), s.header_timeout, 10, false),
+        keepalive_timeout: cx.duration(p.key("keepalive_timeout"), s.keepalive_timeout, 60, false),
+        client_body_timeout: cx.duration(
+            p.key("client_body_timeout"),
+            s.client_body_timeout,
+            60,
+            false,
+        ),
+        drain_timeout: cx.duration(p.key("drain_timeout"), s.drain_timeout, 30, true),
+        max_request_line: usize::try_from(max_request_line).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: cx.int(p.key("max_headers"), s.max_headers, 100, 1, 10_000),
+    }
+}
+
+fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig> {
+    let name = cx
+        .required(p.key("name"), u.name, "a unique name like \"users\"")
+        .and_then(|n| cx.check(&p.key("name"), check_name(&n).map(|_| n)));
+    let ep = p.key("endpoints");
+    let expected = "a list of addresses like [\"127.0.0.1:9001\"]";
+    let raw_endpoints = cx.required(ep.clone(), u.endpoints, expected);
+    if raw_endpoints.as_ref().is_some_and(Vec::is_empty) {
+        cx.err(ep.clone(), "empty list (expected at least one endpoint)");
+    }
+    let mut endpoints: Vec<Endpoint> = Vec::new();
+    for (i, e) in raw_endpoints.unwrap_or_default().into_iter().enumerate() {
+        let p = ep.index(i);
+        let (addr, weight) = match e {
+            RawEndpoint::Addr(a) => (Some(a), 1),
+            RawEndpoint::Table(t) => (t.addr, cx.int(p.key("weight"), t.weight, 1, 1, 1000)),
+        };
+        let Some(addr) = cx.required(p.key("addr"), addr, ADDR_EXAMPLE) else {
+            continue;
+        };
+        match cx.addr(&p, &addr) {
+            Some(a) if a.port() == 0 => cx.err(p, "port 0 is not a valid endpoint port"),
+            Some(a) if endpoints.iter().any(|e| e.addr == a) => {
+                cx.err(p, format!("duplicate endpoint {a}"))
+            }
+            Some(addr) => endpoints.push(Endpoint { addr, weight }),
+            None => {}
+        }
+    }
+    let balance = balance(cx, p, u.balance, u.hash_key);
+    let max_idle = u.max_idle_per_endpoint;
+    Some(UpstreamConfig {
+        connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
+        response_timeout: cx.duration(p.key("response_timeout"), u.response_timeout, 30, false),
+        idle_timeout: cx.duration(p.key("idle_timeout"), u.idle_timeout, 60, false),
+        max_idle_per_endpoint: cx.int(p.key("max_idle_per_endpoint"), max_idle, 64, 0, 65_536),
+        retries: cx.int(p.key("retries"), u.retries, 1, 0, 10),
+        max_fails: cx.int(p.key("max_fails"), u.max_fails, 1, 0, i64::from(u32::MAX)),
+        fail_timeout: cx.duration(p.key("fail_timeout"), u.fail_timeout, 10, false),
+        // Last: `?` must not skip the checks above.
+        name: name?,
+        endpoints,
+        balance: balance?,
+    })
+}
+
+fn balance(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    policy: Option<String>,
+    key: Option<String>,
+) -> Option<Balance> {
+    let kp = p.key("hash_key");
+    let balance = match policy.as_deref().unwrap_or("round_robin") {
+        "round_robin" => Balance::RoundRobin,
+        "weighted" => Balance::Weighted,
+        "least_conn" => Balance::LeastConn,
+        "p2c" => Balance::P2c,
+        "hash" => {
+            let expected = "\"header:<name>\" or \"client_ip\", required by balance = \"hash\"";
+            let key = cx.required(kp.clone(), key, expected)?;
+            return cx.check(&kp, parse_hash_key(&key)).map(Balance::Hash);
+        }
+        other => {
+            let expected = "round_robin, weighted, least_conn, p2c or hash";
+            cx.err(
+                p.key("balance"),
+                format!("unknown policy \"{other}\" (expected {expected})"),
+            );
+            return None;
+        }
+    };
+    if key.is_some() {
+        cx.err(kp, "only allowed with balance = \"hash\"");
+    }
+    Some(balance)
+}
+
+fn route(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    index: usize,
+    r: RawRoute,
+    upstreams: &BTreeMap<String, usize>,
+) -> Option<RouteConfig> {
+    let name = match r.name {
+        None => Some(format!("route[{index}]")),
+        Some(n) => cx.check(&p.key("name"), check_name(&n).map(|_| n)),
+    };
+    let host = r.host.map(|h| cx.check(&p.key("host"), parse_host(&h)));
+    let path = route_path(
+        cx,
+        p,
+        [
+            ("path", r.path),
+            ("path_prefix", r.path_prefix),
+            ("path_template", r.path_template),
+        ],
+    );
+    let methods = r.methods.map(|ms| {
+        let mp = p.key("methods");
+        if ms.is_empty() {
+            cx.err(mp.clone(), "empty list (omit methods to allow any method)");
+        }
+        let mut out: Vec<String> = Vec::new();
+        for (i, m) in ms.iter().enumerate() {
+            let up = m.to_ascii_uppercase();
+            if !is_token(m) {
+                cx.err(
+                    mp.index(i),
+                    format!("invalid method \"{m}\" (expected a token like GET)"),
+                );
+            } else if out.contains(&up) {
+                cx.err(mp.index(i), format!("duplicate method \"{up}\""));
+            } else {
+                out.push(up);
+            }
+        }
+        out
+    });
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for (k, v) in r.headers.unwrap_or_default() {
+        let hp = p.key("headers").key(&k);
+        let name = k.to_ascii_lowercase();
+        if !is_token(&k) {
+            cx.err(
+                hp,
+                format!("invalid header name \"{k}\" (expected a token like x-canary)"),
+            );
+        } else if headers.iter().any(|(n, _)| *n == name) {
+            cx.err(hp, format!("duplicate header \"{name}\""));
+        } else if let Some(()) = cx.check(&hp, check_header_value(&v)) {
+            headers.push((name, v));
+        }
+    }
+    headers.sort();
+    let up = cx.required(p.key("upstream"), r.upstream, "the name of an [[upstream]]");
+    let upstream = up.and_then(|u| {
+        let found = upstreams.get(&u).copied();
+        cx.check(
+            &p.key("upstream"),
+            found.ok_or(format!("no upstream named \"{u}\"")),
+        )
+    });
+    let rewrite = rewrite(cx, p, r.strip_prefix, r.rewrite_prefix);
+    let host_rewrite = r
+        .host_rewrite
+        .map(|h| cx.check(&p.key("host_rewrite"), check_host_rewrite(&h).map(|_| h)));
+    Some(RouteConfig {
+        max_body: cx.size(p.key("max_body"), r.max_body, DEFAULT_MAX_BODY, 0),
+        // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
+        name: name?,
+        host: host.map(|h| h.ok_or(())).transpose().ok()?,
+        path: path?,
+        methods,
+        headers,
+        upstream: upstream?,
+        rewrite: rewrite.ok()?,
+        host_rewrite: host_rewrite.map(|h| h.ok_or(())).transpose().ok()?,
+    })
+}
+
+/// At most one of `path`, `path_prefix`, `path_template`; none is prefix `/`.
+fn route_path(cx: &mut Ctx, p: &KeyPath, keys: [(&str, Option<String>); 3]) -> Option<PathMatch> {
+    let given: Vec<(&str, String)> = keys
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect();
+    match given.as_slice() {
+        [] => Some(PathMatch::Prefix("/".to_owned())),
+        [(key, value)] => {
+            let kp = p.key(key);
+            cx.check(&kp, check_path(value))?;
+            match *key {
+                "path" => Some(PathMatch::Exact(value.clone())),
+                "path_prefix" => Some(PathMatch::Prefix(value.clone())),
+                _ => cx
+                    .check(&kp, parse_template(value))
+                    .map(PathMatch::Template),
+            }
+        }
+        [_, (second, _), ..] => {
+            let message = "only one of path, path_prefix and path_template is allowed";
+            cx.err(p.key(second), message);
+            None
+        }
+    }
+}
+
+/// `Err(())` when invalid (already reported); `Ok(None)` when no rewrite is configured.
+fn rewrite(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    strip: Option<String>,
+    rewrite: Option<RawRewrite>,
+) -> Result<Option<PrefixRewrite>, ()> {
+    let rp = p.key("rewrite_prefix");
+    let (from, to) = match (strip, rewrite) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            cx.err(rp, "not allowed together with strip_prefix");
+            return Err(());
+        }
+        (Some(from), None) => {
+            let from = cx.check(&p.key("strip_prefix"), check_path(&from).map(|_| from));
+            (from, Some(String::new()))
+        }
+        (None, Some(rw)) => {
+            let from = cx
+                .required(rp.key("from"), rw.from, "a path starting with \"/\"")
+                .and_then(|f| cx.check(&rp.key("from"), check_path(&f).map(|_| f)));
+            let to = cx
+                .required(rp.key("to"), rw.to, "\"\" or a path starting with \"/\"")
+                .and_then(|t| match t.is_empty() {
+                    true => Some(t),
+                    false => cx.check(&rp.key("to"), check_path(&t).map(|_| t)),
+                });
+            (from, to)
+        }
+    };
+    Ok(Some(PrefixRewrite {
+        from: from.ok_or(())?,
+        to: to.ok_or(())?,
+    }))
+}
+
+/// What makes two routes indistinguishable: host, path match (template parameter names ignored),
+/// method set and header conditions.
+fn condition_key(r: &RouteConfig) -> String {
+    let path = match &r.path {
+        PathMatch::Template(segs) => {
+            let shape: Vec<&str> = segs
+                .iter()
+                .map(|s| match s {
+                    TemplateSegment::Literal(l) => l.as_str(),
+                    TemplateSegment::Param(_) => "{}",
+                    TemplateSegment::CatchAll(_) => "{*}",
+                })
+                .collect();
+            format!("template {shape:?}")
+        }
+        other => format!("{other:?}"),
+    };
+    let mut methods = r.methods.clone();
+    if let Some(m) = methods.as_mut() {
+        m.sort();
+    }
+    format!("{:?}|{path}|{methods:?}|{:?}", r.host, r.headers)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::config::*;
+
+    pub(crate) const UP: &str = "[[upstream]]\nname = \"u\"\nendpoints = [\"127.0.0.1:9001\"]\n";
+    pub(crate) const R: &str = "[[route]]\nupstream = \"u\"\n";
+
+    /// "path: message" for each error of `UP` + `text`; empty when valid.
+    pub(crate) fn errs(text: &str) -> Vec<String> {
+        match parse_str(&format!("{UP}{text}"), "t.toml") {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.0.iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect()
+            }
+        }
+    }
+
+    /// Each case: a snippet appended to `UP`, and the errors it must produce (all of them).
+    pub(crate) fn check_cases(cases: &[(&str, &[&str])]) {
+        for (text, expected) in cases {
+            assert_eq!(errs(text), *expected, "for:\n{text}");
+        }
+    }
+
+    #[test]
+    fn hash_key_rules() {
+        let h = "[[upstream]]\nname = \"h\"\nendpoints = [\"127.0.0.1:1\"]\n";
+        let balance = |extra: &str| {
+            let c = parse_str(&format!("{h}{extra}"), "t").unwrap_or_else(|e| panic!("{e}"));
+            c.upstreams[0].balance.clone()
+        };
+        assert_eq!(
+            balance("balance = \"hash\"\nhash_key = \"client_ip\""),
+            Balance::Hash(HashKey::ClientIp)
+        );
+        let by_header = balance("balance = \"hash\"\nhash_key = \"header:X-Tenant\"");
+        assert_eq!(by_header, Balance::Hash(HashKey::Header("x-tenant".into())));
+        check_cases(&[
+            (&format!("{h}balance = \"hash\""), &["upstream[1].hash_key: missing (expected \"header:<name>\" or \"client_ip\", required by balance = \"hash\")"]),
+            (&format!("{h}balance = \"p2c\"\nhash_key = \"client_ip\""), &["upstream[1].hash_key: only allowed with balance = \"hash\""]),
+            (&format!("{h}hash_key = \"client_ip\""), &["upstream[1].hash_key: only allowed with balance = \"hash\""]),
+            (&format!("{h}balance = \"hash\"\nhash_key = \"cookie:x\""), &["upstream[1].hash_key: invalid hash_key \"cookie:x\" (expected \"header:<name>\" or \"client_ip\")"]),
+            (&format!("{h}balance = \"hash\"\nhash_key = \"header:x y\""), &["upstream[1].hash_key: invalid header name \"x y\" (expected an HTTP token like x-user-id)"]),
+            (&format!("{h}balance = \"hash\"\nhash_key = \"header:\""), &["upstream[1].hash_key: invalid header name \"\" (expected an HTTP token like x-user-id)"]),
+            (&format!("{h}balance = \"rr\""), &["upstream[1].balance: unknown policy \"rr\" (expected round_robin, weighted, least_conn, p2c or hash)"]),
+        ]);
+    }
+
+    #[test]
+    fn duplicate_names() {
+        check_cases(&[
+            (UP, &["upstream[1].name: duplicate name \"u\" (also upstream[0])"]),
+            (&format!("{R}name = \"r\"\npath = \"/a\"\n{R}name = \"r\""), &["route[1].name: duplicate name \"r\" (also route[0])"]),
+            (
+                "[[upstream]]\nname = \"a b\"\nendpoints = [\"127.0.0.1:1\"]\n[[upstream]]\nendpoints = [\"127.0.0.1:1\"]\n",
+                &[
+                    "upstream[1].name: invalid name \"a b\" (expected letters, digits, _, . or -)",
+                    "upstream[2].name: missing (expected a unique name like \"users\")",
+                ],
+            ),
+            (&format!("{R}name = \"\""), &["route[0].name: invalid name \"\" (expected letters, digits, _, . or -)"]),
+        ]);
+    }
+
+    #[test]
+    fn duplicate_route_conditions() {
+        check_cases(&[
+            (&format!("{R}{R}"), &["route[1]: same match as route[0]"]),
+            // Method order, method case and template parameter names do not make routes differ.
+            (
+                &format!("{R}path = \"/a\"\n{R}path_template = \"/x/{{id}}\"\nmethods = [\"GET\", \"POST\"]\n{R}path_template = \"/x/{{name}}\"\nmethods = [\"post\", \"get\"]\n"),
+                &["route[2]: same match as route[1]"],
+            ),
+            // Header names compare case-insensitively; every later duplicate names the first.
+            (
+                &format!("{R}headers = {{ X-A = \"1\" }}\n{R}headers = {{ x-a = \"1\" }}\n{R}headers = {{ x-A = \"1\" }}\n"),
+                &["route[1]: same match as route[0]", "route[2]: same match as route[0]"],
+            ),
+        ]);
+        for (a, b) in [
+            ("path = \"/a\"", "path_prefix = \"/a\""),
+            ("host = \"a.com\"", "host = \"*.a.com\""),
+            ("methods = [\"GET\"]", "methods = [\"GET\", \"HEAD\"]"),
+            ("headers = { x = \"1\" }", "headers = { x = \"2\" }"),
+            ("headers = { x = \"1\" }", ""),
+        ] {
+            assert!(errs(&format!("{R}{a}\n{R}{b}\n")).is_empty(), "{a} vs {b}");
+        }
+    }
+}

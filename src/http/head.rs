@@ -1,0 +1,674 @@
+//! Strict HTTP/1.1 message-head parsing: request heads from clients, response heads from upstreams.
+//!
+//! Owns: turning the bytes at the front of a connection buffer into a [`RequestHead`] or
+//! [`ResponseHead`] made of offsets into that buffer (no copies, no allocation once the per-connection
+//! header vector has grown), and deciding the message framing ([`BodyKind`]).
+//!
+//! Flow: the connection driver reads into its buffer and calls [`parse_request`] until it returns
+//! `Ok(Some(..))`. Tokenising is done by `httparse` (SIMD, strict about token and value bytes, rejects
+//! whitespace before the colon and obs-fold in requests); on top of it we enforce what httparse leaves
+//! lenient and what request smuggling needs: CRLF only (bare LF rejected), one Host on HTTP/1.1, one
+//! well-formed Content-Length, Transfer-Encoding exactly `chunked` and never beside Content-Length,
+//! no Transfer-Encoding on HTTP/1.0, and the size limits (414 for the request line, 431 for the head).
+//!
+//! Errors: every rejection is a [`HeadError`] carrying the status to answer; the caller answers it and
+//! closes the connection, so nothing of a rejected request reaches an upstream.
+
+use std::mem::MaybeUninit;
+
+/// Hard cap on header fields per head (`server.max_headers` is clamped to it).
+pub const MAX_HEADERS_HARD: usize = 128;
+
+/// A byte range `start..end` inside the connection buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl Span {
+    #[inline]
+    pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        &buf[self.start as usize..self.end as usize]
+    }
+    #[inline]
+    fn of(base: *const u8, s: &[u8]) -> Span {
+        let start = s.as_ptr() as usize - base as usize;
+        Span {
+            start: start as u32,
+            end: (start + s.len()) as u32,
+        }
+    }
+}
+
+/// Headers the proxy treats specially, classified once while parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderKind {
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Keep-Alive, TE, Trailer, Upgrade, Proxy-*: hop-by-hop, never forwarded.
+    HopByHop,
+    Expect,
+    XForwardedFor,
+    XForwardedProto,
+    XForwardedHost,
+    Via,
+    XRequestId,
+    Other,
+}
+
+/// One header field: name and value spans plus its classification.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    pub name: Span,
+    pub value: Span,
+    pub kind: HeaderKind,
+}
+
+/// How the body of a message is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    None,
+    Length(u64),
+    Chunked,
+    /// Response only: the body runs until the upstream closes.
+    UntilClose,
+}
+
+/// Why a head was rejected, and the status to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn bad(reason: &'static str) -> HeadError {
+    HeadError {
+        status: 400,
+        reason,
+    }
+}
+
+/// Limits applied while parsing a request head.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_request_line: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// A parsed request head; all spans point into the buffer it was parsed from.
+#[derive(Debug, Default)]
+pub struct RequestHead {
+    pub method: Span,
+    pub target: Span,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: Vec<Header>,
+    /// Bytes of the head including the final CRLF CRLF.
+    pub head_len: usize,
+    pub body: BodyKind,
+    /// Index into `headers` of the Host field.
+    pub host: Option<u16>,
+    /// The client asked to keep the connection open (HTTP/1.1 default, or 1.0 with keep-alive).
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+    /// The Connection header named fields other than close/keep-alive: they are dropped too.
+    pub conn_named: bool,
+}
+
+impl Default for BodyKind {
+    fn default() -> Self {
+        BodyKind::None
+    }
+}
+
+impl RequestHead {
+    pub fn method<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        self.method.get(buf)
+    }
+    pub fn target<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        self.target.get(buf)
+    }
+    /// The request path without its query string.
+    pub fn path<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        let t = self.target.get(buf);
+        match memchr::memchr(b'?', t) {
+            Some(i) => &t[..i],
+            None => t,
+        }
+    }
+    pub fn host<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
+        match self.host {
+            Some(i) => self.headers[i as usize].value.get(buf),
+            None => b"",
+        }
+    }
+    /// First header with this (lower-case) name.
+    pub fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+            .map(|h| h.value.get(buf))
+    }
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to retry on another connection.
+    pub fn is_idempotent(&self, buf: &[u8]) -> bool {
+        matches!(
+            self.method.get(buf),
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
+    }
+}
+
+/// A parsed response head from an upstream.
+#[derive(Debug, Default)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub minor: u8,
+    pub reason: Span,
+    pub headers: Vec<Header>,
+    pub head_len: usize,
+    pub body: BodyKind,
+    /// The upstream will keep the connection open after this response.
+    pub keep_alive: bool,
+    pub conn_named: bool,
+}
+
+fn classify(name: &[u8]) -> HeaderKind {
+    use HeaderKind::*;
+    let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if eq(b"te") => HopByHop,
+        3 if eq(b"via") => Via,
+        4 if eq(b"host") => Host,
+        6 if eq(b"expect") => Expect,
+        7 if eq(b"trailer") || eq(b"upgrade") => HopByHop,
+        10 if eq(b"connection") => Connection,
+        10 if eq(b"keep-alive") => HopByHop,
+        12 if eq(b"x-request-id") => XRequestId,
+        14 if eq(b"content-length") => ContentLength,
+        15 if eq(b"x-forwarded-for") => XForwardedFor,
+        16 if eq(b"x-forwarded-host") => XForwardedHost,
+        17 if eq(b"transfer-encoding") => TransferEncoding,
+        17 if eq(b"x-forwarded-proto") => XForwardedProto,
+        n if n > 6 && name[..6].eq_ignore_ascii_case(b"proxy-") => HopByHop,
+        _ => Other,
+    }
+}
+
+/// Every LF in the head must be preceded by CR (bare LF is a desync vector).
+fn check_crlf(head: &[u8]) -> Result<(), HeadError> {
+    for i in memchr::memchr_iter(b'\n', head) {
+        if i == 0 || head[i - 1] != b'\r' {
+            return Err(bad("bare LF in request head"));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a Content-Length value: 1..=18 ASCII digits, nothing else.
+pub fn parse_content_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 18 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    Some(n)
+}
+
+/// Calls `f` with each comma-separated, whitespace-trimmed, non-empty token of a header value.
+pub fn for_each_token(v: &[u8], mut f: impl FnMut(&[u8])) {
+    for part in v.split(|&b| b == b',') {
+        let t = part.trim_ascii();
+        if !t.is_empty() {
+            f(t);
+        }
+    }
+}
+
+fn request_line_len(buf: &[u8], max: usize) -> Result<Option<usize>, HeadError> {
+    let window = &buf[..buf.len().min(max + 2)];
+    match memchr::memchr(b'\n', window) {
+        Some(i) if i > max + 1 => Err(HeadError {
+            status: 414,
+            reason: "request line too long",
+        }),
+        Some(i) => Ok(Some(i)),
+        None if buf.len() > max + 1 => Err(HeadError {
+            status: 414,
+            reason: "request line too long",
+        }),
+        None => Ok(None),
+    }
+}
+
+/// Parses a request head at the front of `buf`. `Ok(None)`: incomplete, read more (the limits are
+/// already checked against what is buffered, so the caller may keep reading).
+pub fn parse_request(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut RequestHead,
+) -> Result<Option<()>, HeadError> {
+    // Tolerate (RFC 9112 §2.2) but do not require leading empty lines? No: a strict gateway rejects
+    // anything before the request line except nothing at all.
+    let Some(line_end) = request_line_len(buf, limits.max_request_line)? else {
+        return Ok(None);
+    };
+    if line_end > limits.max_request_line + 1 {
+        return Err(HeadError {
+            status: 414,
+            reason: "request line too long",
+        });
+    }
+    let max_headers = limits.max_headers.clamp(1, MAX_HEADERS_HARD);
+    let mut raw: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_HARD] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS_HARD];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(buf, &mut raw[..max_headers]);
+    let head_len = match parsed {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(HeadError {
+                    status: 431,
+                    reason: "request header fields too large",
+                });
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(HeadError {
+                status: 431,
+                reason: "too many header fields",
+            })
+        }
+        Err(httparse::Error::Version) => {
+            return Err(HeadError {
+                status: 505,
+                reason: "HTTP version not supported",
+            })
+        }
+        Err(_) => return Err(bad("malformed request head")),
+    };
+    if head_len > limits.max_header_bytes {
+        return Err(HeadError {
+            status: 431,
+            reason: "request header fields too large",
+        });
+    }
+    check_crlf(&buf[..head_len])?;
+    let base = buf.as_ptr();
+    let method = req.method.unwrap_or("");
+    let target = req.path.unwrap_or("");
+    head.method = Span::of(base, method.as_bytes());
+    head.target = Span::of(base, target.as_bytes());
+    head.minor = req.version.unwrap_or(1);
+    head.head_len = head_len;
+    head.headers.clear();
+    head.host = None;
+    head.expect_continue = false;
+    head.conn_named = false;
+    head.keep_alive = head.minor == 1;
+    check_target(method.as_bytes(), target.as_bytes())?;
+
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        let kind = classify(name);
+        match kind {
+            HeaderKind::Host => {
+                if head.host.is_some() {
+                    return Err(bad("duplicate Host header"));
+                }
+                if !valid_host(value) {
+                    return Err(bad("invalid Host header"));
+                }
+                head.host = Some(head.headers.len() as u16);
+            }
+            HeaderKind::ContentLength => {
+                if content_length.is_some() {
+                    return Err(bad("multiple Content-Length headers"));
+                }
+                content_length =
+                    Some(parse_content_length(value).ok_or(bad("invalid Content-Length"))?);
+            }
+            HeaderKind::TransferEncoding => {
+                if chunked {
+                    return Err(bad("multiple Transfer-Encoding headers"));
+                }
+                if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                    return Err(bad("unsupported Transfer-Encoding"));
+                }
+                chunked = true;
+            }
+            HeaderKind::Connection => {
+                let mut err = false;
+                for_each_token(value, |t| {
+                    if t.eq_ignore_ascii_case(b"close") {
+                        head.keep_alive = false;
+                    } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                        head.keep_alive = head.keep_alive || head.minor == 0;
+                    } else if !t.iter().all(|&b| is_token(b)) {
+                        err = true;
+                    } else {
+                        head.conn_named = true;
+                    }
+                });
+                if err {
+                    return Err(bad("invalid Connection header"));
+                }
+            }
+            HeaderKind::Expect => {
+                if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                    head.expect_continue = true;
+                } else {
+                    return Err(HeadError {
+                        status: 417,
+                        reason: "unsupported expectation",
+                    });
+                }
+            }
+            _ => {}
+        }
+        head.headers.push(Header {
+            name: Span::of(base, name),
+            value: Span::of(base, value),
+            kind,
+        });
+    }
+    if head.minor == 1 && head.host.is_none() {
+        return Err(bad("missing Host header"));
+    }
+    head.body = match (content_length, chunked) {
+        (Some(_), true) => return Err(bad("both Content-Length and Transfer-Encoding")),
+        (_, true) if head.minor == 0 => return Err(bad("Transfer-Encoding in HTTP/1.0")),
+        (_, true) => BodyKind::Chunked,
+        (Some(0), false) | (None, false) => BodyKind::None,
+        (Some(n), false) => BodyKind::Length(n),
+    };
+    if head.body == BodyKind::None {
+        head.expect_continue = false;
+    }
+    Ok(Some(()))
+}
+
+/// Request targets: origin-form (`/path?query`), or `*` for OPTIONS. Absolute-form and authority-form
+/// are for forward proxies; a gateway answers them with 400 rather than guess.
+fn check_target(method: &[u8], target: &[u8]) -> Result<(), HeadError> {
+    match target.first() {
+        Some(b'/') => {}
+        Some(b'*') if target.len() == 1 && method == b"OPTIONS" => {}
+        _ => return Err(bad("request target must be an absolute path")),
+    }
+    if target.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'#') {
+        return Err(bad("invalid request target"));
+    }
+    Ok(())
+}
+
+/// Host: reg-name / IPv4 / [IPv6] with an optional port; empty is allowed (no authority).
+fn valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']' | b'~')
+    })
+}
+
+/// RFC 9110 tchar.
+#[inline]
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// Parses an upstream response head. `request_method_head`: the request was HEAD (no body follows).
+pub fn parse_response(
+    buf: &[u8],
+    max_header_bytes: usize,
+    request_method_head: bool,
+    head: &mut ResponseHead,
+) -> Result<Option<()>, HeadError> {
+    let mut raw: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS_HARD] =
+        [const { MaybeUninit::uninit() }; MAX_HEADERS_HARD];
+    let mut resp = httparse::Response::new(&mut []);
+    let upstream_bad = |reason| HeadError {
+        status: 502,
+        reason,
+    };
+    let head_len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut raw)
+    {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > max_header_bytes {
+                return Err(upstream_bad("upstream response head too large"));
+            }
+            return Ok(None);
+        }
+        Err(_) => return Err(upstream_bad("malformed upstream response head")),
+    };
+    let base = buf.as_ptr();
+    head.status = resp.code.unwrap_or(0);
+    head.minor = resp.version.unwrap_or(1);
+    head.reason = Span::of(base, resp.reason.unwrap_or("").as_bytes());
+    head.head_len = head_len;
+    head.headers.clear();
+    head.keep_alive = head.minor == 1;
+    head.conn_named = false;
+    let mut content_length: Option<u64> = None;
+    let mut te_chunked = false;
+    let mut te_other = false;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = h.value;
+        let kind = classify(name);
+        match kind {
+            HeaderKind::ContentLength => {
+                let n = parse_content_length(value.trim_ascii())
+                    .ok_or(upstream_bad("invalid upstream Content-Length"))?;
+                if content_length.is_some_and(|c| c != n) {
+                    return Err(upstream_bad("conflicting upstream Content-Length"));
+                }
+                content_length = Some(n);
+            }
+            HeaderKind::TransferEncoding => {
+                // The last coding decides: chunked last -> chunked framing; anything else -> close.
+                let mut last_chunked = false;
+                for_each_token(value, |t| last_chunked = t.eq_ignore_ascii_case(b"chunked"));
+                te_chunked = last_chunked;
+                te_other |= !last_chunked;
+            }
+            HeaderKind::Connection => for_each_token(value, |t| {
+                if t.eq_ignore_ascii_case(b"close") {
+                    head.keep_alive = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    head.keep_alive = head.keep_alive || head.minor == 0;
+                } else {
+                    head.conn_named = true;
+                }
+            }),
+            _ => {}
+        }
+        head.headers.push(Header {
+            name: Span::of(base, name),
+            value: Span::of(base, value),
+            kind,
+        });
+    }
+    let no_body = request_method_head
+        || (100..200).contains(&head.status)
+        || head.status == 204
+        || head.status == 304;
+    head.body = if no_body {
+        BodyKind::None
+    } else if te_chunked && !te_other {
+        BodyKind::Chunked
+    } else if te_chunked || te_other {
+        head.keep_alive = false;
+        BodyKind::UntilClose
+    } else if let Some(n) = content_length {
+        if n == 0 {
+            BodyKind::None
+        } else {
+            BodyKind::Length(n)
+        }
+    } else {
+        head.keep_alive = false;
+        BodyKind::UntilClose
+    };
+    Ok(Some(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_request_line: 64,
+        max_header_bytes: 512,
+        max_headers: 8,
+    };
+
+    fn req(raw: &[u8]) -> Result<Option<RequestHead>, HeadError> {
+        let mut h = RequestHead::default();
+        parse_request(raw, &LIMITS, &mut h).map(|o| o.map(|_| h))
+    }
+
+    #[test]
+    fn parses_simple_get() {
+        let raw = b"GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:80\r\nX-A: 1\r\n\r\nrest";
+        let h = req(raw).unwrap().unwrap();
+        assert_eq!(h.method(raw), b"GET");
+        assert_eq!(h.target(raw), b"/a/b?x=1");
+        assert_eq!(h.path(raw), b"/a/b");
+        assert_eq!(h.host(raw), b"Example.com:80");
+        assert_eq!(h.head_len, raw.len() - 4);
+        assert_eq!(h.body, BodyKind::None);
+        assert!(h.keep_alive);
+    }
+
+    #[test]
+    fn partial_then_complete() {
+        assert!(req(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        assert!(req(b"GET / HT").unwrap().is_none());
+    }
+
+    #[test]
+    fn framing() {
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyKind::Length(12));
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyKind::Chunked);
+    }
+
+    #[test]
+    fn rejects_smuggling_shapes() {
+        let cases: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for c in cases {
+            let r = req(c);
+            assert!(
+                matches!(r, Err(HeadError { status: 400, .. })),
+                "{:?} -> {:?}",
+                String::from_utf8_lossy(c),
+                r.map(|o| o.is_some())
+            );
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(100));
+        assert_eq!(req(long.as_bytes()).unwrap_err().status, 414);
+        let partial_long = format!("GET /{}", "a".repeat(100));
+        assert_eq!(req(partial_long.as_bytes()).unwrap_err().status, 414);
+        let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: 1\r\n".repeat(10));
+        assert_eq!(req(many.as_bytes()).unwrap_err().status, 431);
+        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(600));
+        assert_eq!(req(big.as_bytes()).unwrap_err().status, 431);
+        let big_partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "a".repeat(600));
+        assert_eq!(req(big_partial.as_bytes()).unwrap_err().status, 431);
+    }
+
+    #[test]
+    fn connection_tokens() {
+        let h = req(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x-foo\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        assert!(h.conn_named);
+        let h = req(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = req(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+    }
+
+    #[test]
+    fn response_framing() {
+        let mut h = ResponseHead::default();
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
+        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(5), true));
+        parse_response(raw, 1024, true, &mut h).unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::None);
+        let raw = b"HTTP/1.1 204 No Content\r\n\r\n";
+        parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::None);
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::Chunked);
+        let raw = b"HTTP/1.0 200 OK\r\n\r\n";
+        parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
+        assert_eq!((h.body, h.keep_alive), (BodyKind::UntilClose, false));
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n";
+        assert_eq!(
+            parse_response(raw, 1024, false, &mut h).unwrap_err().status,
+            502
+        );
+    }
+}

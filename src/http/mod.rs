@@ -1,0 +1,10 @@
+//! HTTP/1.1 on the wire: strict head parsing, chunked framing, proxy header rewriting, error responses.
+//!
+//! `head` parses request and response heads into spans over the connection buffer; `chunked` decodes
+//! chunked bodies strictly; `rewrite` writes the heads we send (hop-by-hop removal, forwarding headers,
+//! request ids); `respond` is the one place where errors become responses.
+
+pub mod chunked;
+pub mod head;
+pub mod respond;
+pub mod rewrite;

@@ -1,0 +1,202 @@
+//! Errors become responses here, and only here.
+//!
+//! Owns: [`ProxyError`] (what went wrong, which side is at fault, whether a retry is safe) and the one
+//! mapping from an error to the status line and JSON body a client sees:
+//! `{"error": "...", "status": N, "request_id": "..."}`. The connection driver turns every failure into
+//! a `ProxyError` and calls [`write_error`]; nothing else writes error responses.
+
+use std::fmt::Write as _;
+
+/// Which side of the proxy caused an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+/// Every client-facing failure, with one status and one message each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request head was rejected by the parser (status from the parser: 400, 414, 417, 431, 505).
+    BadRequest { status: u16, reason: &'static str },
+    /// The request body was malformed (bad chunk framing).
+    BadBody,
+    BodyTooLarge,
+    HeaderTimeout,
+    NoRoute,
+    MethodNotAllowed,
+    /// Every endpoint of the upstream is ejected.
+    NoHealthyUpstream,
+    ConnectFailed,
+    ConnectTimeout,
+    /// The upstream closed or reset the connection before a complete response head.
+    UpstreamReset,
+    ResponseTimeout,
+    /// The upstream's response head was malformed.
+    BadUpstreamResponse { reason: &'static str },
+}
+
+/// An error with its kind, the side at fault and whether another attempt is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyError {
+    pub kind: ErrorKind,
+    pub side: Side,
+    pub retryable: bool,
+}
+
+impl ProxyError {
+    pub fn new(kind: ErrorKind) -> Self {
+        use ErrorKind::*;
+        let (side, retryable) = match kind {
+            BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout => (Side::Downstream, false),
+            NoRoute | MethodNotAllowed => (Side::Downstream, false),
+            NoHealthyUpstream => (Side::Internal, false),
+            ConnectFailed | ConnectTimeout => (Side::Upstream, true),
+            UpstreamReset => (Side::Upstream, true),
+            ResponseTimeout | BadUpstreamResponse { .. } => (Side::Upstream, false),
+        };
+        ProxyError {
+            kind,
+            side,
+            retryable,
+        }
+    }
+
+    /// The status a client gets.
+    pub fn status(&self) -> u16 {
+        use ErrorKind::*;
+        match self.kind {
+            BadRequest { status, .. } => status,
+            BadBody => 400,
+            BodyTooLarge => 413,
+            HeaderTimeout => 408,
+            NoRoute => 404,
+            MethodNotAllowed => 405,
+            NoHealthyUpstream => 503,
+            ConnectFailed | UpstreamReset | BadUpstreamResponse { .. } => 502,
+            ConnectTimeout | ResponseTimeout => 504,
+        }
+    }
+
+    /// The message a client gets.
+    pub fn message(&self) -> &'static str {
+        use ErrorKind::*;
+        match self.kind {
+            BadRequest { reason, .. } => reason,
+            BadBody => "malformed request body",
+            BodyTooLarge => "request body too large",
+            HeaderTimeout => "request head not received in time",
+            NoRoute => "no route matches the request",
+            MethodNotAllowed => "method not allowed on this route",
+            NoHealthyUpstream => "no healthy upstream endpoint",
+            ConnectFailed => "upstream connection failed",
+            ConnectTimeout => "upstream connect timed out",
+            UpstreamReset => "upstream closed the connection",
+            ResponseTimeout => "upstream response timed out",
+            BadUpstreamResponse { reason } => reason,
+        }
+    }
+
+    /// Must the client connection be closed after answering? (Framing is lost or the client is slow.)
+    pub fn closes_connection(&self) -> bool {
+        use ErrorKind::*;
+        matches!(
+            self.kind,
+            BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout
+        )
+    }
+}
+
+/// Standard reason phrase for the statuses we generate.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete error response to `out`. `allow`: value of the Allow header (405).
+pub fn write_error(
+    out: &mut Vec<u8>,
+    err: &ProxyError,
+    request_id: &[u8],
+    keep_alive: bool,
+    allow: Option<&str>,
+) {
+    let status = err.status();
+    let mut body = String::with_capacity(128);
+    let _ = write!(body, "{{\"error\":\"{}\",\"status\":{},\"request_id\":\"", err.message(), status);
+    // request ids are validated to a JSON-safe charset before they get here
+    body.push_str(std::str::from_utf8(request_id).unwrap_or(""));
+    body.push_str("\"}");
+    let mut head = String::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {}\r\n",
+        status,
+        reason_phrase(status),
+        body.len(),
+        std::str::from_utf8(request_id).unwrap_or("")
+    );
+    if let Some(allow) = allow {
+        let _ = write!(head, "allow: {allow}\r\n");
+    }
+    head.push_str(if keep_alive && !err.closes_connection() {
+        "connection: keep-alive\r\n\r\n"
+    } else {
+        "connection: close\r\n\r\n"
+    });
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_json_shape() {
+        let mut out = Vec::new();
+        let e = ProxyError::new(ErrorKind::MethodNotAllowed);
+        write_error(&mut out, &e, b"abc-1", true, Some("GET, HEAD"));
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(s.contains("\r\nallow: GET, HEAD\r\n"));
+        assert!(s.contains("connection: keep-alive"));
+        assert!(s.ends_with(
+            "{\"error\":\"method not allowed on this route\",\"status\":405,\"request_id\":\"abc-1\"}"
+        ));
+        let body_start = s.find("\r\n\r\n").unwrap() + 4;
+        let cl: usize = s
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(cl, s.len() - body_start);
+    }
+
+    #[test]
+    fn framing_errors_close() {
+        let e = ProxyError::new(ErrorKind::BadBody);
+        let mut out = Vec::new();
+        write_error(&mut out, &e, b"x", true, None);
+        assert!(String::from_utf8(out).unwrap().contains("connection: close"));
+        assert_eq!(ProxyError::new(ErrorKind::ConnectTimeout).status(), 504);
+        assert_eq!(ProxyError::new(ErrorKind::NoHealthyUpstream).status(), 503);
+    }
+}

@@ -1,0 +1,17 @@
+//! coregate: a thread-per-core HTTP/1.1 API gateway on io_uring (monoio), with an epoll fallback.
+//!
+//! Request flow (see README for the picture): per-core SO_REUSEPORT listener (`runtime`) -> connection
+//! driver (`proxy`) -> strict head parser (`http::head`) -> per-core route table (`router`) -> upstream
+//! balancer and pool (`upstream`) -> body relays (`proxy::relay`) -> counters (`metrics`), with
+//! errors turned into responses in one place (`http::respond`).
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod http;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod runtime;
+pub mod upstream;

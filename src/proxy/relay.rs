@@ -1,0 +1,249 @@
+//! Body relays: the rest of a request body to the upstream, and the response back to the client.
+//!
+//! Owns: streaming with backpressure. Content-Length bodies move rent-style: a buffer is read full from
+//! one socket and the same buffer is written to the other, so memory stays at one buffer per side
+//! whatever the body size. Chunked bodies are decoded strictly (`http::chunked`) and re-encoded with
+//! our own framing (extensions and trailers dropped), so the peer can never read a different message
+//! than we did. Bodies that end at close are re-chunked for HTTP/1.1 clients.
+//!
+//! Errors: a client that disappears mid-body ends the exchange silently (the upstream connection is
+//! dropped, never pooled); once a response head has been sent, a failure can only close the client
+//! connection, which tells the client the body was truncated.
+
+use monoio::time::Instant;
+
+use super::io::{self, IoFail};
+use super::{BodyLeft, ClientConn, Fail};
+use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
+use crate::http::head::{BodyKind, ResponseHead};
+use crate::http::respond::{ErrorKind, ProxyError};
+use crate::http::rewrite::{write_client_response, OutFraming};
+use crate::runtime::worker::WorkerCtx;
+use crate::upstream::pool::UpConn;
+
+/// The client-facing error for a malformed or oversized chunked request body.
+pub(crate) fn chunk_error(e: ChunkedError) -> ProxyError {
+    match e {
+        ChunkedError::BodyTooLarge => ProxyError::new(ErrorKind::BodyTooLarge),
+        _ => ProxyError::new(ErrorKind::BadBody),
+    }
+}
+
+/// Streams the part of the request body that did not arrive with the head.
+pub(crate) async fn request_body(
+    ctx: &WorkerCtx,
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    body: &mut BodyLeft,
+) -> Result<(), Fail> {
+    let timeout = ctx.cfg.server.client_body_timeout;
+    loop {
+        match body {
+            BodyLeft::Done => return Ok(()),
+            BodyLeft::Length(rem) => {
+                debug_assert!(c.buf.is_empty());
+                match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
+                    Ok(0) | Err(IoFail::Error) => return Err(Fail::Close),
+                    Err(IoFail::Timeout) => {
+                        return Err(ProxyError::new(ErrorKind::BadRequest {
+                            status: 408,
+                            reason: "request body not received in time",
+                        })
+                        .into())
+                    }
+                    Ok(_) => {}
+                }
+                let take = (c.buf.len() as u64).min(*rem) as usize;
+                if io::write_prefix(&mut conn.stream, &mut c.buf, take, Instant::now() + timeout)
+                    .await
+                    .is_err()
+                {
+                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                }
+                c.buf.drain(..take);
+                *rem -= take as u64;
+                if *rem == 0 {
+                    *body = BodyLeft::Done;
+                }
+            }
+            BodyLeft::Chunked(dec) => {
+                debug_assert!(c.buf.is_empty());
+                match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
+                    Ok(0) | Err(IoFail::Error) => return Err(Fail::Close),
+                    Err(IoFail::Timeout) => {
+                        return Err(ProxyError::new(ErrorKind::BadRequest {
+                            status: 408,
+                            reason: "request body not received in time",
+                        })
+                        .into())
+                    }
+                    Ok(_) => {}
+                }
+                c.out.clear();
+                let out = &mut c.out;
+                let p = dec
+                    .decode(&c.buf, &mut |data: &[u8]| {
+                        chunked::write_chunk_header(out, data.len());
+                        out.extend_from_slice(data);
+                        out.extend_from_slice(chunked::CHUNK_END);
+                    })
+                    .map_err(chunk_error)?;
+                if p.done {
+                    c.out.extend_from_slice(chunked::LAST_CHUNK);
+                }
+                c.buf.drain(..p.consumed);
+                if io::write_all(&mut conn.stream, &mut c.out, Instant::now() + timeout)
+                    .await
+                    .is_err()
+                {
+                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                }
+                if p.done {
+                    *body = BodyLeft::Done;
+                }
+            }
+        }
+    }
+}
+
+/// How the response relay ended.
+pub(crate) struct Relayed {
+    /// The upstream connection is clean and may go back to the pool.
+    pub upstream_reusable: bool,
+    /// The client connection stays open for the next request.
+    pub client_keep: bool,
+}
+
+fn push_data(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
+    if data.is_empty() {
+        return;
+    }
+    if framing == OutFraming::Chunked {
+        chunked::write_chunk_header(out, data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(chunked::CHUNK_END);
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// What the response relay needs to know about the request.
+pub(crate) struct ResponseCtx<'a> {
+    pub rid: &'a [u8],
+    /// The client wants keep-alive and we are not draining.
+    pub keep: bool,
+    pub client_minor: u8,
+    /// Longest wait for each read of the upstream body.
+    pub up_timeout: std::time::Duration,
+}
+
+/// Sends the response head and streams the body to the client. `Err(())`: the client connection must
+/// be closed (a side failed mid-response); the upstream connection is then not reusable either.
+pub(crate) async fn response(
+    ctx: &WorkerCtx,
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    resp: &ResponseHead,
+    how: &ResponseCtx<'_>,
+) -> Result<Relayed, ()> {
+    let (rid, keep, client_minor, up_timeout) = (how.rid, how.keep, how.client_minor, how.up_timeout);
+    let framing = match resp.body {
+        BodyKind::None => OutFraming::None,
+        BodyKind::Length(n) => OutFraming::Length(n),
+        BodyKind::Chunked | BodyKind::UntilClose if client_minor == 1 => OutFraming::Chunked,
+        BodyKind::Chunked | BodyKind::UntilClose => OutFraming::Close,
+    };
+    let client_keep = keep && framing != OutFraming::Close;
+    c.out.clear();
+    write_client_response(&mut c.out, &conn.buf, resp, rid, client_keep, framing);
+    let head_len = resp.head_len;
+    let client_timeout = ctx.cfg.server.client_body_timeout;
+    let upstream_reusable = match resp.body {
+        BodyKind::None => {
+            write(c, Instant::now() + client_timeout).await?;
+            resp.keep_alive && conn.buf.len() == head_len
+        }
+        BodyKind::Length(n) => {
+            let avail = conn.buf.len() - head_len;
+            let take = (avail as u64).min(n) as usize;
+            c.out
+                .extend_from_slice(&conn.buf[head_len..head_len + take]);
+            let mut extra = avail > take;
+            write(c, Instant::now() + client_timeout).await?;
+            let mut rem = n - take as u64;
+            while rem > 0 {
+                conn.buf.clear();
+                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                    .await
+                    .map_err(|_| ())?;
+                if got == 0 {
+                    return Err(());
+                }
+                let k = (got as u64).min(rem) as usize;
+                extra |= got > k;
+                io::write_prefix(&mut c.stream, &mut conn.buf, k, Instant::now() + client_timeout)
+                    .await
+                    .map_err(|_| ())?;
+                rem -= k as u64;
+            }
+            resp.keep_alive && !extra
+        }
+        BodyKind::Chunked => {
+            let mut dec = ChunkedDecoder::new(u64::MAX);
+            let mut start = head_len;
+            loop {
+                let out = &mut c.out;
+                let p = dec
+                    .decode(&conn.buf[start..], &mut |data: &[u8]| {
+                        push_data(out, data, framing)
+                    })
+                    .map_err(|_| ())?;
+                if p.done {
+                    if framing == OutFraming::Chunked {
+                        c.out.extend_from_slice(chunked::LAST_CHUNK);
+                    }
+                    write(c, Instant::now() + client_timeout).await?;
+                    break resp.keep_alive && start + p.consumed == conn.buf.len();
+                }
+                write(c, Instant::now() + client_timeout).await?;
+                conn.buf.clear();
+                start = 0;
+                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                    .await
+                    .map_err(|_| ())?;
+                if got == 0 {
+                    return Err(());
+                }
+            }
+        }
+        BodyKind::UntilClose => {
+            push_data(&mut c.out, &conn.buf[head_len..], framing);
+            loop {
+                write(c, Instant::now() + client_timeout).await?;
+                conn.buf.clear();
+                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                    .await
+                    .map_err(|_| ())?;
+                if got == 0 {
+                    if framing == OutFraming::Chunked {
+                        c.out.extend_from_slice(chunked::LAST_CHUNK);
+                        write(c, Instant::now() + client_timeout).await?;
+                    }
+                    break false;
+                }
+                push_data(&mut c.out, &conn.buf, framing);
+            }
+        }
+    };
+    Ok(Relayed {
+        upstream_reusable,
+        client_keep,
+    })
+}
+
+/// Writes and clears `c.out`.
+async fn write(c: &mut ClientConn, deadline: Instant) -> Result<(), ()> {
+    let r = io::write_all(&mut c.stream, &mut c.out, deadline).await;
+    c.out.clear();
+    r.map_err(|_| ())
+}

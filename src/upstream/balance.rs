@@ -1,0 +1,637 @@
+//! Per-worker load balancing with passive health checks.
+//!
+//! Owns endpoint selection for one upstream on one worker thread. Every worker builds its own
+//! [`Balancer`] per upstream from the shared [`UpstreamConfig`], so the state (rotation cursor, smooth
+//! weights, in-flight counts, failure counts, ejection deadlines, PRNG) is plain fields behind
+//! `&mut self`: no atomics, no locks, no cross-core traffic.
+//!
+//! Key parts:
+//! - [`Balancer::pick`] applies the policy over the *eligible* endpoints: not ejected, and not yet
+//!   tried by this request when an untried healthy endpoint exists (else tried healthy ones are
+//!   eligible again). Policies: round robin (cursor rotation), weighted (nginx smooth weighted round
+//!   robin), least_conn (fewest in-flight, ties by rotation), p2c (two distinct random candidates,
+//!   fewer in-flight wins, ties random) and hash (rendezvous/HRW: highest `score(key, endpoint)` wins,
+//!   so ejecting an endpoint moves only its own keys). Hash without a key falls back to round robin.
+//! - Passive health (nginx `max_fails` / `fail_timeout`): [`Balancer::report_failure`] counts failures
+//!   in a window of `fail_timeout` starting at the first failure; reaching `max_fails` ejects the
+//!   endpoint for `fail_timeout`. It returns automatically once the deadline passes (checked lazily
+//!   against the caller's `now`). [`Balancer::report_success`] clears the count. `max_fails == 0`
+//!   disables ejection.
+//! - [`hash_key`]: a fast, platform-independent 64-bit hash for request keys (header value, client IP).
+//!
+//! Flow: the proxy hashes the key if the policy needs one, calls `pick` (None: every endpoint is
+//! ejected -> 503), brackets the upstream exchange with `on_request_start` / `on_request_end`, and
+//! reports connect failures / early resets (`report_failure`) or a good response (`report_success`).
+//! A retry passes the bitmask of indexes already tried.
+//!
+//! Errors: none. Methods taking an endpoint index panic if it is out of range (indexes come from
+//! `pick`, so that is a bug).
+//!
+//! Performance: `pick` never allocates and is O(endpoints) with small constants (two linear scans at
+//! most; p2c maps its two random ranks in one scan). The `tried` mask covers indexes 0..64; larger
+//! upstreams work, but indexes >= 64 never count as tried.
+
+use crate::config::{Balance, UpstreamConfig};
+use std::time::{Duration, Instant};
+
+/// Per-endpoint state on this worker.
+#[derive(Debug, Clone, Default)]
+struct Slot {
+    /// Configured weight (>= 1).
+    weight: i64,
+    /// Smooth weighted round robin's running weight.
+    current: i64,
+    in_flight: u32,
+    /// Failures counted in the window that began at `window_start`.
+    fails: u32,
+    window_start: Option<Instant>,
+    /// Ejected while `now < ejected_until`.
+    ejected_until: Option<Instant>,
+    /// Per-endpoint salt for rendezvous hashing (depends only on the index: same on every worker).
+    salt: u64,
+}
+
+impl Slot {
+    #[inline]
+    fn healthy(&self, now: Instant) -> bool {
+        self.ejected_until.map_or(true, |until| now >= until)
+    }
+}
+
+/// One upstream's endpoint picker, owned by one worker.
+#[derive(Debug, Clone)]
+pub struct Balancer {
+    /// The policy (for `Hash`, the caller extracts and hashes the key).
+    policy: Balance,
+    slots: Vec<Slot>,
+    /// Next index to consider for round robin / least_conn tie rotation.
+    cursor: usize,
+    /// wyrand state (p2c).
+    rng: u64,
+    max_fails: u32,
+    fail_timeout: Duration,
+}
+
+/// Longest prefix of the weighted sequence skipped at construction to offset workers.
+const MAX_WEIGHTED_OFFSET: u64 = 4096;
+
+#[inline]
+fn tried_bit(mask: u64, idx: usize) -> bool {
+    idx < 64 && (mask >> idx) & 1 == 1
+}
+
+/// splitmix64 finaliser: a bijective 64-bit mixer with full avalanche.
+#[inline]
+fn mix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Balancer {
+    /// Builds the balancer for `cfg`. `seed` differs per worker (the worker index): round robin and
+    /// least_conn start their rotation at `seed % len`, weighted skips `seed % total_weight` steps of
+    /// its sequence, and the p2c PRNG is seeded from it.
+    pub fn new(cfg: &UpstreamConfig, seed: u64) -> Balancer {
+        let slots: Vec<Slot> = cfg
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, ep)| Slot {
+                weight: i64::from(ep.weight.max(1)),
+                salt: mix64((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                ..Slot::default()
+            })
+            .collect();
+        let n = slots.len() as u64;
+        let mut b = Balancer {
+            policy: cfg.balance.clone(),
+            cursor: if n == 0 { 0 } else { (seed % n) as usize },
+            slots,
+            rng: mix64(seed ^ 0x2545_f491_4f6c_dd1d),
+            max_fails: cfg.max_fails,
+            fail_timeout: cfg.fail_timeout,
+        };
+        if b.policy == Balance::Weighted && n > 0 {
+            let total: u64 = b.slots.iter().map(|s| s.weight as u64).sum();
+            let now = Instant::now(); // nothing is ejected yet: any instant will do
+            for _ in 0..seed % total.min(MAX_WEIGHTED_OFFSET) {
+                b.pick_weighted(0, now);
+            }
+        }
+        b
+    }
+
+    /// Picks an endpoint index, or None when every endpoint is ejected (the caller answers 503).
+    /// `key`: the request key's [`hash_key`] for hash balancing (None -> round robin).
+    /// `tried`: bitmask of indexes already tried by this request; an untried healthy endpoint is
+    /// preferred, and when every healthy one was tried, a tried one may be returned again.
+    pub fn pick(&mut self, key: Option<u64>, tried: u64, now: Instant) -> Option<usize> {
+        let mut healthy = 0usize;
+        let mut fresh = 0usize;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.healthy(now) {
+                healthy += 1;
+                if !tried_bit(tried, i) {
+                    fresh += 1;
+                }
+            }
+        }
+        if healthy == 0 {
+            return None;
+        }
+        // Eligible = healthy and not in `mask`; with no fresh endpoint left, everything healthy is.
+        let (mask, count) = if fresh > 0 {
+            (tried, fresh)
+        } else {
+            (0, healthy)
+        };
+        let slots = &self.slots;
+        let eligible = |i: usize| !tried_bit(mask, i) && slots[i].healthy(now);
+        match (&self.policy, key) {
+            (Balance::Hash(_), Some(key)) => {
+                let mut best: Option<(u64, usize)> = None;
+                for (i, s) in slots.iter().enumerate() {
+                    if eligible(i) {
+                        let score = mix64(key ^ s.salt); // rendezvous score
+                        if best.map_or(true, |(b, _)| score > b) {
+                            best = Some((score, i));
+                        }
+                    }
+                }
+                best.map(|(_, i)| i)
+            }
+            (Balance::RoundRobin | Balance::Hash(_) | Balance::LeastConn, _) => {
+                // Round robin is least_conn with every load equal: the first eligible from the cursor.
+                let lc = self.policy == Balance::LeastConn;
+                let load = |i: usize| if lc { slots[i].in_flight } else { 0 };
+                let (n, mut i) = (slots.len(), self.cursor);
+                let mut best: Option<(u32, usize)> = None;
+                for _ in 0..n {
+                    if i >= n {
+                        i = 0;
+                    }
+                    if eligible(i) && best.map_or(true, |(b, _)| load(i) < b) {
+                        best = Some((load(i), i));
+                    }
+                    i += 1;
+                }
+                let (_, idx) = best?;
+                self.cursor = idx + 1;
+                Some(idx)
+            }
+            (Balance::P2c, _) => {
+                let (a, b) = if count == 1 {
+                    (0, 0)
+                } else {
+                    let a = (next_rand(&mut self.rng) % count as u64) as usize;
+                    let mut b = (next_rand(&mut self.rng) % (count as u64 - 1)) as usize;
+                    if b >= a {
+                        b += 1;
+                    }
+                    (a, b)
+                };
+                // Map the two ranks among eligible endpoints to indexes in one scan.
+                let (mut ia, mut ib, mut rank) = (None, None, 0usize);
+                for i in 0..slots.len() {
+                    if eligible(i) {
+                        if rank == a {
+                            ia = Some(i);
+                        }
+                        if rank == b {
+                            ib = Some(i);
+                        }
+                        rank += 1;
+                    }
+                }
+                let (ia, ib) = (ia?, ib?);
+                let (fa, fb) = (slots[ia].in_flight, slots[ib].in_flight);
+                Some(if fa < fb {
+                    ia
+                } else if fb < fa {
+                    ib
+                } else if next_rand(&mut self.rng) & 1 == 0 {
+                    ia
+                } else {
+                    ib
+                })
+            }
+            (Balance::Weighted, _) => self.pick_weighted(mask, now),
+        }
+    }
+
+    /// nginx smooth weighted round robin over the healthy endpoints outside `mask`.
+    fn pick_weighted(&mut self, mask: u64, now: Instant) -> Option<usize> {
+        let mut total = 0i64;
+        let mut best: Option<(i64, usize)> = None;
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            if tried_bit(mask, i) || !s.healthy(now) {
+                continue;
+            }
+            s.current += s.weight;
+            total += s.weight;
+            if best.map_or(true, |(c, _)| s.current > c) {
+                best = Some((s.current, i));
+            }
+        }
+        let (_, b) = best?;
+        self.slots[b].current -= total;
+        Some(b)
+    }
+
+    /// A request to endpoint `idx` started (least_conn and p2c count in-flight requests).
+    pub fn on_request_start(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.in_flight = s.in_flight.saturating_add(1);
+    }
+
+    /// A request to endpoint `idx` finished (whatever the outcome).
+    pub fn on_request_end(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.in_flight = s.in_flight.saturating_sub(1);
+    }
+
+    /// Connect failure / reset on `idx`: counts toward `max_fails` within `fail_timeout` (the window
+    /// starts at the first failure); reaching it ejects the endpoint for `fail_timeout`. Failures while
+    /// already ejected are ignored. Returns true if this call ejected the endpoint.
+    pub fn report_failure(&mut self, idx: usize, now: Instant) -> bool {
+        let (max_fails, ft) = (self.max_fails, self.fail_timeout);
+        let s = &mut self.slots[idx];
+        if max_fails == 0 {
+            return false;
+        }
+        if let Some(until) = s.ejected_until {
+            if now < until {
+                return false;
+            }
+            s.ejected_until = None;
+        }
+        match s.window_start {
+            Some(start) if now.saturating_duration_since(start) < ft => {}
+            _ => {
+                s.window_start = Some(now);
+                s.fails = 0;
+            }
+        }
+        s.fails += 1;
+        if s.fails < max_fails {
+            return false;
+        }
+        s.ejected_until = Some(
+            now.checked_add(ft)
+                .unwrap_or(now + Duration::from_secs(86_400)),
+        );
+        s.fails = 0;
+        s.window_start = None;
+        true
+    }
+
+    /// A successful exchange with `idx`: resets its failure count (does not end an ejection).
+    pub fn report_success(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.fails = 0;
+        s.window_start = None;
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when the upstream has no endpoints.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Requests in flight to `idx` on this worker.
+    pub fn in_flight(&self, idx: usize) -> u32 {
+        self.slots[idx].in_flight
+    }
+
+    /// Whether `idx` is ejected at `now`.
+    pub fn is_ejected(&self, idx: usize, now: Instant) -> bool {
+        !self.slots[idx].healthy(now)
+    }
+}
+
+/// wyrand: a fast 64-bit PRNG with good statistical quality.
+#[inline]
+fn next_rand(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0xa076_1d64_78bd_642f);
+    let t = u128::from(*state) * u128::from(*state ^ 0xe703_7ed1_a0b4_28db);
+    ((t >> 64) as u64) ^ (t as u64)
+}
+
+/// Fast, stable 64-bit hash for balancing keys: 8-byte little-endian blocks through a bijective
+/// multiply-rotate round, the length, then the splitmix64 finaliser. Same input -> same output on
+/// every run and platform (not DoS-resistant; it only spreads keys).
+pub fn hash_key(bytes: &[u8]) -> u64 {
+    const M: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h: u64 = 0x243f_6a88_85a3_08d3;
+    let mut blocks = bytes.chunks_exact(8);
+    for b in &mut blocks {
+        let v = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        h = (h ^ v).wrapping_mul(M).rotate_left(29);
+    }
+    let rest = blocks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(buf))
+            .wrapping_mul(M)
+            .rotate_left(29);
+    }
+    mix64(h ^ bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Endpoint, HashKey};
+
+    fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
+        UpstreamConfig {
+            name: "u".into(),
+            endpoints: (0..weights.len())
+                .map(|i| Endpoint {
+                    addr: ([127, 0, 0, 1], 8000 + i as u16).into(),
+                    weight: weights[i],
+                })
+                .collect(),
+            balance,
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(1),
+            max_idle_per_endpoint: 4,
+            retries: 1,
+            max_fails,
+            fail_timeout: Duration::from_secs(10),
+        }
+    }
+
+    fn hash_policy() -> Balance {
+        Balance::Hash(HashKey::ClientIp)
+    }
+
+    fn all_policies() -> [Balance; 5] {
+        use Balance::*;
+        [RoundRobin, Weighted, LeastConn, P2c, hash_policy()]
+    }
+
+    fn seq(b: &mut Balancer, picks: usize, now: Instant) -> Vec<usize> {
+        (0..picks).map(|_| b.pick(None, 0, now).unwrap()).collect()
+    }
+
+    fn counts(b: &mut Balancer, picks: usize, now: Instant) -> Vec<usize> {
+        let mut c = vec![0; b.len()];
+        for _ in 0..picks {
+            c[b.pick(None, 0, now).unwrap()] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn round_robin_is_exact_and_ignores_weights() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[1, 5, 1, 2], Balance::RoundRobin, 1), 0);
+        assert_eq!(seq(&mut b, 8, now), [0, 1, 2, 3, 0, 1, 2, 3]);
+        assert_eq!(counts(&mut b, 400, now), [100; 4]);
+    }
+
+    #[test]
+    fn round_robin_offsets_per_seed() {
+        let now = Instant::now();
+        let c = cfg(&[1; 4], Balance::RoundRobin, 1);
+        for seed in 0..9u64 {
+            let mut b = Balancer::new(&c, seed);
+            assert_eq!(b.pick(None, 0, now), Some(seed as usize % 4));
+        }
+        // Four workers' first picks cover every endpoint once.
+        let mut firsts: Vec<_> = (0..4)
+            .map(|s| Balancer::new(&c, s).pick(None, 0, now).unwrap())
+            .collect();
+        firsts.sort_unstable();
+        assert_eq!(firsts, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn weighted_is_smooth_and_exact_per_cycle() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[5, 1, 1], Balance::Weighted, 1), 0);
+        assert_eq!(seq(&mut b, 7, now), [0, 0, 1, 0, 2, 0, 0]); // nginx's a a b a c a a
+        let mut b = Balancer::new(&cfg(&[1, 3], Balance::Weighted, 1), 0);
+        assert_eq!(
+            seq(&mut b, 4, now),
+            [1, 0, 1, 1],
+            "interleaved, not a,b,b,b"
+        );
+        for seed in 0..12 {
+            let mut b = Balancer::new(&cfg(&[2, 3, 5], Balance::Weighted, 1), seed);
+            for _ in 0..20 {
+                assert_eq!(counts(&mut b, 10, now), [2, 3, 5], "seed {seed}");
+            }
+        }
+        // Workers with different seeds do not all start on the heaviest endpoint.
+        let c = cfg(&[1, 1, 2], Balance::Weighted, 1);
+        let firsts: Vec<_> = (0..4)
+            .map(|s| Balancer::new(&c, s).pick(None, 0, now))
+            .collect();
+        assert!(firsts.iter().any(|&f| f != Some(2)), "{firsts:?}");
+        // Ejected endpoints are skipped; the rest keep their proportions.
+        let mut b = Balancer::new(&cfg(&[1, 2, 3], Balance::Weighted, 1), 0);
+        assert!(b.report_failure(2, now));
+        assert_eq!(counts(&mut b, 30, now), [10, 20, 0]);
+    }
+
+    #[test]
+    fn least_conn_follows_in_flight_and_rotates_ties() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[1; 3], Balance::LeastConn, 1), 0);
+        assert_eq!(seq(&mut b, 6, now), [0, 1, 2, 0, 1, 2]);
+        for i in [0, 0, 2] {
+            b.on_request_start(i);
+        }
+        assert_eq!(b.pick(None, 0, now), Some(1));
+        b.on_request_start(1);
+        b.on_request_start(1);
+        assert_eq!(b.pick(None, 0, now), Some(2));
+        for _ in 0..3 {
+            b.on_request_end(1);
+        }
+        assert_eq!((b.in_flight(0), b.in_flight(1), b.in_flight(2)), (2, 0, 1));
+        // Open requests without closing them: in-flight stays level.
+        let mut b = Balancer::new(&cfg(&[1; 3], Balance::LeastConn, 1), 7);
+        for _ in 0..30 {
+            let i = b.pick(None, 0, now).unwrap();
+            b.on_request_start(i);
+        }
+        assert_eq!([b.in_flight(0), b.in_flight(1), b.in_flight(2)], [10; 3]);
+    }
+
+    #[test]
+    fn p2c_even_under_equal_load_and_avoids_loaded() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[1; 4], Balance::P2c, 1), 3);
+        for c in counts(&mut b, 40_000, now) {
+            assert!((9_000..11_000).contains(&c), "{c}");
+        }
+        for _ in 0..100 {
+            b.on_request_start(0);
+        }
+        let c = counts(&mut b, 10_000, now);
+        assert_eq!(c[0], 0, "{c:?}");
+        let mut b = Balancer::new(&cfg(&[1; 2], Balance::P2c, 1), 1);
+        b.on_request_start(1);
+        assert_eq!(counts(&mut b, 100, now), [100, 0]);
+        // Different seeds, different random streams.
+        let c = cfg(&[1; 8], Balance::P2c, 1);
+        let (mut b0, mut b1) = (Balancer::new(&c, 0), Balancer::new(&c, 1));
+        assert_ne!(seq(&mut b0, 32, now), seq(&mut b1, 32, now));
+    }
+
+    #[test]
+    fn hash_is_stable_even_and_minimal_on_ejection() {
+        let now = Instant::now();
+        let c = cfg(&[1; 5], hash_policy(), 1);
+        let mut b = Balancer::new(&c, 0);
+        let mut other = Balancer::new(&c, 3);
+        let keys: Vec<u64> = (0..10_000u32).map(|k| hash_key(&k.to_le_bytes())).collect();
+        let before: Vec<usize> = keys
+            .iter()
+            .map(|&k| b.pick(Some(k), 0, now).unwrap())
+            .collect();
+        let mut per = [0usize; 5];
+        for (&k, &p) in keys.iter().zip(&before) {
+            assert_eq!(b.pick(Some(k), 0, now), Some(p));
+            assert_eq!(other.pick(Some(k), 0, now), Some(p), "same on every worker");
+            per[p] += 1;
+        }
+        for n in per {
+            assert!((1_700..2_300).contains(&n), "{per:?}");
+        }
+        assert!(b.report_failure(2, now));
+        for (&k, &p) in keys.iter().zip(&before) {
+            let q = b.pick(Some(k), 0, now).unwrap();
+            if p == 2 {
+                assert_ne!(q, 2);
+            } else {
+                assert_eq!(q, p, "only the ejected endpoint's keys move");
+            }
+        }
+        let later = now + Duration::from_secs(10);
+        for (&k, &p) in keys.iter().zip(&before) {
+            assert_eq!(b.pick(Some(k), 0, later), Some(p), "back after recovery");
+        }
+        assert_eq!(
+            seq(&mut b, 5, later),
+            [0, 1, 2, 3, 4],
+            "no key: round robin"
+        );
+    }
+
+    #[test]
+    fn ejection_window_and_recovery() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut b = Balancer::new(&cfg(&[1; 3], Balance::RoundRobin, 3), 0);
+        assert!(!b.report_failure(1, t0));
+        assert!(!b.report_failure(1, t0 + s));
+        assert!(!b.is_ejected(1, t0 + s));
+        assert!(b.report_failure(1, t0 + 2 * s));
+        assert!(b.is_ejected(1, t0 + 2 * s));
+        assert!(!b.report_failure(1, t0 + 3 * s), "already ejected");
+        assert_eq!(counts(&mut b, 4, t0 + 3 * s), [2, 0, 2]);
+        // Back exactly fail_timeout after the ejection.
+        assert!(b.is_ejected(1, t0 + 11 * s));
+        assert!(!b.is_ejected(1, t0 + 12 * s));
+        assert_eq!(counts(&mut b, 6, t0 + 12 * s), [2, 2, 2]);
+        // Failures spread beyond fail_timeout do not accumulate; success resets the count.
+        assert!(!b.report_failure(0, t0));
+        assert!(!b.report_failure(0, t0 + 5 * s));
+        assert!(!b.report_failure(0, t0 + 10 * s)); // new window
+        assert!(!b.report_failure(0, t0 + 11 * s));
+        b.report_success(0);
+        assert!(!b.report_failure(0, t0 + 12 * s));
+        assert!(!b.report_failure(0, t0 + 13 * s));
+        assert!(b.report_failure(0, t0 + 14 * s));
+    }
+
+    #[test]
+    fn max_fails_zero_never_ejects() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[1; 2], Balance::RoundRobin, 0), 0);
+        for _ in 0..100 {
+            assert!(!b.report_failure(0, now));
+        }
+        assert!(!b.is_ejected(0, now));
+        assert_eq!(counts(&mut b, 2, now), [1, 1]);
+    }
+
+    #[test]
+    fn all_ejected_or_empty_gives_none() {
+        let now = Instant::now();
+        for policy in all_policies() {
+            let mut b = Balancer::new(&cfg(&[1; 3], policy.clone(), 1), 0);
+            for i in 0..3 {
+                assert!(b.report_failure(i, now));
+            }
+            assert_eq!(b.pick(Some(42), 0, now), None, "{policy:?}");
+            assert_eq!(b.pick(None, 0b111, now), None, "{policy:?}");
+            assert!(b.pick(Some(42), 0, now + Duration::from_secs(10)).is_some());
+            let mut e = Balancer::new(&cfg(&[], policy, 1), 5);
+            assert!(e.is_empty());
+            assert_eq!(e.pick(Some(1), 0, now), None);
+        }
+    }
+
+    #[test]
+    fn retries_prefer_untried() {
+        let now = Instant::now();
+        for policy in all_policies() {
+            let mut b = Balancer::new(&cfg(&[1, 2, 3, 4], policy.clone(), 1), 1);
+            for round in 0..50u64 {
+                let key = Some(hash_key(&round.to_le_bytes()));
+                let mut tried = 0u64;
+                for _ in 0..4 {
+                    let i = b.pick(key, tried, now).unwrap();
+                    assert_eq!(tried >> i & 1, 0, "{policy:?}: {i} already tried");
+                    tried |= 1 << i;
+                }
+                // Every endpoint tried: a tried one comes back rather than None.
+                assert!(b.pick(key, tried, now).is_some());
+                // Untried but ejected endpoint 3: a tried healthy one instead.
+                let mut b2 = b.clone();
+                b2.report_failure(3, now);
+                let again = b2.pick(key, 0b0111, now);
+                assert!(matches!(again, Some(0..=2)), "{policy:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn more_than_64_endpoints() {
+        let now = Instant::now();
+        let mut b = Balancer::new(&cfg(&[1; 70], Balance::RoundRobin, 1), 65);
+        assert_eq!(b.pick(None, u64::MAX, now), Some(65));
+        assert_eq!(counts(&mut b, 700, now), vec![10; 70]);
+        let mut b = Balancer::new(&cfg(&[1; 70], hash_policy(), 1), 0);
+        let mut seen = [false; 70];
+        for k in 0..20_000u32 {
+            seen[b.pick(Some(hash_key(&k.to_le_bytes())), 0, now).unwrap()] = true;
+        }
+        assert!(seen.iter().all(|&s| s));
+    }
+
+    #[test]
+    fn hash_key_is_stable_and_spreads() {
+        assert_ne!(hash_key(b"a"), hash_key(b"a\0"));
+        assert_ne!(hash_key(b"user-42"), hash_key(b"user-43"));
+        assert_ne!(hash_key(b"0123456789abcdef"), hash_key(b"0123456789abcdeg"));
+        // Pinned values: the hash must not change between builds or platforms.
+        assert_eq!(hash_key(b""), 0xe9e0_033e_3bad_af36);
+        assert_eq!(hash_key(b"10.0.0.1"), 0xa04b_979b_d73d_90f7);
+        assert_eq!(hash_key(b"x-user-id: 123456789"), 0xa984_2bed_854a_2412);
+    }
+}
