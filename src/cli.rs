@@ -13,7 +13,11 @@ use crate::config::{self, Config};
 use crate::runtime::{self, DriverChoice, RunOptions};
 
 #[derive(Debug, Parser)]
-#[command(name = "coregate", version, about = "Thread-per-core API gateway on io_uring")]
+#[command(
+    name = "coregate",
+    version,
+    about = "Thread-per-core API gateway on io_uring"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,7 +59,7 @@ pub struct Tuning {
     pub driver: DriverChoice,
     /// CPUs to pin workers to, e.g. "0,2-3" (worker n gets the n-th, cycling).
     #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<Vec<usize>>,
+    pub cpus: Option<CpuList>,
     /// Do not pin workers to CPUs.
     #[arg(long)]
     pub no_pin: bool,
@@ -74,8 +78,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     config::units::parse_duration(s)
 }
 
+/// A parsed `--cpus` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
 /// "0,2-3" -> [0, 2, 3]
-pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+pub fn parse_cpus(s: &str) -> Result<CpuList, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || format!("bad cpu list {s:?}: expected e.g. 0,2-3");
@@ -96,7 +104,7 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
     if out.is_empty() {
         return Err(format!("bad cpu list {s:?}: empty"));
     }
-    Ok(out)
+    Ok(CpuList(out))
 }
 
 impl Tuning {
@@ -104,7 +112,7 @@ impl Tuning {
         RunOptions {
             workers: self.workers,
             driver: self.driver,
-            cpus: self.cpus.clone(),
+            cpus: self.cpus.as_ref().map(|c| c.0.clone()),
             pin: !self.no_pin,
             ring_entries: self.ring_entries,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
@@ -175,10 +183,51 @@ mod tests {
 
     #[test]
     fn cpu_lists() {
-        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
-        assert_eq!(parse_cpus("5").unwrap(), vec![5]);
+        assert_eq!(parse_cpus("0,2-3").unwrap().0, vec![0, 2, 3]);
+        assert_eq!(parse_cpus("5").unwrap().0, vec![5]);
         assert!(parse_cpus("3-1").is_err());
         assert!(parse_cpus("x").is_err());
         assert!(parse_cpus("").is_err());
+    }
+
+    #[test]
+    fn every_run_flag_parses() {
+        let cli = Cli::try_parse_from([
+            "coregate",
+            "run",
+            "--config",
+            "x.toml",
+            "--workers",
+            "2",
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:0",
+            "--driver",
+            "epoll",
+            "--cpus",
+            "0,2-3",
+            "--no-pin",
+            "--ring-entries",
+            "256",
+            "--sqpoll-idle-ms",
+            "5",
+            "--drain-timeout",
+            "2s",
+        ])
+        .unwrap();
+        let Command::Run { tuning, .. } = cli.command else {
+            panic!("not run")
+        };
+        let o = tuning.options();
+        assert_eq!(o.workers, 2);
+        assert_eq!(o.cpus, Some(vec![0, 2, 3]));
+        assert!(!o.pin);
+        assert_eq!(o.driver, DriverChoice::Epoll);
+        assert_eq!((o.ring_entries, o.sqpoll_idle_ms), (256, Some(5)));
+        assert_eq!(tuning.listen.len(), 2);
+        assert_eq!(tuning.drain_timeout, Some(Duration::from_secs(2)));
+        Cli::try_parse_from(["coregate", "demo", "--workers", "1"]).unwrap();
+        Cli::try_parse_from(["coregate", "check", "--config", "x.toml"]).unwrap();
     }
 }

@@ -82,8 +82,7 @@ impl Admin {
             (b"GET" | b"HEAD", b"/healthz") => (200, "text/plain", "ok\n".to_string()),
             (b"GET" | b"HEAD", b"/readyz") => {
                 let accepting = self.ready.accepting.load(Ordering::SeqCst);
-                if !self.ready.draining.load(Ordering::SeqCst)
-                    && accepting == self.expected_workers
+                if !self.ready.draining.load(Ordering::SeqCst) && accepting == self.expected_workers
                 {
                     (200, "text/plain", "ready\n".to_string())
                 } else {

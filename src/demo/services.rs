@@ -66,20 +66,56 @@ fn serve(name: &str, conn: TcpStream) -> std::io::Result<()> {
 }
 
 fn respond(name: &str, method: &str, path: &str, body: &[u8]) -> (&'static str, String) {
-    let segs: Vec<&str> = path.split('?').next().unwrap_or("").split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match (name, method, segs.as_slice()) {
-        ("users", "GET", ["users"]) => ("200 OK", r#"[{"id":1,"name":"ada"},{"id":2,"name":"grace"}]"#.into()),
-        ("users", "GET", ["users", id]) => ("200 OK", format!(r#"{{"id":{},"name":"user-{}"}}"#, json_num(id), json_num(id))),
+        ("users", "GET", ["users"]) => (
+            "200 OK",
+            r#"[{"id":1,"name":"ada"},{"id":2,"name":"grace"}]"#.into(),
+        ),
+        ("users", "GET", ["users", id]) => (
+            "200 OK",
+            format!(
+                r#"{{"id":{},"name":"user-{}"}}"#,
+                json_num(id),
+                json_num(id)
+            ),
+        ),
         ("orders", "GET", ["orders"]) => ("200 OK", r#"[{"id":100,"item":"book","qty":1}]"#.into()),
-        ("orders", "POST", ["orders"]) => ("201 Created", format!(r#"{{"id":101,"received_bytes":{}}}"#, body.len())),
-        ("products", "GET", ["catalog", id]) => ("200 OK", format!(r#"{{"id":{},"title":"product {}","price_cents":1999}}"#, json_num(id), json_num(id))),
+        ("orders", "POST", ["orders"]) => (
+            "201 Created",
+            format!(r#"{{"id":101,"received_bytes":{}}}"#, body.len()),
+        ),
+        ("products", "GET", ["catalog", id]) => (
+            "200 OK",
+            format!(
+                r#"{{"id":{},"title":"product {}","price_cents":1999}}"#,
+                json_num(id),
+                json_num(id)
+            ),
+        ),
         ("products", "GET", ["catalog"]) => ("200 OK", r#"[{"id":3,"title":"product 3"}]"#.into()),
-        _ => ("404 Not Found", format!(r#"{{"error":"{name} has no {method} {}"}}"#, path.replace('"', ""))),
+        _ => (
+            "404 Not Found",
+            format!(
+                r#"{{"error":"{name} has no {method} {}"}}"#,
+                path.replace('"', "")
+            ),
+        ),
     }
 }
 
 /// Digits only, so the demo's JSON stays valid whatever the path holds.
 fn json_num(s: &str) -> String {
     let d: String = s.chars().filter(|c| c.is_ascii_digit()).take(18).collect();
-    if d.is_empty() { "0".into() } else { d }
+    if d.is_empty() {
+        "0".into()
+    } else {
+        d
+    }
 }

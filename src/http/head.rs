@@ -68,8 +68,9 @@ pub struct Header {
 }
 
 /// How the body of a message is delimited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyKind {
+    #[default]
     None,
     Length(u64),
     Chunked,
@@ -117,12 +118,6 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The Connection header named fields other than close/keep-alive: they are dropped too.
     pub conn_named: bool,
-}
-
-impl Default for BodyKind {
-    fn default() -> Self {
-        BodyKind::None
-    }
 }
 
 impl RequestHead {
@@ -627,7 +622,10 @@ mod tests {
         assert_eq!(req(partial_long.as_bytes()).unwrap_err().status, 414);
         let many = format!("GET / HTTP/1.1\r\nHost: a\r\n{}\r\n", "X: 1\r\n".repeat(10));
         assert_eq!(req(many.as_bytes()).unwrap_err().status, 431);
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(600));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "a".repeat(600)
+        );
         assert_eq!(req(big.as_bytes()).unwrap_err().status, 431);
         let big_partial = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}", "a".repeat(600));
         assert_eq!(req(big_partial.as_bytes()).unwrap_err().status, 431);
@@ -653,7 +651,10 @@ mod tests {
         let mut h = ResponseHead::default();
         let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
         parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
-        assert_eq!((h.status, h.body, h.keep_alive), (200, BodyKind::Length(5), true));
+        assert_eq!(
+            (h.status, h.body, h.keep_alive),
+            (200, BodyKind::Length(5), true)
+        );
         parse_response(raw, 1024, true, &mut h).unwrap().unwrap();
         assert_eq!(h.body, BodyKind::None);
         let raw = b"HTTP/1.1 204 No Content\r\n\r\n";

@@ -19,7 +19,10 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The request head was rejected by the parser (status from the parser: 400, 414, 417, 431, 505).
-    BadRequest { status: u16, reason: &'static str },
+    BadRequest {
+        status: u16,
+        reason: &'static str,
+    },
     /// The request body was malformed (bad chunk framing).
     BadBody,
     BodyTooLarge,
@@ -34,7 +37,9 @@ pub enum ErrorKind {
     UpstreamReset,
     ResponseTimeout,
     /// The upstream's response head was malformed.
-    BadUpstreamResponse { reason: &'static str },
+    BadUpstreamResponse {
+        reason: &'static str,
+    },
 }
 
 /// An error with its kind, the side at fault and whether another attempt is safe.
@@ -139,7 +144,12 @@ pub fn write_error(
 ) {
     let status = err.status();
     let mut body = String::with_capacity(128);
-    let _ = write!(body, "{{\"error\":\"{}\",\"status\":{},\"request_id\":\"", err.message(), status);
+    let _ = write!(
+        body,
+        "{{\"error\":\"{}\",\"status\":{},\"request_id\":\"",
+        err.message(),
+        status
+    );
     // request ids are validated to a JSON-safe charset before they get here
     body.push_str(std::str::from_utf8(request_id).unwrap_or(""));
     body.push_str("\"}");
@@ -195,7 +205,9 @@ mod tests {
         let e = ProxyError::new(ErrorKind::BadBody);
         let mut out = Vec::new();
         write_error(&mut out, &e, b"x", true, None);
-        assert!(String::from_utf8(out).unwrap().contains("connection: close"));
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("connection: close"));
         assert_eq!(ProxyError::new(ErrorKind::ConnectTimeout).status(), 504);
         assert_eq!(ProxyError::new(ErrorKind::NoHealthyUpstream).status(), 503);
     }

@@ -134,8 +134,24 @@ pub fn write_upstream_request(
         }
         push_header(out, h.name.get(buf), h.value.get(buf));
     }
-    merged(out, buf, &head.headers, HeaderKind::XForwardedFor, xff_seen, b"x-forwarded-for", ctx.client_ip);
-    merged(out, buf, &head.headers, HeaderKind::Via, via_seen, b"via", VIA);
+    merged(
+        out,
+        buf,
+        &head.headers,
+        HeaderKind::XForwardedFor,
+        xff_seen,
+        b"x-forwarded-for",
+        ctx.client_ip,
+    );
+    merged(
+        out,
+        buf,
+        &head.headers,
+        HeaderKind::Via,
+        via_seen,
+        b"via",
+        VIA,
+    );
     push_header(out, b"x-forwarded-proto", ctx.proto);
     if head.host.is_some() {
         push_header(out, b"x-forwarded-host", host);
@@ -222,8 +238,7 @@ pub fn write_client_response(
 pub fn sane_request_id(v: &[u8]) -> bool {
     !v.is_empty()
         && v.len() <= 128
-        && v
-            .iter()
+        && v.iter()
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
@@ -280,7 +295,8 @@ mod tests {
 
     #[test]
     fn upstream_request_hygiene() {
-        let raw = b"POST /api/x HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, x-secret\r\n\
+        let raw =
+            b"POST /api/x HTTP/1.1\r\nHost: a.example\r\nConnection: keep-alive, x-secret\r\n\
 X-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Authorization: b\r\nUpgrade: h2c\r\n\
 X-Forwarded-For: 10.0.0.1\r\nVia: 1.0 edge\r\nX-Request-Id: bad id\r\nContent-Length: 3\r\n\
 X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
@@ -297,8 +313,19 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with("POST /x HTTP/1.1\r\nhost: a.example\r\n"), "{s}");
-        for gone in ["X-Secret", "Keep-Alive", "TE:", "Proxy-", "Upgrade", "Connection", "Expect"] {
+        assert!(
+            s.starts_with("POST /x HTTP/1.1\r\nhost: a.example\r\n"),
+            "{s}"
+        );
+        for gone in [
+            "X-Secret",
+            "Keep-Alive",
+            "TE:",
+            "Proxy-",
+            "Upgrade",
+            "Connection",
+            "Expect",
+        ] {
             assert!(!s.contains(gone), "{gone} leaked: {s}");
         }
         assert!(s.contains("x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n"));
@@ -315,7 +342,9 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
     fn client_response_hygiene() {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: x-hop\r\nX-Hop: 1\r\nTransfer-Encoding: chunked\r\nX-App: 2\r\n\r\n";
         let mut head = ResponseHead::default();
-        parse_response(raw, 4096, false, &mut head).unwrap().unwrap();
+        parse_response(raw, 4096, false, &mut head)
+            .unwrap()
+            .unwrap();
         let mut out = Vec::new();
         write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked);
         let s = String::from_utf8(out).unwrap();

@@ -23,7 +23,8 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // single writer: load + store is enough and avoids a locked read-modify-write
-        self.0.store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -37,7 +38,8 @@ pub struct Gauge(AtomicI64);
 impl Gauge {
     #[inline]
     pub fn add(&self, n: i64) {
-        self.0.store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.0
+            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
@@ -85,7 +87,11 @@ pub fn render(
 ) -> String {
     let mut s = String::with_capacity(4096);
     let route_label = |i: usize| -> &str { route_names.get(i).map(|r| r.as_str()).unwrap_or("") };
-    let _ = writeln!(s, "# HELP {} Requests answered, by route and status class.", names::REQUESTS_TOTAL);
+    let _ = writeln!(
+        s,
+        "# HELP {} Requests answered, by route and status class.",
+        names::REQUESTS_TOTAL
+    );
     let _ = writeln!(s, "# TYPE {} counter", names::REQUESTS_TOTAL);
     let rows = workers.first().map(|w| w.requests.len()).unwrap_or(0);
     for row in 0..rows {
@@ -115,20 +121,44 @@ pub fn render(
             }
         }
     }
-    let _ = writeln!(s, "# HELP {} Upstream failures (connect, reset, timeout, malformed).", names::UPSTREAM_ERRORS_TOTAL);
+    let _ = writeln!(
+        s,
+        "# HELP {} Upstream failures (connect, reset, timeout, malformed).",
+        names::UPSTREAM_ERRORS_TOTAL
+    );
     let _ = writeln!(s, "# TYPE {} counter", names::UPSTREAM_ERRORS_TOTAL);
     for (u, name) in upstream_names.iter().enumerate() {
         let total: u64 = workers.iter().map(|w| w.upstream_errors[u].get()).sum();
-        let _ = writeln!(s, "{}{{upstream=\"{}\"}} {}", names::UPSTREAM_ERRORS_TOTAL, name, total);
+        let _ = writeln!(
+            s,
+            "{}{{upstream=\"{}\"}} {}",
+            names::UPSTREAM_ERRORS_TOTAL,
+            name,
+            total
+        );
     }
-    let _ = writeln!(s, "# HELP {} Open client connections.", names::OPEN_CONNECTIONS);
+    let _ = writeln!(
+        s,
+        "# HELP {} Open client connections.",
+        names::OPEN_CONNECTIONS
+    );
     let _ = writeln!(s, "# TYPE {} gauge", names::OPEN_CONNECTIONS);
     let open: i64 = workers.iter().map(|w| w.open_connections.get()).sum();
     let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, open);
     for (wi, w) in workers.iter().enumerate() {
-        let _ = writeln!(s, "{}{{worker=\"{}\"}} {}", names::OPEN_CONNECTIONS, wi, w.open_connections.get());
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::OPEN_CONNECTIONS,
+            wi,
+            w.open_connections.get()
+        );
     }
-    let _ = writeln!(s, "# HELP {} Client connections accepted.", names::ACCEPTED_TOTAL);
+    let _ = writeln!(
+        s,
+        "# HELP {} Client connections accepted.",
+        names::ACCEPTED_TOTAL
+    );
     let _ = writeln!(s, "# TYPE {} counter", names::ACCEPTED_TOTAL);
     let acc: u64 = workers.iter().map(|w| w.accepted_connections.get()).sum();
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, acc);
@@ -149,7 +179,10 @@ mod tests {
         b.upstream_errors[0].inc();
         a.open_connections.add(2);
         let text = render(&[a, b], &["users".into()], &["u".into()]);
-        assert!(text.contains("coregate_requests_total{route=\"users\",class=\"2xx\"} 2\n"), "{text}");
+        assert!(
+            text.contains("coregate_requests_total{route=\"users\",class=\"2xx\"} 2\n"),
+            "{text}"
+        );
         assert!(text.contains("coregate_requests_total{route=\"\",class=\"4xx\"} 1\n"));
         assert!(text.contains("coregate_upstream_errors_total{upstream=\"u\"} 1\n"));
         assert!(text.contains("coregate_open_connections 2\n"));

@@ -11,6 +11,7 @@
 //! - reset before any response byte on a fresh connection: retried (within `retries`) only for
 //!   idempotent, fully buffered requests; otherwise 502;
 //! - response head timeout: 504, never retried (the upstream may be working on it).
+//!
 //! On success the caller gets the connection, with the parsed head in `resp`, and an in-flight guard.
 
 use monoio::net::TcpStream;
@@ -56,9 +57,19 @@ impl Drop for Inflight<'_> {
 
 enum HeadFail {
     /// Closed or reset before a complete head.
-    Closed { got_bytes: bool },
+    Closed {
+        got_bytes: bool,
+    },
     Timeout,
     Bad(&'static str),
+}
+
+/// Passive health and metrics for one failed attempt on `ep`.
+fn failed(ctx: &WorkerCtx, up: &UpstreamRt, ep: usize) {
+    up.balancer
+        .borrow_mut()
+        .report_failure(ep, std::time::Instant::now());
+    ctx.metrics.upstream_errors[up.index].inc();
 }
 
 async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
@@ -102,7 +113,9 @@ async fn read_response_head(
                     }
                 }
                 Ok(Some(())) if resp.status == 101 => {
-                    return Err(HeadFail::Bad("upstream switched protocols without an upgrade"))
+                    return Err(HeadFail::Bad(
+                        "upstream switched protocols without an upgrade",
+                    ))
                 }
                 Ok(Some(())) => return Ok(()),
             }
@@ -140,10 +153,7 @@ pub(crate) async fn exchange<'a>(
             None => match connect(up, ep).await {
                 Ok(conn) => (conn, false),
                 Err(kind) => {
-                    up.balancer
-                        .borrow_mut()
-                        .report_failure(ep, std::time::Instant::now());
-                    ctx.metrics.upstream_errors[up.index].inc();
+                    failed(ctx, up, ep);
                     last_err = Some(ProxyError::new(kind));
                     failures += 1;
                     if failures > up.cfg.retries {
@@ -163,9 +173,7 @@ pub(crate) async fn exchange<'a>(
                 tried &= !(1u64 << (ep & 63));
                 continue;
             }
-            up.balancer
-                .borrow_mut()
-                .report_failure(ep, std::time::Instant::now());
+            failed(ctx, up, ep);
             return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
         }
         if !matches!(body, BodyLeft::Done) {
@@ -184,24 +192,20 @@ pub(crate) async fn exchange<'a>(
                 continue;
             }
             Err(HeadFail::Closed { .. }) => {
-                up.balancer
-                    .borrow_mut()
-                    .report_failure(ep, std::time::Instant::now());
+                failed(ctx, up, ep);
                 last_err = Some(ProxyError::new(ErrorKind::UpstreamReset));
                 failures += 1;
                 if !retry_safe || failures > up.cfg.retries {
                     return Err(last_err.unwrap().into());
                 }
-                ctx.metrics.upstream_errors[up.index].inc();
             }
             Err(HeadFail::Timeout) => {
-                up.balancer
-                    .borrow_mut()
-                    .report_failure(ep, std::time::Instant::now());
+                failed(ctx, up, ep);
                 return Err(ProxyError::new(ErrorKind::ResponseTimeout).into());
             }
             Err(HeadFail::Bad(reason)) => {
-                return Err(ProxyError::new(ErrorKind::BadUpstreamResponse { reason }).into())
+                ctx.metrics.upstream_errors[up.index].inc();
+                return Err(ProxyError::new(ErrorKind::BadUpstreamResponse { reason }).into());
             }
         }
     }

@@ -205,7 +205,11 @@ async fn answer_error(
 }
 
 /// Runs one parsed request to completion.
-async fn handle_request(ctx: &Rc<WorkerCtx>, c: &mut ClientConn, resp: &mut ResponseHead) -> Outcome {
+async fn handle_request(
+    ctx: &Rc<WorkerCtx>,
+    c: &mut ClientConn,
+    resp: &mut ResponseHead,
+) -> Outcome {
     let head = &c.head;
     let buf = &c.buf;
     // request id: keep a sane one, else generate

@@ -146,7 +146,8 @@ pub(crate) async fn response(
     resp: &ResponseHead,
     how: &ResponseCtx<'_>,
 ) -> Result<Relayed, ()> {
-    let (rid, keep, client_minor, up_timeout) = (how.rid, how.keep, how.client_minor, how.up_timeout);
+    let (rid, keep, client_minor, up_timeout) =
+        (how.rid, how.keep, how.client_minor, how.up_timeout);
     let framing = match resp.body {
         BodyKind::None => OutFraming::None,
         BodyKind::Length(n) => OutFraming::Length(n),
@@ -173,17 +174,23 @@ pub(crate) async fn response(
             let mut rem = n - take as u64;
             while rem > 0 {
                 conn.buf.clear();
-                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                    .await
-                    .map_err(|_| ())?;
+                let got =
+                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                        .await
+                        .map_err(|_| ())?;
                 if got == 0 {
                     return Err(());
                 }
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
-                io::write_prefix(&mut c.stream, &mut conn.buf, k, Instant::now() + client_timeout)
-                    .await
-                    .map_err(|_| ())?;
+                io::write_prefix(
+                    &mut c.stream,
+                    &mut conn.buf,
+                    k,
+                    Instant::now() + client_timeout,
+                )
+                .await
+                .map_err(|_| ())?;
                 rem -= k as u64;
             }
             resp.keep_alive && !extra
@@ -208,9 +215,10 @@ pub(crate) async fn response(
                 write(c, Instant::now() + client_timeout).await?;
                 conn.buf.clear();
                 start = 0;
-                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                    .await
-                    .map_err(|_| ())?;
+                let got =
+                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                        .await
+                        .map_err(|_| ())?;
                 if got == 0 {
                     return Err(());
                 }
@@ -221,9 +229,10 @@ pub(crate) async fn response(
             loop {
                 write(c, Instant::now() + client_timeout).await?;
                 conn.buf.clear();
-                let got = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                    .await
-                    .map_err(|_| ())?;
+                let got =
+                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
+                        .await
+                        .map_err(|_| ())?;
                 if got == 0 {
                     if framing == OutFraming::Chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);

@@ -3,7 +3,8 @@
 //! Owns [`Router`] (the compiled, immutable table each worker builds once from `Config::routes`),
 //! [`Match`], the [`HeaderSource`] seam to the HTTP parser, [`rewrite_target`], and the naive
 //! [`LinearRouter`] (benchmark baseline / test reference). Parts: `rules.rs` (per-route predicates and
-//! the precedence order), `table.rs` (the per-host index), `tests.rs` and `prop_tests.rs`.
+//! the precedence order), `table.rs` (the per-host index), `slice_map.rs` (its byte-string hash map),
+//! `tests.rs` (rule-by-rule tables) and `prop_tests.rs` (agreement with a reference matcher).
 //!
 //! # Matching semantics
 //!

@@ -3,7 +3,7 @@
 //! Owns the index structures behind [`super::Router`]; the per-route predicates and the precedence
 //! order live in `rules.rs`. Routes are referred to by *rank* (`u32`, position in precedence order,
 //! lower = more specific), so "best match" is always "lowest rank that fully matches", and every
-//! candidate list is a rank-sorted `Box<[u32]>` scanned until the first full match.
+//! candidate list is a rank-sorted `Vec<u32>` scanned until the first full match.
 //!
 //! A bucket answers, for one host class, in path-kind order (exact > template > prefix):
 //! - exact paths: one [`SliceMap`] probe;

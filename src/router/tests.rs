@@ -127,7 +127,7 @@ fn host_normalisation() {
 }
 
 #[test]
-fn long_host_falls_back_to_scan() {
+fn long_mixed_case_hosts() {
     let long = format!("{}.example.com", "a".repeat(300));
     let routes = [
         route(&long, exact("/")),

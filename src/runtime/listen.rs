@@ -34,7 +34,8 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 pub fn bind_all(addrs: &[SocketAddr], workers: usize) -> Result<Listeners, String> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
         let first = bind_one(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

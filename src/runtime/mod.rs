@@ -56,6 +56,7 @@ pub struct Gateway {
     pub admin: Option<SocketAddr>,
     pub workers: usize,
     pub driver: DriverKind,
+    drain_timeout: Duration,
     controls: Vec<control::ControlTx>,
     threads: Vec<JoinHandle<()>>,
     ready: Arc<worker::Readiness>,
@@ -74,6 +75,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let driver = driver::resolve(opts.driver, opts)?;
     let listen = listen::bind_all(&cfg.server.listen, workers)?;
     let addrs: Vec<SocketAddr> = listen.addrs.clone();
+    let drain_timeout = cfg.server.drain_timeout;
     let cfg = Arc::new(cfg);
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
         .map(|_| Arc::new(WorkerMetrics::new(cfg.routes.len(), cfg.upstreams.len())))
@@ -130,6 +132,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
         admin,
         workers,
         driver,
+        drain_timeout,
         controls,
         threads,
         ready,
@@ -143,7 +146,9 @@ impl Gateway {
         format!(
             "coregate: ready listen={} admin={} workers={} driver={}",
             listen.join(","),
-            self.admin.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+            self.admin
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
             self.workers,
             self.driver.name()
         )
@@ -176,7 +181,7 @@ impl Gateway {
         eprintln!(
             "coregate: draining (signal {}), up to {:?}",
             first.unwrap_or(0),
-            Duration::from_secs(0).max(Duration::ZERO)
+            self.drain_timeout
         );
         self.shutdown();
         std::thread::spawn(move || {

@@ -1,0 +1,46 @@
+//! Shared harness for coregate's integration tests: spawning the real binary (`gateway`),
+//! mock upstreams (`upstream`), a blocking HTTP/1.1 client (`client`), wire/checksum helpers
+//! (`wire`), and polling with a deadline instead of sleeping.
+// Each test binary uses a different subset of the harness.
+#![allow(dead_code, unused_imports)]
+// The harness shares state between its own threads with Mutex; the lint guards the gateway's
+// request path, not test code.
+#![allow(clippy::disallowed_types)]
+
+pub mod client;
+pub mod gateway;
+pub mod upstream;
+pub mod wire;
+
+pub use client::*;
+pub use gateway::*;
+pub use upstream::*;
+pub use wire::*;
+
+use std::time::{Duration, Instant};
+
+/// Polling interval of `wait_until`.
+const POLL: Duration = Duration::from_millis(5);
+
+/// Polls `cond` until it holds (true) or `deadline` passes (false).
+pub fn wait_until(deadline: Instant, mut cond: impl FnMut() -> bool) -> bool {
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `Instant::now() + d`.
+pub fn deadline(d: Duration) -> Instant {
+    Instant::now() + d
+}
+
+/// `Duration::from_secs(s)`.
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
