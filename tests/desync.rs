@@ -372,6 +372,8 @@ fn replay_http_desync_vectors() {
     );
     for_each_driver(|driver| {
         let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        // DESYNC_VERBOSE=1 prints every case's outcome.
+        let verbose = std::env::var_os("DESYNC_VERBOSE").is_some();
         let mut table: BTreeMap<(String, String), usize> = BTreeMap::new();
         let mut failures = Vec::new();
         for c in &cases {
@@ -380,6 +382,12 @@ fn replay_http_desync_vectors() {
             *table
                 .entry((c.tier.clone(), seen.outcome.clone()))
                 .or_default() += 1;
+            if verbose {
+                eprintln!(
+                    "[{driver}] {:<13} {:<45} {:<13} {:?}",
+                    seen.outcome, label, c.file, c.name
+                );
+            }
             if !seen.problems.is_empty() {
                 failures.push(format!(
                     "{} / {:?} [{label}]: {}",

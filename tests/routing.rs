@@ -28,8 +28,15 @@ const PRECEDENCE_ROUTES: &[(&str, &str)] = &[
     ),
     ("m_any", "path_prefix = \"/m\""),
     ("m_post", "path_prefix = \"/m\"\nmethods = [\"POST\"]"),
-    ("tie1", "path_prefix = \"/tie\""),
-    ("tie2", "path_prefix = \"/tie\""),
+    (
+        "tie1",
+        "path_prefix = \"/tie\"\nheaders = { \"x-a\" = \"1\" }",
+    ),
+    (
+        "tie2",
+        "path_prefix = \"/tie\"\nheaders = { \"x-b\" = \"1\" }",
+    ),
+    ("tie_none", "path_prefix = \"/tie\""),
 ];
 
 /// (method, host, path, extra headers, upstream that must answer)
@@ -84,8 +91,16 @@ const PRECEDENCE_CASES: &[Case] = &[
     ("GET", "plain.test", "/m/x", &[], "m_any"),
     ("POST", "plain.test", "/m/x", &[], "m_post"),
     ("DELETE", "plain.test", "/m/x", &[], "m_any"),
-    // Ties: config order.
-    ("GET", "plain.test", "/tie/x", &[], "tie1"),
+    // Ties (equally specific routes that both match): config order.
+    (
+        "GET",
+        "plain.test",
+        "/tie/x",
+        &[("x-a", "1"), ("x-b", "1")],
+        "tie1",
+    ),
+    ("GET", "plain.test", "/tie/x", &[("x-b", "1")], "tie2"),
+    ("GET", "plain.test", "/tie/x", &[], "tie_none"),
 ];
 
 #[test]

@@ -269,9 +269,6 @@ impl ChunkedDecoder {
                 }
                 self.digits += 1;
                 self.remaining = (self.remaining << 4) | hex_value(b).unwrap_or(0);
-                if self.remaining > self.max_body - self.decoded {
-                    return Err(BodyTooLarge);
-                }
                 Size
             }
             (Size, _) if self.digits == 0 => return Err(BadChunkSize),
@@ -296,6 +293,10 @@ impl ChunkedDecoder {
             | (ExtQuoted | ExtQuotedEscape | ExtQuoteEnd, _) => return Err(BadExtension),
 
             (SizeLf, b'\n') => {
+                // judged once the whole size is known, so a malformed size is never "too large"
+                if self.remaining > self.max_body - self.decoded {
+                    return Err(BodyTooLarge);
+                }
                 self.line_len = 0;
                 self.digits = 0;
                 if self.remaining == 0 {
@@ -559,7 +560,7 @@ mod tests {
         assert!(run(body, 8, &[]).unwrap().2);
         assert_eq!(run(body, 7, &[]), Err(BodyTooLarge));
         assert_eq!(run(b"5\r\nhello", 4, &[]), Err(BodyTooLarge));
-        // Rejected at the size digits, before any data of that chunk.
+        // Rejected at the end of the size line, before any data of that chunk.
         let mut d = ChunkedDecoder::new(100);
         let mut seen = 0;
         let r = d.decode(b"5\r\nhello\r\n1000\r\nxx", &mut |b| seen += b.len());

@@ -247,11 +247,15 @@ async fn handle_request(
         Match::MethodNotAllowed(allow) => {
             let e = ProxyError::new(ErrorKind::MethodNotAllowed);
             let keep = client_keep && !body_pending;
+            let head_len = head.head_len;
+            c.buf.drain(..head_len);
             return answer_error(ctx, c, None, Some(rid), &e, Some(&allow), keep).await;
         }
         Match::NotFound => {
             let e = ProxyError::new(ErrorKind::NoRoute);
             let keep = client_keep && !body_pending;
+            let head_len = head.head_len;
+            c.buf.drain(..head_len);
             return answer_error(ctx, c, None, Some(rid), &e, None, keep).await;
         }
     };

@@ -24,6 +24,9 @@ use crate::config::Config;
 use crate::metrics::WorkerMetrics;
 pub use driver::{DriverChoice, DriverKind};
 
+/// How long start-up waits for every worker to build its runtime and start accepting.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Tuning that comes from the command line rather than the config file.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -95,6 +98,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let mut controls = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     let mut per_worker = listen.per_worker;
+    let (started_tx, started_rx) = crossbeam_channel::unbounded();
     for (id, m) in metrics.into_iter().enumerate() {
         let (tx, rx) = control::channel();
         controls.push(tx);
@@ -112,6 +116,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
             None
         };
         let opts = opts.clone();
+        let started = started_tx.clone();
         let t = std::thread::Builder::new()
             .name(format!("coregate-w{id}"))
             .spawn(move || {
@@ -119,13 +124,21 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
                     core_affinity::set_for_current(core);
                 }
                 let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m));
-                let fut = worker::run(ctx, socks, rx, ready);
+                let fut = worker::run(ctx, socks, rx, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
-                    eprintln!("coregate: worker {id}: cannot start runtime: {e}");
+                    let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));
                 }
             })
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         threads.push(t);
+    }
+    // every worker accepts (or one failed) before we report ready
+    for _ in 0..workers {
+        match started_rx.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("workers did not start in time".into()),
+        }
     }
     Ok(Gateway {
         listen: addrs,

@@ -83,18 +83,21 @@ pub async fn run(
     listeners: Vec<std::net::TcpListener>,
     control: ControlRx,
     ready: Arc<Readiness>,
+    started: crossbeam_channel::Sender<Result<(), String>>,
 ) {
-    let mut accepting = 0;
     for l in listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
                 monoio::spawn(accept_loop(ctx.clone(), l));
-                accepting += 1;
             }
-            Err(e) => eprintln!("coregate: worker {}: listener: {e}", ctx.id),
+            Err(e) => {
+                let _ = started.send(Err(format!("worker {}: listener: {e}", ctx.id)));
+                return;
+            }
         }
     }
     ready.accepting.fetch_add(1, Ordering::SeqCst);
+    let _ = started.send(Ok(()));
     let reaper = ctx.clone();
     monoio::spawn(async move {
         loop {
@@ -115,7 +118,6 @@ pub async fn run(
         // the main thread is gone: drain too
         ctl.drain.trigger();
     });
-    let _ = accepting;
     ctx.drain.wait().await;
     ready.accepting.fetch_sub(1, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + ctx.cfg.server.drain_timeout;
