@@ -517,12 +517,13 @@ upstream = "user"
                 &[
                     "server.listen: empty list (expected at least one address)",
                     "server.workers: must be between 0 and 4096, got 5000",
-                    "server.max_headers: must be between 1 and 10000, got 0",
+                    "server.max_headers: must be between 1 and 128, got 0",
                     "server.max_header_bytes: must be at least 1",
                     "server.header_timeout: missing unit in 5 (expected a string like \"5s\"; units ms, s, m or h)",
                 ],
             ),
             ("[admin]\nlisten = \"127.0.0.1:8080\"\n", &["admin.listen: 127.0.0.1:8080 is also a server.listen address"]),
+            ("[server]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n", &[]),
             ("[admin]\nlisten = \"x\"\n", &["admin.listen: invalid address \"x\" (expected ip:port, [v6]:port or host:port)"]),
             ("[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"0s\"\n[[upstream]]\nname = \"l\"\nendpoints = [\"localhost:9000\"]", &[]),
         ]);

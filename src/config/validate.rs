@@ -138,7 +138,8 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         let p = KeyPath::root().key("admin").key("listen");
         let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
         let addr = cx.addr(&p, &listen)?;
-        if server.listen.contains(&addr) {
+        // port 0 asks the kernel for a fresh port each time, so it never clashes
+        if addr.port() != 0 && server.listen.contains(&addr) {
             cx.err(p, format!("{addr} is also a server.listen address"));
         }
         Some(AdminConfig { listen: addr })
@@ -222,7 +223,13 @@ fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
         drain_timeout: cx.duration(p.key("drain_timeout"), s.drain_timeout, 30, true),
         max_request_line: usize::try_from(max_request_line).unwrap_or(usize::MAX),
         max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
-        max_headers: cx.int(p.key("max_headers"), s.max_headers, 100, 1, 10_000),
+        max_headers: cx.int(
+            p.key("max_headers"),
+            s.max_headers,
+            100,
+            1,
+            crate::http::head::MAX_HEADERS_HARD as i64,
+        ),
     }
 }
 

@@ -118,6 +118,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The Connection header named fields other than close/keep-alive: they are dropped too.
     pub conn_named: bool,
+    /// Transfer-Encoding lists codings before the final `chunked` (e.g. `gzip, chunked`): they are
+    /// forwarded, since they describe the content the upstream receives.
+    pub te_codings: bool,
 }
 
 impl RequestHead {
@@ -315,6 +318,8 @@ pub fn parse_request(
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
+    let mut te_seen = false;
+    head.te_codings = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
@@ -337,13 +342,23 @@ pub fn parse_request(
                     Some(parse_content_length(value).ok_or(bad("invalid Content-Length"))?);
             }
             HeaderKind::TransferEncoding => {
-                if chunked {
-                    return Err(bad("multiple Transfer-Encoding headers"));
+                // one list across all field lines; `chunked` must come last, exactly once
+                let mut err = false;
+                for_each_token(value, |t| {
+                    if chunked {
+                        err = true; // anything after chunked, or chunked twice
+                    } else if t.eq_ignore_ascii_case(b"chunked") {
+                        chunked = true;
+                    } else if valid_coding(t) {
+                        head.te_codings = true;
+                    } else {
+                        err = true;
+                    }
+                });
+                if err {
+                    return Err(bad("Transfer-Encoding must end with chunked"));
                 }
-                if !value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                    return Err(bad("unsupported Transfer-Encoding"));
-                }
-                chunked = true;
+                te_seen = true;
             }
             HeaderKind::Connection => {
                 let mut err = false;
@@ -380,6 +395,9 @@ pub fn parse_request(
             kind,
         });
     }
+    if te_seen && !chunked {
+        return Err(bad("Transfer-Encoding must end with chunked"));
+    }
     if head.minor == 1 && head.host.is_none() {
         return Err(bad("missing Host header"));
     }
@@ -394,6 +412,24 @@ pub fn parse_request(
         head.expect_continue = false;
     }
     Ok(Some(()))
+}
+
+/// A transfer coding other than chunked: `token *( OWS ";" OWS token [ "=" token ] )`.
+fn valid_coding(t: &[u8]) -> bool {
+    let mut parts = t.split(|&b| b == b';');
+    let name = parts.next().unwrap_or(b"").trim_ascii();
+    !name.is_empty()
+        && name.iter().all(|&b| is_token(b))
+        && parts.all(|p| {
+            let p = p.trim_ascii();
+            let (k, v) = match p.iter().position(|&b| b == b'=') {
+                Some(i) => (p[..i].trim_ascii(), Some(p[i + 1..].trim_ascii())),
+                None => (p, None),
+            };
+            !k.is_empty()
+                && k.iter().all(|&b| is_token(b))
+                && v.is_none_or(|v| !v.is_empty() && v.iter().all(|&b| is_token(b)))
+        })
 }
 
 /// Request targets: origin-form (`/path?query`), or `*` for OPTIONS. Absolute-form and authority-form
@@ -582,6 +618,16 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
+        assert!(!h.te_codings);
+        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: x;q=1 , chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyKind::Chunked);
+        assert!(h.te_codings);
+        let h = req(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length:  22  \r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(h.body, BodyKind::Length(22));
     }
 
     #[test]
@@ -591,7 +637,10 @@ mod tests {
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;x=1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",

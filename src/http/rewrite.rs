@@ -157,12 +157,28 @@ pub fn write_upstream_request(
         push_header(out, b"x-forwarded-host", host);
     }
     push_header(out, b"x-request-id", ctx.request_id);
-    let framing = match head.body {
-        BodyKind::None | BodyKind::UntilClose => OutFraming::None,
-        BodyKind::Length(n) => OutFraming::Length(n),
-        BodyKind::Chunked => OutFraming::Chunked,
-    };
-    push_framing(out, framing);
+    match head.body {
+        BodyKind::None | BodyKind::UntilClose => {}
+        BodyKind::Length(n) => push_framing(out, OutFraming::Length(n)),
+        BodyKind::Chunked if head.te_codings => {
+            // keep the content codings, our chunked framing last
+            out.extend_from_slice(b"transfer-encoding: ");
+            for h in head
+                .headers
+                .iter()
+                .filter(|h| h.kind == HeaderKind::TransferEncoding)
+            {
+                for_each_token(h.value.get(buf), |t| {
+                    if !t.eq_ignore_ascii_case(b"chunked") {
+                        out.extend_from_slice(t);
+                        out.extend_from_slice(b", ");
+                    }
+                });
+            }
+            out.extend_from_slice(b"chunked\r\n");
+        }
+        BodyKind::Chunked => push_framing(out, OutFraming::Chunked),
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -336,6 +352,33 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
         assert!(s.contains("x-request-id: rid-1\r\n"));
         assert!(s.contains("Accept: */*\r\n"));
         assert!(s.ends_with("content-length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn content_codings_before_chunked_are_kept() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut head = RequestHead::default();
+        parse_request(raw, &LIMITS, &mut head).unwrap().unwrap();
+        let ctx = RequestContext {
+            target: b"/",
+            host_rewrite: Some(b"internal"),
+            fallback_host: b"127.0.0.1:1",
+            client_ip: b"127.0.0.1",
+            request_id: b"r",
+            proto: b"http",
+        };
+        let mut out = Vec::new();
+        write_upstream_request(&mut out, raw, &head, &ctx);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("POST / HTTP/1.1\r\nhost: internal\r\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches("ransfer-").count(), 1, "{s}");
+        assert!(
+            s.ends_with("transfer-encoding: gzip, chunked\r\n\r\n"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -454,8 +454,14 @@ fn request_framing(r: &Recorded) -> Result<Framing, String> {
             .flat_map(|v| v.split(','))
             .map(|c| c.trim().to_ascii_lowercase())
             .collect();
-        if codings != ["chunked"] {
-            return Err(format!("Transfer-Encoding other than chunked: {te:?}"));
+        // Other codings before a single final `chunked` are payload the origin would decode; the
+        // framing is still chunked.
+        if codings.last().map(String::as_str) != Some("chunked")
+            || codings.iter().filter(|c| *c == "chunked").count() != 1
+        {
+            return Err(format!(
+                "Transfer-Encoding not ending in a single chunked: {te:?}"
+            ));
         }
         return Ok(Framing::Chunked);
     }
