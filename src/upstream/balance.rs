@@ -54,7 +54,7 @@ struct Slot {
 impl Slot {
     #[inline]
     fn healthy(&self, now: Instant) -> bool {
-        self.ejected_until.map_or(true, |until| now >= until)
+        self.ejected_until.is_none_or(|until| now >= until)
     }
 }
 
@@ -156,7 +156,7 @@ impl Balancer {
                 for (i, s) in slots.iter().enumerate() {
                     if eligible(i) {
                         let score = mix64(key ^ s.salt); // rendezvous score
-                        if best.map_or(true, |(b, _)| score > b) {
+                        if best.is_none_or(|(b, _)| score > b) {
                             best = Some((score, i));
                         }
                     }
@@ -173,7 +173,7 @@ impl Balancer {
                     if i >= n {
                         i = 0;
                     }
-                    if eligible(i) && best.map_or(true, |(b, _)| load(i) < b) {
+                    if eligible(i) && best.is_none_or(|(b, _)| load(i) < b) {
                         best = Some((load(i), i));
                     }
                     i += 1;
@@ -232,7 +232,7 @@ impl Balancer {
             }
             s.current += s.weight;
             total += s.weight;
-            if best.map_or(true, |(c, _)| s.current > c) {
+            if best.is_none_or(|(c, _)| s.current > c) {
                 best = Some((s.current, i));
             }
         }
