@@ -258,7 +258,7 @@ pub fn sane_request_id(v: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// Generates request ids without allocating: `{process prefix}-{worker}-{counter}` in hex.
+/// Generates request ids without allocating: `{random prefix}-{worker}-{counter}` in hex.
 pub struct RequestIdGen {
     prefix: u32,
     worker: u16,
