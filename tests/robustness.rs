@@ -144,9 +144,9 @@ fn malformed_upstream_responses_become_502() {
     let cfg = config("", &(upstreams + &routes));
     for_each_driver(|driver| {
         let mut gw = Gateway::start(&cfg, driver);
-        for i in 0..replies.len() {
+        for (i, reply) in replies.iter().enumerate() {
             let r = get(gw.addr, &format!("/g{i}"), "r.test");
-            assert_eq!(r.status, 502, "[{driver}] reply {i}: {:?}", replies[i]);
+            assert_eq!(r.status, 502, "[{driver}] reply {i}: {reply:?}");
             assert!(gw.running(), "[{driver}] died on upstream reply {i}");
         }
     });

@@ -1,0 +1,3 @@
+//! Results: the run model and its reports.
+
+pub mod model;
