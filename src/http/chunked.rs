@@ -23,6 +23,7 @@
 //! Performance: data runs go to the sink in one call per contiguous run of the input, borrowed, never
 //! copied; only line bytes (a few per chunk) are examined one at a time. No allocation.
 
+use super::head::is_token;
 use std::fmt;
 
 /// Longest chunk-size line (size and extensions, excluding the CRLF).
@@ -127,28 +128,6 @@ pub struct ChunkedDecoder {
     digits: u8,
     line_len: usize,
     trailer_len: usize,
-}
-
-/// RFC 9110 `tchar`.
-#[inline]
-fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#'
-            | b'$'
-            | b'%'
-            | b'&'
-            | b'\''
-            | b'*'
-            | b'+'
-            | b'-'
-            | b'.'
-            | b'^'
-            | b'_'
-            | b'`'
-            | b'|'
-            | b'~'
-    ) || b.is_ascii_alphanumeric()
 }
 
 #[inline]
@@ -281,10 +260,10 @@ impl ChunkedDecoder {
             (ExtBws | ExtQuoteEnd | ExtToken, _) if is_ws(b) => ExtBws,
             (ExtName | ExtNameBws, _) if is_ws(b) => ExtNameBws,
             (ExtNameStart | ExtValueStart, _) if is_ws(b) => self.state,
-            (ExtNameStart, _) | (ExtName, _) if is_tchar(b) => ExtName,
+            (ExtNameStart, _) | (ExtName, _) if is_token(b) => ExtName,
             (ExtName | ExtToken | ExtQuoteEnd, b'\r') => SizeLf,
             (ExtName | ExtNameBws, b'=') => ExtValueStart,
-            (ExtValueStart | ExtToken, _) if is_tchar(b) => ExtToken,
+            (ExtValueStart | ExtToken, _) if is_token(b) => ExtToken,
             (ExtValueStart, b'"') => ExtQuoted,
             (ExtQuoted, b'"') => ExtQuoteEnd,
             (ExtQuoted, b'\\') => ExtQuotedEscape,
@@ -312,7 +291,7 @@ impl ChunkedDecoder {
             (SizeLf | DataCr | DataLf | TrailerLf | FinalLf, _) => return Err(BadLineEnding),
 
             (TrailerStart, b'\r') => FinalLf,
-            (TrailerStart | TrailerName, _) if is_tchar(b) => TrailerName,
+            (TrailerStart | TrailerName, _) if is_token(b) => TrailerName,
             (TrailerName, b':') => TrailerValue,
             (TrailerValue, b'\r') => TrailerLf,
             (TrailerValue, _) if is_ws(b) || is_vchar(b) => TrailerValue,

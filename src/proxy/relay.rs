@@ -29,6 +29,29 @@ pub(crate) fn chunk_error(e: ChunkedError) -> ProxyError {
     }
 }
 
+/// Reads the next piece of request body from the client into its (empty) buffer.
+async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result<(), Fail> {
+    debug_assert!(c.buf.is_empty());
+    match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
+        Ok(0) | Err(IoFail::Error) => Err(Fail::Close),
+        Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::BadRequest {
+            status: 408,
+            reason: "request body not received in time",
+        })
+        .into()),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Reads the next piece of response body into the upstream connection's (cleared) buffer; Ok(0) is
+/// end of stream. Err when the upstream failed or stalled past `timeout`.
+async fn read_upstream(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
+    conn.buf.clear();
+    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout)
+        .await
+        .map_err(|_| ())
+}
+
 /// Streams the part of the request body that did not arrive with the head.
 pub(crate) async fn request_body(
     ctx: &WorkerCtx,
@@ -41,18 +64,7 @@ pub(crate) async fn request_body(
         match body {
             BodyLeft::Done => return Ok(()),
             BodyLeft::Length(rem) => {
-                debug_assert!(c.buf.is_empty());
-                match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
-                    Ok(0) | Err(IoFail::Error) => return Err(Fail::Close),
-                    Err(IoFail::Timeout) => {
-                        return Err(ProxyError::new(ErrorKind::BadRequest {
-                            status: 408,
-                            reason: "request body not received in time",
-                        })
-                        .into())
-                    }
-                    Ok(_) => {}
-                }
+                read_client(c, timeout).await?;
                 let take = (c.buf.len() as u64).min(*rem) as usize;
                 if io::write_prefix(&mut conn.stream, &mut c.buf, take, Instant::now() + timeout)
                     .await
@@ -67,18 +79,7 @@ pub(crate) async fn request_body(
                 }
             }
             BodyLeft::Chunked(dec) => {
-                debug_assert!(c.buf.is_empty());
-                match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
-                    Ok(0) | Err(IoFail::Error) => return Err(Fail::Close),
-                    Err(IoFail::Timeout) => {
-                        return Err(ProxyError::new(ErrorKind::BadRequest {
-                            status: 408,
-                            reason: "request body not received in time",
-                        })
-                        .into())
-                    }
-                    Ok(_) => {}
-                }
+                read_client(c, timeout).await?;
                 c.out.clear();
                 let out = &mut c.out;
                 let p = dec
@@ -173,11 +174,7 @@ pub(crate) async fn response(
             write(c, Instant::now() + client_timeout).await?;
             let mut rem = n - take as u64;
             while rem > 0 {
-                conn.buf.clear();
-                let got =
-                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                        .await
-                        .map_err(|_| ())?;
+                let got = read_upstream(conn, up_timeout).await?;
                 if got == 0 {
                     return Err(());
                 }
@@ -213,13 +210,8 @@ pub(crate) async fn response(
                     break resp.keep_alive && start + p.consumed == conn.buf.len();
                 }
                 write(c, Instant::now() + client_timeout).await?;
-                conn.buf.clear();
                 start = 0;
-                let got =
-                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                        .await
-                        .map_err(|_| ())?;
-                if got == 0 {
+                if read_upstream(conn, up_timeout).await? == 0 {
                     return Err(());
                 }
             }
@@ -228,12 +220,7 @@ pub(crate) async fn response(
             push_data(&mut c.out, &conn.buf[head_len..], framing);
             loop {
                 write(c, Instant::now() + client_timeout).await?;
-                conn.buf.clear();
-                let got =
-                    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + up_timeout)
-                        .await
-                        .map_err(|_| ())?;
-                if got == 0 {
+                if read_upstream(conn, up_timeout).await? == 0 {
                     if framing == OutFraming::Chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);
                         write(c, Instant::now() + client_timeout).await?;
