@@ -126,6 +126,24 @@ pub async fn run(
     }
 }
 
+/// Runs a connection task so that a bug (a panic) ends that connection only, not the worker and
+/// every other connection on it: monoio does not catch panics in tasks.
+async fn contained(fut: impl std::future::Future<Output = ()>) {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                eprintln!(
+                    "coregate: a connection task panicked (a bug); the connection was closed"
+                );
+                std::task::Poll::Ready(())
+            }
+        }
+    })
+    .await
+}
+
 async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener) {
     loop {
         let accepted = monoio::select! {
@@ -135,7 +153,7 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener) {
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                monoio::spawn(crate::proxy::serve(ctx.clone(), stream, peer));
+                monoio::spawn(contained(crate::proxy::serve(ctx.clone(), stream, peer)));
             }
             Some(Err(e)) => {
                 if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE)
