@@ -95,25 +95,11 @@ pub fn parse_list(flag: &str, s: &str, allow_empty: bool) -> Result<Vec<u64>, St
     Ok(out)
 }
 
-/// Parses a CPU list such as "0,2-3" into ascending, de-duplicated CPU numbers.
+/// Parses a CPU list such as "0,2-3" into ascending, de-duplicated CPU numbers (the generator's
+/// parser, with the flag named in errors).
 pub fn parse_cpus(flag: &str, s: &str) -> Result<Vec<usize>, String> {
-    let bad = |p: &str| format!("--{flag}: `{p}` is not a CPU number or range (e.g. 0,2-3)");
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim) {
-        if part.is_empty() {
-            return Err(format!("--{flag}: empty CPU list entry in `{s}`"));
-        }
-        let (a, b) = match part.split_once('-') {
-            Some((a, b)) => (a.trim(), b.trim()),
-            None => (part, part),
-        };
-        let a: usize = a.parse().map_err(|_| bad(part))?;
-        let b: usize = b.parse().map_err(|_| bad(part))?;
-        if a > b {
-            return Err(bad(part));
-        }
-        out.extend(a..=b);
-    }
+    let mut out = crate::load::parse_cpus(s)
+        .map_err(|_| format!("--{flag}: `{s}` is not a CPU list (e.g. 0,2-3)"))?;
     out.sort_unstable();
     out.dedup();
     Ok(out)
@@ -127,24 +113,12 @@ pub fn cpus_arg(cpus: &[usize]) -> String {
         .join(",")
 }
 
-/// Parses "10s", "500ms", "2m" or a bare number of seconds into seconds.
+/// Parses "10s", "500ms", "2m" or a bare number of seconds into seconds (the generator's parser,
+/// with the flag named in errors).
 pub fn parse_duration(flag: &str, s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    match num.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v * mult),
-        _ => Err(format!(
-            "--{flag}: `{s}` is not a duration (e.g. 10s, 500ms)"
-        )),
-    }
+    crate::load::parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .map_err(|_| format!("--{flag}: `{s}` is not a duration (e.g. 10s, 500ms)"))
 }
 
 /// The proxies to run, in order: coregate per driver, nginx, HAProxy, then the relay floor.
