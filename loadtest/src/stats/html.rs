@@ -77,6 +77,30 @@ fn legend(o: &mut String, runs: &[(String, &RunResult)]) {
     }
 }
 
+/// Draws one polyline per run (scaled by `sx`/`sy`), the legend, and closes the SVG.
+fn finish_plot(
+    o: &mut String,
+    series: &[Vec<(f64, f64)>],
+    sx: impl Fn(f64) -> f64,
+    sy: impl Fn(f64) -> f64,
+    runs: &[(String, &RunResult)],
+) {
+    for (i, pts) in series.iter().enumerate() {
+        let mut p = String::new();
+        for &(x, v) in pts {
+            let _ = write!(p, "{:.1},{:.1} ", sx(x), sy(v));
+        }
+        let _ = write!(
+            o,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+            COLORS[i % COLORS.len()],
+            p.trim_end()
+        );
+    }
+    legend(o, runs);
+    o.push_str("</svg>\n");
+}
+
 fn svg_open(o: &mut String, label: &str) {
     let _ = write!(o, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{label}\">");
     let _ = write!(
@@ -165,20 +189,7 @@ fn percentile_svg(runs: &[(String, &RunResult)]) -> String {
         ML + pw / 2.0,
         H - 8.0
     );
-    for (i, pts) in series.iter().enumerate() {
-        let mut p = String::new();
-        for &(x, v) in pts {
-            let _ = write!(p, "{:.1},{:.1} ", sx(x), sy(v));
-        }
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            COLORS[i % COLORS.len()],
-            p.trim_end()
-        );
-    }
-    legend(&mut o, runs);
-    o.push_str("</svg>\n");
+    finish_plot(&mut o, &series, sx, sy, runs);
     o
 }
 
@@ -231,20 +242,7 @@ fn throughput_svg(runs: &[(String, &RunResult)]) -> String {
         ML + pw / 2.0,
         H - 8.0
     );
-    for (i, pts) in series.iter().enumerate() {
-        let mut p = String::new();
-        for &(t, v) in pts {
-            let _ = write!(p, "{:.1},{:.1} ", sx(t), sy(v));
-        }
-        let _ = write!(
-            o,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-            COLORS[i % COLORS.len()],
-            p.trim_end()
-        );
-    }
-    legend(&mut o, runs);
-    o.push_str("</svg>\n");
+    finish_plot(&mut o, &series, sx, sy, runs);
     o
 }
 
