@@ -6,9 +6,11 @@
 //! - `serve`: fixed-response backend (`/status/{code}`, `/delay/{ms}`, `/echo`, stalls for tests)
 //! - `relay`: bare TCP relay, the floor baseline
 //! - `compare`: the side-by-side harness (coregate, nginx, HAProxy, relay)
+//! - `rt`: the monoio runtime every thread above runs on (io_uring + COOP_TASKRUN, or epoll)
 
 pub mod compare;
 pub mod load;
 pub mod relay;
+pub mod rt;
 pub mod serve;
 pub mod stats;

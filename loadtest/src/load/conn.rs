@@ -1,4 +1,4 @@
-//! One load thread: a monoio runtime (FusionDriver, timer on) running that thread's share of the
+//! One load thread: a monoio runtime (`crate::rt`) running that thread's share of the
 //! connections as tasks. Each connection keeps up to `pipeline` requests in flight over one
 //! keep-alive socket, sending on its own schedule (closed loop: as soon as a slot frees; open loop:
 //! at t0 + (k * connections + c) / rate, immediately when behind, never skipping) and timing each
@@ -432,10 +432,6 @@ pub fn run_thread(
     shared: Arc<Shared>,
     ticks: Option<crossbeam_channel::Sender<TickMsg>>,
 ) -> Result<ThreadResult, String> {
-    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .map_err(|e| format!("cannot start runtime: {e}"))?;
     let local = Rc::new(RefCell::new(Local {
         tid,
         shared: shared.clone(),
@@ -453,7 +449,7 @@ pub fn run_thread(
         shared,
         local: local.clone(),
     });
-    rt.block_on(async move {
+    crate::rt::block_on(async move {
         let tick = ticks.map(|tx| monoio::spawn(ticker(ctx.clone(), tx)));
         let handles: Vec<_> = conns
             .into_iter()
@@ -465,7 +461,7 @@ pub fn run_thread(
         if let (Some(t), Some(_)) = (tick, ctx.end) {
             t.await; // its last message covers the final (partial) second
         }
-    });
+    })?;
     let mut l = local.borrow_mut();
     Ok(ThreadResult {
         hist: std::mem::replace(&mut l.hist, hist::new_hist()),

@@ -168,17 +168,8 @@ fn worker<M, H, Fut>(
             eprintln!("coregate-load: could not pin a worker to CPU {id}");
         }
     }
-    let mut rt = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            let _ = ready.send(Err(format!("cannot start a runtime: {e}")));
-            return;
-        }
-    };
-    rt.block_on(async move {
+    let fail = ready.clone();
+    let ran = crate::rt::block_on(async move {
         let opts = ListenerOpts::new().reuse_port(true).backlog(4096);
         let listener = match TcpListener::bind_with_config(addr, &opts) {
             Ok(l) => l,
@@ -211,6 +202,9 @@ fn worker<M, H, Fut>(
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
     });
+    if let Err(e) = ran {
+        let _ = fail.send(Err(e));
+    }
 }
 
 /// The fds of a worker's open connections.
