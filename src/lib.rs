@@ -6,12 +6,15 @@
 //! errors turned into responses in one place (`http::respond`).
 
 pub mod admin;
+pub mod auth;
+pub mod client;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod proxy;
+pub mod redis;
 pub mod router;
 pub mod runtime;
 pub mod upstream;

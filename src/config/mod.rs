@@ -6,6 +6,7 @@
 //! attaches the file name and the 1-based line:column found by `position`, and returns either the
 //! `Config` or all the [`ConfigError`]s, sorted by position.
 
+pub mod auth;
 pub mod model;
 mod position;
 mod raw;
@@ -74,7 +75,7 @@ impl std::error::Error for ConfigErrors {}
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_str(&text, &label),
+        Ok(text) => parse_in(&text, &label, path.parent().unwrap_or(Path::new("."))),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             message: format!("cannot read {label}: {e}"),
             file: label,
@@ -87,6 +88,11 @@ pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses and validates config text; `file_label` is used as the file name in errors.
 pub fn parse_str(text: &str, file_label: &str) -> Result<Config, ConfigErrors> {
+    parse_in(text, file_label, Path::new("."))
+}
+
+/// [`parse_str`], with relative key-file paths resolved against `base`.
+pub fn parse_in(text: &str, file_label: &str, base: &Path) -> Result<Config, ConfigErrors> {
     let error = |offset: Option<usize>, path: String, message: String| {
         let (line, column) = match offset {
             Some(o) => {
@@ -139,7 +145,7 @@ pub fn parse_str(text: &str, file_label: &str) -> Result<Config, ConfigErrors> {
             }
             errors.push(error(offset, path.to_string(), message));
         }
-        Ok(raw) => match validate::validate(raw) {
+        Ok(raw) => match validate::validate(raw, base) {
             Ok(config) if errors.is_empty() => return Ok(config),
             Ok(_) => {}
             Err(problems) => errors.extend(problems.into_iter().map(|(p, m)| located(p, m))),

@@ -14,6 +14,8 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub upstreams: Vec<UpstreamConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[[auth]]` policies; routes refer to them by index.
+    pub auth: Vec<super::auth::AuthPolicy>,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.
@@ -117,6 +119,10 @@ pub struct RouteConfig {
     pub host_rewrite: Option<String>,
     /// Largest request body accepted -> 413 above.
     pub max_body: u64,
+    /// Index into `Config::auth`.
+    pub auth: Option<usize>,
+    /// Roles/scopes the authenticated caller must have -> 403.
+    pub require: Option<super::auth::Requirement>,
 }
 
 /// Host condition: lower-cased, no port.

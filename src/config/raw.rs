@@ -24,6 +24,8 @@ pub(crate) struct RawConfig {
     pub upstream: Vec<RawUpstream>,
     #[serde(default)]
     pub route: Vec<RawRoute>,
+    #[serde(default)]
+    pub auth: Vec<super::auth::RawAuth>,
 }
 
 /// `[server]`
@@ -77,6 +79,10 @@ pub(crate) struct RawRoute {
     pub rewrite_prefix: Option<RawRewrite>,
     pub host_rewrite: Option<String>,
     pub max_body: Option<SizeValue>,
+    pub auth: Option<String>,
+    pub require_roles: Option<Vec<String>>,
+    pub require_scopes: Option<Vec<String>>,
+    pub require: Option<String>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

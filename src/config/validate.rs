@@ -131,8 +131,9 @@ impl Ctx {
     }
 }
 
-pub(crate) fn validate(raw: RawConfig) -> Result<Config, Problems> {
+pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config, Problems> {
     let mut cx = Ctx::default();
+    let (auth, auth_names) = auth_policies(&mut cx, raw.auth, base);
     let server = server(&mut cx, raw.server.unwrap_or_default());
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
@@ -160,7 +161,7 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         if let Some(name) = &r.name {
             cx.unique(&mut route_names, &p, "route", name, i);
         }
-        let Some(route) = route(&mut cx, &p, i, r, &upstream_names) else {
+        let Some(route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names) else {
             continue;
         };
         match conditions.get(&condition_key(&route)) {
@@ -180,7 +181,33 @@ pub(crate) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         admin,
         upstreams,
         routes,
+        auth,
     })
+}
+
+/// Every `[[auth]]`, in order; returns the policies and their names -> indices.
+fn auth_policies(
+    cx: &mut Ctx,
+    raw: Vec<super::auth::RawAuth>,
+    base: &std::path::Path,
+) -> (Vec<super::auth::AuthPolicy>, BTreeMap<String, usize>) {
+    let (mut out, mut names, mut jwt_names) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
+    let mut seen = BTreeMap::new();
+    for (i, a) in raw.into_iter().enumerate() {
+        let p = KeyPath::root().key("auth").index(i);
+        if let Some(name) = &a.name {
+            cx.unique(&mut seen, &p, "auth", name, i);
+        }
+        let mut problems = super::auth::Problems(&mut cx.problems);
+        if let Some(pol) = super::auth::policy(&mut problems, &p, a, base, &jwt_names) {
+            if matches!(pol.kind, super::auth::AuthKind::Jwt(_)) {
+                jwt_names.insert(pol.name.clone(), out.len());
+            }
+            names.insert(pol.name.clone(), out.len());
+            out.push(pol);
+        }
+    }
+    (out, names)
 }
 
 fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
@@ -317,6 +344,7 @@ fn route(
     index: usize,
     r: RawRoute,
     upstreams: &BTreeMap<String, usize>,
+    auth_names: &BTreeMap<String, usize>,
 ) -> Option<RouteConfig> {
     let name = match r.name {
         None => Some(format!("route[{index}]")),
@@ -381,7 +409,21 @@ fn route(
     let host_rewrite = r
         .host_rewrite
         .map(|h| cx.check(&p.key("host_rewrite"), check_host_rewrite(&h).map(|_| h)));
+    let auth = r.auth.map(|a| {
+        let found = auth_names.get(&a).copied();
+        cx.check(&p.key("auth"), found.ok_or(format!("no auth policy named \"{a}\"")))
+    });
+    let require = super::auth::requirement(
+        &mut super::auth::Problems(&mut cx.problems),
+        p,
+        auth.is_some(),
+        r.require_roles,
+        r.require_scopes,
+        r.require,
+    );
     Some(RouteConfig {
+        auth: auth.map(|a| a.ok_or(())).transpose().ok()?,
+        require,
         max_body: cx.size(p.key("max_body"), r.max_body, DEFAULT_MAX_BODY, 0),
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,

@@ -40,6 +40,15 @@ pub enum ErrorKind {
     BadUpstreamResponse {
         reason: &'static str,
     },
+    /// 401: no or bad credentials; `bearer` picks the WWW-Authenticate scheme (else ApiKey).
+    Unauthorized {
+        reason: &'static str,
+        bearer: bool,
+    },
+    /// 403: authenticated, lacking a required role or scope.
+    Forbidden,
+    /// 503: the phantom-token store or introspection endpoint could not answer.
+    AuthUnavailable,
 }
 
 /// An error with its kind, the side at fault and whether another attempt is safe.
@@ -56,6 +65,8 @@ impl ProxyError {
         let (side, retryable) = match kind {
             BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout => (Side::Downstream, false),
             NoRoute | MethodNotAllowed => (Side::Downstream, false),
+            Unauthorized { .. } | Forbidden => (Side::Downstream, false),
+            AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream => (Side::Internal, false),
             ConnectFailed | ConnectTimeout => (Side::Upstream, true),
             UpstreamReset => (Side::Upstream, true),
@@ -78,7 +89,9 @@ impl ProxyError {
             HeaderTimeout => 408,
             NoRoute => 404,
             MethodNotAllowed => 405,
-            NoHealthyUpstream => 503,
+            NoHealthyUpstream | AuthUnavailable => 503,
+            Unauthorized { .. } => 401,
+            Forbidden => 403,
             ConnectFailed | UpstreamReset | BadUpstreamResponse { .. } => 502,
             ConnectTimeout | ResponseTimeout => 504,
         }
@@ -100,6 +113,9 @@ impl ProxyError {
             UpstreamReset => "upstream closed the connection",
             ResponseTimeout => "upstream response timed out",
             BadUpstreamResponse { reason } => reason,
+            Unauthorized { reason, .. } => reason,
+            Forbidden => "insufficient role or scope for this route",
+            AuthUnavailable => "authentication backend unavailable",
         }
     }
 
@@ -119,6 +135,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -164,6 +182,19 @@ pub fn write_error(
     );
     if let Some(allow) = allow {
         let _ = write!(head, "allow: {allow}\r\n");
+    }
+    match err.kind {
+        ErrorKind::Unauthorized { reason, bearer } => {
+            let scheme = if bearer { "Bearer" } else { "ApiKey" };
+            let _ = write!(
+                head,
+                "www-authenticate: {scheme} realm=\"coregate\", error=\"invalid_token\", error_description=\"{reason}\"\r\n"
+            );
+        }
+        ErrorKind::Forbidden => {
+            head.push_str("www-authenticate: Bearer realm=\"coregate\", error=\"insufficient_scope\"\r\n");
+        }
+        _ => {}
     }
     head.push_str(if keep_alive && !err.closes_connection() {
         "connection: keep-alive\r\n\r\n"

@@ -83,6 +83,11 @@ pub struct RequestContext<'a> {
     pub request_id: &'a [u8],
     /// "http" or "https".
     pub proto: &'a [u8],
+    /// Lower-cased header names dropped from the client's head (identity headers the gateway
+    /// manages, credentials it does not forward).
+    pub strip: &'a [Box<[u8]>],
+    /// (lower-cased name, value) appended: the authenticated identity.
+    pub add: &'a [(String, String)],
 }
 
 /// Appends the request head sent upstream: always HTTP/1.1 and keep-alive.
@@ -127,7 +132,11 @@ pub fn write_upstream_request(
                 continue;
             }
             HeaderKind::Other => {
-                if head.conn_named && named_by_connection(buf, &head.headers, h.name.get(buf)) {
+                let name = h.name.get(buf);
+                if head.conn_named && named_by_connection(buf, &head.headers, name) {
+                    continue;
+                }
+                if ctx.strip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
                     continue;
                 }
             }
@@ -157,6 +166,9 @@ pub fn write_upstream_request(
         push_header(out, b"x-forwarded-host", host);
     }
     push_header(out, b"x-request-id", ctx.request_id);
+    for (name, value) in ctx.add {
+        push_header(out, name.as_bytes(), value.as_bytes());
+    }
     match head.body {
         BodyKind::None | BodyKind::UntilClose => {}
         BodyKind::Length(n) => push_framing(out, OutFraming::Length(n)),
@@ -326,6 +338,8 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             client_ip: b"127.0.0.1",
             request_id: b"rid-1",
             proto: b"http",
+            strip: &[],
+            add: &[],
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
@@ -366,6 +380,8 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             client_ip: b"127.0.0.1",
             request_id: b"r",
             proto: b"http",
+            strip: &[],
+            add: &[],
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, raw, &head, &ctx);

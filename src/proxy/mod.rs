@@ -26,6 +26,7 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::auth::Denied;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
 use crate::http::respond::{write_error, ErrorKind, ProxyError};
@@ -260,6 +261,34 @@ async fn handle_request(
         }
     };
     let route = &ctx.cfg.routes[route_idx];
+    let identity = match route.auth {
+        None => None,
+        Some(policy) => {
+            let denied = match ctx.auth.authenticate(policy, head, buf).await {
+                Ok(id) if route.require.as_ref().is_none_or(|r| id.satisfies(r)) => Ok(id),
+                Ok(_) => Err(ErrorKind::Forbidden),
+                Err(Denied::Forbidden) => Err(ErrorKind::Forbidden),
+                Err(Denied::Unauthorized { reject, bearer }) => Err(ErrorKind::Unauthorized {
+                    reason: reject.reason(),
+                    bearer,
+                }),
+                Err(Denied::Unavailable(why)) => {
+                    ctx.auth_unavailable(&why);
+                    Err(ErrorKind::AuthUnavailable)
+                }
+            };
+            match denied {
+                Ok(id) => Some(id),
+                Err(kind) => {
+                    let e = ProxyError::new(kind);
+                    let keep = client_keep && !body_pending;
+                    let head_len = head.head_len;
+                    c.buf.drain(..head_len);
+                    return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await;
+                }
+            }
+        }
+    };
     if let BodyKind::Length(n) = head.body {
         if n > route.max_body {
             let e = ProxyError::new(ErrorKind::BodyTooLarge);
@@ -293,6 +322,8 @@ async fn handle_request(
         client_ip: c.peer_ip.as_bytes(),
         request_id: rid,
         proto: b"http",
+        strip: ctx.auth.strip_list(route.auth),
+        add: identity.as_ref().map_or(&[][..], |i| &i.headers),
     };
     rewrite::write_upstream_request(&mut c.out, buf, head, &rctx);
     let head_len = head.head_len;

@@ -99,11 +99,13 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let mut threads = Vec::with_capacity(workers);
     let mut per_worker = listen.per_worker;
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
+    let auth = crate::auth::AuthShared::start(&cfg)?;
     for (id, m) in metrics.into_iter().enumerate() {
         let (tx, rx) = control::channel();
         controls.push(tx);
         let socks = std::mem::take(&mut per_worker[id]);
         let cfg = cfg.clone();
+        let auth = auth.clone();
         let ready = ready.clone();
         let pin_to = if opts.pin {
             let cpu = match &opts.cpus {
@@ -123,7 +125,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
-                let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m));
+                let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m, auth));
                 let fut = worker::run(ctx, socks, rx, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
                     let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));

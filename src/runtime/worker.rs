@@ -16,6 +16,7 @@ use monoio::net::TcpListener;
 
 use super::control::{Control, ControlRx};
 use super::drain::Drain;
+use crate::auth::{AuthRt, AuthShared};
 use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
@@ -42,10 +43,18 @@ pub struct WorkerCtx {
     pub limits: HeadLimits,
     /// Open client connections on this worker.
     pub open: Cell<usize>,
+    /// Auth policies: verdict caches, token-store clients.
+    pub auth: AuthRt,
+    auth_log: Cell<Option<std::time::Instant>>,
 }
 
 impl WorkerCtx {
-    pub fn new(id: usize, cfg: Arc<Config>, metrics: Arc<WorkerMetrics>) -> Self {
+    pub fn new(
+        id: usize,
+        cfg: Arc<Config>,
+        metrics: Arc<WorkerMetrics>,
+        auth: Arc<AuthShared>,
+    ) -> Self {
         let s = &cfg.server;
         WorkerCtx {
             id,
@@ -65,7 +74,22 @@ impl WorkerCtx {
                 max_headers: s.max_headers,
             },
             open: Cell::new(0),
+            auth: AuthRt::new(auth),
+            auth_log: Cell::new(None),
             cfg,
+        }
+    }
+}
+
+impl WorkerCtx {
+    /// Logs that the auth backend failed, at most once per second per worker (it may fail for
+    /// every request while it is down).
+    pub fn auth_unavailable(&self, why: &str) {
+        let now = std::time::Instant::now();
+        let last = self.auth_log.get();
+        if last.is_none_or(|l| now.duration_since(l) >= Duration::from_secs(1)) {
+            self.auth_log.set(Some(now));
+            eprintln!("coregate: worker {}: auth backend unavailable: {why}", self.id);
         }
     }
 }

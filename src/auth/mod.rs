@@ -1,0 +1,311 @@
+//! Edge authentication: who is calling, decided once at the gateway; services behind it trust the
+//! identity headers it sets.
+//!
+//! Flow for a request on a route with `auth = "<policy>"`:
+//!
+//! ```text
+//! token.rs     credential from Authorization: Bearer / a header / a cookie / a query parameter
+//! cache.rs     per-worker verdict cache, keyed by the credential     -> hit: done (a hash lookup)
+//! jwt.rs       signature (keys.rs, JWKS from jwks.rs) + claims       -> 401 with the reason
+//! apikey.rs    SHA-256 digest, constant-time compare                 -> 401
+//! phantom.rs   Redis / introspection exchange for the JWT            -> 401, or 503 if unreachable
+//! identity.rs  claims -> Identity (headers, roles, scopes)           -> route requirement, 403
+//! ```
+//!
+//! [`AuthShared`] is built once on the main thread (policies, JWKS state) and shared read-only;
+//! each worker builds its own [`AuthRt`] from it: verdict caches and Redis clients are per core,
+//! behind `RefCell`s, with no lock on the request path. The connection driver drops every managed
+//! identity header a client sent (on every route) and appends the identity's headers upstream.
+
+pub mod apikey;
+pub mod cache;
+pub mod identity;
+pub mod jwks;
+pub mod jwt;
+pub mod keys;
+pub mod phantom;
+pub mod token;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::config::auth::{AuthKind, AuthPolicy, PhantomBackend};
+use crate::config::Config;
+use crate::http::head::RequestHead;
+use crate::redis::{RedisClient, RedisOpts};
+use cache::{now_ms, Cache, Verdict};
+use identity::Identity;
+use jwks::JwksState;
+use jwt::Reject;
+
+/// Refusals of a bad JWT are remembered this long (a refreshed JWKS may add its key).
+const JWT_NEGATIVE_TTL_MS: u64 = 1_000;
+/// API-key verdicts are remembered this long (keys only change with the config).
+const API_KEY_TTL_MS: u64 = 300_000;
+const API_KEY_NEGATIVE_TTL_MS: u64 = 5_000;
+
+/// Why a request is not let through.
+#[derive(Debug, Clone)]
+pub enum Denied {
+    /// 401 with `WWW-Authenticate` (`bearer`: false for API-key policies).
+    Unauthorized { reject: Reject, bearer: bool },
+    /// 403: authenticated, but the route's roles/scopes are not met.
+    Forbidden,
+    /// 503: the token store or introspection endpoint could not answer.
+    Unavailable(String),
+}
+
+/// Process-wide, read-only auth state.
+pub struct AuthShared {
+    pub policies: Vec<AuthPolicy>,
+    /// Per policy: its live JWKS (JWT policies with `jwks_url`).
+    pub jwks: Vec<Option<Arc<JwksState>>>,
+    /// Lower-cased identity header names the gateway manages (dropped from every client request).
+    pub managed: Vec<Box<[u8]>>,
+}
+
+impl AuthShared {
+    /// Builds the shared state and starts JWKS fetching (initial fetch happens here).
+    pub fn start(cfg: &Config) -> Result<Arc<AuthShared>, String> {
+        let mut states = Vec::new();
+        let jwks = cfg
+            .auth
+            .iter()
+            .map(|p| match &p.kind {
+                AuthKind::Jwt(r) => r.jwks.clone().map(|src| {
+                    let s = Arc::new(JwksState::new(src));
+                    states.push(s.clone());
+                    s
+                }),
+                _ => None,
+            })
+            .collect();
+        jwks::start(states)?;
+        let mut managed: Vec<Box<[u8]>> = Vec::new();
+        let mut add = |n: &str| {
+            if !managed.iter().any(|m| m.as_ref() == n.as_bytes()) {
+                managed.push(n.as_bytes().into());
+            }
+        };
+        if !cfg.auth.is_empty() {
+            add(identity::CONSUMER_HEADER);
+            add(identity::TENANT_HEADER);
+            add(identity::TIER_HEADER);
+        }
+        for p in &cfg.auth {
+            for (_, h) in &p.identity.claims_to_headers {
+                add(h);
+            }
+        }
+        Ok(Arc::new(AuthShared {
+            policies: cfg.auth.clone(),
+            jwks,
+            managed,
+        }))
+    }
+}
+
+/// One worker's auth state.
+pub struct AuthRt {
+    shared: Arc<AuthShared>,
+    caches: Vec<RefCell<Cache>>,
+    redis: Vec<Option<RedisClient>>,
+    /// Headers dropped from requests on routes without auth.
+    strip_default: Vec<Box<[u8]>>,
+    /// Per policy: headers dropped on its routes (managed ones, plus the credential's header when
+    /// it is not forwarded, plus Authorization for phantom tokens).
+    strip_for: Vec<Vec<Box<[u8]>>>,
+}
+
+impl AuthRt {
+    pub fn new(shared: Arc<AuthShared>) -> Self {
+        let caches = shared
+            .policies
+            .iter()
+            .map(|p| RefCell::new(Cache::new(p.cache_size)))
+            .collect();
+        let redis = shared
+            .policies
+            .iter()
+            .map(|p| match &p.kind {
+                AuthKind::Phantom(r) => match &r.backend {
+                    PhantomBackend::Redis { addr, .. } => Some(RedisClient::new(
+                        *addr,
+                        RedisOpts {
+                            connect_timeout: r.timeout,
+                            op_timeout: r.timeout,
+                            db: None,
+                            password: None,
+                            max_idle: 16,
+                        },
+                    )),
+                    PhantomBackend::Introspection { .. } => None,
+                },
+                _ => None,
+            })
+            .collect();
+        let strip_for = shared
+            .policies
+            .iter()
+            .map(|p| {
+                let mut v = shared.managed.clone();
+                let cred: &[u8] = match &p.source.header {
+                    Some(h) => h.as_bytes(),
+                    None => b"authorization",
+                };
+                let phantom = matches!(p.kind, AuthKind::Phantom(_));
+                if (!p.source.forward || phantom) && !v.iter().any(|m| m.as_ref() == cred) {
+                    v.push(cred.into());
+                }
+                if phantom && !v.iter().any(|m| m.as_ref() == b"authorization") {
+                    v.push(b"authorization".as_slice().into());
+                }
+                v
+            })
+            .collect();
+        AuthRt {
+            strip_default: shared.managed.clone(),
+            shared,
+            caches,
+            redis,
+            strip_for,
+        }
+    }
+
+    /// Header names to drop from the upstream request of a route with this policy (or none).
+    pub fn strip_list(&self, policy: Option<usize>) -> &[Box<[u8]>] {
+        match policy {
+            Some(p) => &self.strip_for[p],
+            None => &self.strip_default,
+        }
+    }
+
+    /// Authenticates a request against policy `policy`.
+    pub async fn authenticate(
+        &self,
+        policy: usize,
+        head: &RequestHead,
+        buf: &[u8],
+    ) -> Result<Rc<Identity>, Denied> {
+        let pol = &self.shared.policies[policy];
+        let bearer = !matches!(pol.kind, AuthKind::ApiKey(_));
+        let deny = |reject| Denied::Unauthorized { reject, bearer };
+        let cred = token::extract(&pol.source, head, buf).map_err(deny)?;
+        let now = now_ms();
+        if let Some(v) = self.caches[policy].borrow_mut().get(cred, now) {
+            return v.map_err(deny);
+        }
+        let (verdict, until) = match &pol.kind {
+            AuthKind::Jwt(_) => {
+                let v = self.verify_jwt(policy, cred, now);
+                let until = match &v {
+                    Ok(id) => id.expires.map_or(now + API_KEY_TTL_MS, |e| e * 1000),
+                    Err(_) => now + JWT_NEGATIVE_TTL_MS,
+                };
+                (v, until)
+            }
+            AuthKind::ApiKey(keys) => match apikey::find(keys, cred) {
+                Some(c) => (
+                    Ok(Rc::new(Identity::from_consumer(c))),
+                    now + API_KEY_TTL_MS,
+                ),
+                None => (Err(Reject::UnknownApiKey), now + API_KEY_NEGATIVE_TTL_MS),
+            },
+            AuthKind::Phantom(rules) => {
+                let answer = match &rules.backend {
+                    PhantomBackend::Redis { key_prefix, .. } => {
+                        let redis = self.redis[policy].as_ref().expect("phantom redis client");
+                        phantom::redis_lookup(redis, key_prefix, cred).await
+                    }
+                    PhantomBackend::Introspection {
+                        url,
+                        client_id,
+                        client_secret,
+                    } => {
+                        phantom::introspect(url, client_id, client_secret, cred, rules.timeout)
+                            .await
+                    }
+                };
+                let answer = answer.map_err(|u| Denied::Unavailable(u.0))?;
+                let v = self.exchanged(policy, rules.verify, answer, now);
+                let until = match &v {
+                    Ok(id) => {
+                        let cap = now + rules.cache_ttl.as_millis() as u64;
+                        id.expires.map_or(cap, |e| cap.min(e * 1000))
+                    }
+                    Err(_) => now + rules.negative_ttl.as_millis() as u64,
+                };
+                (v, until)
+            }
+        };
+        self.caches[policy]
+            .borrow_mut()
+            .put(cred, verdict.clone(), until, now);
+        verdict.map_err(deny)
+    }
+
+    /// Signature and claims of a JWT under JWT policy `policy`; the identity uses that policy's
+    /// header mapping.
+    fn verify_jwt(&self, policy: usize, cred: &[u8], now_ms: u64) -> Verdict {
+        let (claims, exp) = self.jwt_claims(policy, cred, now_ms)?;
+        let map = &self.shared.policies[policy].identity;
+        Ok(Rc::new(Identity::from_claims(&claims, map, exp)))
+    }
+
+    fn jwt_claims(
+        &self,
+        policy: usize,
+        cred: &[u8],
+        now_ms: u64,
+    ) -> Result<(serde_json::Map<String, serde_json::Value>, Option<u64>), Reject> {
+        let AuthKind::Jwt(rules) = &self.shared.policies[policy].kind else {
+            return Err(Reject::Malformed);
+        };
+        let token = std::str::from_utf8(cred).map_err(|_| Reject::Malformed)?;
+        let live = self.shared.jwks[policy].as_ref().map(|s| s.set.load());
+        let signed = match &live {
+            Some(set) => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys, set]),
+            None => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys]),
+        };
+        if signed.as_ref().err() == Some(&Reject::UnknownKey) {
+            if let Some(s) = &self.shared.jwks[policy] {
+                s.want_refresh();
+            }
+        }
+        let claims = jwt::check_claims(&signed?.payload, rules, now_ms / 1000)?;
+        let exp = jwt::exp_of(&claims);
+        Ok((claims, exp))
+    }
+
+    /// The identity behind a phantom token's backend answer.
+    fn exchanged(
+        &self,
+        policy: usize,
+        verify: Option<usize>,
+        answer: phantom::Answer,
+        now_ms: u64,
+    ) -> Verdict {
+        let map = &self.shared.policies[policy].identity;
+        let (claims, jwt) = match answer {
+            phantom::Answer::Inactive => return Err(Reject::Revoked),
+            phantom::Answer::Claims(c) => (c, None),
+            phantom::Answer::Jwt(jwt) => {
+                let claims = match verify {
+                    Some(v) => self.jwt_claims(v, jwt.as_bytes(), now_ms)?.0,
+                    None => phantom::decode_claims(&jwt).ok_or(Reject::Malformed)?,
+                };
+                (claims, Some(jwt))
+            }
+        };
+        let exp = jwt::exp_of(&claims);
+        if exp.is_some_and(|e| e * 1000 <= now_ms) {
+            return Err(Reject::Expired);
+        }
+        let id = Identity::from_claims(&claims, map, exp);
+        Ok(Rc::new(match jwt {
+            Some(j) => id.with_authorization(&j),
+            None => id,
+        }))
+    }
+}

@@ -1,0 +1,664 @@
+//! `[[auth]]` policies and the route keys that use them: raw TOML shape, validated model, and the
+//! validation between the two.
+//!
+//! Flow: `validate.rs` hands each raw `[[auth]]` table to [`policy`], which checks every key, reads
+//! key material (PEM files, JWKS files, API-key files, secrets from environment variables) and
+//! reports each problem under its key path, so a bad key file is a config error with a position.
+//! Secrets live in the model only as key material; `Debug` never prints them. Routes refer to
+//! policies by name (`auth = "users"`) and add `require_roles` / `require_scopes` checks.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::position::KeyPath;
+use super::raw::{DurationValue, OneOrMany};
+use super::units::{is_token, parse_duration};
+use crate::auth::keys::{self, Key, KeySet};
+use crate::client::Url;
+
+/// One `[[auth]]` table as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAuth {
+    pub name: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    // jwt (and phantom's `verify`)
+    pub algorithms: Option<Vec<String>>,
+    pub secret_env: Option<String>,
+    pub public_key_files: Option<Vec<String>>,
+    pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub jwks_refresh: Option<DurationValue>,
+    pub jwks_min_refresh: Option<DurationValue>,
+    pub issuer: Option<OneOrMany>,
+    pub audience: Option<OneOrMany>,
+    pub leeway: Option<DurationValue>,
+    pub required_claims: Option<Vec<String>>,
+    // where the credential is read from
+    pub token_header: Option<String>,
+    pub token_cookie: Option<String>,
+    pub token_query: Option<String>,
+    pub forward_token: Option<bool>,
+    // identity
+    pub claims_to_headers: Option<BTreeMap<String, String>>,
+    pub roles_claim: Option<String>,
+    pub scopes_claim: Option<String>,
+    pub tenant_claim: Option<String>,
+    pub tier_claim: Option<String>,
+    pub cache_size: Option<i64>,
+    // api_key
+    pub keys: Option<Vec<RawApiKey>>,
+    pub keys_file: Option<String>,
+    // phantom
+    pub redis: Option<String>,
+    pub key_prefix: Option<String>,
+    pub introspection_url: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub verify: Option<String>,
+    pub cache_ttl: Option<DurationValue>,
+    pub negative_ttl: Option<DurationValue>,
+    pub timeout: Option<DurationValue>,
+}
+
+/// One API key: its SHA-256 (hex) or an env var holding the key itself, and who it belongs to.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawApiKey {
+    pub sha256: Option<String>,
+    pub key_env: Option<String>,
+    pub consumer: Option<String>,
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// A keys file: `[[key]]` tables with the same fields as inline `keys`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeysFile {
+    #[serde(default)]
+    key: Vec<RawApiKey>,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct AuthPolicy {
+    pub name: String,
+    pub kind: AuthKind,
+    /// Where the credential is read from.
+    pub source: TokenSource,
+    /// Claims (or consumer fields) copied to upstream headers.
+    pub identity: IdentityMap,
+    /// Verified results kept per worker.
+    pub cache_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum AuthKind {
+    Jwt(Arc<JwtRules>),
+    ApiKey(Arc<ApiKeys>),
+    Phantom(Arc<PhantomRules>),
+}
+
+/// Where a credential comes from. Default: `Authorization: Bearer <token>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenSource {
+    /// Lower-cased header name whose whole value is the token (`None`: Authorization Bearer).
+    pub header: Option<String>,
+    pub cookie: Option<String>,
+    pub query: Option<String>,
+    /// Keep the credential on the upstream request (default) or remove it.
+    pub forward: bool,
+}
+
+/// How a verified identity becomes upstream headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityMap {
+    /// (claim, lower-cased header); several claims for one header are comma-joined in this order.
+    pub claims_to_headers: Vec<(String, String)>,
+    pub roles_claim: String,
+    pub scopes_claim: String,
+    pub tenant_claim: Option<String>,
+    pub tier_claim: Option<String>,
+}
+
+/// JWT verification rules.
+pub struct JwtRules {
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// Keys known at start (secret, PEM files, JWKS file); a JWKS URL adds a refreshed set.
+    pub static_keys: KeySet,
+    pub jwks: Option<JwksSource>,
+    pub issuers: Vec<String>,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    /// Always includes "exp".
+    pub required_claims: Vec<String>,
+}
+
+impl fmt::Debug for JwtRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtRules")
+            .field("algorithms", &self.algorithms)
+            .field("static_keys", &self.static_keys.keys.len())
+            .field("jwks", &self.jwks)
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("leeway", &self.leeway)
+            .field("required_claims", &self.required_claims)
+            .finish()
+    }
+}
+
+/// A JWKS fetched over HTTP at start and refreshed in the background.
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    pub url: Url,
+    pub refresh: Duration,
+    /// At most one fetch per this interval when tokens name unknown `kid`s.
+    pub min_refresh: Duration,
+}
+
+/// API keys, by SHA-256 of the key.
+pub struct ApiKeys {
+    pub keys: Vec<([u8; 32], Consumer)>,
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.keys.len())
+    }
+}
+
+/// Who an API key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    pub id: String,
+    pub tenant: Option<String>,
+    pub tier: Option<String>,
+}
+
+/// Phantom-token exchange rules.
+#[derive(Debug)]
+pub struct PhantomRules {
+    pub backend: PhantomBackend,
+    /// Index of a JWT policy that verifies the exchanged token (signature and claims); without it
+    /// the token from the trusted store is only decoded.
+    pub verify: Option<usize>,
+    /// Upper bound of a positive cache entry (also bounded by the token's `exp`).
+    pub cache_ttl: Duration,
+    pub negative_ttl: Duration,
+    pub timeout: Duration,
+}
+
+pub enum PhantomBackend {
+    Redis {
+        addr: std::net::SocketAddr,
+        key_prefix: String,
+    },
+    Introspection {
+        url: Url,
+        client_id: String,
+        client_secret: String,
+    },
+}
+
+impl fmt::Debug for PhantomBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PhantomBackend::Redis { addr, key_prefix } => {
+                write!(f, "Redis {{ addr: {addr}, key_prefix: {key_prefix:?} }}")
+            }
+            PhantomBackend::Introspection { url, client_id, .. } => write!(
+                f,
+                "Introspection {{ url: {url:?}, client_id: {client_id:?}, client_secret: <redacted> }}"
+            ),
+        }
+    }
+}
+
+/// A route's authorization rule on top of its policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    /// true: every listed role/scope is needed; false: any one of each list.
+    pub all: bool,
+}
+
+const DEFAULT_CACHE: usize = 10_000;
+
+fn one_or_many(v: Option<OneOrMany>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    }
+}
+
+/// Collects problems like `validate.rs`'s context does.
+pub(crate) struct Problems<'a>(pub &'a mut Vec<(KeyPath, String)>);
+
+impl Problems<'_> {
+    fn err(&mut self, p: KeyPath, m: impl Into<String>) {
+        self.0.push((p, m.into()));
+    }
+
+    fn duration(&mut self, p: KeyPath, v: Option<DurationValue>, default: Duration) -> Duration {
+        use super::raw::Scalar;
+        match v.map(|d| d.0) {
+            None => default,
+            Some(Scalar::Str(s)) => parse_duration(&s).unwrap_or_else(|m| {
+                self.err(p, m);
+                default
+            }),
+            Some(Scalar::Int(_)) => {
+                self.err(p, "missing unit (expected a duration like \"30s\")");
+                default
+            }
+        }
+    }
+
+    fn header_name(&mut self, p: KeyPath, v: Option<String>) -> Option<String> {
+        let v = v?;
+        if is_token(&v) {
+            Some(v.to_ascii_lowercase())
+        } else {
+            self.err(p, format!("\"{v}\" is not a valid header name"));
+            None
+        }
+    }
+
+    fn env(&mut self, p: KeyPath, var: &str) -> Option<String> {
+        match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(v),
+            _ => {
+                self.err(p, format!("environment variable {var} is not set"));
+                None
+            }
+        }
+    }
+}
+
+fn resolve(base: &Path, file: &str) -> std::path::PathBuf {
+    let p = Path::new(file);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Validates one `[[auth]]`. `jwt_names` maps earlier JWT policy names to indices (for `verify`).
+pub(crate) fn policy(
+    cx: &mut Problems<'_>,
+    p: &KeyPath,
+    mut a: RawAuth,
+    base: &Path,
+    jwt_names: &BTreeMap<String, usize>,
+) -> Option<AuthPolicy> {
+    let name = match a.name.take() {
+        Some(n) => n,
+        None => {
+            cx.err(p.key("name"), "missing (expected a policy name)");
+            return None;
+        }
+    };
+    let source = TokenSource {
+        header: cx.header_name(p.key("token_header"), a.token_header.take()),
+        cookie: a.token_cookie.take(),
+        query: a.token_query.take(),
+        forward: a.forward_token.unwrap_or(true),
+    };
+    let claims_map = a.claims_to_headers.take();
+    let identity = identity_map(cx, p, claims_map, &a);
+    let cache_size = match a.cache_size {
+        None => DEFAULT_CACHE,
+        Some(n) if (0..=10_000_000).contains(&n) => n as usize,
+        Some(n) => {
+            cx.err(p.key("cache_size"), format!("must be between 0 and 10000000, got {n}"));
+            DEFAULT_CACHE
+        }
+    };
+    let kind = match a.kind.as_deref() {
+        Some("jwt") => AuthKind::Jwt(Arc::new(jwt_rules(
+            cx,
+            p,
+            JwtParts {
+                algorithms: a.algorithms,
+                secret_env: a.secret_env,
+                public_key_files: a.public_key_files,
+                jwks_file: a.jwks_file,
+                jwks_url: a.jwks_url,
+                jwks_refresh: a.jwks_refresh,
+                jwks_min_refresh: a.jwks_min_refresh,
+                issuer: a.issuer,
+                audience: a.audience,
+                leeway: a.leeway,
+                required_claims: a.required_claims,
+            },
+            base,
+        )?)),
+        Some("api_key") => {
+            let mut keys = Vec::new();
+            for (i, k) in a.keys.unwrap_or_default().into_iter().enumerate() {
+                keys.extend(api_key(cx, &p.key("keys").index(i), k));
+            }
+            if let Some(file) = a.keys_file {
+                let fp = p.key("keys_file");
+                match std::fs::read_to_string(resolve(base, &file)) {
+                    Err(e) => cx.err(fp, format!("cannot read {file}: {e}")),
+                    Ok(text) => match toml::from_str::<RawKeysFile>(&text) {
+                        Err(e) => cx.err(fp, format!("{file}: {}", e.message())),
+                        Ok(f) => {
+                            for (i, k) in f.key.into_iter().enumerate() {
+                                let kp = KeyPath::root().key(&format!("{file}: key")).index(i);
+                                keys.extend(api_key(cx, &kp, k));
+                            }
+                        }
+                    },
+                }
+            }
+            if keys.is_empty() {
+                cx.err(p.key("keys"), "no API keys (expected keys = [...] or keys_file)");
+            }
+            AuthKind::ApiKey(Arc::new(ApiKeys { keys }))
+        }
+        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(cx, p, a.redis, a.key_prefix, a.introspection_url, a.client_id, a.client_secret_env, a.verify, a.cache_ttl, a.negative_ttl, a.timeout, jwt_names)?)),
+        Some(other) => {
+            cx.err(p.key("type"), format!("unknown type \"{other}\" (expected jwt, api_key or phantom)"));
+            return None;
+        }
+        None => {
+            cx.err(p.key("type"), "missing (expected jwt, api_key or phantom)");
+            return None;
+        }
+    };
+    let mut source = source;
+    if matches!(kind, AuthKind::ApiKey(_)) && source.header.is_none() {
+        source.header = Some("x-api-key".into());
+    }
+    Some(AuthPolicy {
+        name,
+        kind,
+        source,
+        identity,
+        cache_size,
+    })
+}
+
+fn identity_map(
+    cx: &mut Problems<'_>,
+    p: &KeyPath,
+    map: Option<BTreeMap<String, String>>,
+    a: &RawAuth,
+) -> IdentityMap {
+    let claims_to_headers = match map {
+        None => vec![
+            ("sub".into(), "x-user-id".into()),
+            ("roles".into(), "x-user-roles".into()),
+            ("scope".into(), "x-user-roles".into()),
+        ],
+        Some(m) => m
+            .into_iter()
+            .filter_map(|(claim, header)| {
+                cx.header_name(p.key("claims_to_headers").key(&claim), Some(header))
+                    .map(|h| (claim, h))
+            })
+            .collect(),
+    };
+    IdentityMap {
+        claims_to_headers,
+        roles_claim: a.roles_claim.clone().unwrap_or_else(|| "roles".into()),
+        scopes_claim: a.scopes_claim.clone().unwrap_or_else(|| "scope".into()),
+        tenant_claim: a.tenant_claim.clone(),
+        tier_claim: a.tier_claim.clone(),
+    }
+}
+
+struct JwtParts {
+    algorithms: Option<Vec<String>>,
+    secret_env: Option<String>,
+    public_key_files: Option<Vec<String>>,
+    jwks_file: Option<String>,
+    jwks_url: Option<String>,
+    jwks_refresh: Option<DurationValue>,
+    jwks_min_refresh: Option<DurationValue>,
+    issuer: Option<OneOrMany>,
+    audience: Option<OneOrMany>,
+    leeway: Option<DurationValue>,
+    required_claims: Option<Vec<String>>,
+}
+
+fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Option<JwtRules> {
+    let ap = p.key("algorithms");
+    let mut algorithms = Vec::new();
+    match j.algorithms {
+        None => cx.err(ap.clone(), "missing (expected a list like [\"RS256\"])"),
+        Some(list) if list.is_empty() => cx.err(ap.clone(), "empty list"),
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                match keys::parse_alg(s) {
+                    Some(a) => algorithms.push(a),
+                    None => cx.err(
+                        ap.index(i),
+                        format!("unsupported algorithm \"{s}\" (expected one of {})", keys::ALG_NAMES),
+                    ),
+                }
+            }
+        }
+    }
+    let mut static_keys = Vec::new();
+    if let Some(var) = j.secret_env {
+        if let Some(secret) = cx.env(p.key("secret_env"), &var) {
+            static_keys.push(Key::secret(secret.as_bytes(), None));
+        }
+    }
+    for (i, f) in j.public_key_files.unwrap_or_default().iter().enumerate() {
+        match std::fs::read(resolve(base, f)) {
+            Err(e) => cx.err(p.key("public_key_files").index(i), format!("cannot read {f}: {e}")),
+            Ok(pem) => match Key::from_pem(&pem) {
+                Ok(k) => static_keys.push(k),
+                Err(m) => cx.err(p.key("public_key_files").index(i), format!("{f}: {m}")),
+            },
+        }
+    }
+    if let Some(f) = j.jwks_file {
+        match std::fs::read(resolve(base, &f)) {
+            Err(e) => cx.err(p.key("jwks_file"), format!("cannot read {f}: {e}")),
+            Ok(text) => match KeySet::from_jwks(&text) {
+                Ok((set, _skipped)) => static_keys.extend(set.keys),
+                Err(m) => cx.err(p.key("jwks_file"), format!("{f}: {m}")),
+            },
+        }
+    }
+    let jwks = j.jwks_url.and_then(|u| match Url::parse(&u) {
+        Ok(url) => Some(JwksSource {
+            url,
+            refresh: cx.duration(p.key("jwks_refresh"), j.jwks_refresh, Duration::from_secs(300)),
+            min_refresh: cx.duration(
+                p.key("jwks_min_refresh"),
+                j.jwks_min_refresh,
+                Duration::from_secs(30),
+            ),
+        }),
+        Err(m) => {
+            cx.err(p.key("jwks_url"), m);
+            None
+        }
+    });
+    if static_keys.is_empty() && jwks.is_none() {
+        cx.err(
+            p.key("algorithms"),
+            "no keys (expected secret_env, public_key_files, jwks_file or jwks_url)",
+        );
+    }
+    let mut required_claims = j.required_claims.unwrap_or_default();
+    if !required_claims.iter().any(|c| c == "exp") {
+        required_claims.insert(0, "exp".into());
+    }
+    Some(JwtRules {
+        algorithms,
+        static_keys: KeySet { keys: static_keys },
+        jwks,
+        issuers: one_or_many(j.issuer),
+        audiences: one_or_many(j.audience),
+        leeway: cx.duration(p.key("leeway"), j.leeway, Duration::from_secs(30)),
+        required_claims,
+    })
+}
+
+fn api_key(cx: &mut Problems<'_>, p: &KeyPath, k: RawApiKey) -> Option<([u8; 32], Consumer)> {
+    let hash = match (k.sha256, k.key_env) {
+        (Some(h), None) => {
+            let parsed = decode_hex32(&h);
+            if parsed.is_none() {
+                cx.err(p.key("sha256"), "expected 64 hex digits (the SHA-256 of the key)");
+            }
+            parsed
+        }
+        (None, Some(var)) => cx
+            .env(p.key("key_env"), &var)
+            .map(|key| crate::auth::apikey::digest(key.as_bytes())),
+        (Some(_), Some(_)) => {
+            cx.err(p.key("key_env"), "not allowed together with sha256");
+            None
+        }
+        (None, None) => {
+            cx.err(p.key("sha256"), "missing (expected sha256 or key_env)");
+            None
+        }
+    };
+    let consumer = k.consumer;
+    if consumer.is_none() {
+        cx.err(p.key("consumer"), "missing (expected the consumer id)");
+    }
+    Some((
+        hash?,
+        Consumer {
+            id: consumer?,
+            tenant: k.tenant,
+            tier: k.tier,
+        },
+    ))
+}
+
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn phantom(
+    cx: &mut Problems<'_>,
+    p: &KeyPath,
+    redis: Option<String>,
+    key_prefix: Option<String>,
+    introspection_url: Option<String>,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    verify: Option<String>,
+    cache_ttl: Option<DurationValue>,
+    negative_ttl: Option<DurationValue>,
+    timeout: Option<DurationValue>,
+    jwt_names: &BTreeMap<String, usize>,
+) -> Option<PhantomRules> {
+    let backend = match (redis, introspection_url) {
+        (Some(addr), None) => {
+            match super::units::resolve_addr(addr.trim_start_matches("redis://")) {
+                Ok(addr) => Some(PhantomBackend::Redis {
+                    addr,
+                    key_prefix: key_prefix.unwrap_or_else(|| "phantom:".into()),
+                }),
+                Err(m) => {
+                    cx.err(p.key("redis"), m);
+                    None
+                }
+            }
+        }
+        (None, Some(u)) => {
+            let url = Url::parse(&u).map_err(|m| cx.err(p.key("introspection_url"), m)).ok();
+            if client_id.is_none() {
+                cx.err(p.key("client_id"), "missing (the introspection endpoint's client id)");
+            }
+            let secret = match &client_secret_env {
+                Some(var) => cx.env(p.key("client_secret_env"), var),
+                None => {
+                    cx.err(p.key("client_secret_env"), "missing (env var with the client secret)");
+                    None
+                }
+            };
+            Some(PhantomBackend::Introspection {
+                url: url?,
+                client_id: client_id?,
+                client_secret: secret?,
+            })
+        }
+        (Some(_), Some(_)) => {
+            cx.err(p.key("introspection_url"), "not allowed together with redis");
+            None
+        }
+        (None, None) => {
+            cx.err(p.key("redis"), "missing (expected redis or introspection_url)");
+            None
+        }
+    };
+    let verify = verify.and_then(|v| match jwt_names.get(&v) {
+        Some(&i) => Some(i),
+        None => {
+            cx.err(p.key("verify"), format!("no jwt policy named \"{v}\" defined before this one"));
+            None
+        }
+    });
+    Some(PhantomRules {
+        backend: backend?,
+        verify,
+        cache_ttl: cx.duration(p.key("cache_ttl"), cache_ttl, Duration::from_secs(300)),
+        negative_ttl: cx.duration(p.key("negative_ttl"), negative_ttl, Duration::from_secs(5)),
+        timeout: cx.duration(p.key("timeout"), timeout, Duration::from_secs(2)),
+    })
+}
+
+/// A route's `require_roles` / `require_scopes` / `require` keys.
+pub(crate) fn requirement(
+    cx: &mut Problems<'_>,
+    p: &KeyPath,
+    has_auth: bool,
+    roles: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+    require: Option<String>,
+) -> Option<Requirement> {
+    if roles.is_none() && scopes.is_none() {
+        if require.is_some() {
+            cx.err(p.key("require"), "only allowed with require_roles or require_scopes");
+        }
+        return None;
+    }
+    if !has_auth {
+        let k = if roles.is_some() { "require_roles" } else { "require_scopes" };
+        cx.err(p.key(k), "needs an auth policy on the route (auth = \"...\")");
+    }
+    let all = match require.as_deref() {
+        None | Some("any") => false,
+        Some("all") => true,
+        Some(o) => {
+            cx.err(p.key("require"), format!("unknown value \"{o}\" (expected any or all)"));
+            false
+        }
+    };
+    Some(Requirement {
+        roles: roles.unwrap_or_default(),
+        scopes: scopes.unwrap_or_default(),
+        all,
+    })
+}
