@@ -59,12 +59,49 @@ impl Family {
     }
 }
 
+/// The signature scheme of an algorithm, hash aside. A JWK's `alg` pins its key to one scheme (an
+/// RSA key published for PS512 never verifies RS256) and sets the weakest hash it accepts (PS512
+/// key: no PS256, no downgrade), while a stronger hash of the same scheme passes (RFC 7520's
+/// examples sign PS384 with a key labelled PS256; wycheproof counts those valid).
+fn scheme(alg: Algorithm) -> u8 {
+    use Algorithm::*;
+    match alg {
+        HS256 | HS384 | HS512 => 0,
+        RS256 | RS384 | RS512 => 1,
+        PS256 | PS384 | PS512 => 2,
+        ES256 => 3,
+        ES384 => 4,
+        EdDSA => 5,
+    }
+}
+
+fn hash_bits(alg: Algorithm) -> u16 {
+    use Algorithm::*;
+    match alg {
+        HS256 | RS256 | PS256 | ES256 | EdDSA => 256,
+        HS384 | RS384 | PS384 | ES384 => 384,
+        HS512 | RS512 | PS512 => 512,
+    }
+}
+
 /// One verification key.
 #[derive(Clone)]
 pub struct Key {
     pub kid: Option<String>,
     pub family: Family,
+    /// The JWK's own `alg`, if it had one.
+    pub alg: Option<Algorithm>,
     pub decoding: DecodingKey,
+}
+
+impl Key {
+    /// May this key verify a token signed with `alg`?
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.family.allows(alg)
+            && self
+                .alg
+                .is_none_or(|a| scheme(a) == scheme(alg) && hash_bits(alg) >= hash_bits(a))
+    }
 }
 
 impl std::fmt::Debug for Key {
@@ -89,6 +126,7 @@ impl Key {
     pub fn secret(secret: &[u8], kid: Option<String>) -> Key {
         Key {
             kid,
+            alg: None,
             family: Family::Hmac,
             decoding: DecodingKey::from_secret(secret),
         }
@@ -141,6 +179,7 @@ impl Key {
         };
         Ok(Key {
             kid: None,
+            alg: None,
             family,
             decoding,
         })
@@ -208,14 +247,19 @@ impl Key {
             }
             other => return Err(format!("unsupported kty {other:?}")),
         };
-        if let Some(alg) = s("alg") {
-            // The JWK's own alg must at least be of the key's family (RFC 7517 §4.4).
-            if !parse_alg(alg).is_some_and(|a| family.allows(a)) {
-                return Err(format!("alg \"{alg}\" is unsupported or does not fit the key"));
-            }
-        }
+        let alg = match s("alg") {
+            // The JWK's own alg must be of the key's family (RFC 7517 §4.4).
+            Some(name) => match parse_alg(name).filter(|a| family.allows(*a)) {
+                Some(a) => Some(a),
+                None => {
+                    return Err(format!("alg \"{name}\" is unsupported or does not fit the key"))
+                }
+            },
+            None => None,
+        };
         Ok(Key {
             kid: s("kid").map(str::to_owned),
+            alg,
             family,
             decoding,
         })
@@ -256,7 +300,7 @@ impl KeySet {
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Key> + 'a {
         self.keys.iter().filter(move |k| {
-            k.family.allows(alg)
+            k.allows(alg)
                 && match kid {
                     Some(kid) => k.kid.as_deref() == Some(kid),
                     None => true,
