@@ -25,7 +25,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    std::fs::read(format!(
+        "{}/tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
 }
 
 fn claims() -> serde_json::Value {
@@ -96,9 +100,19 @@ fn bench(c: &mut Criterion) {
         let mut cache = Cache::new(10_000);
         let now = now_ms();
         for i in 0..5_000u32 {
-            cache.put(format!("{token}{i}").as_bytes(), Ok(Rc::new(Identity::default())), now + 3_600_000, now);
+            cache.put(
+                format!("{token}{i}").as_bytes(),
+                Ok(Rc::new(Identity::default())),
+                now + 3_600_000,
+                now,
+            );
         }
-        cache.put(token.as_bytes(), Ok(Rc::new(Identity::default())), now + 3_600_000, now);
+        cache.put(
+            token.as_bytes(),
+            Ok(Rc::new(Identity::default())),
+            now + 3_600_000,
+            now,
+        );
         g.bench_function(format!("cache_hit/{name}"), |b| {
             b.iter(|| black_box(cache.get(black_box(token.as_bytes()), now_ms()).is_some()))
         });
@@ -107,7 +121,11 @@ fn bench(c: &mut Criterion) {
     let keys = ApiKeys {
         keys: (0..100)
             .map(|i| {
-                let c = Consumer { id: format!("c{i}"), tenant: None, tier: None };
+                let c = Consumer {
+                    id: format!("c{i}"),
+                    tenant: None,
+                    tier: None,
+                };
                 (apikey::digest(format!("key-{i}").as_bytes()), c)
             })
             .collect(),

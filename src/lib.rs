@@ -7,8 +7,8 @@
 
 pub mod admin;
 pub mod auth;
-pub mod client;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod demo;
 pub mod http;

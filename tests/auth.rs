@@ -112,7 +112,12 @@ fn jwt_policies_seen_by_client_and_upstream() {
     for_each_driver(|d| {
         let gw = Gateway::start(&cfg, d);
         let before = rec.request_count();
-        let hs = mint(Algorithm::HS256, SECRET, None, claims("alice", json!({"roles": ["dev"]})));
+        let hs = mint(
+            Algorithm::HS256,
+            SECRET,
+            None,
+            claims("alice", json!({"roles": ["dev"]})),
+        );
         let r = get(
             &gw,
             "/hs/a",
@@ -124,13 +129,25 @@ fn jwt_policies_seen_by_client_and_upstream() {
         );
         assert_eq!(r.status, 200, "[{d}] {}", r.body_str());
         let seen = rec.wait_requests(before + 1, secs(5)).pop().unwrap();
-        assert_eq!(seen.header_all("x-user-id"), vec!["alice"], "[{d}] forged id stripped");
+        assert_eq!(
+            seen.header_all("x-user-id"),
+            vec!["alice"],
+            "[{d}] forged id stripped"
+        );
         assert_eq!(seen.header("x-user-roles").as_deref(), Some("dev"), "[{d}]");
         assert!(!seen.has("x-consumer-id"), "[{d}] forged consumer stripped");
-        assert_eq!(seen.header("authorization"), Some(bearer(&hs)), "[{d}] forwarded");
+        assert_eq!(
+            seen.header("authorization"),
+            Some(bearer(&hs)),
+            "[{d}] forwarded"
+        );
 
         // identity headers are stripped on routes without auth too
-        let r = get(&gw, "/open", &[("X-User-Id", "mallory"), ("X-Tenant-Id", "t")]);
+        let r = get(
+            &gw,
+            "/open",
+            &[("X-User-Id", "mallory"), ("X-Tenant-Id", "t")],
+        );
         assert_eq!(r.status, 200, "[{d}]");
         let seen = rec.wait_requests(before + 2, secs(5)).pop().unwrap();
         assert!(!seen.has("x-user-id") && !seen.has("x-tenant-id"), "[{d}]");
@@ -144,24 +161,70 @@ fn jwt_policies_seen_by_client_and_upstream() {
             None,
             json!({"sub": "a", "exp": now() - 31}),
         );
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", &bearer(&old))]), "token expired", d);
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", &bearer(&old))]),
+            "token expired",
+            d,
+        );
         let grace = mint(
             Algorithm::HS256,
             SECRET,
             None,
             json!({"sub": "a", "exp": now() - 5}),
         );
-        assert_eq!(get(&gw, "/hs/a", &[("Authorization", &bearer(&grace))]).status, 200, "[{d}] leeway");
-        let early = mint(Algorithm::HS256, SECRET, None, claims("a", json!({"nbf": now() + 300})));
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", &bearer(&early))]), "token not yet valid", d);
+        assert_eq!(
+            get(&gw, "/hs/a", &[("Authorization", &bearer(&grace))]).status,
+            200,
+            "[{d}] leeway"
+        );
+        let early = mint(
+            Algorithm::HS256,
+            SECRET,
+            None,
+            claims("a", json!({"nbf": now() + 300})),
+        );
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", &bearer(&early))]),
+            "token not yet valid",
+            d,
+        );
         let noexp = mint(Algorithm::HS256, SECRET, None, json!({"sub": "a"}));
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", &bearer(&noexp))]), "required claim missing", d);
-        let wrong = mint(Algorithm::HS256, "other-secret", None, claims("a", json!({})));
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", &bearer(&wrong))]), "invalid signature", d);
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", "Bearer a.b")]), "malformed token", d);
-        let none = format!("{}.{}.", b64(r#"{"alg":"none"}"#), b64(&claims("a", json!({})).to_string()));
-        assert_401(&get(&gw, "/hs/a", &[("Authorization", &bearer(&none))]), "algorithm not allowed", d);
-        assert_eq!(rec.request_count(), count + 1, "[{d}] only the leeway request went through");
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", &bearer(&noexp))]),
+            "required claim missing",
+            d,
+        );
+        let wrong = mint(
+            Algorithm::HS256,
+            "other-secret",
+            None,
+            claims("a", json!({})),
+        );
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", &bearer(&wrong))]),
+            "invalid signature",
+            d,
+        );
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", "Bearer a.b")]),
+            "malformed token",
+            d,
+        );
+        let none = format!(
+            "{}.{}.",
+            b64(r#"{"alg":"none"}"#),
+            b64(&claims("a", json!({})).to_string())
+        );
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", &bearer(&none))]),
+            "algorithm not allowed",
+            d,
+        );
+        assert_eq!(
+            rec.request_count(),
+            count + 1,
+            "[{d}] only the leeway request went through"
+        );
     });
 }
 
@@ -192,25 +255,72 @@ fn asymmetric_keys_issuer_audience_roles() {
             let r = get(&gw, "/rs/x", &[("Authorization", &bearer(&t))]);
             assert_eq!(r.status, 200, "[{d}] {alg:?}: {}", r.body_str());
             let seen = rec.requests().pop().unwrap();
-            assert_eq!(seen.header("x-user-email").as_deref(), Some("b@x.test"), "[{d}]");
+            assert_eq!(
+                seen.header("x-user-email").as_deref(),
+                Some("b@x.test"),
+                "[{d}]"
+            );
         }
         let other = mint(Algorithm::RS256, "rsa2", None, good(json!({})));
-        assert_401(&get(&gw, "/rs/x", &[("Authorization", &bearer(&other))]), "invalid signature", d);
-        let t = mint(Algorithm::RS256, "rsa", None, claims("bob", json!({"iss": "https://evil.test", "aud": "api"})));
-        assert_401(&get(&gw, "/rs/x", &[("Authorization", &bearer(&t))]), "issuer not accepted", d);
-        let t = mint(Algorithm::RS256, "rsa", None, claims("bob", json!({"iss": "https://idp.test", "aud": ["web"]})));
-        assert_401(&get(&gw, "/rs/x", &[("Authorization", &bearer(&t))]), "audience not accepted", d);
+        assert_401(
+            &get(&gw, "/rs/x", &[("Authorization", &bearer(&other))]),
+            "invalid signature",
+            d,
+        );
+        let t = mint(
+            Algorithm::RS256,
+            "rsa",
+            None,
+            claims("bob", json!({"iss": "https://evil.test", "aud": "api"})),
+        );
+        assert_401(
+            &get(&gw, "/rs/x", &[("Authorization", &bearer(&t))]),
+            "issuer not accepted",
+            d,
+        );
+        let t = mint(
+            Algorithm::RS256,
+            "rsa",
+            None,
+            claims("bob", json!({"iss": "https://idp.test", "aud": ["web"]})),
+        );
+        assert_401(
+            &get(&gw, "/rs/x", &[("Authorization", &bearer(&t))]),
+            "audience not accepted",
+            d,
+        );
         // HS256 is not allowed on this policy at all
         let hs = mint(Algorithm::HS256, SECRET, None, good(json!({})));
-        assert_401(&get(&gw, "/rs/x", &[("Authorization", &bearer(&hs))]), "algorithm not allowed", d);
+        assert_401(
+            &get(&gw, "/rs/x", &[("Authorization", &bearer(&hs))]),
+            "algorithm not allowed",
+            d,
+        );
 
         // roles: 403 without admin, 200 with it
-        let dev = mint(Algorithm::RS256, "rsa", None, good(json!({"roles": ["dev"]})));
+        let dev = mint(
+            Algorithm::RS256,
+            "rsa",
+            None,
+            good(json!({"roles": ["dev"]})),
+        );
         let r = get(&gw, "/admin", &[("Authorization", &bearer(&dev))]);
         assert_eq!(r.status, 403, "[{d}] {}", r.body_str());
-        assert!(r.header("www-authenticate").unwrap_or_default().contains("insufficient_scope"));
-        let admin = mint(Algorithm::RS256, "rsa", None, good(json!({"roles": ["dev", "admin"]})));
-        assert_eq!(get(&gw, "/admin", &[("Authorization", &bearer(&admin))]).status, 200, "[{d}]");
+        assert!(r
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .contains("insufficient_scope"));
+        let admin = mint(
+            Algorithm::RS256,
+            "rsa",
+            None,
+            good(json!({"roles": ["dev", "admin"]})),
+        );
+        assert_eq!(
+            get(&gw, "/admin", &[("Authorization", &bearer(&admin))]).status,
+            200,
+            "[{d}]"
+        );
     });
 }
 
@@ -223,9 +333,17 @@ fn key_confusion_cookie_query_and_stripped_token() {
         // HS256 signed with the RSA public key's PEM as the secret: the classic confusion attack
         let pem = String::from_utf8(key_bytes("rsa.pub")).unwrap();
         let t = mint(Algorithm::HS256, &pem, None, claims("eve", json!({})));
-        assert_401(&get(&gw, "/mixed", &[("Authorization", &bearer(&t))]), "unknown signing key", d);
+        assert_401(
+            &get(&gw, "/mixed", &[("Authorization", &bearer(&t))]),
+            "unknown signing key",
+            d,
+        );
         let ok = mint(Algorithm::RS256, "rsa", None, claims("eve", json!({})));
-        assert_eq!(get(&gw, "/mixed", &[("Authorization", &bearer(&ok))]).status, 200, "[{d}]");
+        assert_eq!(
+            get(&gw, "/mixed", &[("Authorization", &bearer(&ok))]).status,
+            200,
+            "[{d}]"
+        );
 
         let t = mint(Algorithm::HS256, SECRET, None, claims("carol", json!({})));
         let cookie = format!("theme=dark; session={t}");
@@ -236,7 +354,10 @@ fn key_confusion_cookie_query_and_stripped_token() {
         let r = get(&gw, "/src", &[("Authorization", &bearer(&t))]);
         assert_eq!(r.status, 200, "[{d}] header");
         let seen = rec.requests().pop().unwrap();
-        assert!(!seen.has("authorization"), "[{d}] forward_token = false strips it");
+        assert!(
+            !seen.has("authorization"),
+            "[{d}] forward_token = false strips it"
+        );
         assert_eq!(seen.header("x-user-id").as_deref(), Some("carol"));
     });
 }
@@ -247,7 +368,11 @@ fn api_keys_map_to_consumers() {
     let cfg = cfg(&rec);
     for_each_driver(|d| {
         let gw = Gateway::start(&cfg, d);
-        let r = get(&gw, "/keys", &[("X-API-Key", "key-from-env-123"), ("X-Tenant-Id", "forged")]);
+        let r = get(
+            &gw,
+            "/keys",
+            &[("X-API-Key", "key-from-env-123"), ("X-Tenant-Id", "forged")],
+        );
         assert_eq!(r.status, 200, "[{d}] {}", r.body_str());
         let seen = rec.requests().pop().unwrap();
         assert_eq!(seen.header("x-consumer-id").as_deref(), Some("acme"));
@@ -261,7 +386,10 @@ fn api_keys_map_to_consumers() {
         let r = get(&gw, "/keys", &[("X-API-Key", "nope")]);
         assert_eq!(r.status, 401, "[{d}]");
         let wa = r.header("www-authenticate").unwrap_or_default();
-        assert!(wa.starts_with("ApiKey") && wa.contains("unknown API key"), "[{d}] {wa}");
+        assert!(
+            wa.starts_with("ApiKey") && wa.contains("unknown API key"),
+            "[{d}] {wa}"
+        );
     });
 }
 

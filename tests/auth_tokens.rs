@@ -20,7 +20,13 @@ use serde_json::json;
 
 fn get(gw: &Gateway, path: &str, token: &str) -> Response {
     let auth = format!("Bearer {token}");
-    Client::connect(gw.addr).request(&req("GET", path, "t.test", &[("Authorization", &auth)], b""))
+    Client::connect(gw.addr).request(&req(
+        "GET",
+        path,
+        "t.test",
+        &[("Authorization", &auth)],
+        b"",
+    ))
 }
 
 /// Polls until `path` with `token` answers `status` (or the deadline passes).
@@ -67,12 +73,20 @@ fn jwks_rotation_refresh_and_failures() {
         *doc.lock().unwrap() = (200, rsa_jwks(&[("a", "rsa")]));
         let gw = Gateway::start(&cfg, d);
         let ta = mint(Algorithm::RS256, "rsa", Some("a"), claims("u1", json!({})));
-        assert_eq!(get(&gw, "/x", &ta).status, 200, "[{d}] key from the initial fetch");
+        assert_eq!(
+            get(&gw, "/x", &ta).status,
+            200,
+            "[{d}] key from the initial fetch"
+        );
 
         // a new key appears; the first token with its kid triggers a refresh
         *doc.lock().unwrap() = (200, rsa_jwks(&[("a", "rsa"), ("b", "rsa2")]));
         let tb = mint(Algorithm::RS256, "rsa2", Some("b"), claims("u2", json!({})));
-        assert_eq!(eventually(&gw, "/x", &tb, 200, secs(10)), 200, "[{d}] rotated in");
+        assert_eq!(
+            eventually(&gw, "/x", &tb, 200, secs(10)),
+            200,
+            "[{d}] rotated in"
+        );
 
         // the IdP fails: the last good set stays
         *doc.lock().unwrap() = (500, "oops".into());
@@ -84,7 +98,11 @@ fn jwks_rotation_refresh_and_failures() {
 
         // key a is withdrawn: new tokens signed with it stop verifying after a refresh
         *doc.lock().unwrap() = (200, rsa_jwks(&[("b", "rsa2"), ("c", "rsa")]));
-        assert_eq!(eventually(&gw, "/x", &tc, 200, secs(10)), 200, "[{d}] kid c now known");
+        assert_eq!(
+            eventually(&gw, "/x", &tc, 200, secs(10)),
+            200,
+            "[{d}] kid c now known"
+        );
         let ta2 = mint(Algorithm::RS256, "rsa", Some("a"), claims("u5", json!({})));
         assert_eq!(get(&gw, "/x", &ta2).status, 401, "[{d}] withdrawn kid a");
         assert!(
@@ -131,18 +149,30 @@ fn phantom_tokens_in_redis() {
     for_each_driver(|d| {
         // one worker: verdict caches are per core, and the outage check needs the cached one
         let gw = Gateway::start_with_args(&cfg, d, &["--workers", "1"]);
-        let jwt = mint(Algorithm::RS256, "rsa", None, claims("dora", json!({"roles": ["ops"]})));
+        let jwt = mint(
+            Algorithm::RS256,
+            "rsa",
+            None,
+            claims("dora", json!({"roles": ["ops"]})),
+        );
         redis.cmd(&["SET", "pt:opaque-1", &jwt]);
         let r = get(&gw, "/p", "opaque-1");
         assert_eq!(r.status, 200, "[{d}] {}", r.body_str());
         let seen = rec.requests().pop().unwrap();
-        assert_eq!(seen.header("authorization"), Some(format!("Bearer {jwt}")), "[{d}]");
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {jwt}")),
+            "[{d}]"
+        );
         assert_eq!(seen.header("x-user-id").as_deref(), Some("dora"));
         assert_eq!(seen.header("x-user-roles").as_deref(), Some("ops"));
 
         let r = get(&gw, "/p", "unknown-token");
         assert_eq!(r.status, 401, "[{d}]");
-        assert!(r.header("www-authenticate").unwrap_or_default().contains("token not active"));
+        assert!(r
+            .header("www-authenticate")
+            .unwrap_or_default()
+            .contains("token not active"));
 
         // a stored JWT that fails verification is refused
         let forged = mint(Algorithm::RS256, "rsa2", None, claims("eve", json!({})));
@@ -151,20 +181,35 @@ fn phantom_tokens_in_redis() {
 
         // revocation: deleting the key stops the token within the cache TTL
         redis.cmd(&["DEL", "pt:opaque-1"]);
-        assert_eq!(eventually(&gw, "/p", "opaque-1", 401, secs(5)), 401, "[{d}] revoked");
+        assert_eq!(
+            eventually(&gw, "/p", "opaque-1", 401, secs(5)),
+            401,
+            "[{d}] revoked"
+        );
 
         // outage: cached tokens keep working, uncached ones get 503
         redis.cmd(&["SET", "pt:opaque-2", &jwt]);
         assert_eq!(get(&gw, "/p", "opaque-2").status, 200, "[{d}]");
         redis.stop();
-        assert_eq!(get(&gw, "/p", "opaque-2").status, 200, "[{d}] cached during outage");
+        assert_eq!(
+            get(&gw, "/p", "opaque-2").status,
+            200,
+            "[{d}] cached during outage"
+        );
         let r = get(&gw, "/p", "opaque-3");
         assert_eq!(r.status, 503, "[{d}] {}", r.body_str());
         assert_eq!(r.json()["error"], "authentication backend unavailable");
-        assert!(gw.stderr_text().contains("auth backend unavailable"), "[{d}] logged");
+        assert!(
+            gw.stderr_text().contains("auth backend unavailable"),
+            "[{d}] logged"
+        );
         redis.restart();
         redis.cmd(&["SET", "pt:opaque-3", &jwt]);
-        assert_eq!(eventually(&gw, "/p", "opaque-3", 200, secs(5)), 200, "[{d}] recovered");
+        assert_eq!(
+            eventually(&gw, "/p", "opaque-3", 200, secs(5)),
+            200,
+            "[{d}] recovered"
+        );
     });
 }
 
@@ -172,7 +217,12 @@ fn phantom_tokens_in_redis() {
 fn phantom_tokens_by_introspection() {
     std::env::set_var("CG_TEST_INTROSPECT_SECRET", "cl-secret");
     let rec = Upstream::recording("rec");
-    let jwt = mint(Algorithm::RS256, "rsa", None, claims("ivy", json!({"scope": "read write"})));
+    let jwt = mint(
+        Algorithm::RS256,
+        "rsa",
+        None,
+        claims("ivy", json!({"scope": "read write"})),
+    );
     let jwt2 = jwt.clone();
     let expected_auth = format!(
         "Basic {}",
@@ -218,20 +268,34 @@ fn phantom_tokens_by_introspection() {
         let gw = Gateway::start(&cfg, d);
         assert_eq!(get(&gw, "/i", "good-token").status, 200, "[{d}]");
         let seen = rec.requests().pop().unwrap();
-        assert_eq!(seen.header("authorization"), Some(format!("Bearer {jwt}")), "[{d}]");
+        assert_eq!(
+            seen.header("authorization"),
+            Some(format!("Bearer {jwt}")),
+            "[{d}]"
+        );
         assert_eq!(seen.header("x-user-roles").as_deref(), Some("read,write"));
         let call = idp.requests().pop().unwrap();
-        assert_eq!(call.header("content-type").as_deref(), Some("application/x-www-form-urlencoded"));
+        assert_eq!(
+            call.header("content-type").as_deref(),
+            Some("application/x-www-form-urlencoded")
+        );
         assert!(call.body_str().contains("token_type_hint=access_token"));
 
         assert_eq!(get(&gw, "/i", "claims-only").status, 200, "[{d}]");
         let seen = rec.requests().pop().unwrap();
-        assert!(!seen.has("authorization"), "[{d}] no JWT to forward: the opaque token is dropped");
+        assert!(
+            !seen.has("authorization"),
+            "[{d}] no JWT to forward: the opaque token is dropped"
+        );
         assert_eq!(seen.header("x-user-id").as_deref(), Some("svc"));
 
         assert_eq!(get(&gw, "/i", "revoked").status, 401, "[{d}]");
         *down.lock().unwrap() = true;
         std::thread::sleep(Duration::from_millis(100)); // cache entries (50 ms) expire
-        assert_eq!(get(&gw, "/i", "good-token").status, 503, "[{d}] endpoint failing");
+        assert_eq!(
+            get(&gw, "/i", "good-token").status,
+            503,
+            "[{d}] endpoint failing"
+        );
     });
 }

@@ -85,15 +85,26 @@ fn signature_layer_accepts_valid_and_refuses_invalid() {
             match t["result"].as_str().unwrap() {
                 "valid" if es512 => {
                     unsupported += 1;
-                    assert!(got.is_err(), "tc {id}: ES512 is not supported, must not pass");
+                    assert!(
+                        got.is_err(),
+                        "tc {id}: ES512 is not supported, must not pass"
+                    );
                 }
                 "valid" => {
                     valid += 1;
-                    assert!(got.is_ok(), "tc {id} ({}) valid but refused: {got:?}", t["comment"]);
+                    assert!(
+                        got.is_ok(),
+                        "tc {id} ({}) valid but refused: {got:?}",
+                        t["comment"]
+                    );
                 }
                 _ => {
                     invalid += 1;
-                    assert!(got.is_err(), "tc {id} ({}) invalid but accepted", t["comment"]);
+                    assert!(
+                        got.is_err(),
+                        "tc {id} ({}) invalid but accepted",
+                        t["comment"]
+                    );
                 }
             }
         }
@@ -123,7 +134,11 @@ fn gateway_answers_401_to_every_invalid_vector() {
             std::env::set_var("CG_TEST_VECTOR_DUMMY", "unrelated-dummy-secret");
             auth.push_str("secret_env = \"CG_TEST_VECTOR_DUMMY\"\n\n");
         }
-        routes.push_str(&route_toml(&format!("g{i}"), "u", &format!("path = \"/g{i}\"\nauth = \"g{i}\"")));
+        routes.push_str(&route_toml(
+            &format!("g{i}"),
+            "u",
+            &format!("path = \"/g{i}\"\nauth = \"g{i}\""),
+        ));
         for t in g["tests"].as_array().unwrap() {
             let tc = t["tcId"].as_u64().unwrap();
             if t["result"] == "invalid" && !IDENTICAL_TO_VALID.contains(&tc) {
@@ -139,15 +154,29 @@ fn gateway_answers_401_to_every_invalid_vector() {
             // tokens with characters a header cannot carry are refused by the parser (400)
             let ok_header = tok.bytes().all(|b| (0x21..0x7f).contains(&b));
             let auth = format!("Bearer {tok}");
-            let raw = req("GET", &format!("/g{g}"), "v.test", &[("Authorization", &auth)], b"");
+            let raw = req(
+                "GET",
+                &format!("/g{g}"),
+                "v.test",
+                &[("Authorization", &auth)],
+                b"",
+            );
             if !ok_header {
                 let r = Client::connect(gw.addr).request(&raw);
-                assert!(r.status == 400 || r.status == 401, "[{d}] tc {id}: {}", r.status);
+                assert!(
+                    r.status == 400 || r.status == 401,
+                    "[{d}] tc {id}: {}",
+                    r.status
+                );
                 continue;
             }
             let r = c.request(&raw);
             assert_eq!(r.status, 401, "[{d}] tc {id}: {}", r.body_str());
         }
-        assert_eq!(rec.request_count(), 0, "[{d}] an invalid token reached the upstream");
+        assert_eq!(
+            rec.request_count(),
+            0,
+            "[{d}] an invalid token reached the upstream"
+        );
     });
 }

@@ -59,6 +59,9 @@ mod tests {
         assert!(find(&keys, b"").is_none());
         // the digest of "abc" (FIPS 180-2 example)
         let hex: String = digest(b"abc").iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(c.len(), 2, "bounded");
         assert!(c.get(b"c", 10).is_some());
         c.put(b"d", Err(Reject::Expired), 5, 10);
-        assert!(c.get(b"d", 10).is_none(), "already expired entries are not stored");
+        assert!(
+            c.get(b"d", 10).is_none(),
+            "already expired entries are not stored"
+        );
     }
 }

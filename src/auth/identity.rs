@@ -79,7 +79,11 @@ fn push(headers: &mut Vec<(String, String)>, name: &str, value: String) {
 
 impl Identity {
     /// From a verified claims set.
-    pub fn from_claims(claims: &Map<String, Value>, map: &IdentityMap, expires: Option<u64>) -> Self {
+    pub fn from_claims(
+        claims: &Map<String, Value>,
+        map: &IdentityMap,
+        expires: Option<u64>,
+    ) -> Self {
         let mut headers = Vec::new();
         for (claim, header) in &map.claims_to_headers {
             if let Some(text) = claims.get(claim).and_then(claim_text) {
@@ -92,11 +96,7 @@ impl Identity {
                 push(&mut headers, header, text);
             }
         }
-        let text = |c: &Option<String>| {
-            c.as_ref()
-                .and_then(|c| claims.get(c))
-                .and_then(claim_text)
-        };
+        let text = |c: &Option<String>| c.as_ref().and_then(|c| claims.get(c)).and_then(claim_text);
         let subject = claims.get("sub").and_then(Value::as_str).map(str::to_owned);
         let tenant = text(&map.tenant_claim);
         let tier = text(&map.tier_claim);
@@ -190,12 +190,19 @@ mod tests {
             id.headers,
             vec![
                 ("x-user-id".to_string(), "alice".to_string()),
-                ("x-user-roles".to_string(), "admin,dev,read,write".to_string()),
+                (
+                    "x-user-roles".to_string(),
+                    "admin,dev,read,write".to_string()
+                ),
                 ("x-tenant-id".to_string(), "t1".to_string()),
             ]
         );
         assert_eq!(id.scopes, vec!["read", "write"]);
-        let any = Requirement { roles: vec!["admin".into(), "x".into()], scopes: vec![], all: false };
+        let any = Requirement {
+            roles: vec!["admin".into(), "x".into()],
+            scopes: vec![],
+            all: false,
+        };
         assert!(id.satisfies(&any));
         let all = Requirement { all: true, ..any };
         assert!(!id.satisfies(&all));

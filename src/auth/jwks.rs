@@ -151,7 +151,11 @@ fn refresher(
         // Sleep until the next scheduled fetch, or until a worker wants one (then re-check the
         // rate limit: a wanted refresh inside min_refresh waits for its window).
         let now = Instant::now();
-        let mut wake = next.iter().copied().min().unwrap_or(now + Duration::from_secs(60));
+        let mut wake = next
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(now + Duration::from_secs(60));
         for (i, s) in states.iter().enumerate() {
             if s.wanted.load(Ordering::Relaxed) {
                 if let Some(l) = last[i] {

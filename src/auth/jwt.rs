@@ -110,7 +110,8 @@ pub fn verify_signature(
         return Err(Reject::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(Reject::Malformed);
     };
@@ -153,7 +154,11 @@ fn numeric(v: &Value) -> Result<f64, Reject> {
 }
 
 /// Parses and checks the claims of a verified token; `now` is Unix seconds.
-pub fn check_claims(payload: &[u8], rules: &JwtRules, now: u64) -> Result<Map<String, Value>, Reject> {
+pub fn check_claims(
+    payload: &[u8],
+    rules: &JwtRules,
+    now: u64,
+) -> Result<Map<String, Value>, Reject> {
     let claims: Map<String, Value> =
         serde_json::from_slice(payload).map_err(|_| Reject::NotAnObject)?;
     check_claim_map(&claims, rules, now)?;
@@ -161,7 +166,11 @@ pub fn check_claims(payload: &[u8], rules: &JwtRules, now: u64) -> Result<Map<St
 }
 
 /// The checks of [`check_claims`] on an already parsed claims set.
-pub fn check_claim_map(claims: &Map<String, Value>, rules: &JwtRules, now: u64) -> Result<(), Reject> {
+pub fn check_claim_map(
+    claims: &Map<String, Value>,
+    rules: &JwtRules,
+    now: u64,
+) -> Result<(), Reject> {
     let now = now as f64;
     let leeway = rules.leeway.as_secs_f64();
     for c in &rules.required_claims {
@@ -280,7 +289,10 @@ mod tests {
         );
         // unknown kid
         let t2 = token(serde_json::json!({"x":1}), Algorithm::HS256, Some("b"));
-        assert_eq!(verify_signature(&t2, &hs, &[&set]).unwrap_err(), Reject::UnknownKey);
+        assert_eq!(
+            verify_signature(&t2, &hs, &[&set]).unwrap_err(),
+            Reject::UnknownKey
+        );
         assert_eq!(kid_of(&t2).as_deref(), Some("b"));
         // tampered payload
         let mut parts: Vec<&str> = t.split('.').collect();

@@ -14,7 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 /// Algorithm names accepted in `algorithms = [...]`, for error messages.
-pub const ALG_NAMES: &str = "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
+pub const ALG_NAMES: &str =
+    "HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA";
 
 /// Parses a JOSE `alg` name we support (`none` and unknown names are `None`).
 pub fn parse_alg(s: &str) -> Option<Algorithm> {
@@ -138,11 +139,7 @@ impl Key {
         let begin = text
             .find("-----BEGIN ")
             .ok_or_else(|| "not a PEM file (no BEGIN line)".to_string())?;
-        let label_end = text[begin + 11..]
-            .find("-----")
-            .ok_or("not a PEM file")?
-            + begin
-            + 11;
+        let label_end = text[begin + 11..].find("-----").ok_or("not a PEM file")? + begin + 11;
         let label = &text[begin + 11..label_end];
         let body_start = label_end + 5;
         let end = text[body_start..]
@@ -171,11 +168,19 @@ impl Key {
             "PUBLIC KEY" if contains(&der, ED25519_OID) => {
                 (Family::Ed25519, DecodingKey::from_ed_pem(pem).map_err(bad)?)
             }
-            "PUBLIC KEY" => return Err("unsupported public key type (expected RSA, EC P-256/P-384 or Ed25519)".into()),
+            "PUBLIC KEY" => {
+                return Err(
+                    "unsupported public key type (expected RSA, EC P-256/P-384 or Ed25519)".into(),
+                )
+            }
             "PRIVATE KEY" | "RSA PRIVATE KEY" | "EC PRIVATE KEY" => {
                 return Err("this is a private key; give the public key".into())
             }
-            other => return Err(format!("unsupported PEM block \"{other}\" (expected PUBLIC KEY)")),
+            other => {
+                return Err(format!(
+                    "unsupported PEM block \"{other}\" (expected PUBLIC KEY)"
+                ))
+            }
         };
         Ok(Key {
             kid: None,
@@ -252,7 +257,9 @@ impl Key {
             Some(name) => match parse_alg(name).filter(|a| family.allows(*a)) {
                 Some(a) => Some(a),
                 None => {
-                    return Err(format!("alg \"{name}\" is unsupported or does not fit the key"))
+                    return Err(format!(
+                        "alg \"{name}\" is unsupported or does not fit the key"
+                    ))
                 }
             },
             None => None,

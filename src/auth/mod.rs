@@ -265,7 +265,9 @@ impl AuthRt {
         let token = std::str::from_utf8(cred).map_err(|_| Reject::Malformed)?;
         let live = self.shared.jwks[policy].as_ref().map(|s| s.set.load());
         let signed = match &live {
-            Some(set) => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys, set]),
+            Some(set) => {
+                jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys, set])
+            }
             None => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys]),
         };
         if signed.as_ref().err() == Some(&Reject::UnknownKey) {

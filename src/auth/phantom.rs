@@ -44,7 +44,9 @@ pub async fn redis_lookup(
         Ok(None) => Ok(Answer::Inactive),
         Ok(Some(v)) => match String::from_utf8(v) {
             Ok(jwt) if !jwt.trim().is_empty() => Ok(Answer::Jwt(jwt.trim().to_owned())),
-            _ => Err(Unavailable("phantom token store holds a non-JWT value".into())),
+            _ => Err(Unavailable(
+                "phantom token store holds a non-JWT value".into(),
+            )),
         },
         Err(e) => Err(Unavailable(format!("redis: {e}"))),
     }
@@ -86,8 +88,13 @@ pub async fn introspect(
             resp.status
         )));
     }
-    let ctype = resp.header("content-type").unwrap_or("").to_ascii_lowercase();
-    if ctype.starts_with("application/jwt") || ctype.starts_with("application/token-introspection+jwt") {
+    let ctype = resp
+        .header("content-type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if ctype.starts_with("application/jwt")
+        || ctype.starts_with("application/token-introspection+jwt")
+    {
         let jwt = String::from_utf8(resp.body)
             .map_err(|_| Unavailable("introspection JWT is not text".into()))?;
         return Ok(Answer::Jwt(jwt.trim().to_owned()));

@@ -10,7 +10,11 @@ use crate::config::auth::TokenSource;
 use crate::http::head::RequestHead;
 
 /// The credential bytes, or why there is none usable.
-pub fn extract<'a>(src: &TokenSource, head: &RequestHead, buf: &'a [u8]) -> Result<&'a [u8], Reject> {
+pub fn extract<'a>(
+    src: &TokenSource,
+    head: &RequestHead,
+    buf: &'a [u8],
+) -> Result<&'a [u8], Reject> {
     let header_name: &[u8] = match &src.header {
         Some(h) => h.as_bytes(),
         None => b"authorization",
@@ -53,8 +57,14 @@ fn non_empty(v: &[u8]) -> Result<&[u8], Reject> {
 }
 
 fn trim(v: &[u8]) -> &[u8] {
-    let s = v.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(v.len());
-    let e = v.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    let s = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let e = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
     &v[s..e]
 }
 
@@ -115,12 +125,24 @@ mod tests {
     fn sources() {
         let d = TokenSource::default();
         let r = |s: &str| format!("GET /x?access_token=q1&b=2 HTTP/1.1\r\nHost: h\r\n{s}\r\n");
-        assert_eq!(run(&d, &r("Authorization: Bearer abc\r\n")).unwrap(), b"abc");
-        assert_eq!(run(&d, &r("authorization: bearer   abc \r\n")).unwrap(), b"abc");
-        assert_eq!(run(&d, &r("Authorization: Basic abc\r\n")), Err(Reject::Missing));
+        assert_eq!(
+            run(&d, &r("Authorization: Bearer abc\r\n")).unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            run(&d, &r("authorization: bearer   abc \r\n")).unwrap(),
+            b"abc"
+        );
+        assert_eq!(
+            run(&d, &r("Authorization: Basic abc\r\n")),
+            Err(Reject::Missing)
+        );
         assert_eq!(run(&d, &r("")), Err(Reject::Missing));
         assert_eq!(
-            run(&d, &r("Authorization: Bearer a\r\nAuthorization: Bearer b\r\n")),
+            run(
+                &d,
+                &r("Authorization: Bearer a\r\nAuthorization: Bearer b\r\n")
+            ),
             Err(Reject::Malformed)
         );
         let all = TokenSource {

@@ -319,7 +319,10 @@ pub(crate) fn policy(
         None => DEFAULT_CACHE,
         Some(n) if (0..=10_000_000).contains(&n) => n as usize,
         Some(n) => {
-            cx.err(p.key("cache_size"), format!("must be between 0 and 10000000, got {n}"));
+            cx.err(
+                p.key("cache_size"),
+                format!("must be between 0 and 10000000, got {n}"),
+            );
             DEFAULT_CACHE
         }
     };
@@ -363,13 +366,32 @@ pub(crate) fn policy(
                 }
             }
             if keys.is_empty() {
-                cx.err(p.key("keys"), "no API keys (expected keys = [...] or keys_file)");
+                cx.err(
+                    p.key("keys"),
+                    "no API keys (expected keys = [...] or keys_file)",
+                );
             }
             AuthKind::ApiKey(Arc::new(ApiKeys { keys }))
         }
-        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(cx, p, a.redis, a.key_prefix, a.introspection_url, a.client_id, a.client_secret_env, a.verify, a.cache_ttl, a.negative_ttl, a.timeout, jwt_names)?)),
+        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(
+            cx,
+            p,
+            a.redis,
+            a.key_prefix,
+            a.introspection_url,
+            a.client_id,
+            a.client_secret_env,
+            a.verify,
+            a.cache_ttl,
+            a.negative_ttl,
+            a.timeout,
+            jwt_names,
+        )?)),
         Some(other) => {
-            cx.err(p.key("type"), format!("unknown type \"{other}\" (expected jwt, api_key or phantom)"));
+            cx.err(
+                p.key("type"),
+                format!("unknown type \"{other}\" (expected jwt, api_key or phantom)"),
+            );
             return None;
         }
         None => {
@@ -445,7 +467,10 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
                     Some(a) => algorithms.push(a),
                     None => cx.err(
                         ap.index(i),
-                        format!("unsupported algorithm \"{s}\" (expected one of {})", keys::ALG_NAMES),
+                        format!(
+                            "unsupported algorithm \"{s}\" (expected one of {})",
+                            keys::ALG_NAMES
+                        ),
                     ),
                 }
             }
@@ -459,7 +484,10 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
     }
     for (i, f) in j.public_key_files.unwrap_or_default().iter().enumerate() {
         match std::fs::read(resolve(base, f)) {
-            Err(e) => cx.err(p.key("public_key_files").index(i), format!("cannot read {f}: {e}")),
+            Err(e) => cx.err(
+                p.key("public_key_files").index(i),
+                format!("cannot read {f}: {e}"),
+            ),
             Ok(pem) => match Key::from_pem(&pem) {
                 Ok(k) => static_keys.push(k),
                 Err(m) => cx.err(p.key("public_key_files").index(i), format!("{f}: {m}")),
@@ -478,7 +506,11 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
     let jwks = j.jwks_url.and_then(|u| match Url::parse(&u) {
         Ok(url) => Some(JwksSource {
             url,
-            refresh: cx.duration(p.key("jwks_refresh"), j.jwks_refresh, Duration::from_secs(300)),
+            refresh: cx.duration(
+                p.key("jwks_refresh"),
+                j.jwks_refresh,
+                Duration::from_secs(300),
+            ),
             min_refresh: cx.duration(
                 p.key("jwks_min_refresh"),
                 j.jwks_min_refresh,
@@ -516,7 +548,10 @@ fn api_key(cx: &mut Problems<'_>, p: &KeyPath, k: RawApiKey) -> Option<([u8; 32]
         (Some(h), None) => {
             let parsed = decode_hex32(&h);
             if parsed.is_none() {
-                cx.err(p.key("sha256"), "expected 64 hex digits (the SHA-256 of the key)");
+                cx.err(
+                    p.key("sha256"),
+                    "expected 64 hex digits (the SHA-256 of the key)",
+                );
             }
             parsed
         }
@@ -587,14 +622,22 @@ fn phantom(
             }
         }
         (None, Some(u)) => {
-            let url = Url::parse(&u).map_err(|m| cx.err(p.key("introspection_url"), m)).ok();
+            let url = Url::parse(&u)
+                .map_err(|m| cx.err(p.key("introspection_url"), m))
+                .ok();
             if client_id.is_none() {
-                cx.err(p.key("client_id"), "missing (the introspection endpoint's client id)");
+                cx.err(
+                    p.key("client_id"),
+                    "missing (the introspection endpoint's client id)",
+                );
             }
             let secret = match &client_secret_env {
                 Some(var) => cx.env(p.key("client_secret_env"), var),
                 None => {
-                    cx.err(p.key("client_secret_env"), "missing (env var with the client secret)");
+                    cx.err(
+                        p.key("client_secret_env"),
+                        "missing (env var with the client secret)",
+                    );
                     None
                 }
             };
@@ -605,18 +648,27 @@ fn phantom(
             })
         }
         (Some(_), Some(_)) => {
-            cx.err(p.key("introspection_url"), "not allowed together with redis");
+            cx.err(
+                p.key("introspection_url"),
+                "not allowed together with redis",
+            );
             None
         }
         (None, None) => {
-            cx.err(p.key("redis"), "missing (expected redis or introspection_url)");
+            cx.err(
+                p.key("redis"),
+                "missing (expected redis or introspection_url)",
+            );
             None
         }
     };
     let verify = verify.and_then(|v| match jwt_names.get(&v) {
         Some(&i) => Some(i),
         None => {
-            cx.err(p.key("verify"), format!("no jwt policy named \"{v}\" defined before this one"));
+            cx.err(
+                p.key("verify"),
+                format!("no jwt policy named \"{v}\" defined before this one"),
+            );
             None
         }
     });
@@ -640,19 +692,32 @@ pub(crate) fn requirement(
 ) -> Option<Requirement> {
     if roles.is_none() && scopes.is_none() {
         if require.is_some() {
-            cx.err(p.key("require"), "only allowed with require_roles or require_scopes");
+            cx.err(
+                p.key("require"),
+                "only allowed with require_roles or require_scopes",
+            );
         }
         return None;
     }
     if !has_auth {
-        let k = if roles.is_some() { "require_roles" } else { "require_scopes" };
-        cx.err(p.key(k), "needs an auth policy on the route (auth = \"...\")");
+        let k = if roles.is_some() {
+            "require_roles"
+        } else {
+            "require_scopes"
+        };
+        cx.err(
+            p.key(k),
+            "needs an auth policy on the route (auth = \"...\")",
+        );
     }
     let all = match require.as_deref() {
         None | Some("any") => false,
         Some("all") => true,
         Some(o) => {
-            cx.err(p.key("require"), format!("unknown value \"{o}\" (expected any or all)"));
+            cx.err(
+                p.key("require"),
+                format!("unknown value \"{o}\" (expected any or all)"),
+            );
             false
         }
     };

@@ -411,7 +411,10 @@ fn route(
         .map(|h| cx.check(&p.key("host_rewrite"), check_host_rewrite(&h).map(|_| h)));
     let auth = r.auth.map(|a| {
         let found = auth_names.get(&a).copied();
-        cx.check(&p.key("auth"), found.ok_or(format!("no auth policy named \"{a}\"")))
+        cx.check(
+            &p.key("auth"),
+            found.ok_or(format!("no auth policy named \"{a}\"")),
+        )
     });
     let require = super::auth::requirement(
         &mut super::auth::Problems(&mut cx.problems),

@@ -192,7 +192,9 @@ pub fn write_error(
             );
         }
         ErrorKind::Forbidden => {
-            head.push_str("www-authenticate: Bearer realm=\"coregate\", error=\"insufficient_scope\"\r\n");
+            head.push_str(
+                "www-authenticate: Bearer realm=\"coregate\", error=\"insufficient_scope\"\r\n",
+            );
         }
         _ => {}
     }

@@ -89,7 +89,10 @@ impl WorkerCtx {
         let last = self.auth_log.get();
         if last.is_none_or(|l| now.duration_since(l) >= Duration::from_secs(1)) {
             self.auth_log.set(Some(now));
-            eprintln!("coregate: worker {}: auth backend unavailable: {why}", self.id);
+            eprintln!(
+                "coregate: worker {}: auth backend unavailable: {why}",
+                self.id
+            );
         }
     }
 }

@@ -9,6 +9,8 @@
 
 pub mod client;
 pub mod gateway;
+pub mod jwt;
+pub mod redis;
 pub mod upstream;
 pub mod wire;
 
