@@ -54,6 +54,8 @@ fn bench(c: &mut Criterion) {
                     client_ip: b"127.0.0.1",
                     request_id: b"0123abcd-00-000000000001",
                     proto: b"http",
+                    strip: &[],
+                    add: &[],
                 };
                 write_upstream_request(&mut out, raw, &head, &ctx);
                 black_box(out.len())

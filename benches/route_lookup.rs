@@ -46,6 +46,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         rewrite: None,
         host_rewrite: None,
         max_body: 0,
+        auth: None,
+        require: None,
     }
 }
 

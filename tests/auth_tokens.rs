@@ -7,6 +7,10 @@
 //!   cache TTL, Redis down -> 503 for uncached tokens while cached ones keep working.
 //! - Phantom tokens through an RFC 7662 introspection endpoint (client credentials, form body).
 
+// The mock servers share state with the test thread through Mutex; the lint guards the
+// gateway's request path, not test code.
+#![allow(clippy::disallowed_types)]
+
 mod common;
 use common::jwt::*;
 use common::redis::RedisServer;

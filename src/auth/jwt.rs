@@ -229,7 +229,7 @@ mod tests {
     fn rules() -> JwtRules {
         JwtRules {
             algorithms: vec![Algorithm::HS256],
-            static_keys: vec![],
+            static_keys: KeySet::default(),
             jwks: None,
             issuers: vec!["idp".into()],
             audiences: vec!["api".into()],

@@ -67,6 +67,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         rewrite: None,
         host_rewrite: None,
         max_body: 0,
+        auth: None,
+        require: None,
     }
 }
 
