@@ -248,20 +248,12 @@ pub fn bulk(out: &mut Vec<u8>, arg: &[u8]) {
 
 /// Appends a signed integer argument as a bulk string.
 pub fn bulk_i64(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 21];
-    let mut at = fmt_u64(&mut digits, n.unsigned_abs());
-    if n < 0 {
-        at -= 1;
-        digits[at] = b'-';
-    }
-    bulk(out, &digits[at..]);
+    bulk(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends an unsigned integer argument as a bulk string.
 pub fn bulk_u64(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let at = fmt_u64(&mut digits, n);
-    bulk(out, &digits[at..]);
+    bulk(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends a whole command: header and every argument.
@@ -273,22 +265,7 @@ pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
 }
 
 fn push_u64(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let at = fmt_u64(&mut digits, n);
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// Writes `n` right-aligned into `digits` (at least 20 bytes), returning where it starts.
-fn fmt_u64(digits: &mut [u8], mut n: u64) -> usize {
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return at;
-        }
-    }
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 #[cfg(test)]
