@@ -17,7 +17,8 @@ use serde::Deserialize;
 
 use super::position::KeyPath;
 use super::raw::{DurationValue, OneOrMany};
-use super::units::{is_token, parse_duration};
+use super::units::is_token;
+use super::validate::Ctx;
 use crate::auth::keys::{self, Key, KeySet};
 use crate::client::Url;
 
@@ -231,6 +232,24 @@ pub struct Requirement {
 
 const DEFAULT_CACHE: usize = 10_000;
 
+impl Default for IdentityMap {
+    /// `sub` -> X-User-Id, `roles` and `scope` -> X-User-Roles; roles from `roles`, scopes from
+    /// `scope`; no tenant or tier claim.
+    fn default() -> Self {
+        IdentityMap {
+            claims_to_headers: vec![
+                ("sub".into(), "x-user-id".into()),
+                ("roles".into(), "x-user-roles".into()),
+                ("scope".into(), "x-user-roles".into()),
+            ],
+            roles_claim: "roles".into(),
+            scopes_claim: "scope".into(),
+            tenant_claim: None,
+            tier_claim: None,
+        }
+    }
+}
+
 fn one_or_many(v: Option<OneOrMany>) -> Vec<String> {
     match v {
         None => Vec::new(),
@@ -239,46 +258,24 @@ fn one_or_many(v: Option<OneOrMany>) -> Vec<String> {
     }
 }
 
-/// Collects problems like `validate.rs`'s context does.
-pub(crate) struct Problems<'a>(pub &'a mut Vec<(KeyPath, String)>);
-
-impl Problems<'_> {
-    fn err(&mut self, p: KeyPath, m: impl Into<String>) {
-        self.0.push((p, m.into()));
+/// A header name as written, lower-cased; an invalid one is recorded.
+fn header_name(cx: &mut Ctx, p: KeyPath, v: Option<String>) -> Option<String> {
+    let v = v?;
+    if is_token(&v) {
+        Some(v.to_ascii_lowercase())
+    } else {
+        cx.err(p, format!("\"{v}\" is not a valid header name"));
+        None
     }
+}
 
-    fn duration(&mut self, p: KeyPath, v: Option<DurationValue>, default: Duration) -> Duration {
-        use super::raw::Scalar;
-        match v.map(|d| d.0) {
-            None => default,
-            Some(Scalar::Str(s)) => parse_duration(&s).unwrap_or_else(|m| {
-                self.err(p, m);
-                default
-            }),
-            Some(Scalar::Int(_)) => {
-                self.err(p, "missing unit (expected a duration like \"30s\")");
-                default
-            }
-        }
-    }
-
-    fn header_name(&mut self, p: KeyPath, v: Option<String>) -> Option<String> {
-        let v = v?;
-        if is_token(&v) {
-            Some(v.to_ascii_lowercase())
-        } else {
-            self.err(p, format!("\"{v}\" is not a valid header name"));
+/// The value of environment variable `var`; unset or empty is recorded.
+fn env(cx: &mut Ctx, p: KeyPath, var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            cx.err(p, format!("environment variable {var} is not set"));
             None
-        }
-    }
-
-    fn env(&mut self, p: KeyPath, var: &str) -> Option<String> {
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
-            _ => {
-                self.err(p, format!("environment variable {var} is not set"));
-                None
-            }
         }
     }
 }
@@ -293,8 +290,8 @@ fn resolve(base: &Path, file: &str) -> std::path::PathBuf {
 }
 
 /// Validates one `[[auth]]`. `jwt_names` maps earlier JWT policy names to indices (for `verify`).
-pub(crate) fn policy(
-    cx: &mut Problems<'_>,
+pub(super) fn policy(
+    cx: &mut Ctx,
     p: &KeyPath,
     mut a: RawAuth,
     base: &Path,
@@ -307,86 +304,24 @@ pub(crate) fn policy(
             return None;
         }
     };
-    let source = TokenSource {
-        header: cx.header_name(p.key("token_header"), a.token_header.take()),
+    let mut source = TokenSource {
+        header: header_name(cx, p.key("token_header"), a.token_header.take()),
         cookie: a.token_cookie.take(),
         query: a.token_query.take(),
         forward: a.forward_token.unwrap_or(true),
     };
-    let claims_map = a.claims_to_headers.take();
-    let identity = identity_map(cx, p, claims_map, &a);
-    let cache_size = match a.cache_size {
-        None => DEFAULT_CACHE,
-        Some(n) if (0..=10_000_000).contains(&n) => n as usize,
-        Some(n) => {
-            cx.err(
-                p.key("cache_size"),
-                format!("must be between 0 and 10000000, got {n}"),
-            );
-            DEFAULT_CACHE
-        }
-    };
-    let kind = match a.kind.as_deref() {
-        Some("jwt") => AuthKind::Jwt(Arc::new(jwt_rules(
-            cx,
-            p,
-            JwtParts {
-                algorithms: a.algorithms,
-                secret_env: a.secret_env,
-                public_key_files: a.public_key_files,
-                jwks_file: a.jwks_file,
-                jwks_url: a.jwks_url,
-                jwks_refresh: a.jwks_refresh,
-                jwks_min_refresh: a.jwks_min_refresh,
-                issuer: a.issuer,
-                audience: a.audience,
-                leeway: a.leeway,
-                required_claims: a.required_claims,
-            },
-            base,
-        )?)),
-        Some("api_key") => {
-            let mut keys = Vec::new();
-            for (i, k) in a.keys.unwrap_or_default().into_iter().enumerate() {
-                keys.extend(api_key(cx, &p.key("keys").index(i), k));
-            }
-            if let Some(file) = a.keys_file {
-                let fp = p.key("keys_file");
-                match std::fs::read_to_string(resolve(base, &file)) {
-                    Err(e) => cx.err(fp, format!("cannot read {file}: {e}")),
-                    Ok(text) => match toml::from_str::<RawKeysFile>(&text) {
-                        Err(e) => cx.err(fp, format!("{file}: {}", e.message())),
-                        Ok(f) => {
-                            for (i, k) in f.key.into_iter().enumerate() {
-                                let kp = KeyPath::root().key(&format!("{file}: key")).index(i);
-                                keys.extend(api_key(cx, &kp, k));
-                            }
-                        }
-                    },
-                }
-            }
-            if keys.is_empty() {
-                cx.err(
-                    p.key("keys"),
-                    "no API keys (expected keys = [...] or keys_file)",
-                );
-            }
-            AuthKind::ApiKey(Arc::new(ApiKeys { keys }))
-        }
-        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(
-            cx,
-            p,
-            a.redis,
-            a.key_prefix,
-            a.introspection_url,
-            a.client_id,
-            a.client_secret_env,
-            a.verify,
-            a.cache_ttl,
-            a.negative_ttl,
-            a.timeout,
-            jwt_names,
-        )?)),
+    let identity = identity_map(cx, p, &mut a);
+    let cache_size = cx.int(
+        p.key("cache_size"),
+        a.cache_size,
+        DEFAULT_CACHE,
+        0,
+        10_000_000,
+    );
+    let kind = match a.kind.take().as_deref() {
+        Some("jwt") => AuthKind::Jwt(Arc::new(jwt_rules(cx, p, &mut a, base)?)),
+        Some("api_key") => AuthKind::ApiKey(Arc::new(api_keys(cx, p, &mut a, base))),
+        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(cx, p, &mut a, jwt_names)?)),
         Some(other) => {
             cx.err(
                 p.key("type"),
@@ -399,7 +334,6 @@ pub(crate) fn policy(
             return None;
         }
     };
-    let mut source = source;
     if matches!(kind, AuthKind::ApiKey(_)) && source.header.is_none() {
         source.header = Some("x-api-key".into());
     }
@@ -412,53 +346,31 @@ pub(crate) fn policy(
     })
 }
 
-fn identity_map(
-    cx: &mut Problems<'_>,
-    p: &KeyPath,
-    map: Option<BTreeMap<String, String>>,
-    a: &RawAuth,
-) -> IdentityMap {
-    let claims_to_headers = match map {
-        None => vec![
-            ("sub".into(), "x-user-id".into()),
-            ("roles".into(), "x-user-roles".into()),
-            ("scope".into(), "x-user-roles".into()),
-        ],
+fn identity_map(cx: &mut Ctx, p: &KeyPath, a: &mut RawAuth) -> IdentityMap {
+    let d = IdentityMap::default();
+    let claims_to_headers = match a.claims_to_headers.take() {
+        None => d.claims_to_headers,
         Some(m) => m
             .into_iter()
             .filter_map(|(claim, header)| {
-                cx.header_name(p.key("claims_to_headers").key(&claim), Some(header))
+                header_name(cx, p.key("claims_to_headers").key(&claim), Some(header))
                     .map(|h| (claim, h))
             })
             .collect(),
     };
     IdentityMap {
         claims_to_headers,
-        roles_claim: a.roles_claim.clone().unwrap_or_else(|| "roles".into()),
-        scopes_claim: a.scopes_claim.clone().unwrap_or_else(|| "scope".into()),
-        tenant_claim: a.tenant_claim.clone(),
-        tier_claim: a.tier_claim.clone(),
+        roles_claim: a.roles_claim.take().unwrap_or(d.roles_claim),
+        scopes_claim: a.scopes_claim.take().unwrap_or(d.scopes_claim),
+        tenant_claim: a.tenant_claim.take(),
+        tier_claim: a.tier_claim.take(),
     }
 }
 
-struct JwtParts {
-    algorithms: Option<Vec<String>>,
-    secret_env: Option<String>,
-    public_key_files: Option<Vec<String>>,
-    jwks_file: Option<String>,
-    jwks_url: Option<String>,
-    jwks_refresh: Option<DurationValue>,
-    jwks_min_refresh: Option<DurationValue>,
-    issuer: Option<OneOrMany>,
-    audience: Option<OneOrMany>,
-    leeway: Option<DurationValue>,
-    required_claims: Option<Vec<String>>,
-}
-
-fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Option<JwtRules> {
+fn jwt_rules(cx: &mut Ctx, p: &KeyPath, a: &mut RawAuth, base: &Path) -> Option<JwtRules> {
     let ap = p.key("algorithms");
     let mut algorithms = Vec::new();
-    match j.algorithms {
+    match a.algorithms.take() {
         None => cx.err(ap.clone(), "missing (expected a list like [\"RS256\"])"),
         Some(list) if list.is_empty() => cx.err(ap.clone(), "empty list"),
         Some(list) => {
@@ -477,24 +389,28 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
         }
     }
     let mut static_keys = Vec::new();
-    if let Some(var) = j.secret_env {
-        if let Some(secret) = cx.env(p.key("secret_env"), &var) {
+    if let Some(var) = a.secret_env.take() {
+        if let Some(secret) = env(cx, p.key("secret_env"), &var) {
             static_keys.push(Key::secret(secret.as_bytes(), None));
         }
     }
-    for (i, f) in j.public_key_files.unwrap_or_default().iter().enumerate() {
+    for (i, f) in a
+        .public_key_files
+        .take()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let kp = p.key("public_key_files").index(i);
         match std::fs::read(resolve(base, f)) {
-            Err(e) => cx.err(
-                p.key("public_key_files").index(i),
-                format!("cannot read {f}: {e}"),
-            ),
+            Err(e) => cx.err(kp, format!("cannot read {f}: {e}")),
             Ok(pem) => match Key::from_pem(&pem) {
                 Ok(k) => static_keys.push(k),
-                Err(m) => cx.err(p.key("public_key_files").index(i), format!("{f}: {m}")),
+                Err(m) => cx.err(kp, format!("{f}: {m}")),
             },
         }
     }
-    if let Some(f) = j.jwks_file {
+    if let Some(f) = a.jwks_file.take() {
         match std::fs::read(resolve(base, &f)) {
             Err(e) => cx.err(p.key("jwks_file"), format!("cannot read {f}: {e}")),
             Ok(text) => match KeySet::from_jwks(&text) {
@@ -503,19 +419,18 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
             },
         }
     }
-    let jwks = j.jwks_url.and_then(|u| match Url::parse(&u) {
+    let refresh = cx.duration(p.key("jwks_refresh"), a.jwks_refresh.take(), 300, false);
+    let min_refresh = cx.duration(
+        p.key("jwks_min_refresh"),
+        a.jwks_min_refresh.take(),
+        30,
+        false,
+    );
+    let jwks = a.jwks_url.take().and_then(|u| match Url::parse(&u) {
         Ok(url) => Some(JwksSource {
             url,
-            refresh: cx.duration(
-                p.key("jwks_refresh"),
-                j.jwks_refresh,
-                Duration::from_secs(300),
-            ),
-            min_refresh: cx.duration(
-                p.key("jwks_min_refresh"),
-                j.jwks_min_refresh,
-                Duration::from_secs(30),
-            ),
+            refresh,
+            min_refresh,
         }),
         Err(m) => {
             cx.err(p.key("jwks_url"), m);
@@ -528,7 +443,7 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
             "no keys (expected secret_env, public_key_files, jwks_file or jwks_url)",
         );
     }
-    let mut required_claims = j.required_claims.unwrap_or_default();
+    let mut required_claims = a.required_claims.take().unwrap_or_default();
     if !required_claims.iter().any(|c| c == "exp") {
         required_claims.insert(0, "exp".into());
     }
@@ -536,14 +451,44 @@ fn jwt_rules(cx: &mut Problems<'_>, p: &KeyPath, j: JwtParts, base: &Path) -> Op
         algorithms,
         static_keys: KeySet { keys: static_keys },
         jwks,
-        issuers: one_or_many(j.issuer),
-        audiences: one_or_many(j.audience),
-        leeway: cx.duration(p.key("leeway"), j.leeway, Duration::from_secs(30)),
+        issuers: one_or_many(a.issuer.take()),
+        audiences: one_or_many(a.audience.take()),
+        leeway: cx.duration(p.key("leeway"), a.leeway.take(), 30, true),
         required_claims,
     })
 }
 
-fn api_key(cx: &mut Problems<'_>, p: &KeyPath, k: RawApiKey) -> Option<([u8; 32], Consumer)> {
+/// Inline `keys` and `keys_file` entries.
+fn api_keys(cx: &mut Ctx, p: &KeyPath, a: &mut RawAuth, base: &Path) -> ApiKeys {
+    let mut keys = Vec::new();
+    for (i, k) in a.keys.take().unwrap_or_default().into_iter().enumerate() {
+        keys.extend(api_key(cx, &p.key("keys").index(i), k));
+    }
+    if let Some(file) = a.keys_file.take() {
+        let fp = p.key("keys_file");
+        match std::fs::read_to_string(resolve(base, &file)) {
+            Err(e) => cx.err(fp, format!("cannot read {file}: {e}")),
+            Ok(text) => match toml::from_str::<RawKeysFile>(&text) {
+                Err(e) => cx.err(fp, format!("{file}: {}", e.message())),
+                Ok(f) => {
+                    for (i, k) in f.key.into_iter().enumerate() {
+                        let kp = KeyPath::root().key(&format!("{file}: key")).index(i);
+                        keys.extend(api_key(cx, &kp, k));
+                    }
+                }
+            },
+        }
+    }
+    if keys.is_empty() {
+        cx.err(
+            p.key("keys"),
+            "no API keys (expected keys = [...] or keys_file)",
+        );
+    }
+    ApiKeys { keys }
+}
+
+fn api_key(cx: &mut Ctx, p: &KeyPath, k: RawApiKey) -> Option<([u8; 32], Consumer)> {
     let hash = match (k.sha256, k.key_env) {
         (Some(h), None) => {
             let parsed = decode_hex32(&h);
@@ -555,9 +500,9 @@ fn api_key(cx: &mut Problems<'_>, p: &KeyPath, k: RawApiKey) -> Option<([u8; 32]
             }
             parsed
         }
-        (None, Some(var)) => cx
-            .env(p.key("key_env"), &var)
-            .map(|key| crate::auth::apikey::digest(key.as_bytes())),
+        (None, Some(var)) => {
+            env(cx, p.key("key_env"), &var).map(|key| crate::auth::apikey::digest(key.as_bytes()))
+        }
         (Some(_), Some(_)) => {
             cx.err(p.key("key_env"), "not allowed together with sha256");
             None
@@ -593,46 +538,34 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn phantom(
-    cx: &mut Problems<'_>,
+    cx: &mut Ctx,
     p: &KeyPath,
-    redis: Option<String>,
-    key_prefix: Option<String>,
-    introspection_url: Option<String>,
-    client_id: Option<String>,
-    client_secret_env: Option<String>,
-    verify: Option<String>,
-    cache_ttl: Option<DurationValue>,
-    negative_ttl: Option<DurationValue>,
-    timeout: Option<DurationValue>,
+    a: &mut RawAuth,
     jwt_names: &BTreeMap<String, usize>,
 ) -> Option<PhantomRules> {
-    let backend = match (redis, introspection_url) {
+    let backend = match (a.redis.take(), a.introspection_url.take()) {
         (Some(addr), None) => {
-            match super::units::resolve_addr(addr.trim_start_matches("redis://")) {
-                Ok(addr) => Some(PhantomBackend::Redis {
-                    addr,
-                    key_prefix: key_prefix.unwrap_or_else(|| "phantom:".into()),
-                }),
-                Err(m) => {
-                    cx.err(p.key("redis"), m);
-                    None
-                }
-            }
+            let addr = cx.check(
+                &p.key("redis"),
+                super::units::resolve_addr(addr.trim_start_matches("redis://")),
+            );
+            addr.map(|addr| PhantomBackend::Redis {
+                addr,
+                key_prefix: a.key_prefix.take().unwrap_or_else(|| "phantom:".into()),
+            })
         }
         (None, Some(u)) => {
-            let url = Url::parse(&u)
-                .map_err(|m| cx.err(p.key("introspection_url"), m))
-                .ok();
+            let url = cx.check(&p.key("introspection_url"), Url::parse(&u));
+            let client_id = a.client_id.take();
             if client_id.is_none() {
                 cx.err(
                     p.key("client_id"),
                     "missing (the introspection endpoint's client id)",
                 );
             }
-            let secret = match &client_secret_env {
-                Some(var) => cx.env(p.key("client_secret_env"), var),
+            let secret = match a.client_secret_env.take() {
+                Some(var) => env(cx, p.key("client_secret_env"), &var),
                 None => {
                     cx.err(
                         p.key("client_secret_env"),
@@ -662,28 +595,27 @@ fn phantom(
             None
         }
     };
-    let verify = verify.and_then(|v| match jwt_names.get(&v) {
-        Some(&i) => Some(i),
-        None => {
-            cx.err(
-                p.key("verify"),
-                format!("no jwt policy named \"{v}\" defined before this one"),
-            );
-            None
-        }
+    let verify = a.verify.take().and_then(|v| {
+        let found = jwt_names.get(&v).copied();
+        cx.check(
+            &p.key("verify"),
+            found.ok_or(format!(
+                "no jwt policy named \"{v}\" defined before this one"
+            )),
+        )
     });
     Some(PhantomRules {
         backend: backend?,
         verify,
-        cache_ttl: cx.duration(p.key("cache_ttl"), cache_ttl, Duration::from_secs(300)),
-        negative_ttl: cx.duration(p.key("negative_ttl"), negative_ttl, Duration::from_secs(5)),
-        timeout: cx.duration(p.key("timeout"), timeout, Duration::from_secs(2)),
+        cache_ttl: cx.duration(p.key("cache_ttl"), a.cache_ttl.take(), 300, true),
+        negative_ttl: cx.duration(p.key("negative_ttl"), a.negative_ttl.take(), 5, true),
+        timeout: cx.duration(p.key("timeout"), a.timeout.take(), 2, false),
     })
 }
 
 /// A route's `require_roles` / `require_scopes` / `require` keys.
-pub(crate) fn requirement(
-    cx: &mut Problems<'_>,
+pub(super) fn requirement(
+    cx: &mut Ctx,
     p: &KeyPath,
     has_auth: bool,
     roles: Option<Vec<String>>,

@@ -25,17 +25,17 @@ const DEFAULT_MAX_BODY: u64 = 10 << 20;
 const ADDR_EXAMPLE: &str = "an address like \"127.0.0.1:9001\"";
 
 #[derive(Default)]
-struct Ctx {
+pub(super) struct Ctx {
     problems: Problems,
 }
 
 impl Ctx {
-    fn err(&mut self, path: KeyPath, message: impl Into<String>) {
+    pub(super) fn err(&mut self, path: KeyPath, message: impl Into<String>) {
         self.problems.push((path, message.into()));
     }
 
     /// Keeps `Ok` values; records `Err` messages under `path`.
-    fn check<T>(&mut self, path: &KeyPath, r: Result<T, String>) -> Option<T> {
+    pub(super) fn check<T>(&mut self, path: &KeyPath, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| self.err(path.clone(), m)).ok()
     }
 
@@ -68,7 +68,7 @@ impl Ctx {
     }
 
     /// A duration, `default` seconds when absent; 0 is an error unless `zero_ok`.
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         p: KeyPath,
         v: Option<DurationValue>,
@@ -107,7 +107,7 @@ impl Ctx {
     }
 
     /// An integer in `lo..=hi`; the default when absent or out of range (after recording the error).
-    fn int<T: TryFrom<i64>>(
+    pub(super) fn int<T: TryFrom<i64>>(
         &mut self,
         p: KeyPath,
         v: Option<i64>,
@@ -198,8 +198,7 @@ fn auth_policies(
         if let Some(name) = &a.name {
             cx.unique(&mut seen, &p, "auth", name, i);
         }
-        let mut problems = super::auth::Problems(&mut cx.problems);
-        if let Some(pol) = super::auth::policy(&mut problems, &p, a, base, &jwt_names) {
+        if let Some(pol) = super::auth::policy(cx, &p, a, base, &jwt_names) {
             if matches!(pol.kind, super::auth::AuthKind::Jwt(_)) {
                 jwt_names.insert(pol.name.clone(), out.len());
             }
@@ -417,7 +416,7 @@ fn route(
         )
     });
     let require = super::auth::requirement(
-        &mut super::auth::Problems(&mut cx.problems),
+        cx,
         p,
         auth.is_some(),
         r.require_roles,
