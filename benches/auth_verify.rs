@@ -41,20 +41,6 @@ fn claims() -> serde_json::Value {
     })
 }
 
-fn map() -> IdentityMap {
-    IdentityMap {
-        claims_to_headers: vec![
-            ("sub".into(), "x-user-id".into()),
-            ("roles".into(), "x-user-roles".into()),
-            ("scope".into(), "x-user-roles".into()),
-        ],
-        roles_claim: "roles".into(),
-        scopes_claim: "scope".into(),
-        tenant_claim: None,
-        tier_claim: None,
-    }
-}
-
 fn bench(c: &mut Criterion) {
     let cases: Vec<(&str, Algorithm, EncodingKey, Key)> = vec![
         (
@@ -89,7 +75,7 @@ fn bench(c: &mut Criterion) {
             leeway: Duration::from_secs(30),
             required_claims: vec!["exp".into()],
         };
-        let m = map();
+        let m = IdentityMap::default();
         g.bench_function(format!("verify/{name}"), |b| {
             b.iter(|| {
                 let s = verify_signature(black_box(&token), &[alg], &[&set]).unwrap();

@@ -120,7 +120,8 @@ fn gateway_answers_401_to_every_invalid_vector() {
     let mut routes = String::new();
     let mut cases = Vec::new();
     for (i, g) in v["testGroups"].as_array().unwrap().iter().enumerate() {
-        let file = write_temp(&jwks(group_key(g)), "json");
+        let doc = jwks(group_key(g));
+        let file = write_temp(&doc, "json");
         let algs: Vec<String> = ALL.split(',').map(|a| format!("\"{a}\"")).collect();
         auth.push_str(&format!(
             "[[auth]]\nname = \"g{i}\"\ntype = \"jwt\"\nalgorithms = [{}]\njwks_file = \"{}\"\n\n",
@@ -129,7 +130,7 @@ fn gateway_answers_401_to_every_invalid_vector() {
         ));
         // a group whose only key is unusable (encryption keys) has no keys: give it a dummy
         // secret source so the policy is valid; the vectors still must fail
-        let (set, _) = KeySet::from_jwks(jwks(group_key(g)).as_bytes()).unwrap();
+        let (set, _) = KeySet::from_jwks(doc.as_bytes()).unwrap();
         if set.keys.is_empty() {
             std::env::set_var("CG_TEST_VECTOR_DUMMY", "unrelated-dummy-secret");
             auth.push_str("secret_env = \"CG_TEST_VECTOR_DUMMY\"\n\n");

@@ -170,15 +170,8 @@ mod tests {
 
     fn map() -> IdentityMap {
         IdentityMap {
-            claims_to_headers: vec![
-                ("sub".into(), "x-user-id".into()),
-                ("roles".into(), "x-user-roles".into()),
-                ("scope".into(), "x-user-roles".into()),
-            ],
-            roles_claim: "roles".into(),
-            scopes_claim: "scope".into(),
             tenant_claim: Some("tid".into()),
-            tier_claim: None,
+            ..IdentityMap::default()
         }
     }
 

@@ -140,14 +140,6 @@ pub fn verify_signature(
     })
 }
 
-/// The token's kid, for deciding whether a JWKS refresh could help.
-pub fn kid_of(token: &str) -> Option<String> {
-    let h = token.split('.').next()?;
-    let bytes = URL_SAFE_NO_PAD.decode(h).ok()?;
-    let v: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
-    v.get("kid").and_then(Value::as_str).map(str::to_owned)
-}
-
 /// A NumericDate claim (seconds; fractions allowed).
 fn numeric(v: &Value) -> Result<f64, Reject> {
     v.as_f64().filter(|f| f.is_finite()).ok_or(Reject::BadClaim)
@@ -293,7 +285,6 @@ mod tests {
             verify_signature(&t2, &hs, &[&set]).unwrap_err(),
             Reject::UnknownKey
         );
-        assert_eq!(kid_of(&t2).as_deref(), Some("b"));
         // tampered payload
         let mut parts: Vec<&str> = t.split('.').collect();
         let other = URL_SAFE_NO_PAD.encode(br#"{"x":2}"#);

@@ -111,8 +111,6 @@ pub struct AuthRt {
     shared: Arc<AuthShared>,
     caches: Vec<RefCell<Cache>>,
     redis: Vec<Option<RedisClient>>,
-    /// Headers dropped from requests on routes without auth.
-    strip_default: Vec<Box<[u8]>>,
     /// Per policy: headers dropped on its routes (managed ones, plus the credential's header when
     /// it is not forwarded, plus Authorization for phantom tokens).
     strip_for: Vec<Vec<Box<[u8]>>>,
@@ -165,7 +163,6 @@ impl AuthRt {
             })
             .collect();
         AuthRt {
-            strip_default: shared.managed.clone(),
             shared,
             caches,
             redis,
@@ -177,7 +174,7 @@ impl AuthRt {
     pub fn strip_list(&self, policy: Option<usize>) -> &[Box<[u8]>] {
         match policy {
             Some(p) => &self.strip_for[p],
-            None => &self.strip_default,
+            None => &self.shared.managed,
         }
     }
 
