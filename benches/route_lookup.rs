@@ -48,6 +48,9 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         max_body: 0,
         auth: None,
         require: None,
+        rate_limits: Vec::new(),
+        quotas: Vec::new(),
+        cost: None,
     }
 }
 

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod http;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod redis;
 pub mod router;
 pub mod runtime;

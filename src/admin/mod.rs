@@ -26,6 +26,7 @@ struct Admin {
     expected_workers: usize,
     route_names: Vec<String>,
     upstream_names: Vec<String>,
+    limit_names: Vec<(&'static str, String)>,
 }
 
 /// Binds the admin address and serves it on a thread named `coregate-admin`.
@@ -44,6 +45,7 @@ pub fn start(
     let admin = Admin {
         route_names: cfg.routes.iter().map(|r| r.name.clone()).collect(),
         upstream_names: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
+        limit_names: limit_names(&cfg),
         cfg,
         workers,
         ready,
@@ -58,6 +60,16 @@ pub fn start(
         })
         .map_err(|e| format!("cannot spawn admin thread: {e}"))?;
     Ok(bound)
+}
+
+/// (kind, name) of each rate limit, then each quota: the rows of `WorkerMetrics::limits`.
+fn limit_names(cfg: &Config) -> Vec<(&'static str, String)> {
+    let rates = cfg
+        .rate_limits
+        .iter()
+        .map(|r| ("rate_limit", r.name.clone()));
+    let quotas = cfg.quotas.iter().map(|q| ("quota", q.name.clone()));
+    rates.chain(quotas).collect()
 }
 
 impl Admin {
@@ -92,7 +104,12 @@ impl Admin {
             (b"GET" | b"HEAD", b"/metrics") => (
                 200,
                 "text/plain; version=0.0.4",
-                metrics::render(&self.workers, &self.route_names, &self.upstream_names),
+                metrics::render(
+                    &self.workers,
+                    &self.route_names,
+                    &self.upstream_names,
+                    &self.limit_names,
+                ),
             ),
             (b"GET" | b"HEAD", b"/config") => (200, "text/plain", format!("{:#?}\n", self.cfg)),
             (b"GET" | b"HEAD", _) => (404, "text/plain", "not found\n".to_string()),

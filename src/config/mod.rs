@@ -7,6 +7,7 @@
 //! `Config` or all the [`ConfigError`]s, sorted by position.
 
 pub mod auth;
+pub mod limits;
 pub mod model;
 mod position;
 mod raw;

@@ -16,6 +16,14 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[[auth]]` policies; routes refer to them by index.
     pub auth: Vec<super::auth::AuthPolicy>,
+    /// `[[rate_limit]]` policies; routes and tiers refer to them by index.
+    pub rate_limits: Vec<super::limits::RateLimitPolicy>,
+    /// `[[quota]]` policies; routes and tiers refer to them by index.
+    pub quotas: Vec<super::limits::QuotaPolicy>,
+    /// `[tier.NAME]` tables, sorted by name.
+    pub tiers: Vec<super::limits::TierConfig>,
+    /// `[redis]`: required when any limit has `scope = "cluster"`.
+    pub redis: Option<super::limits::RedisConfig>,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.
@@ -123,6 +131,12 @@ pub struct RouteConfig {
     pub auth: Option<usize>,
     /// Roles/scopes the authenticated caller must have -> 403.
     pub require: Option<super::auth::Requirement>,
+    /// Indices into `Config::rate_limits` applied on this route (besides the caller's tier's).
+    pub rate_limits: Vec<usize>,
+    /// Indices into `Config::quotas` applied on this route (besides the caller's tier's).
+    pub quotas: Vec<usize>,
+    /// Overrides every applied rate limit's `cost` on this route.
+    pub cost: Option<u64>,
 }
 
 /// Host condition: lower-cased, no port.

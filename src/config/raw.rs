@@ -26,6 +26,13 @@ pub(crate) struct RawConfig {
     pub route: Vec<RawRoute>,
     #[serde(default)]
     pub auth: Vec<super::auth::RawAuth>,
+    #[serde(default)]
+    pub rate_limit: Vec<super::limits::RawRateLimit>,
+    #[serde(default)]
+    pub quota: Vec<super::limits::RawQuota>,
+    #[serde(default)]
+    pub tier: BTreeMap<String, super::limits::RawTier>,
+    pub redis: Option<super::limits::RawRedis>,
 }
 
 /// `[server]`
@@ -83,6 +90,9 @@ pub(crate) struct RawRoute {
     pub require_roles: Option<Vec<String>>,
     pub require_scopes: Option<Vec<String>>,
     pub require: Option<String>,
+    pub rate_limits: Option<Vec<String>>,
+    pub quotas: Option<Vec<String>>,
+    pub cost: Option<i64>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

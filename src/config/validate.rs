@@ -40,7 +40,7 @@ impl Ctx {
     }
 
     /// The value of a required key, or a "missing" error.
-    fn required<T>(&mut self, path: KeyPath, v: Option<T>, expected: &str) -> Option<T> {
+    pub(super) fn required<T>(&mut self, path: KeyPath, v: Option<T>, expected: &str) -> Option<T> {
         if v.is_none() {
             self.err(path, format!("missing (expected {expected})"));
         }
@@ -48,7 +48,7 @@ impl Ctx {
     }
 
     /// Records the `name` of `kind[i]` (at `p`) in `seen`; a name seen before is an error.
-    fn unique(
+    pub(super) fn unique(
         &mut self,
         seen: &mut BTreeMap<String, usize>,
         p: &KeyPath,
@@ -134,6 +134,8 @@ impl Ctx {
 pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config, Problems> {
     let mut cx = Ctx::default();
     let (auth, auth_names) = auth_policies(&mut cx, raw.auth, base);
+    // Before routes: they refer to limits by name.
+    let limits = super::limits::limits(&mut cx, raw.rate_limit, raw.quota, raw.tier, raw.redis);
     let server = server(&mut cx, raw.server.unwrap_or_default());
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
@@ -161,7 +163,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         if let Some(name) = &r.name {
             cx.unique(&mut route_names, &p, "route", name, i);
         }
-        let Some(route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names) else {
+        let Some(route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits) else {
             continue;
         };
         match conditions.get(&condition_key(&route)) {
@@ -176,12 +178,17 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         return Err(cx.problems);
     }
     let upstreams = upstreams.into_iter().flatten().collect();
+    let (rate_limits, quotas, tiers, redis) = limits.into_model();
     Ok(Config {
         server,
         admin,
         upstreams,
         routes,
         auth,
+        rate_limits,
+        quotas,
+        tiers,
+        redis,
     })
 }
 
@@ -344,6 +351,7 @@ fn route(
     r: RawRoute,
     upstreams: &BTreeMap<String, usize>,
     auth_names: &BTreeMap<String, usize>,
+    limits: &super::limits::Limits,
 ) -> Option<RouteConfig> {
     let name = match r.name {
         None => Some(format!("route[{index}]")),
@@ -423,10 +431,22 @@ fn route(
         r.require_scopes,
         r.require,
     );
+    let limits = super::limits::route_limits(
+        cx,
+        p,
+        auth.is_some(),
+        r.rate_limits,
+        r.quotas,
+        r.cost,
+        limits,
+    );
     Some(RouteConfig {
         auth: auth.map(|a| a.ok_or(())).transpose().ok()?,
         require,
         max_body: cx.size(p.key("max_body"), r.max_body, DEFAULT_MAX_BODY, 0),
+        rate_limits: limits.rate_limits,
+        quotas: limits.quotas,
+        cost: limits.cost,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

@@ -49,6 +49,10 @@ pub enum ErrorKind {
     Forbidden,
     /// 503: the phantom-token store or introspection endpoint could not answer.
     AuthUnavailable,
+    /// 429: a rate limit's bucket does not hold the request's cost.
+    RateLimited,
+    /// 429: a quota's window is used up.
+    QuotaExceeded,
 }
 
 /// An error with its kind, the side at fault and whether another attempt is safe.
@@ -66,6 +70,7 @@ impl ProxyError {
             BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout => (Side::Downstream, false),
             NoRoute | MethodNotAllowed => (Side::Downstream, false),
             Unauthorized { .. } | Forbidden => (Side::Downstream, false),
+            RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream => (Side::Internal, false),
             ConnectFailed | ConnectTimeout => (Side::Upstream, true),
@@ -92,6 +97,7 @@ impl ProxyError {
             NoHealthyUpstream | AuthUnavailable => 503,
             Unauthorized { .. } => 401,
             Forbidden => 403,
+            RateLimited | QuotaExceeded => 429,
             ConnectFailed | UpstreamReset | BadUpstreamResponse { .. } => 502,
             ConnectTimeout | ResponseTimeout => 504,
         }
@@ -116,6 +122,8 @@ impl ProxyError {
             Unauthorized { reason, .. } => reason,
             Forbidden => "insufficient role or scope for this route",
             AuthUnavailable => "authentication backend unavailable",
+            RateLimited => "rate limit exceeded",
+            QuotaExceeded => "quota exceeded",
         }
     }
 
@@ -143,6 +151,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
@@ -152,13 +161,15 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Appends a complete error response to `out`. `allow`: value of the Allow header (405).
+/// Appends a complete error response to `out`. `allow`: value of the Allow header (405);
+/// `extra`: complete header lines to add (rate-limit fields).
 pub fn write_error(
     out: &mut Vec<u8>,
     err: &ProxyError,
     request_id: &[u8],
     keep_alive: bool,
     allow: Option<&str>,
+    extra: &[u8],
 ) {
     let status = err.status();
     let mut body = String::with_capacity(128);
@@ -198,12 +209,13 @@ pub fn write_error(
         }
         _ => {}
     }
-    head.push_str(if keep_alive && !err.closes_connection() {
-        "connection: keep-alive\r\n\r\n"
-    } else {
-        "connection: close\r\n\r\n"
-    });
     out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(extra);
+    out.extend_from_slice(if keep_alive && !err.closes_connection() {
+        b"connection: keep-alive\r\n\r\n"
+    } else {
+        b"connection: close\r\n\r\n"
+    });
     out.extend_from_slice(body.as_bytes());
 }
 
@@ -215,7 +227,7 @@ mod tests {
     fn error_json_shape() {
         let mut out = Vec::new();
         let e = ProxyError::new(ErrorKind::MethodNotAllowed);
-        write_error(&mut out, &e, b"abc-1", true, Some("GET, HEAD"));
+        write_error(&mut out, &e, b"abc-1", true, Some("GET, HEAD"), b"");
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(s.contains("\r\nallow: GET, HEAD\r\n"));
@@ -237,7 +249,7 @@ mod tests {
     fn framing_errors_close() {
         let e = ProxyError::new(ErrorKind::BadBody);
         let mut out = Vec::new();
-        write_error(&mut out, &e, b"x", true, None);
+        write_error(&mut out, &e, b"x", true, None, b"");
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("connection: close"));

@@ -218,6 +218,7 @@ pub fn write_client_response(
     request_id: &[u8],
     keep_alive: bool,
     framing: OutFraming,
+    extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, head.status as u64);
@@ -244,6 +245,7 @@ pub fn write_client_response(
         push_header(out, h.name.get(buf), h.value.get(buf));
     }
     push_header(out, b"x-request-id", request_id);
+    out.extend_from_slice(extra);
     push_framing(out, framing);
     out.extend_from_slice(if keep_alive {
         b"connection: keep-alive\r\n\r\n"
@@ -395,7 +397,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked);
+        write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked, b"");
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,

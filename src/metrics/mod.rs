@@ -41,9 +41,24 @@ impl Gauge {
         self.0
             .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
+    #[inline]
+    pub fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
+}
+
+/// One rate limit's or quota's counters on one worker.
+#[derive(Debug, Default)]
+pub struct LimitCounters {
+    pub allowed: Counter,
+    pub limited: Counter,
+    /// Leases taken from the shared budget (table CAS or Redis script).
+    pub leases: Counter,
+    /// Leased units handed back unused.
+    pub returned: Counter,
 }
 
 /// Status classes 1xx..5xx.
@@ -58,15 +73,25 @@ pub struct WorkerMetrics {
     pub upstream_errors: Box<[Counter]>,
     pub open_connections: Gauge,
     pub accepted_connections: Counter,
+    /// Per rate limit, then per quota (config order).
+    pub limits: Box<[LimitCounters]>,
+    /// Failed Redis calls of cluster-scoped limits.
+    pub redis_errors: Counter,
+    /// 1 while this worker sees Redis as unreachable (cluster limits on local shares).
+    pub redis_fallback: Gauge,
 }
 
 impl WorkerMetrics {
-    pub fn new(routes: usize, upstreams: usize) -> Self {
+    /// Counters for `routes` routes, `upstreams` upstreams and `limits` rate limits + quotas.
+    pub fn new(routes: usize, upstreams: usize, limits: usize) -> Self {
         WorkerMetrics {
             requests: (0..=routes).map(|_| Default::default()).collect(),
             upstream_errors: (0..upstreams).map(|_| Counter::default()).collect(),
             open_connections: Gauge::default(),
             accepted_connections: Counter::default(),
+            limits: (0..limits).map(|_| LimitCounters::default()).collect(),
+            redis_errors: Counter::default(),
+            redis_fallback: Gauge::default(),
         }
     }
 
@@ -80,10 +105,12 @@ impl WorkerMetrics {
 }
 
 /// Renders Prometheus text for all workers: per worker (`worker` label) and summed.
+/// `limit_names`: (kind, policy name) of each entry of `WorkerMetrics::limits`.
 pub fn render(
     workers: &[Arc<WorkerMetrics>],
     route_names: &[String],
     upstream_names: &[String],
+    limit_names: &[(&'static str, String)],
 ) -> String {
     let mut s = String::with_capacity(4096);
     let route_label = |i: usize| -> &str { route_names.get(i).map(|r| r.as_str()).unwrap_or("") };
@@ -162,7 +189,70 @@ pub fn render(
     let _ = writeln!(s, "# TYPE {} counter", names::ACCEPTED_TOTAL);
     let acc: u64 = workers.iter().map(|w| w.accepted_connections.get()).sum();
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, acc);
+    render_limits(&mut s, workers, limit_names);
     s
+}
+
+/// Rate-limit and quota counters, summed over workers, labelled by kind and policy.
+fn render_limits(
+    s: &mut String,
+    workers: &[Arc<WorkerMetrics>],
+    limit_names: &[(&'static str, String)],
+) {
+    if limit_names.is_empty() {
+        return;
+    }
+    type Pick = fn(&LimitCounters) -> &Counter;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            names::LIMIT_ALLOWED_TOTAL,
+            "Requests a rate limit or quota let through.",
+            |c| &c.allowed,
+        ),
+        (
+            names::LIMIT_LIMITED_TOTAL,
+            "Requests refused by a rate limit or quota (429).",
+            |c| &c.limited,
+        ),
+        (
+            names::LIMIT_LEASES_TOTAL,
+            "Leases taken from the shared budget (atomic or Redis).",
+            |c| &c.leases,
+        ),
+        (
+            names::LIMIT_RETURNED_TOTAL,
+            "Leased units handed back unused.",
+            |c| &c.returned,
+        ),
+    ];
+    for (name, help, get) in families {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} counter");
+        for (i, (kind, policy)) in limit_names.iter().enumerate() {
+            let total: u64 = workers.iter().map(|w| get(&w.limits[i]).get()).sum();
+            let _ = writeln!(s, "{name}{{kind=\"{kind}\",policy=\"{policy}\"}} {total}");
+        }
+    }
+    let errors: u64 = workers.iter().map(|w| w.redis_errors.get()).sum();
+    let _ = writeln!(
+        s,
+        "# HELP {} Failed Redis calls of cluster-scoped limits.",
+        names::LIMIT_REDIS_ERRORS_TOTAL
+    );
+    let _ = writeln!(s, "# TYPE {} counter", names::LIMIT_REDIS_ERRORS_TOTAL);
+    let _ = writeln!(s, "{} {errors}", names::LIMIT_REDIS_ERRORS_TOTAL);
+    let fallback = workers
+        .iter()
+        .map(|w| w.redis_fallback.get())
+        .max()
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "# HELP {} 1 while Redis is unreachable and cluster limits run on local shares.",
+        names::LIMIT_REDIS_FALLBACK
+    );
+    let _ = writeln!(s, "# TYPE {} gauge", names::LIMIT_REDIS_FALLBACK);
+    let _ = writeln!(s, "{} {fallback}", names::LIMIT_REDIS_FALLBACK);
 }
 
 #[cfg(test)]
@@ -171,14 +261,26 @@ mod tests {
 
     #[test]
     fn sums_workers() {
-        let a = Arc::new(WorkerMetrics::new(1, 1));
-        let b = Arc::new(WorkerMetrics::new(1, 1));
+        let a = Arc::new(WorkerMetrics::new(1, 1, 1));
+        let b = Arc::new(WorkerMetrics::new(1, 1, 1));
         a.record(Some(0), 200);
         b.record(Some(0), 204);
         b.record(None, 404);
         b.upstream_errors[0].inc();
         a.open_connections.add(2);
-        let text = render(&[a, b], &["users".into()], &["u".into()]);
+        a.limits[0].limited.inc();
+        b.limits[0].limited.add(2);
+        b.redis_fallback.set(1);
+        let text = render(
+            &[a, b],
+            &["users".into()],
+            &["u".into()],
+            &[("rate_limit", "per_client".into())],
+        );
+        assert!(text.contains(
+            "coregate_ratelimit_limited_total{kind=\"rate_limit\",policy=\"per_client\"} 3\n"
+        ));
+        assert!(text.contains("coregate_ratelimit_redis_fallback 1\n"));
         assert!(
             text.contains("coregate_requests_total{route=\"users\",class=\"2xx\"} 2\n"),
             "{text}"

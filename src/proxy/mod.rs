@@ -31,6 +31,8 @@ use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
 use crate::http::respond::{write_error, ErrorKind, ProxyError};
 use crate::http::rewrite::{self, RequestContext};
+use crate::ratelimit::key::KeyInput;
+use crate::ratelimit::Limited;
 use crate::router::{self, HeaderSource, Match};
 use crate::runtime::worker::WorkerCtx;
 use crate::upstream::balance::hash_key;
@@ -48,6 +50,10 @@ pub(crate) struct ClientConn {
     target: Vec<u8>,
     head: RequestHead,
     peer_ip: String,
+    /// Rate-limit headers and byte-quota charges of the current request.
+    limits: crate::ratelimit::Output,
+    /// Response body bytes sent to the client for the current request.
+    body_sent: u64,
 }
 
 /// What remains of a request body after the bytes that arrived with the head.
@@ -110,10 +116,13 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         target: Vec::with_capacity(256),
         head: RequestHead::default(),
         peer_ip: peer.ip().to_string(),
+        limits: Default::default(),
+        body_sent: 0,
     };
     let mut resp = ResponseHead::default();
     let mut first = true;
     loop {
+        c.limits.clear();
         match read_head(&ctx, &mut c, first).await {
             Ok(()) => {}
             Err(Fail::Close) => return,
@@ -196,7 +205,7 @@ async fn answer_error(
     };
     let keep = keep && !err.closes_connection() && !ctx.drain.is_set();
     c.out.clear();
-    write_error(&mut c.out, err, rid, keep, allow);
+    write_error(&mut c.out, err, rid, keep, allow, &c.limits.headers);
     ctx.metrics.record(route, err.status());
     let deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
     match io::write_all(&mut c.stream, &mut c.out, deadline).await {
@@ -293,6 +302,24 @@ async fn handle_request(
         if n > route.max_body {
             let e = ProxyError::new(ErrorKind::BodyTooLarge);
             return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, false).await;
+        }
+    }
+    if ctx.ratelimit.applies(route) {
+        let input = KeyInput {
+            headers: &Headers { head, buf },
+            client_ip: c.peer_ip.as_bytes(),
+            identity: identity.as_deref(),
+            route: &route.name,
+        };
+        if let Err(limited) = ctx.ratelimit.admit(route, &input, &mut c.limits).await {
+            let e = ProxyError::new(match limited {
+                Limited::Rate => ErrorKind::RateLimited,
+                Limited::Quota => ErrorKind::QuotaExceeded,
+            });
+            let keep = client_keep && !body_pending;
+            let head_len = head.head_len;
+            c.buf.drain(..head_len);
+            return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await;
         }
     }
     let up = &ctx.upstreams[route.upstream];
@@ -395,6 +422,9 @@ async fn handle_request(
     };
     let result = relay::response(ctx, c, &mut conn, resp, &how).await;
     drop(inflight);
+    if !c.limits.charges.is_empty() {
+        ctx.ratelimit.charge(&c.limits.charges, c.body_sent);
+    }
     ctx.metrics.record(Some(route_idx), resp.status);
     match result {
         Ok(r) => {

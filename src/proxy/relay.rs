@@ -157,7 +157,16 @@ pub(crate) async fn response(
     };
     let client_keep = keep && framing != OutFraming::Close;
     c.out.clear();
-    write_client_response(&mut c.out, &conn.buf, resp, rid, client_keep, framing);
+    write_client_response(
+        &mut c.out,
+        &conn.buf,
+        resp,
+        rid,
+        client_keep,
+        framing,
+        &c.limits.headers,
+    );
+    c.body_sent = 0;
     let head_len = resp.head_len;
     let client_timeout = ctx.cfg.server.client_body_timeout;
     let upstream_reusable = match resp.body {
@@ -170,6 +179,7 @@ pub(crate) async fn response(
             let take = (avail as u64).min(n) as usize;
             c.out
                 .extend_from_slice(&conn.buf[head_len..head_len + take]);
+            c.body_sent = take as u64;
             let mut extra = avail > take;
             write(c, Instant::now() + client_timeout).await?;
             let mut rem = n - take as u64;
@@ -189,6 +199,7 @@ pub(crate) async fn response(
                 .await
                 .map_err(|_| ())?;
                 rem -= k as u64;
+                c.body_sent += k as u64;
             }
             resp.keep_alive && !extra
         }
@@ -196,9 +207,10 @@ pub(crate) async fn response(
             let mut dec = ChunkedDecoder::new(u64::MAX);
             let mut start = head_len;
             loop {
-                let out = &mut c.out;
+                let (out, sent) = (&mut c.out, &mut c.body_sent);
                 let p = dec
                     .decode(&conn.buf[start..], &mut |data: &[u8]| {
+                        *sent += data.len() as u64;
                         push_data(out, data, framing)
                     })
                     .map_err(|_| ())?;
@@ -218,6 +230,7 @@ pub(crate) async fn response(
         }
         BodyKind::UntilClose => {
             push_data(&mut c.out, &conn.buf[head_len..], framing);
+            c.body_sent = (conn.buf.len() - head_len) as u64;
             loop {
                 write(c, Instant::now() + client_timeout).await?;
                 if read_upstream(conn, up_timeout).await? == 0 {
@@ -228,6 +241,7 @@ pub(crate) async fn response(
                     break false;
                 }
                 push_data(&mut c.out, &conn.buf, framing);
+                c.body_sent += conn.buf.len() as u64;
             }
         }
     };

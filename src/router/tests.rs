@@ -69,6 +69,9 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         max_body: 0,
         auth: None,
         require: None,
+        rate_limits: Vec::new(),
+        quotas: Vec::new(),
+        cost: None,
     }
 }
 

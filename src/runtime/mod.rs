@@ -81,7 +81,14 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let drain_timeout = cfg.server.drain_timeout;
     let cfg = Arc::new(cfg);
     let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
-        .map(|_| Arc::new(WorkerMetrics::new(cfg.routes.len(), cfg.upstreams.len())))
+        .map(|_| {
+            let limits = cfg.rate_limits.len() + cfg.quotas.len();
+            Arc::new(WorkerMetrics::new(
+                cfg.routes.len(),
+                cfg.upstreams.len(),
+                limits,
+            ))
+        })
         .collect();
     let ready = Arc::new(worker::Readiness::default());
     let admin = match &cfg.admin {
@@ -100,12 +107,14 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let mut per_worker = listen.per_worker;
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
     let auth = crate::auth::AuthShared::start(&cfg)?;
+    let limits = crate::ratelimit::LimitsShared::new(&cfg, workers);
     for (id, m) in metrics.into_iter().enumerate() {
         let (tx, rx) = control::channel();
         controls.push(tx);
         let socks = std::mem::take(&mut per_worker[id]);
         let cfg = cfg.clone();
         let auth = auth.clone();
+        let limits = limits.clone();
         let ready = ready.clone();
         let pin_to = if opts.pin {
             let cpu = match &opts.cpus {
@@ -125,7 +134,7 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
-                let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m, auth));
+                let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m, auth, limits));
                 let fut = worker::run(ctx, socks, rx, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
                     let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
 use crate::metrics::WorkerMetrics;
+use crate::ratelimit::{LimitsRt, LimitsShared};
 use crate::router::Router;
 use crate::upstream::UpstreamRt;
 
@@ -45,6 +46,8 @@ pub struct WorkerCtx {
     pub open: Cell<usize>,
     /// Auth policies: verdict caches, token-store clients.
     pub auth: AuthRt,
+    /// Rate limits and quotas: this core's leases, Redis client.
+    pub ratelimit: LimitsRt,
     auth_log: Cell<Option<std::time::Instant>>,
 }
 
@@ -54,6 +57,7 @@ impl WorkerCtx {
         cfg: Arc<Config>,
         metrics: Arc<WorkerMetrics>,
         auth: Arc<AuthShared>,
+        limits: Arc<LimitsShared>,
     ) -> Self {
         let s = &cfg.server;
         WorkerCtx {
@@ -65,7 +69,6 @@ impl WorkerCtx {
                 .enumerate()
                 .map(|(i, u)| UpstreamRt::new(i, u, id))
                 .collect(),
-            metrics,
             drain: Drain::default(),
             request_ids: RefCell::new(RequestIdGen::new(id)),
             limits: HeadLimits {
@@ -75,7 +78,9 @@ impl WorkerCtx {
             },
             open: Cell::new(0),
             auth: AuthRt::new(auth),
+            ratelimit: LimitsRt::new(limits, metrics.clone()),
             auth_log: Cell::new(None),
+            metrics,
             cfg,
         }
     }
@@ -135,6 +140,15 @@ pub async fn run(
             }
         }
     });
+    if !ctx.cfg.rate_limits.is_empty() || !ctx.cfg.quotas.is_empty() {
+        let sweeper = ctx.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(LimitsRt::sweep_interval()).await;
+                sweeper.ratelimit.sweep().await;
+            }
+        });
+    }
     let ctl = ctx.clone();
     monoio::spawn(async move {
         while let Some(msg) = control.recv().await {
