@@ -60,7 +60,10 @@ impl LimitsRt {
         let mut local = self.rates[p].borrow_mut();
         let (e, evicted) = local.entry(fp);
         let step = if lease.granted == 0 {
-            e.deny_until = lease.retry_at;
+            // a refusal from the outage share is not remembered: Redis may be back sooner
+            if !lease.fallback {
+                e.deny_until = lease.retry_at;
+            }
             e.seen = lease.seen;
             Step::Denied {
                 retry_ns: lease.retry_at.saturating_sub(now),
