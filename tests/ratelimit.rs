@@ -58,22 +58,35 @@ fn bucket_admits_its_burst_then_429_with_headers() {
             let r = send(&gw, "/a", &[]);
             assert_eq!(r.status, 200, "[{d}] request {i}");
             let policy = r.header("ratelimit-policy").expect("policy field");
-            assert_eq!(policy, "\"per_ip\";q=3;w=90", "[{d}] burst 3, refilled in 90 s");
+            assert_eq!(
+                policy, "\"per_ip\";q=3;w=90",
+                "[{d}] burst 3, refilled in 90 s"
+            );
             let state = r.header("ratelimit").expect("ratelimit field");
             assert_eq!(param(&state, "per_ip", "r"), Some(2 - i), "[{d}] {state}");
             let t = param(&state, "per_ip", "t").unwrap();
-            assert!((30 * (i + 1) - 1..=30 * (i + 1)).contains(&t), "[{d}] {state}");
+            assert!(
+                (30 * (i + 1) - 1..=30 * (i + 1)).contains(&t),
+                "[{d}] {state}"
+            );
             assert!(!r.has("retry-after"));
         }
         let r = send(&gw, "/a", &[]);
         assert_error_json(&r, 429);
         assert_eq!(r.json()["error"], "rate limit exceeded");
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-        assert!((28..=30).contains(&retry), "[{d}] one token in 30 s: {retry}");
+        assert!(
+            (28..=30).contains(&retry),
+            "[{d}] one token in 30 s: {retry}"
+        );
         let state = r.header("ratelimit").unwrap();
         assert_eq!(param(&state, "per_ip", "r"), Some(0));
         assert!(r.has("ratelimit-policy"));
-        assert_eq!(up.requests().len() - before, 3, "[{d}] refused never reach upstream");
+        assert_eq!(
+            up.requests().len() - before,
+            3,
+            "[{d}] refused never reach upstream"
+        );
         // refusals are cheap to repeat and stay refused
         for _ in 0..5 {
             assert_eq!(send(&gw, "/a", &[]).status, 429);
@@ -166,7 +179,10 @@ fn tiers_follow_the_consumer() {
             for i in 0..2 {
                 let r = call(who);
                 assert_eq!(r.status, 200, "[{d}] {who} {i}");
-                assert!(r.header("ratelimit-policy").unwrap().starts_with("\"free_rate\";q=2"));
+                assert!(r
+                    .header("ratelimit-policy")
+                    .unwrap()
+                    .starts_with("\"free_rate\";q=2"));
             }
             assert_eq!(call(who).status, 429, "[{d}] {who}: own bucket, spent");
         }
@@ -208,7 +224,10 @@ fn byte_quota_counts_response_bodies() {
             "\"bytes\";q=2000;w=3600;qu=\"content-bytes\""
         );
         let r = c.get("/f", "h");
-        assert_eq!(r.status, 200, "[{d}] 1500 of 2000 bytes used: still admitted");
+        assert_eq!(
+            r.status, 200,
+            "[{d}] 1500 of 2000 bytes used: still admitted"
+        );
         let state = r.header("ratelimit").unwrap();
         assert_eq!(param(&state, "bytes", "r"), Some(500), "[{d}] {state}");
         let r = c.get("/f", "h");
@@ -255,7 +274,10 @@ fn quota_window_rolls_over_at_the_utc_minute() {
             "\"per_min\";q=3;w=60"
         );
         let t = param(&first.header("ratelimit").unwrap(), "per_min", "t").unwrap();
-        assert!((1..=60).contains(&t), "[{d}] reset at the minute's end: {t}");
+        assert!(
+            (1..=60).contains(&t),
+            "[{d}] reset at the minute's end: {t}"
+        );
         let r = send(gw, "/q", &[]);
         assert_eq!(r.status, 429, "[{d}]");
         let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
@@ -270,7 +292,11 @@ fn quota_window_rolls_over_at_the_utc_minute() {
             last == 200
         });
         assert!(ok, "[{d}] new window never opened (last {last})");
-        assert_eq!(send(gw, "/q", &[]).status, 200, "[{d}] fresh window: 3 again");
+        assert_eq!(
+            send(gw, "/q", &[]).status,
+            200,
+            "[{d}] fresh window: 3 again"
+        );
     }
 }
 
@@ -328,7 +354,13 @@ fn two_workers_admit_the_configured_rate() {
         );
         assert!(limited > 2 * ok, "[{d}] the load was not over 3x the limit");
         // generous bound for a 2-core CI box; benches/e2e/ratelimit_accuracy.sh has the exact figure
-        assert!(err.abs() < 0.10, "[{d}] admitted {ok}, expected {expected:.0}");
-        assert!(ok as f64 <= expected + 2.0 * 30.0 * 1.25, "[{d}] never above r·t + 1.25·B");
+        assert!(
+            err.abs() < 0.10,
+            "[{d}] admitted {ok}, expected {expected:.0}"
+        );
+        assert!(
+            ok as f64 <= expected + 2.0 * 30.0 * 1.25,
+            "[{d}] never above r·t + 1.25·B"
+        );
     });
 }

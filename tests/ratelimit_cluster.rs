@@ -93,7 +93,10 @@ fn two_gateways_share_one_budget() {
             err * 100.0
         );
         assert!(limited > 2 * ok, "[{d}] the load was not over 3x the limit");
-        assert!(err.abs() < 0.10, "[{d}] admitted {ok}, expected {expected:.0}");
+        assert!(
+            err.abs() < 0.10,
+            "[{d}] admitted {ok}, expected {expected:.0}"
+        );
         let m = a.metrics();
         let leases: u64 = m
             .lines()
@@ -141,18 +144,32 @@ fn redis_outage_falls_back_to_the_local_share_and_recovers() {
         let gw = Gateway::start_with_args(&cfg, d, &["--workers", "1"]);
         assert_eq!(send(&gw, "/"), 200, "[{d}] via Redis");
         let day_key = redis.cmd(&["KEYS", "cg-test:q:q:*"]);
-        assert!(day_key.ends_with(":global"), "[{d}] quota counter {day_key:?}");
+        assert!(
+            day_key.ends_with(":global"),
+            "[{d}] quota counter {day_key:?}"
+        );
         let counted: u64 = redis.cmd(&["GET", &day_key]).parse().unwrap();
         assert!(counted >= 1, "[{d}] a lease was counted in Redis");
 
         redis.stop();
         // local share: half of burst 4 -> 2 requests, then 429; the gateway keeps answering
         let statuses: Vec<u16> = (0..4).map(|_| send(&gw, "/")).collect();
-        assert_eq!(statuses, [200, 200, 429, 429], "[{d}] local share during the outage");
+        assert_eq!(
+            statuses,
+            [200, 200, 429, 429],
+            "[{d}] local share during the outage"
+        );
         let m = gw.metrics();
-        assert!(m.contains("coregate_ratelimit_redis_fallback 1\n"), "[{d}] {m}");
+        assert!(
+            m.contains("coregate_ratelimit_redis_fallback 1\n"),
+            "[{d}] {m}"
+        );
         let log = gw.stderr_text();
-        assert_eq!(log.matches("unreachable").count(), 1, "[{d}] logged once: {log}");
+        assert_eq!(
+            log.matches("unreachable").count(),
+            1,
+            "[{d}] logged once: {log}"
+        );
 
         redis.restart();
         let back = wait_until(deadline(Duration::from_secs(10)), || {

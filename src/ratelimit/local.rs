@@ -29,6 +29,8 @@ pub struct Entry {
     pub redis_key: Vec<u8>,
     /// Whether the units came from the local fallback budget (Redis was down).
     pub fallback: bool,
+    /// A Redis lease for this key is in flight on this core.
+    pub leasing: bool,
 }
 
 /// The cache.

@@ -264,6 +264,8 @@ pub struct LimitsRt {
     scratch: RefCell<Vec<u8>>,
     /// Cluster quota usage counted locally while Redis was down: Redis key -> (units, ttl s).
     pending: RefCell<HashMap<Vec<u8>, (u64, u64)>>,
+    /// Requests waiting for a key's in-flight Redis lease: ((policy, fingerprint), waker).
+    lease_waiters: RefCell<Vec<((usize, u64), std::task::Waker)>>,
     metrics: Arc<WorkerMetrics>,
 }
 
@@ -291,6 +293,7 @@ impl LimitsRt {
             }),
             scratch: RefCell::new(Vec::with_capacity(256)),
             pending: RefCell::new(HashMap::new()),
+            lease_waiters: RefCell::new(Vec::new()),
             metrics,
             shared,
         }

@@ -5,15 +5,32 @@
 //! gateway table with one CAS, or from Redis with one script call. A refusal remembers when the
 //! shared bucket will next hold `need` tokens, so a flood of refused requests costs no atomics
 //! until then. Tokens of an evicted entry go straight back to where they came from.
+//!
+//! Redis leases are coalesced per core and key: while one is in flight, other requests for the
+//! key wait for it ([`LeaseWait`]) and then spend from what it brought, so an overloaded key costs
+//! one round trip per batch per core, not one per request.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::cluster;
 use super::local::Entry;
 use super::{LimitsRt, Step};
 
+/// What the local entry says about a request.
+enum LocalAnswer {
+    Done(Step),
+    /// A lease of at least this many tokens is needed.
+    Lease(u64),
+    /// A Redis lease for the key is in flight on this core: wait for it, then ask again.
+    Wait,
+}
+
 impl LimitsRt {
-    /// Answers from the local entry of `fp` when it can (`Some`), else says a lease is needed.
-    /// Returns the tokens still missing and the entry's `global` slot.
-    fn rate_local(&self, p: usize, fp: u64, cost: u64, now: u64) -> Result<Step, u64> {
+    /// Answers from the local entry of `fp` when it can, else says a lease is needed (or is
+    /// already in flight).
+    fn rate_local(&self, p: usize, fp: u64, cost: u64, now: u64) -> LocalAnswer {
         let r = &self.shared.rates[p];
         let mut local = self.rates[p].borrow_mut();
         let (e, evicted) = local.entry(fp);
@@ -31,38 +48,45 @@ impl LimitsRt {
             if let Some(ev) = evicted {
                 self.rate_evicted(p, ev, now);
             }
-            return Ok(Step::Granted {
+            return LocalAnswer::Done(Step::Granted {
                 remaining,
                 reset_ns,
             });
         }
+        if e.leasing {
+            return LocalAnswer::Wait;
+        }
         if e.deny_until > now {
             let step = Step::Denied {
-                retry_ns: e.deny_until - now,
+                retry_ns: e.deny_until.saturating_sub(now).max(r.shape.interval),
                 reset_ns: r.shape.until_full(e.seen, now),
             };
             drop(local);
             if let Some(ev) = evicted {
                 self.rate_evicted(p, ev, now);
             }
-            return Ok(step);
+            return LocalAnswer::Done(step);
         }
         let need = cost - e.units;
         drop(local);
         if let Some(ev) = evicted {
             self.rate_evicted(p, ev, now);
         }
-        Err(need)
+        LocalAnswer::Lease(need)
     }
 
     /// Applies a lease's outcome to the local entry of `fp`.
     fn rate_settle(&self, p: usize, fp: u64, cost: u64, now: u64, lease: Lease) -> Step {
+        let r = &self.shared.rates[p];
         let mut local = self.rates[p].borrow_mut();
         let (e, evicted) = local.entry(fp);
         let step = if lease.granted == 0 {
-            // a refusal from the outage share is not remembered: Redis may be back sooner
+            // a refusal from the outage share is not remembered: Redis may be back sooner. Under
+            // overload the next lease waits for half a lease of refill, so each lease gets a batch
+            // (the tokens wait in the shared bucket: none are lost while it is below its burst)
             if !lease.fallback {
-                e.deny_until = lease.retry_at;
+                let batch = (r.lease / 2).saturating_mul(r.shape.interval);
+                e.deny_until = lease.retry_at.max(now + batch);
             }
             e.seen = lease.seen;
             Step::Denied {
@@ -97,8 +121,10 @@ impl LimitsRt {
     /// Gateway scope: the local lease, else one CAS on the shared bucket.
     pub(super) fn rate_gateway(&self, p: usize, fp: u64, cost: u64, now: u64) -> Step {
         let need = match self.rate_local(p, fp, cost, now) {
-            Ok(step) => return step,
-            Err(need) => need,
+            LocalAnswer::Done(step) => return step,
+            // gateway leases never await, so no lease is ever in flight
+            LocalAnswer::Lease(need) => need,
+            LocalAnswer::Wait => cost,
         };
         let lease = self.lease_table(p, fp, need, now, false);
         self.rate_settle(p, fp, cost, now, lease)
@@ -106,10 +132,16 @@ impl LimitsRt {
 
     /// Cluster scope: the local lease, else a Redis lease; the node's local share while Redis is
     /// unreachable.
-    pub(super) async fn rate_cluster(&self, p: usize, fp: u64, cost: u64, now: u64) -> Step {
-        let need = match self.rate_local(p, fp, cost, now) {
-            Ok(step) => return step,
-            Err(need) => need,
+    pub(super) async fn rate_cluster(&self, p: usize, fp: u64, cost: u64, mut now: u64) -> Step {
+        let need = loop {
+            match self.rate_local(p, fp, cost, now) {
+                LocalAnswer::Done(step) => return step,
+                LocalAnswer::Lease(need) => break need,
+                LocalAnswer::Wait => {
+                    LeaseWait { rt: self, p, fp }.await;
+                    now = super::now_ns();
+                }
+            }
         };
         let r = &self.shared.rates[p];
         let redis = self.redis.as_ref().expect("cluster scope needs [redis]");
@@ -119,6 +151,11 @@ impl LimitsRt {
         }
         let mut rkey = self.redis_key(b"rl:", &r.cfg.name, None);
         let want = r.lease.max(need);
+        if let Some(e) = self.rates[p].borrow_mut().get_mut(fp) {
+            e.leasing = true;
+        }
+        // clears `leasing` and wakes the waiters however this request ends (even if dropped)
+        let _guard = LeaseGuard { rt: self, p, fp };
         self.metrics.limits[p].leases.inc();
         let got =
             cluster::rate_lease(redis, &self.shared.scripts, &rkey, &r.shape, want, need).await;
@@ -225,4 +262,53 @@ struct Lease {
     full_in: u64,
     global: u32,
     fallback: bool,
+}
+
+/// Ends a key's in-flight Redis lease on this core: clears the flag and wakes waiting requests.
+struct LeaseGuard<'a> {
+    rt: &'a LimitsRt,
+    p: usize,
+    fp: u64,
+}
+
+impl Drop for LeaseGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.rt.rates[self.p].borrow_mut().get_mut(self.fp) {
+            e.leasing = false;
+        }
+        let mut waiters = self.rt.lease_waiters.borrow_mut();
+        let mut i = 0;
+        while i < waiters.len() {
+            if waiters[i].0 == (self.p, self.fp) {
+                waiters.swap_remove(i).1.wake();
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// Resolves once no Redis lease for the key is in flight on this core.
+struct LeaseWait<'a> {
+    rt: &'a LimitsRt,
+    p: usize,
+    fp: u64,
+}
+
+impl Future for LeaseWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let leasing = self.rt.rates[self.p]
+            .borrow_mut()
+            .get_mut(self.fp)
+            .is_some_and(|e| e.leasing);
+        if !leasing {
+            return Poll::Ready(());
+        }
+        self.rt
+            .lease_waiters
+            .borrow_mut()
+            .push(((self.p, self.fp), cx.waker().clone()));
+        Poll::Pending
+    }
 }
