@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use coregate::config::parse_str;
-use coregate::metrics::WorkerMetrics;
+use coregate::metrics::WorkerStats;
 use coregate::ratelimit::gcra::{self, Shape};
 use coregate::ratelimit::key::KeyInput;
 use coregate::ratelimit::{LimitsRt, LimitsShared, Output};
@@ -101,8 +101,8 @@ fn benches(c: &mut Criterion) {
         let shared = LimitsShared::new(&cfg, n);
         let cfg2 = cfg.clone();
         let limiter = Arc::new(move |iters: u64| {
-            let m = Arc::new(WorkerMetrics::new(1, 1, 1));
-            let rt = LimitsRt::new(shared.clone(), m);
+            let stats = WorkerStats::default();
+            let rt = LimitsRt::new(shared.clone(), stats.limit_metrics(&["per_ip"], &[]));
             let route = &cfg2.routes[0];
             let mut out = Output::default();
             let input = KeyInput {

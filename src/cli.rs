@@ -43,6 +43,18 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Watch a running gateway: per-route and per-upstream rates from its admin `/stats`.
+    Top {
+        /// Admin listener, host:port (a host name is resolved at every refresh).
+        #[arg(long, value_parser = crate::top::parse_admin)]
+        admin: String,
+        /// Time between refreshes, e.g. "1s" or "200ms".
+        #[arg(long, value_parser = crate::top::parse_interval, default_value = "1s")]
+        interval: Duration,
+        /// Refreshes before exiting; 0 = until interrupted.
+        #[arg(long, default_value_t = 0)]
+        count: u64,
+    },
 }
 
 /// Flags shared by `run` and `demo`; each overrides the config file.
@@ -120,6 +132,22 @@ impl Tuning {
     }
 
     pub fn apply(&self, cfg: &mut Config) {
+        Overrides {
+            listen: self.listen.clone(),
+            drain_timeout: self.drain_timeout,
+        }
+        .apply(cfg)
+    }
+}
+
+/// The flags that replace config values: applied at start and again to every reloaded file.
+struct Overrides {
+    listen: Vec<std::net::SocketAddr>,
+    drain_timeout: Option<Duration>,
+}
+
+impl Overrides {
+    fn apply(&self, cfg: &mut Config) {
         if !self.listen.is_empty() {
             cfg.server.listen = self.listen.clone();
         }
@@ -129,10 +157,19 @@ impl Tuning {
     }
 }
 
-/// Starts the gateway and blocks until it has drained after a signal.
-pub fn serve(mut cfg: Config, tuning: &Tuning) -> ExitCode {
+/// Starts the gateway and blocks until it has drained after a signal. `source`: the config file,
+/// re-read on SIGHUP and `POST /reload` (None for the demo: reload then reports an error).
+pub fn serve(mut cfg: Config, tuning: &Tuning, source: Option<PathBuf>) -> ExitCode {
     tuning.apply(&mut cfg);
-    let gw = match runtime::start(cfg, &tuning.options()) {
+    let overrides = Overrides {
+        listen: tuning.listen.clone(),
+        drain_timeout: tuning.drain_timeout,
+    };
+    let reload = source.map(|path| runtime::ReloadSource {
+        path,
+        apply: Box::new(move |cfg: &mut Config| overrides.apply(cfg)),
+    });
+    let gw = match runtime::start(cfg, &tuning.options(), reload) {
         Ok(gw) => gw,
         Err(e) => {
             eprintln!("coregate: {e}");
@@ -165,7 +202,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Run { config, tuning } => match config::load_file(&config) {
-            Ok(cfg) => serve(cfg, &tuning),
+            Ok(cfg) => serve(cfg, &tuning, Some(config)),
             Err(errs) => {
                 for e in &errs.0 {
                     eprintln!("{e}");
@@ -174,6 +211,15 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Demo { tuning } => crate::demo::run(&tuning),
+        Command::Top {
+            admin,
+            interval,
+            count,
+        } => crate::top::run(&crate::top::TopOptions {
+            admin,
+            interval,
+            count,
+        }),
     }
 }
 

@@ -5,6 +5,7 @@
 //! balancer and pool (`upstream`) -> body relays (`proxy::relay`) -> counters (`metrics`), with
 //! errors turned into responses in one place (`http::respond`).
 
+pub mod accesslog;
 pub mod admin;
 pub mod auth;
 pub mod cli;
@@ -18,4 +19,6 @@ pub mod ratelimit;
 pub mod redis;
 pub mod router;
 pub mod runtime;
+pub mod top;
+pub mod trace;
 pub mod upstream;

@@ -98,7 +98,7 @@ fn measure(driver: coregate::runtime::DriverChoice) -> f64 {
         pin: false,
         ..Default::default()
     };
-    let gw = match coregate::runtime::start(cfg, &opts) {
+    let gw = match coregate::runtime::start(cfg, &opts, None) {
         Ok(gw) => gw,
         Err(e) if e.contains("io_uring unavailable") => {
             eprintln!("SKIP io_uring: {e}");

@@ -1,56 +1,55 @@
-//! The admin listener: `/healthz`, `/readyz`, `/metrics`, on its own thread, off the request path.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `/stats`, `/config`, `POST /reload`, on
+//! its own thread, off the request path.
 //!
 //! Owns: a small blocking HTTP/1.1 server (std sockets, one connection at a time, short timeouts: an
-//! operator's curl or a Prometheus scrape, not user traffic). `/metrics` sums the workers' counters at
-//! scrape time; `/readyz` is 200 while every worker accepts and the gateway is not draining.
+//! operator's curl or a Prometheus scrape, not user traffic). A scrape sends every worker a
+//! snapshot request over its control channel, waits (bounded) for the answers, merges them
+//! (`metrics::snapshot`) and renders Prometheus text or JSON; a worker answers between two of its
+//! requests, so a scrape costs each worker one copy of its counters (measured and exported as
+//! `coregate_scrape_worker_seconds`). `POST /reload` queues a reload on the control thread and
+//! answers 200 with the new generation or 422 with every config error. `/readyz` is 200 while every
+//! worker accepts and the gateway is not draining.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::metrics::{self, WorkerMetrics};
+use crate::metrics::{self, snapshot};
+use crate::runtime::control::{Control, ControlTx};
+use crate::runtime::reload::{Cmd, Status};
 use crate::runtime::worker::Readiness;
 
 /// A slow admin client cannot hold the admin thread longer than this.
 const ADMIN_IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest admin request head we read.
 const MAX_ADMIN_REQUEST: usize = 8 * 1024;
+/// How long a scrape waits for the workers' snapshots.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long `POST /reload` waits for the control thread.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the admin thread can see and ask for.
+pub struct AdminState {
+    pub status: Arc<Status>,
+    pub workers: Vec<ControlTx>,
+    pub ready: Arc<Readiness>,
+    pub cmds: crossbeam_channel::Sender<Cmd>,
+}
 
 struct Admin {
-    cfg: Arc<Config>,
-    workers: Vec<Arc<WorkerMetrics>>,
-    ready: Arc<Readiness>,
-    expected_workers: usize,
-    route_names: Vec<String>,
-    upstream_names: Vec<String>,
-    limit_names: Vec<(&'static str, String)>,
+    st: AdminState,
 }
 
 /// Binds the admin address and serves it on a thread named `coregate-admin`.
-pub fn start(
-    addr: SocketAddr,
-    cfg: Arc<Config>,
-    workers: Vec<Arc<WorkerMetrics>>,
-    ready: Arc<Readiness>,
-    expected_workers: usize,
-) -> Result<SocketAddr, String> {
+pub fn start(addr: SocketAddr, st: AdminState) -> Result<SocketAddr, String> {
     let listener =
         TcpListener::bind(addr).map_err(|e| format!("cannot listen on admin {addr}: {e}"))?;
     let bound = listener
         .local_addr()
         .map_err(|e| format!("admin listener: {e}"))?;
-    let admin = Admin {
-        route_names: cfg.routes.iter().map(|r| r.name.clone()).collect(),
-        upstream_names: cfg.upstreams.iter().map(|u| u.name.clone()).collect(),
-        limit_names: limit_names(&cfg),
-        cfg,
-        workers,
-        ready,
-        expected_workers,
-    };
+    let admin = Admin { st };
     std::thread::Builder::new()
         .name("coregate-admin".into())
         .spawn(move || {
@@ -60,16 +59,6 @@ pub fn start(
         })
         .map_err(|e| format!("cannot spawn admin thread: {e}"))?;
     Ok(bound)
-}
-
-/// (kind, name) of each rate limit, then each quota: the rows of `WorkerMetrics::limits`.
-fn limit_names(cfg: &Config) -> Vec<(&'static str, String)> {
-    let rates = cfg
-        .rate_limits
-        .iter()
-        .map(|r| ("rate_limit", r.name.clone()));
-    let quotas = cfg.quotas.iter().map(|q| ("quota", q.name.clone()));
-    rates.chain(quotas).collect()
 }
 
 impl Admin {
@@ -93,9 +82,9 @@ impl Admin {
         let (status, ctype, body) = match (method, path) {
             (b"GET" | b"HEAD", b"/healthz") => (200, "text/plain", "ok\n".to_string()),
             (b"GET" | b"HEAD", b"/readyz") => {
-                let accepting = self.ready.accepting.load(Ordering::SeqCst);
-                if !self.ready.draining.load(Ordering::SeqCst) && accepting == self.expected_workers
-                {
+                let ready = &self.st.ready;
+                let accepting = ready.accepting.load(Ordering::SeqCst);
+                if !ready.draining.load(Ordering::SeqCst) && accepting == self.st.workers.len() {
                     (200, "text/plain", "ready\n".to_string())
                 } else {
                     (503, "text/plain", "not ready\n".to_string())
@@ -104,15 +93,20 @@ impl Admin {
             (b"GET" | b"HEAD", b"/metrics") => (
                 200,
                 "text/plain; version=0.0.4",
-                metrics::render(
-                    &self.workers,
-                    &self.route_names,
-                    &self.upstream_names,
-                    &self.limit_names,
-                ),
+                metrics::prom::render(&self.scrape()),
             ),
-            (b"GET" | b"HEAD", b"/config") => (200, "text/plain", format!("{:#?}\n", self.cfg)),
-            (b"GET" | b"HEAD", _) => (404, "text/plain", "not found\n".to_string()),
+            (b"GET" | b"HEAD", b"/stats") => {
+                (200, "application/json", metrics::json::render(&self.scrape()))
+            }
+            (b"GET" | b"HEAD", b"/config") => (
+                200,
+                "text/plain",
+                format!("{:#?}\n", self.st.status.config.load()),
+            ),
+            (b"POST", b"/reload") => self.reload(),
+            (b"GET" | b"HEAD", _) | (b"POST", _) => {
+                (404, "text/plain", "not found\n".to_string())
+            }
             _ => (405, "text/plain", "method not allowed\n".to_string()),
         };
         let reason = crate::http::respond::reason_phrase(status);
@@ -125,5 +119,58 @@ impl Admin {
             out.extend_from_slice(body.as_bytes());
         }
         conn.write_all(&out)
+    }
+}
+
+impl Admin {
+    /// Every worker's snapshot (those that answer within [`SNAPSHOT_TIMEOUT`]), merged.
+    fn scrape(&self) -> snapshot::Merged {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for w in &self.st.workers {
+            w.send(Control::Snapshot(tx.clone()));
+        }
+        drop(tx);
+        let deadline = Instant::now() + SNAPSHOT_TIMEOUT;
+        let mut snaps = Vec::with_capacity(self.st.workers.len());
+        while snaps.len() < self.st.workers.len() {
+            match rx.recv_deadline(deadline) {
+                Ok(s) => snaps.push(s),
+                Err(_) => break,
+            }
+        }
+        let st = &self.st.status;
+        let log = st.log.load();
+        snapshot::merge(
+            snaps,
+            snapshot::Extra {
+                uptime_s: st.started.elapsed().as_secs_f64(),
+                generation: st.generation.load(Ordering::Relaxed),
+                reloads_ok: st.reloads_ok.load(Ordering::Relaxed),
+                reloads_failed: st.reloads_failed.load(Ordering::Relaxed),
+                last_reload_ok: st.last_ok.load(Ordering::Relaxed),
+                log_written: log.lines_written(),
+                log_dropped: log.lines_dropped(),
+                expected_workers: self.st.workers.len(),
+            },
+        )
+    }
+
+    fn reload(&self) -> (u16, &'static str, String) {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.st.cmds.send(Cmd::Reload(Some(tx))).is_err() {
+            return (503, "text/plain", "the control thread is gone\n".into());
+        }
+        match rx.recv_timeout(RELOAD_TIMEOUT) {
+            Ok(Ok(g)) => (200, "text/plain", format!("reloaded: generation {g}\n")),
+            Ok(Err(errors)) => {
+                let mut body = format!("reload failed: {} error(s); still on the old config\n", errors.len());
+                for e in errors {
+                    body.push_str(&e);
+                    body.push('\n');
+                }
+                (422, "text/plain", body)
+            }
+            Err(_) => (504, "text/plain", "reload did not finish in time\n".into()),
+        }
     }
 }

@@ -46,7 +46,7 @@ pub enum Scope {
 }
 
 /// `[[rate_limit]]`: a token bucket per key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitPolicy {
     pub name: String,
     pub key: Vec<KeyPart>,
@@ -83,7 +83,7 @@ pub enum Window {
 }
 
 /// `[[quota]]`: a counter per key per fixed window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QuotaPolicy {
     pub name: String,
     pub key: Vec<KeyPart>,
@@ -98,7 +98,7 @@ pub struct QuotaPolicy {
 }
 
 /// `[tier.NAME]`: the limits applied to consumers of that tier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TierConfig {
     pub name: String,
     /// Indices into `Config::rate_limits`.
@@ -108,7 +108,7 @@ pub struct TierConfig {
 }
 
 /// `[redis]`: the shared store for cluster-scoped limits and quotas. `Debug` hides the password.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct RedisConfig {
     pub addr: SocketAddr,
     pub db: Option<u32>,

@@ -6,6 +6,7 @@
 //! attaches the file name and the 1-based line:column found by `position`, and returns either the
 //! `Config` or all the [`ConfigError`]s, sorted by position.
 
+pub mod access_log;
 pub mod auth;
 pub mod limits;
 pub mod model;

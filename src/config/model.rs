@@ -24,6 +24,8 @@ pub struct Config {
     pub tiers: Vec<super::limits::TierConfig>,
     /// `[redis]`: required when any limit has `scope = "cluster"`.
     pub redis: Option<super::limits::RedisConfig>,
+    /// `[access_log]`; off when the table is absent.
+    pub access_log: super::access_log::AccessLogConfig,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.
@@ -56,7 +58,7 @@ pub struct AdminConfig {
 }
 
 /// `[[upstream]]`: a named group of endpoints.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     pub endpoints: Vec<Endpoint>,

@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub tier: BTreeMap<String, super::limits::RawTier>,
     pub redis: Option<super::limits::RawRedis>,
+    pub access_log: Option<super::access_log::RawAccessLog>,
 }
 
 /// `[server]`

@@ -90,7 +90,8 @@ impl Ctx {
         Duration::from_secs(default)
     }
 
-    fn size(&mut self, p: KeyPath, v: Option<SizeValue>, default: u64, min: u64) -> u64 {
+    /// A size in bytes, `default` when absent; below `min` is an error.
+    pub(super) fn size(&mut self, p: KeyPath, v: Option<SizeValue>, default: u64, min: u64) -> u64 {
         let parsed = match v {
             None => return default,
             Some(SizeValue(Scalar::Str(s))) => parse_size(&s),
@@ -137,6 +138,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     // Before routes: they refer to limits by name.
     let limits = super::limits::limits(&mut cx, raw.rate_limit, raw.quota, raw.tier, raw.redis);
     let server = server(&mut cx, raw.server.unwrap_or_default());
+    let access_log = super::access_log::access_log(&mut cx, raw.access_log, base);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
         let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
@@ -189,6 +191,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         quotas,
         tiers,
         redis,
+        access_log,
     })
 }
 

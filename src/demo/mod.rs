@@ -54,5 +54,5 @@ pub fn run(tuning: &Tuning) -> ExitCode {
         eprintln!("coregate: cannot listen on {listen}: {e} (pick another port with --listen 127.0.0.1:PORT)");
         return ExitCode::FAILURE;
     }
-    crate::cli::serve(cfg, tuning)
+    crate::cli::serve(cfg, tuning, None)
 }

@@ -149,6 +149,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        422 => "Unprocessable Content",
         414 => "URI Too Long",
         417 => "Expectation Failed",
         429 => "Too Many Requests",
@@ -161,8 +162,8 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Appends a complete error response to `out`. `allow`: value of the Allow header (405);
-/// `extra`: complete header lines to add (rate-limit fields).
+/// Appends a complete error response to `out` and returns the length of its body. `allow`: value
+/// of the Allow header (405); `extra`: complete header lines to add (rate-limit fields).
 pub fn write_error(
     out: &mut Vec<u8>,
     err: &ProxyError,
@@ -170,7 +171,7 @@ pub fn write_error(
     keep_alive: bool,
     allow: Option<&str>,
     extra: &[u8],
-) {
+) -> usize {
     let status = err.status();
     let mut body = String::with_capacity(128);
     let _ = write!(
@@ -217,6 +218,7 @@ pub fn write_error(
         b"connection: close\r\n\r\n"
     });
     out.extend_from_slice(body.as_bytes());
+    body.len()
 }
 
 #[cfg(test)]

@@ -78,6 +78,10 @@ pub struct RequestContext<'a> {
     pub strip: &'a [Box<[u8]>],
     /// (lower-cased name, value) appended: the authenticated identity.
     pub add: &'a [(String, String)],
+    /// The gateway span's `traceparent`, sent in place of the client's.
+    pub traceparent: &'a [u8],
+    /// Forward the client's `tracestate` (only when its `traceparent` was continued).
+    pub keep_tracestate: bool,
 }
 
 /// Appends the request head sent upstream: always HTTP/1.1 and keep-alive.
@@ -129,6 +133,11 @@ pub fn write_upstream_request(
                 if ctx.strip.iter().any(|s| name.eq_ignore_ascii_case(s)) {
                     continue;
                 }
+                if name.eq_ignore_ascii_case(b"traceparent")
+                    || (!ctx.keep_tracestate && name.eq_ignore_ascii_case(b"tracestate"))
+                {
+                    continue;
+                }
             }
         }
         push_header(out, h.name.get(buf), h.value.get(buf));
@@ -156,6 +165,9 @@ pub fn write_upstream_request(
         push_header(out, b"x-forwarded-host", host);
     }
     push_header(out, b"x-request-id", ctx.request_id);
+    if !ctx.traceparent.is_empty() {
+        push_header(out, b"traceparent", ctx.traceparent);
+    }
     for (name, value) in ctx.add {
         push_header(out, name.as_bytes(), value.as_bytes());
     }
@@ -332,6 +344,8 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             proto: b"http",
             strip: &[],
             add: &[],
+            traceparent: b"",
+            keep_tracestate: true,
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
@@ -374,6 +388,8 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             proto: b"http",
             strip: &[],
             add: &[],
+            traceparent: b"",
+            keep_tracestate: true,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, raw, &head, &ctx);

@@ -1,19 +1,31 @@
-//! Per-worker counters, merged on scrape.
+//! Per-worker statistics: plain counters and latency histograms, snapshotted on request.
 //!
-//! Owns: [`WorkerMetrics`], one per worker thread, written only by that worker (single writer, so an
-//! increment is a relaxed load + store: no locked instruction on the request path) and read by the
-//! admin thread, which sums every worker's values when `/metrics` is scraped ([`render`]).
-//! Metric names live in [`names`] so dashboards and code agree.
+//! Owns: [`WorkerStats`], one per worker thread, which only that worker touches (`Cell`/`RefCell`:
+//! no atomics on the request path). It is a registry of named entries — one [`RouteStats`] per
+//! route, one [`UpstreamStats`] per upstream, one [`LimitCounters`] per rate limit or quota — that
+//! outlive config generations: a reload looks entries up by name, so counters keep counting across
+//! reloads and an entry whose route was removed keeps its final values.
+//!
+//! Data flow: the request path increments counters and records latencies into hdrhistograms held
+//! by `Rc` in the current generation. When `/metrics` or `/stats` is scraped, the admin thread sends
+//! every worker a snapshot request over its control channel; the worker copies its registry into a
+//! [`snapshot::WorkerSnap`] (plain `Send` data, the histograms cloned) between two requests and
+//! sends it back; the admin thread merges the snapshots ([`snapshot::merge`]) and renders them as
+//! Prometheus text ([`prom`]) or JSON ([`json`]). Metric names live in [`names`].
 
+pub mod json;
 pub mod names;
+pub mod prom;
+pub mod snapshot;
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
-/// A counter with exactly one writer thread.
+use hdrhistogram::Histogram;
+
+/// A counter owned by one worker.
 #[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub struct Counter(Cell<u64>);
 
 impl Counter {
     #[inline]
@@ -22,37 +34,154 @@ impl Counter {
     }
     #[inline]
     pub fn add(&self, n: u64) {
-        // single writer: load + store is enough and avoids a locked read-modify-write
-        self.0
-            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.0.set(self.0.get().wrapping_add(n));
     }
     pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
-/// A gauge with exactly one writer thread.
+/// A gauge owned by one worker.
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub struct Gauge(Cell<i64>);
 
 impl Gauge {
     #[inline]
     pub fn add(&self, n: i64) {
-        self.0
-            .store(self.0.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        self.0.set(self.0.get() + n);
     }
     #[inline]
     pub fn set(&self, n: i64) {
-        self.0.store(n, Ordering::Relaxed);
+        self.0.set(n);
     }
     pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
+    }
+}
+
+/// Largest latency a histogram tracks exactly (1 hour, in µs); longer ones count as this.
+const MAX_TRACKED_US: u64 = 3_600_000_000;
+/// Significant digits kept by latency histograms: 1% relative error, ~20 KiB each.
+const SIGFIGS: u8 = 2;
+
+/// A new, empty latency histogram in microseconds.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_TRACKED_US, SIGFIGS).expect("valid histogram bounds")
+}
+
+/// A latency distribution: hdrhistogram of µs plus the exact sum (for Prometheus `_sum`).
+#[derive(Debug)]
+pub struct Latency {
+    hist: RefCell<Histogram<u64>>,
+    sum_us: Counter,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            hist: RefCell::new(new_histogram()),
+            sum_us: Counter::default(),
+        }
+    }
+}
+
+impl Latency {
+    #[inline]
+    pub fn record_us(&self, us: u64) {
+        let v = us.clamp(1, MAX_TRACKED_US);
+        // in range by construction: record cannot fail
+        let _ = self.hist.borrow_mut().record(v);
+        self.sum_us.add(us);
+    }
+
+    fn snap(&self) -> snapshot::LatencySnap {
+        snapshot::LatencySnap {
+            hist: self.hist.borrow().clone(),
+            sum_us: self.sum_us.get(),
+        }
+    }
+}
+
+/// Status classes 1xx..5xx.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+#[inline]
+fn class_of(status: u16) -> usize {
+    ((status / 100).clamp(1, 5) - 1) as usize
+}
+
+/// One route's counters on one worker (the registry's "" entry counts requests that matched none).
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    pub name: String,
+    pub requests: [Counter; 5],
+    /// Request body bytes received from clients.
+    pub bytes_in: Counter,
+    /// Response body bytes sent to clients.
+    pub bytes_out: Counter,
+    /// Parsed request head to last response byte.
+    pub total: Latency,
+    /// Upstream exchange: connection or pool, request sent, response fully received.
+    pub upstream: Latency,
+}
+
+impl RouteStats {
+    #[inline]
+    pub fn record(&self, status: u16) {
+        self.requests[class_of(status)].inc();
+    }
+}
+
+/// Why an upstream attempt failed, as counted in `coregate_upstream_errors_total{kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// Connecting failed or timed out.
+    Connect = 0,
+    /// The connection closed or reset before a complete response head.
+    Reset = 1,
+    /// No response head within `response_timeout`, or the body stalled.
+    Timeout = 2,
+    /// The response head was malformed or too large.
+    BadResponse = 3,
+}
+
+pub const UPSTREAM_ERROR_KINDS: [&str; 4] = ["connect", "reset", "timeout", "bad_response"];
+
+/// One upstream's counters on one worker.
+#[derive(Debug, Default)]
+pub struct UpstreamStats {
+    pub name: String,
+    /// Responses relayed, by status class.
+    pub requests: [Counter; 5],
+    pub errors: [Counter; 4],
+    /// Extra attempts after a failed one (including the free retry of a stale pooled connection).
+    pub retries: Counter,
+    pub pool_hits: Counter,
+    pub pool_misses: Counter,
+    /// Bytes written to / read from upstream connections (heads and bodies).
+    pub bytes_sent: Counter,
+    pub bytes_received: Counter,
+    /// Upstream connections open now (pooled and busy).
+    pub open_connections: Gauge,
+    pub latency: Latency,
+}
+
+impl UpstreamStats {
+    #[inline]
+    pub fn error(&self, kind: UpstreamError) {
+        self.errors[kind as usize].inc();
+    }
+    #[inline]
+    pub fn record(&self, status: u16) {
+        self.requests[class_of(status)].inc();
     }
 }
 
 /// One rate limit's or quota's counters on one worker.
 #[derive(Debug, Default)]
 pub struct LimitCounters {
+    pub kind: &'static str,
+    pub policy: String,
     pub allowed: Counter,
     pub limited: Counter,
     /// Leases taken from the shared budget (table CAS or Redis script).
@@ -61,198 +190,146 @@ pub struct LimitCounters {
     pub returned: Counter,
 }
 
-/// Status classes 1xx..5xx.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// What the rate limiter of one generation writes to: its policies' counters plus the
+/// worker-wide Redis counters.
+pub struct LimitMetrics {
+    /// Rate limits then quotas, in config order.
+    pub limits: Vec<Rc<LimitCounters>>,
+    pub redis_errors: Rc<Counter>,
+    pub redis_fallback: Rc<Gauge>,
+}
 
-/// Counters owned by one worker.
-#[derive(Debug)]
-pub struct WorkerMetrics {
-    /// `[route][class]`; the extra last row counts requests that matched no route.
-    pub requests: Box<[[Counter; 5]]>,
-    /// Per upstream: connect failures, resets, timeouts, malformed responses.
-    pub upstream_errors: Box<[Counter]>,
+/// Everything one worker counts. See the module doc.
+#[derive(Default)]
+pub struct WorkerStats {
     pub open_connections: Gauge,
     pub accepted_connections: Counter,
-    /// Per rate limit, then per quota (config order).
-    pub limits: Box<[LimitCounters]>,
-    /// Failed Redis calls of cluster-scoped limits.
-    pub redis_errors: Counter,
-    /// 1 while this worker sees Redis as unreachable (cluster limits on local shares).
-    pub redis_fallback: Gauge,
+    /// Requests that matched no route.
+    pub unmatched: RouteStats,
+    pub redis_errors: Rc<Counter>,
+    pub redis_fallback: Rc<Gauge>,
+    routes: RefCell<Vec<Rc<RouteStats>>>,
+    upstreams: RefCell<Vec<Rc<UpstreamStats>>>,
+    limits: RefCell<Vec<Rc<LimitCounters>>>,
 }
 
-impl WorkerMetrics {
-    /// Counters for `routes` routes, `upstreams` upstreams and `limits` rate limits + quotas.
-    pub fn new(routes: usize, upstreams: usize, limits: usize) -> Self {
-        WorkerMetrics {
-            requests: (0..=routes).map(|_| Default::default()).collect(),
-            upstream_errors: (0..upstreams).map(|_| Counter::default()).collect(),
-            open_connections: Gauge::default(),
-            accepted_connections: Counter::default(),
-            limits: (0..limits).map(|_| LimitCounters::default()).collect(),
-            redis_errors: Counter::default(),
-            redis_fallback: Gauge::default(),
+fn entry<T>(list: &RefCell<Vec<Rc<T>>>, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Rc<T> {
+    let mut list = list.borrow_mut();
+    if let Some(e) = list.iter().find(|e| is(e)) {
+        return e.clone();
+    }
+    let e = Rc::new(make());
+    list.push(e.clone());
+    e
+}
+
+impl WorkerStats {
+    /// The entry of route `name`, created on first use.
+    pub fn route(&self, name: &str) -> Rc<RouteStats> {
+        entry(
+            &self.routes,
+            |r| r.name == name,
+            || RouteStats {
+                name: name.to_owned(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The entry of upstream `name`, created on first use.
+    pub fn upstream(&self, name: &str) -> Rc<UpstreamStats> {
+        entry(
+            &self.upstreams,
+            |u| u.name == name,
+            || UpstreamStats {
+                name: name.to_owned(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// The counters of rate limit (`kind` = "rate_limit") or quota (`"quota"`) `policy`.
+    pub fn limit(&self, kind: &'static str, policy: &str) -> Rc<LimitCounters> {
+        entry(
+            &self.limits,
+            |l| l.kind == kind && l.policy == policy,
+            || LimitCounters {
+                kind,
+                policy: policy.to_owned(),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Counter handles for a generation's rate limits and quotas.
+    pub fn limit_metrics(&self, rates: &[&str], quotas: &[&str]) -> LimitMetrics {
+        let limits = rates
+            .iter()
+            .map(|n| self.limit("rate_limit", n))
+            .chain(quotas.iter().map(|n| self.limit("quota", n)))
+            .collect();
+        LimitMetrics {
+            limits,
+            redis_errors: self.redis_errors.clone(),
+            redis_fallback: self.redis_fallback.clone(),
         }
     }
 
-    /// Counts a finished request. `route`: None when no route matched.
-    #[inline]
-    pub fn record(&self, route: Option<usize>, status: u16) {
-        let row = route.unwrap_or(self.requests.len() - 1);
-        let class = ((status / 100).clamp(1, 5) - 1) as usize;
-        self.requests[row][class].inc();
-    }
-}
-
-/// Renders Prometheus text for all workers: per worker (`worker` label) and summed.
-/// `limit_names`: (kind, policy name) of each entry of `WorkerMetrics::limits`.
-pub fn render(
-    workers: &[Arc<WorkerMetrics>],
-    route_names: &[String],
-    upstream_names: &[String],
-    limit_names: &[(&'static str, String)],
-) -> String {
-    let mut s = String::with_capacity(4096);
-    let route_label = |i: usize| -> &str { route_names.get(i).map(|r| r.as_str()).unwrap_or("") };
-    let _ = writeln!(
-        s,
-        "# HELP {} Requests answered, by route and status class.",
-        names::REQUESTS_TOTAL
-    );
-    let _ = writeln!(s, "# TYPE {} counter", names::REQUESTS_TOTAL);
-    let rows = workers.first().map(|w| w.requests.len()).unwrap_or(0);
-    for row in 0..rows {
-        for (c, class) in CLASSES.iter().enumerate() {
-            let total: u64 = workers.iter().map(|w| w.requests[row][c].get()).sum();
-            if total == 0 {
-                continue;
-            }
-            let _ = writeln!(
-                s,
-                "{}{{route=\"{}\",class=\"{}\"}} {}",
-                names::REQUESTS_TOTAL,
-                route_label(row),
-                class,
-                total
-            );
-            for (wi, w) in workers.iter().enumerate() {
-                let _ = writeln!(
-                    s,
-                    "{}{{route=\"{}\",class=\"{}\",worker=\"{}\"}} {}",
-                    names::REQUESTS_TOTAL,
-                    route_label(row),
-                    class,
-                    wi,
-                    w.requests[row][c].get()
-                );
-            }
+    /// Copies everything into plain data for the admin thread.
+    pub fn snapshot(&self, worker: usize) -> snapshot::WorkerSnap {
+        let started = std::time::Instant::now();
+        let route = |r: &RouteStats| snapshot::RouteSnap {
+            name: r.name.clone(),
+            requests: r.requests.each_ref().map(Counter::get),
+            bytes_in: r.bytes_in.get(),
+            bytes_out: r.bytes_out.get(),
+            total: r.total.snap(),
+            upstream: r.upstream.snap(),
+        };
+        let routes = self.routes.borrow().iter().map(|r| route(r)).collect();
+        let upstreams = self
+            .upstreams
+            .borrow()
+            .iter()
+            .map(|u| snapshot::UpstreamSnap {
+                name: u.name.clone(),
+                requests: u.requests.each_ref().map(Counter::get),
+                errors: u.errors.each_ref().map(Counter::get),
+                retries: u.retries.get(),
+                pool_hits: u.pool_hits.get(),
+                pool_misses: u.pool_misses.get(),
+                bytes_sent: u.bytes_sent.get(),
+                bytes_received: u.bytes_received.get(),
+                open_connections: u.open_connections.get(),
+                latency: u.latency.snap(),
+            })
+            .collect();
+        let limits = self
+            .limits
+            .borrow()
+            .iter()
+            .map(|l| snapshot::LimitSnap {
+                kind: l.kind,
+                policy: l.policy.clone(),
+                allowed: l.allowed.get(),
+                limited: l.limited.get(),
+                leases: l.leases.get(),
+                returned: l.returned.get(),
+            })
+            .collect();
+        snapshot::WorkerSnap {
+            worker,
+            open_connections: self.open_connections.get(),
+            accepted_connections: self.accepted_connections.get(),
+            unmatched: route(&self.unmatched),
+            routes,
+            upstreams,
+            limits,
+            redis_errors: self.redis_errors.get(),
+            redis_fallback: self.redis_fallback.get(),
+            snapshot_ns: started.elapsed().as_nanos() as u64,
         }
     }
-    let _ = writeln!(
-        s,
-        "# HELP {} Upstream failures (connect, reset, timeout, malformed).",
-        names::UPSTREAM_ERRORS_TOTAL
-    );
-    let _ = writeln!(s, "# TYPE {} counter", names::UPSTREAM_ERRORS_TOTAL);
-    for (u, name) in upstream_names.iter().enumerate() {
-        let total: u64 = workers.iter().map(|w| w.upstream_errors[u].get()).sum();
-        let _ = writeln!(
-            s,
-            "{}{{upstream=\"{}\"}} {}",
-            names::UPSTREAM_ERRORS_TOTAL,
-            name,
-            total
-        );
-    }
-    let _ = writeln!(
-        s,
-        "# HELP {} Open client connections.",
-        names::OPEN_CONNECTIONS
-    );
-    let _ = writeln!(s, "# TYPE {} gauge", names::OPEN_CONNECTIONS);
-    let open: i64 = workers.iter().map(|w| w.open_connections.get()).sum();
-    let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, open);
-    for (wi, w) in workers.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::OPEN_CONNECTIONS,
-            wi,
-            w.open_connections.get()
-        );
-    }
-    let _ = writeln!(
-        s,
-        "# HELP {} Client connections accepted.",
-        names::ACCEPTED_TOTAL
-    );
-    let _ = writeln!(s, "# TYPE {} counter", names::ACCEPTED_TOTAL);
-    let acc: u64 = workers.iter().map(|w| w.accepted_connections.get()).sum();
-    let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, acc);
-    render_limits(&mut s, workers, limit_names);
-    s
-}
-
-/// Rate-limit and quota counters, summed over workers, labelled by kind and policy.
-fn render_limits(
-    s: &mut String,
-    workers: &[Arc<WorkerMetrics>],
-    limit_names: &[(&'static str, String)],
-) {
-    if limit_names.is_empty() {
-        return;
-    }
-    type Pick = fn(&LimitCounters) -> &Counter;
-    let families: [(&str, &str, Pick); 4] = [
-        (
-            names::LIMIT_ALLOWED_TOTAL,
-            "Requests a rate limit or quota let through.",
-            |c| &c.allowed,
-        ),
-        (
-            names::LIMIT_LIMITED_TOTAL,
-            "Requests refused by a rate limit or quota (429).",
-            |c| &c.limited,
-        ),
-        (
-            names::LIMIT_LEASES_TOTAL,
-            "Leases taken from the shared budget (atomic or Redis).",
-            |c| &c.leases,
-        ),
-        (
-            names::LIMIT_RETURNED_TOTAL,
-            "Leased units handed back unused.",
-            |c| &c.returned,
-        ),
-    ];
-    for (name, help, get) in families {
-        let _ = writeln!(s, "# HELP {name} {help}");
-        let _ = writeln!(s, "# TYPE {name} counter");
-        for (i, (kind, policy)) in limit_names.iter().enumerate() {
-            let total: u64 = workers.iter().map(|w| get(&w.limits[i]).get()).sum();
-            let _ = writeln!(s, "{name}{{kind=\"{kind}\",policy=\"{policy}\"}} {total}");
-        }
-    }
-    let errors: u64 = workers.iter().map(|w| w.redis_errors.get()).sum();
-    let _ = writeln!(
-        s,
-        "# HELP {} Failed Redis calls of cluster-scoped limits.",
-        names::LIMIT_REDIS_ERRORS_TOTAL
-    );
-    let _ = writeln!(s, "# TYPE {} counter", names::LIMIT_REDIS_ERRORS_TOTAL);
-    let _ = writeln!(s, "{} {errors}", names::LIMIT_REDIS_ERRORS_TOTAL);
-    let fallback = workers
-        .iter()
-        .map(|w| w.redis_fallback.get())
-        .max()
-        .unwrap_or(0);
-    let _ = writeln!(
-        s,
-        "# HELP {} 1 while Redis is unreachable and cluster limits run on local shares.",
-        names::LIMIT_REDIS_FALLBACK
-    );
-    let _ = writeln!(s, "# TYPE {} gauge", names::LIMIT_REDIS_FALLBACK);
-    let _ = writeln!(s, "{} {fallback}", names::LIMIT_REDIS_FALLBACK);
 }
 
 #[cfg(test)]
@@ -260,33 +337,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sums_workers() {
-        let a = Arc::new(WorkerMetrics::new(1, 1, 1));
-        let b = Arc::new(WorkerMetrics::new(1, 1, 1));
-        a.record(Some(0), 200);
-        b.record(Some(0), 204);
-        b.record(None, 404);
-        b.upstream_errors[0].inc();
-        a.open_connections.add(2);
-        a.limits[0].limited.inc();
-        b.limits[0].limited.add(2);
-        b.redis_fallback.set(1);
-        let text = render(
-            &[a, b],
-            &["users".into()],
-            &["u".into()],
-            &[("rate_limit", "per_client".into())],
-        );
-        assert!(text.contains(
-            "coregate_ratelimit_limited_total{kind=\"rate_limit\",policy=\"per_client\"} 3\n"
-        ));
-        assert!(text.contains("coregate_ratelimit_redis_fallback 1\n"));
-        assert!(
-            text.contains("coregate_requests_total{route=\"users\",class=\"2xx\"} 2\n"),
-            "{text}"
-        );
-        assert!(text.contains("coregate_requests_total{route=\"\",class=\"4xx\"} 1\n"));
-        assert!(text.contains("coregate_upstream_errors_total{upstream=\"u\"} 1\n"));
-        assert!(text.contains("coregate_open_connections 2\n"));
+    fn registry_entries_outlive_lookups() {
+        let s = WorkerStats::default();
+        let a = s.route("users");
+        a.record(200);
+        a.record(503);
+        assert!(Rc::ptr_eq(&a, &s.route("users")));
+        s.route("orders").record(404);
+        s.upstream("u").error(UpstreamError::Timeout);
+        let m = s.limit_metrics(&["per_client"], &["monthly"]);
+        m.limits[1].limited.inc();
+        let snap = s.snapshot(1);
+        assert_eq!(snap.routes.len(), 2);
+        assert_eq!(snap.routes[0].requests, [0, 1, 0, 0, 1]);
+        assert_eq!(snap.upstreams[0].errors, [0, 0, 1, 0]);
+        assert_eq!(snap.limits[1].kind, "quota");
+        assert_eq!(snap.limits[1].limited, 1);
+    }
+
+    #[test]
+    fn latency_clamps_and_sums() {
+        let l = Latency::default();
+        l.record_us(0);
+        l.record_us(250);
+        l.record_us(u64::MAX / 2);
+        let s = l.snap();
+        assert_eq!(s.hist.len(), 3);
+        assert_eq!(s.sum_us, 250 + u64::MAX / 2);
+        assert!(s.hist.max() >= MAX_TRACKED_US * 99 / 100);
     }
 }

@@ -21,6 +21,7 @@ use super::io::{self, IoFail};
 use super::{relay, BodyLeft, ClientConn, Fail};
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, ProxyError};
+use crate::metrics::UpstreamError;
 use crate::runtime::worker::WorkerCtx;
 use crate::upstream::pool::UpConn;
 use crate::upstream::UpstreamRt;
@@ -65,11 +66,11 @@ enum HeadFail {
 }
 
 /// Passive health and metrics for one failed attempt on `ep`.
-fn failed(ctx: &WorkerCtx, up: &UpstreamRt, ep: usize) {
+fn failed(up: &UpstreamRt, ep: usize, kind: UpstreamError) {
     up.balancer
         .borrow_mut()
         .report_failure(ep, std::time::Instant::now());
-    ctx.metrics.upstream_errors[up.index].inc();
+    up.stats.error(kind);
 }
 
 async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
@@ -77,7 +78,7 @@ async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
     match monoio::time::timeout(up.cfg.connect_timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
-            Ok(UpConn::new(s, ep))
+            Ok(UpConn::new(s, ep, up.stats.clone()))
         }
         Ok(Err(_)) => Err(ErrorKind::ConnectFailed),
         Err(_) => Err(ErrorKind::ConnectTimeout),
@@ -99,7 +100,7 @@ async fn read_response_head(
                 })
             }
             Err(IoFail::Timeout) => return Err(HeadFail::Timeout),
-            Ok(_) => {}
+            Ok(n) => conn.stats.bytes_received.add(n as u64),
         }
         loop {
             match head::parse_response(&conn.buf, MAX_RESPONSE_HEAD, method_head, resp) {
@@ -138,7 +139,12 @@ pub(crate) async fn exchange<'a>(
     let mut failures = 0u32;
     let mut stale_retry = true;
     let mut last_err: Option<ProxyError> = None;
+    let mut attempts = 0u32;
     loop {
+        if attempts > 0 {
+            up.stats.retries.inc();
+        }
+        attempts += 1;
         let now = std::time::Instant::now();
         let picked = up.balancer.borrow_mut().pick(req.key, tried, now);
         let Some(ep) = picked else {
@@ -149,11 +155,18 @@ pub(crate) async fn exchange<'a>(
         tried |= 1u64 << (ep & 63);
         let pooled = up.pool.borrow_mut().take(ep, now);
         let (mut conn, reused) = match pooled {
-            Some(conn) => (conn, true),
+            Some(conn) => {
+                up.stats.pool_hits.inc();
+                (conn, true)
+            }
             None => match connect(up, ep).await {
-                Ok(conn) => (conn, false),
+                Ok(conn) => {
+                    up.stats.pool_misses.inc();
+                    (conn, false)
+                }
                 Err(kind) => {
-                    failed(ctx, up, ep);
+                    up.stats.pool_misses.inc();
+                    failed(up, ep, UpstreamError::Connect);
                     last_err = Some(ProxyError::new(kind));
                     failures += 1;
                     if failures > up.cfg.retries {
@@ -165,6 +178,7 @@ pub(crate) async fn exchange<'a>(
         };
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
+        up.stats.bytes_sent.add(c.out.len() as u64);
         let sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline).await;
         if sent.is_err() {
             if reused && retry_safe && stale_retry {
@@ -173,7 +187,7 @@ pub(crate) async fn exchange<'a>(
                 tried &= !(1u64 << (ep & 63));
                 continue;
             }
-            failed(ctx, up, ep);
+            failed(up, ep, UpstreamError::Reset);
             return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
         }
         if !matches!(body, BodyLeft::Done) {
@@ -192,7 +206,7 @@ pub(crate) async fn exchange<'a>(
                 continue;
             }
             Err(HeadFail::Closed { .. }) => {
-                failed(ctx, up, ep);
+                failed(up, ep, UpstreamError::Reset);
                 last_err = Some(ProxyError::new(ErrorKind::UpstreamReset));
                 failures += 1;
                 if !retry_safe || failures > up.cfg.retries {
@@ -200,11 +214,11 @@ pub(crate) async fn exchange<'a>(
                 }
             }
             Err(HeadFail::Timeout) => {
-                failed(ctx, up, ep);
+                failed(up, ep, UpstreamError::Timeout);
                 return Err(ProxyError::new(ErrorKind::ResponseTimeout).into());
             }
             Err(HeadFail::Bad(reason)) => {
-                ctx.metrics.upstream_errors[up.index].inc();
+                up.stats.error(UpstreamError::BadResponse);
                 return Err(ProxyError::new(ErrorKind::BadUpstreamResponse { reason }).into());
             }
         }

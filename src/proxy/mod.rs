@@ -15,6 +15,13 @@
 //! ```
 //! Errors are turned into responses by `http::respond` only. A connection whose request framing is in
 //! doubt (any 4xx from the parser, a body we did not read) is closed after the answer.
+//!
+//! Each request runs on the worker's *current* config generation, fetched when its head has been
+//! read (so a reload applies to the next request of a keep-alive connection, and a request in
+//! flight finishes on the generation it started with). When it ends, `finish` records it once:
+//! route and upstream counters, latency histograms, and one access-log line (`ReqInfo` collects
+//! what they need as the request goes: route, status, endpoint, timings, trace span, subject,
+//! rate-limit decision).
 
 mod exchange;
 mod io;
@@ -22,6 +29,7 @@ mod relay;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant as StdInstant;
 
 use monoio::net::TcpStream;
 use monoio::time::Instant;
@@ -34,7 +42,8 @@ use crate::http::rewrite::{self, RequestContext};
 use crate::ratelimit::key::KeyInput;
 use crate::ratelimit::Limited;
 use crate::router::{self, HeaderSource, Match};
-use crate::runtime::worker::WorkerCtx;
+use crate::runtime::worker::{Current, WorkerCtx};
+use crate::trace::Span;
 use crate::upstream::balance::hash_key;
 use io::IoFail;
 
@@ -54,6 +63,67 @@ pub(crate) struct ClientConn {
     limits: crate::ratelimit::Output,
     /// Response body bytes sent to the client for the current request.
     body_sent: u64,
+    /// Request body bytes received from the client for the current request.
+    body_recv: u64,
+    info: ReqInfo,
+}
+
+/// What `finish` needs to know about the current request.
+struct ReqInfo {
+    start: StdInstant,
+    unix_ns: u64,
+    route: Option<usize>,
+    /// 0 until a response (or its head) was sent.
+    status: u16,
+    upstream: Option<SocketAddr>,
+    upstream_us: Option<u64>,
+    ratelimit: &'static str,
+    span: Option<Span>,
+    rid: [u8; 128],
+    rid_len: usize,
+    /// Copied only while the access log is on.
+    method: Vec<u8>,
+    target: Vec<u8>,
+    subject: String,
+}
+
+impl ReqInfo {
+    fn new() -> Self {
+        ReqInfo {
+            start: StdInstant::now(),
+            unix_ns: 0,
+            route: None,
+            status: 0,
+            upstream: None,
+            upstream_us: None,
+            ratelimit: "",
+            span: None,
+            rid: [0; 128],
+            rid_len: 0,
+            method: Vec::new(),
+            target: Vec::new(),
+            subject: String::new(),
+        }
+    }
+
+    /// Starts a request's record: now.
+    fn begin(&mut self) {
+        self.start = StdInstant::now();
+        self.unix_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        self.route = None;
+        self.status = 0;
+        self.upstream = None;
+        self.upstream_us = None;
+        self.ratelimit = "";
+        self.span = None;
+        self.rid_len = 0;
+        self.method.clear();
+        self.target.clear();
+        self.subject.clear();
+    }
 }
 
 /// What remains of a request body after the bytes that arrived with the head.
@@ -92,22 +162,32 @@ impl HeaderSource for Headers<'_> {
     }
 }
 
-/// Decrements the open-connection counts when a connection task ends, however it ends.
-struct ConnGuard(Rc<WorkerCtx>);
+/// Decrements the open-connection counts when a connection task ends, however it ends. Holds only
+/// worker-lifetime parts, never a generation.
+struct ConnGuard {
+    open: Rc<std::cell::Cell<usize>>,
+    stats: Rc<crate::metrics::WorkerStats>,
+}
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.open.set(self.0.open.get() - 1);
-        self.0.metrics.open_connections.add(-1);
+        self.open.set(self.open.get() - 1);
+        self.stats.open_connections.add(-1);
     }
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
-    ctx.open.set(ctx.open.get() + 1);
-    ctx.metrics.open_connections.add(1);
-    ctx.metrics.accepted_connections.inc();
-    let _guard = ConnGuard(ctx.clone());
+pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
+    let _guard = {
+        let ctx = cur.get();
+        ctx.open.set(ctx.open.get() + 1);
+        ctx.stats.open_connections.add(1);
+        ctx.stats.accepted_connections.inc();
+        ConnGuard {
+            open: ctx.open.clone(),
+            stats: ctx.stats.clone(),
+        }
+    };
     let _ = stream.set_nodelay(true);
     let mut c = ClientConn {
         stream,
@@ -118,50 +198,120 @@ pub async fn serve(ctx: Rc<WorkerCtx>, stream: TcpStream, peer: SocketAddr) {
         peer_ip: peer.ip().to_string(),
         limits: Default::default(),
         body_sent: 0,
+        body_recv: 0,
+        info: ReqInfo::new(),
     };
     let mut resp = ResponseHead::default();
     let mut first = true;
     loop {
         c.limits.clear();
-        match read_head(&ctx, &mut c, first).await {
-            Ok(()) => {}
+        let head = read_head(&cur, &mut c, first).await;
+        // the generation this request runs on
+        let ctx = cur.get();
+        c.info.begin();
+        c.body_sent = 0;
+        c.body_recv = 0;
+        let outcome = match head {
+            Ok(()) => handle_request(&ctx, &mut c, &mut resp).await,
             Err(Fail::Close) => return,
             Err(Fail::Respond(e)) => {
                 let _ = answer_error(&ctx, &mut c, None, None, &e, None, false).await;
-                return;
+                Outcome::Close
             }
-        }
-        match handle_request(&ctx, &mut c, &mut resp).await {
+        };
+        finish(&ctx, &mut c);
+        match outcome {
             Outcome::KeepAlive => first = false,
             Outcome::Close => return,
         }
     }
 }
 
-/// Reads until a complete request head is buffered and parsed into `c.head`.
-async fn read_head(ctx: &WorkerCtx, c: &mut ClientConn, first: bool) -> Result<(), Fail> {
-    let cfg = &ctx.cfg.server;
+/// Records a finished request: counters and latency of its route, one access-log line.
+fn finish(ctx: &WorkerCtx, c: &mut ClientConn) {
+    let i = &c.info;
+    let total_us = i.start.elapsed().as_micros() as u64;
+    let rs = match i.route {
+        Some(r) => &ctx.routes[r],
+        None => &ctx.stats.unmatched,
+    };
+    if i.status != 0 {
+        rs.record(i.status);
+        rs.total.record_us(total_us);
+    }
+    rs.bytes_in.add(c.body_recv);
+    rs.bytes_out.add(c.body_sent);
+    if let Some(us) = i.upstream_us {
+        rs.upstream.record_us(us);
+    }
+    if !ctx.log_on {
+        return;
+    }
+    let route = i.route.map_or("", |r| ctx.cfg.routes[r].name.as_str());
+    let (trace_id, span_id, parent): (&[u8], &[u8], &[u8]) = match &i.span {
+        Some(s) => (
+            &s.trace_id,
+            &s.span_id,
+            s.parent_id.as_ref().map_or(&[][..], |p| &p[..]),
+        ),
+        None => (b"", b"", b""),
+    };
+    ctx.log.record(&crate::accesslog::Record {
+        unix_ns: i.unix_ns,
+        request_id: &i.rid[..i.rid_len],
+        trace_id,
+        span_id,
+        parent_span_id: parent,
+        client_ip: &c.peer_ip,
+        method: &i.method,
+        path: &i.target,
+        route,
+        upstream: i.upstream,
+        // nginx's convention for a client that went away before any response
+        status: if i.status == 0 { 499 } else { i.status },
+        bytes_in: c.body_recv,
+        bytes_out: c.body_sent,
+        total_us,
+        upstream_us: i.upstream_us,
+        subject: (!i.subject.is_empty()).then_some(i.subject.as_str()),
+        ratelimit: i.ratelimit,
+    });
+}
+
+/// Reads until a complete request head is buffered and parsed into `c.head`. Holds no generation
+/// while it waits (an idle keep-alive connection must not keep an old config alive).
+async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<(), Fail> {
+    let (server, limits, drain) = {
+        let g = cur.get();
+        let s = &g.cfg.server;
+        (
+            (s.header_timeout, s.keepalive_timeout),
+            g.limits,
+            g.drain.clone(),
+        )
+    };
+    let (header_timeout, keepalive_timeout) = server;
     let now = Instant::now();
-    let mut deadline = now + cfg.header_timeout;
+    let mut deadline = now + header_timeout;
     if c.buf.is_empty() && !first {
         // idle keep-alive: wait for the next request's first byte, or the drain, or the idle timeout
-        if ctx.drain.is_set() {
+        if drain.is_set() {
             return Err(Fail::Close);
         }
-        let idle_deadline = now + cfg.keepalive_timeout;
+        let idle_deadline = now + keepalive_timeout;
         let read = io::read_some(&mut c.stream, &mut c.buf, idle_deadline);
         let r = monoio::select! {
             r = read => Some(r),
-            _ = ctx.drain.wait() => None,
+            _ = drain.wait() => None,
         };
         match r {
-            Some(Ok(n)) if n > 0 => deadline = Instant::now() + cfg.header_timeout,
+            Some(Ok(n)) if n > 0 => deadline = Instant::now() + header_timeout,
             _ => return Err(Fail::Close),
         }
     }
     loop {
         if !c.buf.is_empty() {
-            match head::parse_request(&c.buf, &ctx.limits, &mut c.head) {
+            match head::parse_request(&c.buf, &limits, &mut c.head) {
                 Ok(Some(())) => return Ok(()),
                 Ok(None) => {}
                 Err(e) => {
@@ -205,8 +355,10 @@ async fn answer_error(
     };
     let keep = keep && !err.closes_connection() && !ctx.drain.is_set();
     c.out.clear();
-    write_error(&mut c.out, err, rid, keep, allow, &c.limits.headers);
-    ctx.metrics.record(route, err.status());
+    let body = write_error(&mut c.out, err, rid, keep, allow, &c.limits.headers);
+    c.info.route = route;
+    c.info.status = err.status();
+    c.body_sent = body as u64;
     let deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
     match io::write_all(&mut c.stream, &mut c.out, deadline).await {
         Ok(()) if keep => Outcome::KeepAlive,
@@ -242,6 +394,17 @@ async fn handle_request(
         }
     };
     let rid = &rid_store[..rid_len];
+    c.info.rid[..rid_len].copy_from_slice(rid);
+    c.info.rid_len = rid_len;
+    if ctx.log_on {
+        c.info.method.extend_from_slice(head.method(buf));
+        c.info.target.extend_from_slice(head.target(buf));
+    }
+    let span = Span::start(
+        head.header(buf, b"traceparent"),
+        &mut ctx.span_ids.borrow_mut(),
+    );
+    c.info.span = Some(span);
     // a body we do not read leaves the connection's framing unknown: such answers close it
     let body_pending = head.body != BodyKind::None;
     let client_keep = head.keep_alive;
@@ -270,6 +433,7 @@ async fn handle_request(
         }
     };
     let route = &ctx.cfg.routes[route_idx];
+    c.info.route = Some(route_idx);
     let identity = match route.auth {
         None => None,
         Some(policy) => {
@@ -287,7 +451,14 @@ async fn handle_request(
                 }
             };
             match denied {
-                Ok(id) => Some(id),
+                Ok(id) => {
+                    if ctx.log_on {
+                        if let Some(who) = id.consumer.as_ref().or(id.subject.as_ref()) {
+                            c.info.subject.push_str(who);
+                        }
+                    }
+                    Some(id)
+                }
                 Err(kind) => {
                     let e = ProxyError::new(kind);
                     let keep = client_keep && !body_pending;
@@ -311,7 +482,13 @@ async fn handle_request(
             identity: identity.as_deref(),
             route: &route.name,
         };
-        if let Err(limited) = ctx.ratelimit.admit(route, &input, &mut c.limits).await {
+        let admitted = ctx.ratelimit.admit(route, &input, &mut c.limits).await;
+        c.info.ratelimit = match admitted {
+            Ok(()) => "allowed",
+            Err(Limited::Rate) => "limited",
+            Err(Limited::Quota) => "quota_exceeded",
+        };
+        if let Err(limited) = admitted {
             let e = ProxyError::new(match limited {
                 Limited::Rate => ErrorKind::RateLimited,
                 Limited::Quota => ErrorKind::QuotaExceeded,
@@ -351,6 +528,8 @@ async fn handle_request(
         proto: b"http",
         strip: ctx.auth.strip_list(route.auth),
         add: identity.as_ref().map_or(&[][..], |i| &i.headers),
+        traceparent: &span.traceparent(),
+        keep_tracestate: span.continued(),
     };
     rewrite::write_upstream_request(&mut c.out, buf, head, &rctx);
     let head_len = head.head_len;
@@ -360,6 +539,7 @@ async fn handle_request(
         BodyKind::Length(n) => {
             let take = (avail.len() as u64).min(n) as usize;
             c.out.extend_from_slice(&avail[..take]);
+            c.body_recv = take as u64;
             if take as u64 == n {
                 (BodyLeft::Done, take)
             } else {
@@ -368,8 +548,9 @@ async fn handle_request(
         }
         BodyKind::Chunked => {
             let mut dec = Box::new(ChunkedDecoder::new(route.max_body));
-            let out = &mut c.out;
+            let (out, recv) = (&mut c.out, &mut c.body_recv);
             let res = dec.decode(avail, &mut |data: &[u8]| {
+                *recv += data.len() as u64;
                 chunked::write_chunk_header(out, data.len());
                 out.extend_from_slice(data);
                 out.extend_from_slice(chunked::CHUNK_END);
@@ -400,6 +581,7 @@ async fn handle_request(
         }
     }
 
+    let up_start = StdInstant::now();
     let ex = exchange::Request {
         up,
         key,
@@ -420,12 +602,17 @@ async fn handle_request(
         client_minor,
         up_timeout: up.cfg.response_timeout,
     };
+    c.info.status = resp.status;
+    c.info.upstream = Some(up.addrs[conn.endpoint]);
     let result = relay::response(ctx, c, &mut conn, resp, &how).await;
     drop(inflight);
     if !c.limits.charges.is_empty() {
         ctx.ratelimit.charge(&c.limits.charges, c.body_sent);
     }
-    ctx.metrics.record(Some(route_idx), resp.status);
+    let up_us = up_start.elapsed().as_micros() as u64;
+    c.info.upstream_us = Some(up_us);
+    up.stats.record(resp.status);
+    up.stats.latency.record_us(up_us);
     match result {
         Ok(r) => {
             if r.upstream_reusable {

@@ -47,9 +47,11 @@ async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result
 /// end of stream. Err when the upstream failed or stalled past `timeout`.
 async fn read_upstream(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
     conn.buf.clear();
-    io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout)
+    let n = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout)
         .await
-        .map_err(|_| ())
+        .map_err(|_| ())?;
+    conn.stats.bytes_received.add(n as u64);
+    Ok(n)
 }
 
 /// Streams the part of the request body that did not arrive with the head.
@@ -66,6 +68,8 @@ pub(crate) async fn request_body(
             BodyLeft::Length(rem) => {
                 read_client(c, timeout).await?;
                 let take = (c.buf.len() as u64).min(*rem) as usize;
+                c.body_recv += take as u64;
+                conn.stats.bytes_sent.add(take as u64);
                 if io::write_prefix(&mut conn.stream, &mut c.buf, take, Instant::now() + timeout)
                     .await
                     .is_err()
@@ -81,9 +85,10 @@ pub(crate) async fn request_body(
             BodyLeft::Chunked(dec) => {
                 read_client(c, timeout).await?;
                 c.out.clear();
-                let out = &mut c.out;
+                let (out, recv) = (&mut c.out, &mut c.body_recv);
                 let p = dec
                     .decode(&c.buf, &mut |data: &[u8]| {
+                        *recv += data.len() as u64;
                         chunked::write_chunk_header(out, data.len());
                         out.extend_from_slice(data);
                         out.extend_from_slice(chunked::CHUNK_END);
@@ -93,6 +98,7 @@ pub(crate) async fn request_body(
                     c.out.extend_from_slice(chunked::LAST_CHUNK);
                 }
                 c.buf.drain(..p.consumed);
+                conn.stats.bytes_sent.add(c.out.len() as u64);
                 if io::write_all(&mut conn.stream, &mut c.out, Instant::now() + timeout)
                     .await
                     .is_err()

@@ -47,7 +47,7 @@ use crate::config::limits::{
     QuotaPolicy, QuotaUnit, RateLimitPolicy, RedisConfig, Scope, TierConfig,
 };
 use crate::config::{Config, RouteConfig};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::LimitMetrics;
 use crate::redis::{RedisClient, RedisOpts};
 use cluster::Scripts;
 use gcra::Shape;
@@ -266,11 +266,11 @@ pub struct LimitsRt {
     pending: RefCell<HashMap<Vec<u8>, (u64, u64)>>,
     /// Requests waiting for a key's in-flight Redis lease: ((policy, fingerprint), waker).
     lease_waiters: RefCell<Vec<((usize, u64), std::task::Waker)>>,
-    metrics: Arc<WorkerMetrics>,
+    metrics: LimitMetrics,
 }
 
 impl LimitsRt {
-    pub fn new(shared: Arc<LimitsShared>, metrics: Arc<WorkerMetrics>) -> LimitsRt {
+    pub fn new(shared: Arc<LimitsShared>, metrics: LimitMetrics) -> LimitsRt {
         let local = |keys: usize| RefCell::new(Local::new(keys.min(LOCAL_SLOTS)));
         LimitsRt {
             rates: shared.rates.iter().map(|r| local(r.cfg.max_keys)).collect(),

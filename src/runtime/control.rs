@@ -13,11 +13,14 @@ use std::task::Poll;
 use atomic_waker::AtomicWaker;
 use crossbeam_channel::{Receiver, Sender};
 
-/// Messages the main thread sends to a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Messages the main, control and admin threads send to a worker.
 pub enum Control {
     /// Stop accepting, finish in-flight requests, close idle connections, then exit.
     Drain,
+    /// Copy the worker's statistics and send them back (a `/metrics` or `/stats` scrape).
+    Snapshot(Sender<crate::metrics::snapshot::WorkerSnap>),
+    /// Switch new requests to this config generation; answer with the worker id once switched.
+    Reload(Arc<super::reload::Shared>, Sender<usize>),
 }
 
 struct Bell {
@@ -25,6 +28,7 @@ struct Bell {
     waker: AtomicWaker,
 }
 
+#[derive(Clone)]
 pub struct ControlTx {
     tx: Sender<Control>,
     bell: Arc<Bell>,

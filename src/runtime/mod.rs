@@ -4,25 +4,26 @@
 //! SO_REUSEPORT socket per worker per address, so the kernel spreads connections across cores and a
 //! `:0` port is resolved once and shared), picks the IO driver (`auto` = io_uring, falling back to
 //! epoll with a log line), spawns workers named `coregate-w{n}` pinned with core_affinity, starts the
-//! admin listener, and prints the `coregate: ready ...` line. [`Gateway::wait`] blocks until SIGTERM /
-//! SIGINT (or [`Gateway::shutdown`]), then tells every worker to drain over its control channel and
-//! joins them; the workers themselves bound the drain by `drain_timeout`.
+//! admin listener and the control thread (`reload.rs`: reloads on SIGHUP or `POST /reload`, access-log
+//! reopen on SIGUSR1), and prints the `coregate: ready ...` line. [`Gateway::wait_for_signal`] blocks
+//! until SIGTERM / SIGINT (or [`Gateway::shutdown`]), then tells every worker to drain over its
+//! control channel and joins them; the workers themselves bound the drain by `drain_timeout`.
 
 pub mod control;
 pub mod drain;
 pub mod driver;
 mod listen;
+pub mod reload;
 pub mod worker;
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::metrics::WorkerMetrics;
 pub use driver::{DriverChoice, DriverKind};
+pub use reload::ReloadSource;
 
 /// How long start-up waits for every worker to build its runtime and start accepting.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,10 +64,17 @@ pub struct Gateway {
     controls: Vec<control::ControlTx>,
     threads: Vec<JoinHandle<()>>,
     ready: Arc<worker::Readiness>,
+    cmds: crossbeam_channel::Sender<reload::Cmd>,
+    status: Arc<reload::Status>,
 }
 
-/// Starts listeners, workers and the admin thread. Errors are printable start-up failures.
-pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
+/// Starts listeners, workers, the control thread and the admin thread. Errors are printable
+/// start-up failures. `source`: where reloads read the config (None: reload reports an error).
+pub fn start(
+    cfg: Config,
+    opts: &RunOptions,
+    source: Option<ReloadSource>,
+) -> Result<Gateway, String> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -79,42 +87,19 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
     let listen = listen::bind_all(&cfg.server.listen, workers)?;
     let addrs: Vec<SocketAddr> = listen.addrs.clone();
     let drain_timeout = cfg.server.drain_timeout;
-    let cfg = Arc::new(cfg);
-    let metrics: Vec<Arc<WorkerMetrics>> = (0..workers)
-        .map(|_| {
-            let limits = cfg.rate_limits.len() + cfg.quotas.len();
-            Arc::new(WorkerMetrics::new(
-                cfg.routes.len(),
-                cfg.upstreams.len(),
-                limits,
-            ))
-        })
-        .collect();
+    let admin_addr = cfg.admin.as_ref().map(|a| a.listen);
+    let shared = reload::Shared::first(Arc::new(cfg), workers)?;
     let ready = Arc::new(worker::Readiness::default());
-    let admin = match &cfg.admin {
-        Some(a) => Some(crate::admin::start(
-            a.listen,
-            cfg.clone(),
-            metrics.clone(),
-            ready.clone(),
-            workers,
-        )?),
-        None => None,
-    };
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();
     let mut controls = Vec::with_capacity(workers);
     let mut threads = Vec::with_capacity(workers);
     let mut per_worker = listen.per_worker;
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
-    let auth = crate::auth::AuthShared::start(&cfg)?;
-    let limits = crate::ratelimit::LimitsShared::new(&cfg, workers);
-    for (id, m) in metrics.into_iter().enumerate() {
+    for id in 0..workers {
         let (tx, rx) = control::channel();
         controls.push(tx);
         let socks = std::mem::take(&mut per_worker[id]);
-        let cfg = cfg.clone();
-        let auth = auth.clone();
-        let limits = limits.clone();
+        let shared = shared.clone();
         let ready = ready.clone();
         let pin_to = if opts.pin {
             let cpu = match &opts.cpus {
@@ -134,8 +119,8 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
-                let ctx = Rc::new(worker::WorkerCtx::new(id, cfg, m, auth, limits));
-                let fut = worker::run(ctx, socks, rx, ready, started.clone());
+                let cur = worker::Current::new(worker::WorkerCtx::new(id, shared));
+                let fut = worker::run(cur, socks, rx, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
                     let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));
                 }
@@ -151,6 +136,23 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
             Err(_) => return Err("workers did not start in time".into()),
         }
     }
+    let controller = reload::Controller::new(source, shared, controls.clone());
+    let status = controller.status();
+    let (cmds, cmd_rx) = crossbeam_channel::unbounded();
+    controller.spawn(cmd_rx)?;
+    forward_signals(cmds.clone())?;
+    let admin = match admin_addr {
+        Some(a) => Some(crate::admin::start(
+            a,
+            crate::admin::AdminState {
+                status: status.clone(),
+                workers: controls.clone(),
+                ready: ready.clone(),
+                cmds: cmds.clone(),
+            },
+        )?),
+        None => None,
+    };
     Ok(Gateway {
         listen: addrs,
         admin,
@@ -160,7 +162,32 @@ pub fn start(cfg: Config, opts: &RunOptions) -> Result<Gateway, String> {
         controls,
         threads,
         ready,
+        cmds,
+        status,
     })
+}
+
+/// SIGHUP -> reload, SIGUSR1 -> reopen the access log, on a thread of their own.
+fn forward_signals(cmds: crossbeam_channel::Sender<reload::Cmd>) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGUSR1])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("coregate-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let cmd = if sig == SIGHUP {
+                    reload::Cmd::Reload(None)
+                } else {
+                    reload::Cmd::Reopen
+                };
+                if cmds.send(cmd).is_err() {
+                    return;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot spawn the signal thread: {e}"))
 }
 
 impl Gateway {
@@ -188,11 +215,21 @@ impl Gateway {
         }
     }
 
-    /// Joins the workers (after [`Gateway::shutdown`], or when they all exit).
+    /// Reloads the config file now, as SIGHUP does, and waits for the outcome.
+    pub fn reload(&self) -> Result<u64, Vec<String>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let _ = self.cmds.send(reload::Cmd::Reload(Some(tx)));
+        rx.recv()
+            .unwrap_or_else(|_| Err(vec!["the control thread is gone".into()]))
+    }
+
+    /// Joins the workers (after [`Gateway::shutdown`], or when they all exit), then writes out the
+    /// access log.
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
         }
+        self.status.log.load().close(Duration::from_secs(5));
     }
 
     /// Blocks until SIGTERM or SIGINT, drains, and returns when every worker has finished. A second

@@ -1,10 +1,20 @@
 //! One worker: a monoio runtime pinned to one core, owning everything its requests touch.
 //!
-//! Owns: [`WorkerCtx`] (compiled router, upstream balancers and pools, counters, drain signal, request
-//! id generator), built on the worker's own thread from the shared read-only `Arc<Config>`, and the
-//! worker's main future: accept loops (one per SO_REUSEPORT listener), the control task (messages from
-//! the main thread), the idle-pool reaper, and the drain sequence. Everything is `Rc`/`Cell`/`RefCell`:
-//! no lock is taken while a request is served.
+//! Owns: [`WorkerCtx`], one config *generation* as this worker sees it (compiled router, upstream
+//! balancers and pools, auth and limiter state, counters), built on the worker's own thread from a
+//! [`Shared`] generation, and [`Current`], the slot holding the generation new requests use. A
+//! reload builds the next `WorkerCtx` from the previous one (upstreams whose config did not change
+//! are reused whole, pools of changed ones adopt idle connections to remaining endpoints, limiter
+//! and auth state carry over when their config is unchanged, counters are looked up by name) and
+//! swaps it into the slot: requests already running keep their `Rc` to the old generation and
+//! finish on it; when the last one ends the old generation is dropped, closing the pools of removed
+//! upstreams. Worker-lifetime parts (drain signal, connection count, id generators, statistics)
+//! are shared between generations by `Rc`.
+//!
+//! Also the worker's main future: accept loops (one per SO_REUSEPORT listener), the control task
+//! (drain, snapshot and reload messages), the idle-pool reaper, the limiter sweep, the access-log
+//! flush, and the drain sequence. Everything is `Rc`/`Cell`/`RefCell`: no lock is taken while a
+//! request is served.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -16,13 +26,16 @@ use monoio::net::TcpListener;
 
 use super::control::{Control, ControlRx};
 use super::drain::Drain;
-use crate::auth::{AuthRt, AuthShared};
+use super::reload::Shared;
+use crate::accesslog::LogBuf;
+use crate::auth::AuthRt;
 use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
-use crate::metrics::WorkerMetrics;
-use crate::ratelimit::{LimitsRt, LimitsShared};
+use crate::metrics::{RouteStats, WorkerStats};
+use crate::ratelimit::LimitsRt;
 use crate::router::Router;
+use crate::trace::SpanIds;
 use crate::upstream::UpstreamRt;
 
 /// How often idle upstream connections past their idle timeout are closed.
@@ -32,61 +45,144 @@ const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// Back-off after accept fails for lack of file descriptors, so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
-/// Everything one worker's connections share.
+/// One config generation as one worker runs it.
 pub struct WorkerCtx {
     pub id: usize,
+    pub shared: Arc<Shared>,
     pub cfg: Arc<Config>,
     pub router: Router,
-    pub upstreams: Vec<UpstreamRt>,
-    pub metrics: Arc<WorkerMetrics>,
-    pub drain: Drain,
-    pub request_ids: RefCell<RequestIdGen>,
+    pub upstreams: Vec<Rc<UpstreamRt>>,
+    /// Per route (config order): its counters.
+    pub routes: Vec<Rc<RouteStats>>,
     pub limits: HeadLimits,
-    /// Open client connections on this worker.
-    pub open: Cell<usize>,
     /// Auth policies: verdict caches, token-store clients.
-    pub auth: AuthRt,
+    pub auth: Rc<AuthRt>,
     /// Rate limits and quotas: this core's leases, Redis client.
-    pub ratelimit: LimitsRt,
-    auth_log: Cell<Option<std::time::Instant>>,
+    pub ratelimit: Rc<LimitsRt>,
+    /// This worker's access-log buffer.
+    pub log: Rc<LogBuf>,
+    /// The access log is on: requests copy what their log line needs.
+    pub log_on: bool,
+    // worker-lifetime parts, shared by every generation
+    pub stats: Rc<WorkerStats>,
+    pub drain: Rc<Drain>,
+    pub request_ids: Rc<RefCell<RequestIdGen>>,
+    pub span_ids: Rc<RefCell<SpanIds>>,
+    /// Open client connections on this worker.
+    pub open: Rc<Cell<usize>>,
+    auth_log: Rc<Cell<Option<std::time::Instant>>>,
 }
 
 impl WorkerCtx {
-    pub fn new(
+    /// The first generation of worker `id`.
+    pub fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let stats = Rc::new(WorkerStats::default());
+        let upstreams = shared
+            .cfg
+            .upstreams
+            .iter()
+            .map(|u| Rc::new(UpstreamRt::new(u, id, stats.upstream(&u.name))))
+            .collect();
+        WorkerCtx::build(
+            id,
+            shared.clone(),
+            upstreams,
+            Rc::new(AuthRt::new(shared.auth.clone())),
+            Rc::new(LimitsRt::new(shared.limits.clone(), limit_metrics(&stats, &shared))),
+            Rc::new(LogBuf::new(shared.log.clone())),
+            WorkerParts {
+                stats,
+                drain: Rc::default(),
+                request_ids: Rc::new(RefCell::new(RequestIdGen::new(id))),
+                span_ids: Rc::default(),
+                open: Rc::default(),
+                auth_log: Rc::default(),
+            },
+        )
+    }
+
+    /// The next generation: see the module doc for what carries over.
+    pub fn next(&self, shared: Arc<Shared>) -> Self {
+        let stats = &self.stats;
+        let upstreams = shared
+            .cfg
+            .upstreams
+            .iter()
+            .map(|u| {
+                let prev = self.upstreams.iter().find(|p| p.name == u.name);
+                UpstreamRt::reloaded(prev, u, self.id, stats.upstream(&u.name))
+            })
+            .collect();
+        let auth = if Arc::ptr_eq(&self.shared.auth, &shared.auth) {
+            self.auth.clone()
+        } else {
+            Rc::new(AuthRt::new(shared.auth.clone()))
+        };
+        let ratelimit = if Arc::ptr_eq(self.ratelimit.shared(), &shared.limits) {
+            self.ratelimit.clone()
+        } else {
+            Rc::new(LimitsRt::new(shared.limits.clone(), limit_metrics(stats, &shared)))
+        };
+        let log = if Arc::ptr_eq(&self.shared.log, &shared.log) {
+            self.log.clone()
+        } else {
+            self.log.flush();
+            Rc::new(LogBuf::new(shared.log.clone()))
+        };
+        WorkerCtx::build(
+            self.id,
+            shared,
+            upstreams,
+            auth,
+            ratelimit,
+            log,
+            WorkerParts {
+                stats: self.stats.clone(),
+                drain: self.drain.clone(),
+                request_ids: self.request_ids.clone(),
+                span_ids: self.span_ids.clone(),
+                open: self.open.clone(),
+                auth_log: self.auth_log.clone(),
+            },
+        )
+    }
+
+    fn build(
         id: usize,
-        cfg: Arc<Config>,
-        metrics: Arc<WorkerMetrics>,
-        auth: Arc<AuthShared>,
-        limits: Arc<LimitsShared>,
+        shared: Arc<Shared>,
+        upstreams: Vec<Rc<UpstreamRt>>,
+        auth: Rc<AuthRt>,
+        ratelimit: Rc<LimitsRt>,
+        log: Rc<LogBuf>,
+        w: WorkerParts,
     ) -> Self {
+        let cfg = shared.cfg.clone();
         let s = &cfg.server;
         WorkerCtx {
             id,
             router: Router::new(&cfg.routes),
-            upstreams: cfg
-                .upstreams
-                .iter()
-                .enumerate()
-                .map(|(i, u)| UpstreamRt::new(i, u, id))
-                .collect(),
-            drain: Drain::default(),
-            request_ids: RefCell::new(RequestIdGen::new(id)),
+            routes: cfg.routes.iter().map(|r| w.stats.route(&r.name)).collect(),
+            upstreams,
             limits: HeadLimits {
                 max_request_line: s.max_request_line,
                 max_header_bytes: s.max_header_bytes,
                 max_headers: s.max_headers,
             },
-            open: Cell::new(0),
-            auth: AuthRt::new(auth),
-            ratelimit: LimitsRt::new(limits, metrics.clone()),
-            auth_log: Cell::new(None),
-            metrics,
+            auth,
+            ratelimit,
+            log,
+            log_on: shared.log.enabled(),
+            stats: w.stats,
+            drain: w.drain,
+            request_ids: w.request_ids,
+            span_ids: w.span_ids,
+            open: w.open,
+            auth_log: w.auth_log,
+            shared,
             cfg,
         }
     }
-}
 
-impl WorkerCtx {
     /// Logs that the auth backend failed, at most once per second per worker (it may fail for
     /// every request while it is down).
     pub fn auth_unavailable(&self, why: &str) {
@@ -102,6 +198,42 @@ impl WorkerCtx {
     }
 }
 
+/// The parts of a worker that live as long as the worker.
+struct WorkerParts {
+    stats: Rc<WorkerStats>,
+    drain: Rc<Drain>,
+    request_ids: Rc<RefCell<RequestIdGen>>,
+    span_ids: Rc<RefCell<SpanIds>>,
+    open: Rc<Cell<usize>>,
+    auth_log: Rc<Cell<Option<std::time::Instant>>>,
+}
+
+fn limit_metrics(stats: &WorkerStats, shared: &Shared) -> crate::metrics::LimitMetrics {
+    let rates: Vec<&str> = shared.cfg.rate_limits.iter().map(|r| r.name.as_str()).collect();
+    let quotas: Vec<&str> = shared.cfg.quotas.iter().map(|q| q.name.as_str()).collect();
+    stats.limit_metrics(&rates, &quotas)
+}
+
+/// The generation new requests on this worker use.
+pub struct Current(RefCell<Rc<WorkerCtx>>);
+
+impl Current {
+    pub fn new(ctx: WorkerCtx) -> Rc<Current> {
+        Rc::new(Current(RefCell::new(Rc::new(ctx))))
+    }
+
+    #[inline]
+    pub fn get(&self) -> Rc<WorkerCtx> {
+        self.0.borrow().clone()
+    }
+
+    /// Builds the next generation from the current one and switches to it.
+    fn switch(&self, shared: Arc<Shared>) {
+        let next = Rc::new(self.get().next(shared));
+        *self.0.borrow_mut() = next;
+    }
+}
+
 /// Shared with the main thread: how many workers are accepting (for /readyz).
 #[derive(Default)]
 pub struct Readiness {
@@ -111,60 +243,83 @@ pub struct Readiness {
 
 /// The worker's main future: runs until drained.
 pub async fn run(
-    ctx: Rc<WorkerCtx>,
+    cur: Rc<Current>,
     listeners: Vec<std::net::TcpListener>,
     control: ControlRx,
     ready: Arc<Readiness>,
     started: crossbeam_channel::Sender<Result<(), String>>,
 ) {
+    // worker-lifetime parts only: holding a generation here would keep it alive forever
+    let (id, drain, open) = {
+        let g = cur.get();
+        (g.id, g.drain.clone(), g.open.clone())
+    };
     for l in listeners {
         match TcpListener::from_std(l) {
             Ok(l) => {
-                monoio::spawn(accept_loop(ctx.clone(), l));
+                monoio::spawn(accept_loop(cur.clone(), l));
             }
             Err(e) => {
-                let _ = started.send(Err(format!("worker {}: listener: {e}", ctx.id)));
+                let _ = started.send(Err(format!("worker {id}: listener: {e}")));
                 return;
             }
         }
     }
     ready.accepting.fetch_add(1, Ordering::SeqCst);
     let _ = started.send(Ok(()));
-    let reaper = ctx.clone();
+    let reaper = cur.clone();
     monoio::spawn(async move {
         loop {
             monoio::time::sleep(REAP_INTERVAL).await;
             let now = std::time::Instant::now();
-            for up in &reaper.upstreams {
+            for up in &reaper.get().upstreams {
                 up.pool.borrow_mut().reap(now);
             }
         }
     });
-    if !ctx.cfg.rate_limits.is_empty() || !ctx.cfg.quotas.is_empty() {
-        let sweeper = ctx.clone();
-        monoio::spawn(async move {
-            loop {
-                monoio::time::sleep(LimitsRt::sweep_interval()).await;
-                sweeper.ratelimit.sweep().await;
+    let sweeper = cur.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(LimitsRt::sweep_interval()).await;
+            let g = sweeper.get();
+            if !g.cfg.rate_limits.is_empty() || !g.cfg.quotas.is_empty() {
+                g.ratelimit.sweep().await;
             }
-        });
-    }
-    let ctl = ctx.clone();
+        }
+    });
+    let flusher = cur.clone();
+    monoio::spawn(async move {
+        loop {
+            let every = flusher.get().cfg.access_log.flush_interval;
+            monoio::time::sleep(every).await;
+            flusher.get().log.flush();
+        }
+    });
+    let ctl = cur.clone();
     monoio::spawn(async move {
         while let Some(msg) = control.recv().await {
             match msg {
-                Control::Drain => ctl.drain.trigger(),
+                Control::Drain => ctl.get().drain.trigger(),
+                Control::Snapshot(reply) => {
+                    let g = ctl.get();
+                    let _ = reply.send(g.stats.snapshot(g.id));
+                }
+                Control::Reload(shared, ack) => {
+                    ctl.switch(shared);
+                    let _ = ack.send(ctl.get().id);
+                }
             }
         }
         // the main thread is gone: drain too
-        ctl.drain.trigger();
+        ctl.get().drain.trigger();
     });
-    ctx.drain.wait().await;
+    drain.wait().await;
     ready.accepting.fetch_sub(1, Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + ctx.cfg.server.drain_timeout;
-    while ctx.open.get() > 0 && std::time::Instant::now() < deadline {
+    let deadline = std::time::Instant::now() + cur.get().cfg.server.drain_timeout;
+    while open.get() > 0 && std::time::Instant::now() < deadline {
         monoio::time::sleep(DRAIN_POLL).await;
     }
+    cur.get().log.flush();
 }
 
 /// Runs a connection task so that a bug (a panic) ends that connection only, not the worker and
@@ -185,16 +340,17 @@ async fn contained(fut: impl std::future::Future<Output = ()>) {
     .await
 }
 
-async fn accept_loop(ctx: Rc<WorkerCtx>, listener: TcpListener) {
+async fn accept_loop(cur: Rc<Current>, listener: TcpListener) {
+    let drain = cur.get().drain.clone();
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
-            _ = ctx.drain.wait() => None,
+            _ = drain.wait() => None,
         };
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                monoio::spawn(contained(crate::proxy::serve(ctx.clone(), stream, peer)));
+                monoio::spawn(contained(crate::proxy::serve(cur.clone(), stream, peer)));
             }
             Some(Err(e)) => {
                 if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE)

@@ -9,11 +9,12 @@ pub mod pool;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::rc::Rc;
 
 use crate::config::UpstreamConfig;
+use crate::metrics::UpstreamStats;
 
 pub struct UpstreamRt {
-    pub index: usize,
     pub name: String,
     pub addrs: Vec<SocketAddr>,
     /// `ip:port` of each endpoint, sent as Host to HTTP/1.0 clients' requests that carried none.
@@ -21,12 +22,14 @@ pub struct UpstreamRt {
     pub balancer: RefCell<balance::Balancer>,
     pub pool: RefCell<pool::Pool>,
     pub cfg: UpstreamConfig,
+    /// This upstream's counters on this worker (kept across reloads by name).
+    pub stats: Rc<UpstreamStats>,
 }
 
 impl UpstreamRt {
-    pub fn new(index: usize, cfg: &UpstreamConfig, worker: usize) -> Self {
+    pub fn new(cfg: &UpstreamConfig, worker: usize, stats: Rc<UpstreamStats>) -> Self {
         UpstreamRt {
-            index,
+            stats,
             name: cfg.name.clone(),
             addrs: cfg.endpoints.iter().map(|e| e.addr).collect(),
             host_text: cfg.endpoints.iter().map(|e| e.addr.to_string()).collect(),
@@ -37,6 +40,30 @@ impl UpstreamRt {
                 cfg.idle_timeout,
             )),
             cfg: cfg.clone(),
+        }
+    }
+
+    /// The next generation's runtime for `cfg`, given this upstream's runtime in the previous one
+    /// (same name): reused whole when its config did not change (pool, health and balancer state
+    /// carry over); otherwise rebuilt, adopting idle connections to endpoints that remain.
+    pub fn reloaded(
+        prev: Option<&Rc<UpstreamRt>>,
+        cfg: &UpstreamConfig,
+        worker: usize,
+        stats: Rc<UpstreamStats>,
+    ) -> Rc<UpstreamRt> {
+        match prev {
+            Some(p) if p.cfg == *cfg => p.clone(),
+            Some(p) => {
+                let next = UpstreamRt::new(cfg, worker, stats);
+                next.pool
+                    .borrow_mut()
+                    .adopt(&mut p.pool.borrow_mut(), |ep| {
+                        next.addrs.iter().position(|a| *a == p.addrs[ep])
+                    });
+                Rc::new(next)
+            }
+            None => Rc::new(UpstreamRt::new(cfg, worker, stats)),
         }
     }
 }

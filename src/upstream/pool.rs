@@ -6,29 +6,42 @@
 //! lets the surplus age out; [`Pool::reap`] (run by the worker about once a second) closes connections
 //! idle longer than `idle_timeout`. Single-threaded: the worker owns it behind a `RefCell`.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use crate::metrics::UpstreamStats;
+
 /// Read buffer of an upstream connection.
 pub const UPSTREAM_BUF: usize = 16 * 1024;
 
-/// One upstream connection and its read buffer.
+/// One upstream connection and its read buffer. Counted in its upstream's open-connections gauge
+/// from connect to drop.
 pub struct UpConn {
     pub stream: TcpStream,
     pub buf: Vec<u8>,
     pub endpoint: usize,
     pub idle_since: Instant,
+    pub stats: Rc<UpstreamStats>,
 }
 
 impl UpConn {
-    pub fn new(stream: TcpStream, endpoint: usize) -> Self {
+    pub fn new(stream: TcpStream, endpoint: usize, stats: Rc<UpstreamStats>) -> Self {
+        stats.open_connections.add(1);
         UpConn {
             stream,
             buf: Vec::with_capacity(UPSTREAM_BUF),
             endpoint,
             idle_since: Instant::now(),
+            stats,
         }
+    }
+}
+
+impl Drop for UpConn {
+    fn drop(&mut self) {
+        self.stats.open_connections.add(-1);
     }
 }
 
@@ -78,6 +91,24 @@ impl Pool {
         let timeout = self.idle_timeout;
         for stack in &mut self.idle {
             stack.retain(|c| now.duration_since(c.idle_since) < timeout);
+        }
+    }
+
+    /// Takes over the idle connections of `old` (the same upstream before a reload) whose endpoint
+    /// still exists: `map` gives an old endpoint index's new index, or None if it was removed
+    /// (those connections are closed).
+    pub fn adopt(&mut self, old: &mut Pool, map: impl Fn(usize) -> Option<usize>) {
+        for (ep, stack) in old.idle.iter_mut().enumerate() {
+            let Some(to) = map(ep) else {
+                stack.clear();
+                continue;
+            };
+            for mut c in stack.drain(..) {
+                if self.idle[to].len() < self.max_idle {
+                    c.endpoint = to;
+                    self.idle[to].push(c);
+                }
+            }
         }
     }
 

@@ -1,0 +1,464 @@
+//! Prometheus text exposition (format 0.0.4) of merged worker snapshots.
+//!
+//! Owns: [`render`], which turns a [`Merged`] value into `# HELP` / `# TYPE` families. Counters are
+//! totals over workers; latency distributions are real Prometheus histograms (cumulative
+//! `_bucket{le}` series read off the merged hdrhistogram, exact `_sum` and `_count`) plus
+//! `..._quantile_seconds{quantile}` gauges for p50/p95/p99/p99.9 computed from the same merge.
+
+use std::fmt::Write as _;
+
+use super::names::{self, LATENCY_BUCKETS, QUANTILES};
+use super::snapshot::{LatencySnap, Merged};
+use super::{CLASSES, UPSTREAM_ERROR_KINDS};
+
+fn family(s: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        v.into()
+    }
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn histogram(s: &mut String, name: &str, label: &str, value: &str, l: &LatencySnap) {
+    let bounds: Vec<u64> = LATENCY_BUCKETS
+        .iter()
+        .map(|b| (b * 1e6).round() as u64)
+        .collect();
+    let counts = l.cumulative(&bounds);
+    for (b, n) in LATENCY_BUCKETS.iter().zip(counts) {
+        let _ = writeln!(s, "{name}_bucket{{{label}=\"{value}\",le=\"{b}\"}} {n}");
+    }
+    let total = l.hist.len();
+    let _ = writeln!(s, "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {total}");
+    let _ = writeln!(s, "{name}_sum{{{label}=\"{value}\"}} {}", secs(l.sum_us));
+    let _ = writeln!(s, "{name}_count{{{label}=\"{value}\"}} {total}");
+}
+
+fn quantiles(s: &mut String, name: &str, label: &str, value: &str, l: &LatencySnap) {
+    for (q, text) in QUANTILES {
+        let v = secs(l.quantile_us(q));
+        let _ = writeln!(s, "{name}{{{label}=\"{value}\",quantile=\"{text}\"}} {v}");
+    }
+}
+
+/// Renders every family. Series of a route or upstream appear once it has an entry on any worker.
+pub fn render(m: &Merged) -> String {
+    let mut s = String::with_capacity(16 * 1024);
+    render_routes(&mut s, m);
+    render_upstreams(&mut s, m);
+    render_connections(&mut s, m);
+    render_limits(&mut s, m);
+    render_process(&mut s, m);
+    s
+}
+
+fn render_routes(s: &mut String, m: &Merged) {
+    let all = || m.routes.iter().map(|r| (r.name.as_str(), r));
+    family(
+        s,
+        names::REQUESTS_TOTAL,
+        "counter",
+        "Requests answered, by route and status class (route=\"\": no route matched).",
+    );
+    for (name, r) in all().chain(std::iter::once(("", &m.unmatched))) {
+        for (c, class) in CLASSES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{}{{route=\"{}\",class=\"{class}\"}} {}",
+                names::REQUESTS_TOTAL,
+                esc(name),
+                r.requests[c]
+            );
+        }
+    }
+    type Pick = fn(&super::snapshot::RouteSnap) -> u64;
+    let bytes: [(&str, &str, Pick); 2] = [
+        (
+            names::REQUEST_BYTES_TOTAL,
+            "Request body bytes received from clients, by route.",
+            |r| r.bytes_in,
+        ),
+        (
+            names::RESPONSE_BYTES_TOTAL,
+            "Response body bytes sent to clients, by route.",
+            |r| r.bytes_out,
+        ),
+    ];
+    for (name, help, get) in bytes {
+        family(s, name, "counter", help);
+        for (route, r) in all() {
+            let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), get(r));
+        }
+    }
+    family(
+        s,
+        names::REQUEST_DURATION,
+        "histogram",
+        "Time from the parsed request head to the last response byte, by route.",
+    );
+    for (route, r) in all() {
+        histogram(s, names::REQUEST_DURATION, "route", &esc(route), &r.total);
+    }
+    family(
+        s,
+        names::REQUEST_DURATION_QUANTILE,
+        "gauge",
+        "Request duration percentiles since start, from merged per-core hdrhistograms.",
+    );
+    for (route, r) in all() {
+        quantiles(s, names::REQUEST_DURATION_QUANTILE, "route", &esc(route), &r.total);
+    }
+    family(
+        s,
+        names::ROUTE_UPSTREAM_DURATION,
+        "histogram",
+        "Upstream exchange time (connect or pool, send, full response), by route.",
+    );
+    for (route, r) in all() {
+        histogram(s, names::ROUTE_UPSTREAM_DURATION, "route", &esc(route), &r.upstream);
+    }
+    family(
+        s,
+        names::ROUTE_UPSTREAM_DURATION_QUANTILE,
+        "gauge",
+        "Upstream exchange time percentiles since start, by route.",
+    );
+    for (route, r) in all() {
+        quantiles(
+            s,
+            names::ROUTE_UPSTREAM_DURATION_QUANTILE,
+            "route",
+            &esc(route),
+            &r.upstream,
+        );
+    }
+}
+
+fn render_upstreams(s: &mut String, m: &Merged) {
+    family(
+        s,
+        names::UPSTREAM_REQUESTS_TOTAL,
+        "counter",
+        "Upstream responses relayed, by upstream and status class.",
+    );
+    for u in &m.upstreams {
+        for (c, class) in CLASSES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{}{{upstream=\"{}\",class=\"{class}\"}} {}",
+                names::UPSTREAM_REQUESTS_TOTAL,
+                esc(&u.name),
+                u.requests[c]
+            );
+        }
+    }
+    family(
+        s,
+        names::UPSTREAM_ERRORS_TOTAL,
+        "counter",
+        "Failed upstream attempts by kind: connect (failed or timed out), reset (closed before a full response head), timeout (response), bad_response.",
+    );
+    for u in &m.upstreams {
+        for (k, kind) in UPSTREAM_ERROR_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{}{{upstream=\"{}\",kind=\"{kind}\"}} {}",
+                names::UPSTREAM_ERRORS_TOTAL,
+                esc(&u.name),
+                u.errors[k]
+            );
+        }
+    }
+    type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
+    let simple: [(&str, &str, &str, Pick); 6] = [
+        (
+            names::UPSTREAM_RETRIES_TOTAL,
+            "counter",
+            "Extra attempts after a failed one.",
+            |u| u.retries,
+        ),
+        (
+            names::UPSTREAM_POOL_HITS_TOTAL,
+            "counter",
+            "Requests sent on a pooled keep-alive connection.",
+            |u| u.pool_hits,
+        ),
+        (
+            names::UPSTREAM_POOL_MISSES_TOTAL,
+            "counter",
+            "Requests that needed a new upstream connection.",
+            |u| u.pool_misses,
+        ),
+        (
+            names::UPSTREAM_SENT_BYTES_TOTAL,
+            "counter",
+            "Bytes written to upstream connections (heads and bodies).",
+            |u| u.bytes_sent,
+        ),
+        (
+            names::UPSTREAM_RECEIVED_BYTES_TOTAL,
+            "counter",
+            "Bytes read from upstream connections (heads and bodies).",
+            |u| u.bytes_received,
+        ),
+        (
+            names::UPSTREAM_OPEN_CONNECTIONS,
+            "gauge",
+            "Upstream connections open now, idle or busy.",
+            |u| u.open_connections.max(0) as u64,
+        ),
+    ];
+    for (name, kind, help, get) in simple {
+        family(s, name, kind, help);
+        for u in &m.upstreams {
+            let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {}", esc(&u.name), get(u));
+        }
+    }
+    family(
+        s,
+        names::UPSTREAM_DURATION,
+        "histogram",
+        "Upstream exchange time (connect or pool, send, full response), by upstream.",
+    );
+    for u in &m.upstreams {
+        histogram(s, names::UPSTREAM_DURATION, "upstream", &esc(&u.name), &u.latency);
+    }
+    family(
+        s,
+        names::UPSTREAM_DURATION_QUANTILE,
+        "gauge",
+        "Upstream exchange time percentiles since start, by upstream.",
+    );
+    for u in &m.upstreams {
+        quantiles(
+            s,
+            names::UPSTREAM_DURATION_QUANTILE,
+            "upstream",
+            &esc(&u.name),
+            &u.latency,
+        );
+    }
+}
+
+fn render_connections(s: &mut String, m: &Merged) {
+    family(s, names::OPEN_CONNECTIONS, "gauge", "Open client connections.");
+    let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, m.open_connections);
+    for w in &m.workers {
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::OPEN_CONNECTIONS,
+            w.worker,
+            w.open_connections
+        );
+    }
+    family(s, names::ACCEPTED_TOTAL, "counter", "Client connections accepted.");
+    let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
+    for w in &m.workers {
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::ACCEPTED_TOTAL,
+            w.worker,
+            w.accepted_connections
+        );
+    }
+}
+
+fn render_limits(s: &mut String, m: &Merged) {
+    if m.limits.is_empty() {
+        return;
+    }
+    type Pick = fn(&super::snapshot::LimitSnap) -> u64;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            names::LIMIT_ALLOWED_TOTAL,
+            "Requests a rate limit or quota let through.",
+            |c| c.allowed,
+        ),
+        (
+            names::LIMIT_LIMITED_TOTAL,
+            "Requests refused by a rate limit or quota (429).",
+            |c| c.limited,
+        ),
+        (
+            names::LIMIT_LEASES_TOTAL,
+            "Leases taken from the shared budget (atomic or Redis).",
+            |c| c.leases,
+        ),
+        (
+            names::LIMIT_RETURNED_TOTAL,
+            "Leased units handed back unused.",
+            |c| c.returned,
+        ),
+    ];
+    for (name, help, get) in families {
+        family(s, name, "counter", help);
+        for l in &m.limits {
+            let _ = writeln!(
+                s,
+                "{name}{{kind=\"{}\",policy=\"{}\"}} {}",
+                l.kind,
+                esc(&l.policy),
+                get(l)
+            );
+        }
+    }
+    family(
+        s,
+        names::LIMIT_REDIS_ERRORS_TOTAL,
+        "counter",
+        "Failed Redis calls of cluster-scoped limits.",
+    );
+    let _ = writeln!(s, "{} {}", names::LIMIT_REDIS_ERRORS_TOTAL, m.redis_errors);
+    family(
+        s,
+        names::LIMIT_REDIS_FALLBACK,
+        "gauge",
+        "1 while Redis is unreachable and cluster limits run on local shares.",
+    );
+    let _ = writeln!(s, "{} {}", names::LIMIT_REDIS_FALLBACK, m.redis_fallback);
+}
+
+fn render_process(s: &mut String, m: &Merged) {
+    let x = &m.extra;
+    family(
+        s,
+        names::ACCESS_LOG_LINES_TOTAL,
+        "counter",
+        "Access log lines written to the sink.",
+    );
+    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_LINES_TOTAL, x.log_written);
+    family(
+        s,
+        names::ACCESS_LOG_DROPPED_TOTAL,
+        "counter",
+        "Access log lines dropped because the sink was slower than traffic.",
+    );
+    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_DROPPED_TOTAL, x.log_dropped);
+    family(
+        s,
+        names::CONFIG_GENERATION,
+        "gauge",
+        "Config generation in effect (1 at start, +1 per successful reload).",
+    );
+    let _ = writeln!(s, "{} {}", names::CONFIG_GENERATION, x.generation);
+    family(
+        s,
+        names::CONFIG_RELOADS_TOTAL,
+        "counter",
+        "Config reload attempts by result.",
+    );
+    let _ = writeln!(
+        s,
+        "{}{{result=\"ok\"}} {}\n{}{{result=\"error\"}} {}",
+        names::CONFIG_RELOADS_TOTAL,
+        x.reloads_ok,
+        names::CONFIG_RELOADS_TOTAL,
+        x.reloads_failed
+    );
+    family(
+        s,
+        names::CONFIG_LAST_RELOAD_OK,
+        "gauge",
+        "1 if the last reload attempt succeeded (or none was made), else 0.",
+    );
+    let _ = writeln!(
+        s,
+        "{} {}",
+        names::CONFIG_LAST_RELOAD_OK,
+        u8::from(x.last_reload_ok)
+    );
+    family(s, names::UPTIME_SECONDS, "gauge", "Seconds since start.");
+    let _ = writeln!(s, "{} {}", names::UPTIME_SECONDS, x.uptime_s);
+    family(s, names::WORKERS, "gauge", "Worker threads configured.");
+    let _ = writeln!(s, "{} {}", names::WORKERS, x.expected_workers);
+    family(
+        s,
+        names::SCRAPE_WORKER_SECONDS,
+        "gauge",
+        "Time each worker spent copying its statistics for this scrape.",
+    );
+    for w in &m.workers {
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::SCRAPE_WORKER_SECONDS,
+            w.worker,
+            w.snapshot_ns as f64 / 1e9
+        );
+    }
+    family(
+        s,
+        names::SCRAPE_MISSING_WORKERS,
+        "gauge",
+        "Workers that did not answer this scrape in time (their values are missing).",
+    );
+    let _ = writeln!(
+        s,
+        "{} {}",
+        names::SCRAPE_MISSING_WORKERS,
+        x.expected_workers.saturating_sub(m.workers.len())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::snapshot::{merge, Extra};
+    use crate::metrics::WorkerStats;
+
+    #[test]
+    fn renders_histograms_and_totals() {
+        let a = WorkerStats::default();
+        let r = a.route("users");
+        for us in [50, 400, 3_000, 2_000_000] {
+            r.total.record_us(us);
+            r.record(200);
+        }
+        a.unmatched.record(404);
+        a.upstream("u").error(crate::metrics::UpstreamError::Connect);
+        let m = merge(
+            vec![a.snapshot(0)],
+            Extra {
+                expected_workers: 2,
+                ..Default::default()
+            },
+        );
+        let text = render(&m);
+        for want in [
+            "coregate_requests_total{route=\"users\",class=\"2xx\"} 4\n",
+            "coregate_requests_total{route=\"\",class=\"4xx\"} 1\n",
+            "coregate_request_duration_seconds_bucket{route=\"users\",le=\"0.0001\"} 1\n",
+            "coregate_request_duration_seconds_bucket{route=\"users\",le=\"0.0005\"} 2\n",
+            "coregate_request_duration_seconds_bucket{route=\"users\",le=\"0.005\"} 3\n",
+            "coregate_request_duration_seconds_bucket{route=\"users\",le=\"2.5\"} 4\n",
+            "coregate_request_duration_seconds_bucket{route=\"users\",le=\"+Inf\"} 4\n",
+            "coregate_request_duration_seconds_count{route=\"users\"} 4\n",
+            "coregate_request_duration_seconds_sum{route=\"users\"} 2.00345\n",
+            "coregate_upstream_errors_total{upstream=\"u\",kind=\"connect\"} 1\n",
+            "coregate_scrape_missing_workers 1\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(esc("plain"), "plain");
+    }
+}

@@ -1,0 +1,252 @@
+//! Config generations and hot reload, on the control thread.
+//!
+//! Owns: [`Shared`] (one generation's process-wide, read-only parts: config, auth state, limiter
+//! tables, access log) and [`Controller`], the only place a new generation is made. A reload
+//! (`SIGHUP` or admin `POST /reload`, both queued to the `coregate-control` thread as [`Cmd`]s so
+//! reloads never overlap) runs:
+//!
+//! ```text
+//! read + parse + validate the file (config::load_file: every error, with key path and position)
+//!  -> apply the command-line overrides again
+//!  -> refuse changes that need a restart (listeners, worker count, admin address)
+//!  -> build the new generation: auth state rebuilt; limiter tables and the access log reused when
+//!     their config is unchanged (buckets and quota counters keep their state)
+//!  -> send it to every worker (Control::Reload) and wait for each to switch
+//! ```
+//! Any error leaves every worker on the old generation; the errors are logged and returned to the
+//! admin caller. [`Status`] is what the admin thread reads: the effective config (for `/config`),
+//! the generation number and reload counters.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender};
+
+use super::control::{Control, ControlTx};
+use crate::accesslog::AccessLog;
+use crate::auth::AuthShared;
+use crate::config::{self, Config};
+use crate::ratelimit::LimitsShared;
+
+/// How long a reload waits for every worker to switch.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One generation's process-wide parts.
+pub struct Shared {
+    pub generation: u64,
+    pub cfg: Arc<Config>,
+    pub auth: Arc<AuthShared>,
+    pub limits: Arc<LimitsShared>,
+    pub log: Arc<AccessLog>,
+}
+
+impl Shared {
+    /// Generation 1, at start.
+    pub fn first(cfg: Arc<Config>, workers: usize) -> Result<Arc<Shared>, String> {
+        Ok(Arc::new(Shared {
+            generation: 1,
+            auth: AuthShared::start(&cfg)?,
+            limits: LimitsShared::new(&cfg, workers),
+            log: AccessLog::start(&cfg.access_log)?,
+            cfg,
+        }))
+    }
+}
+
+/// Where a reload reads its config from.
+pub struct ReloadSource {
+    pub path: PathBuf,
+    /// Re-applies the command-line overrides (`--listen`, `--drain-timeout`) to the new file.
+    pub apply: Box<dyn Fn(&mut Config) + Send>,
+}
+
+/// What the admin thread reads about generations and reloads.
+pub struct Status {
+    pub config: ArcSwap<Config>,
+    pub log: ArcSwap<AccessLog>,
+    pub generation: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    pub last_ok: AtomicBool,
+    pub started: std::time::Instant,
+}
+
+/// Requests to the control thread.
+pub enum Cmd {
+    /// Reload the config; the result goes to the sender when there is one (admin), else only to
+    /// the log (SIGHUP).
+    Reload(Option<Sender<Result<u64, Vec<String>>>>),
+    /// Reopen the access-log file (SIGUSR1).
+    Reopen,
+}
+
+/// The control thread's state.
+pub struct Controller {
+    source: Option<ReloadSource>,
+    current: Arc<Shared>,
+    workers: Vec<ControlTx>,
+    status: Arc<Status>,
+}
+
+impl Controller {
+    pub fn new(source: Option<ReloadSource>, current: Arc<Shared>, workers: Vec<ControlTx>) -> Self {
+        let status = Arc::new(Status {
+            config: ArcSwap::new(current.cfg.clone()),
+            log: ArcSwap::new(current.log.clone()),
+            generation: AtomicU64::new(current.generation),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            last_ok: AtomicBool::new(true),
+            started: std::time::Instant::now(),
+        });
+        Controller {
+            source,
+            current,
+            workers,
+            status,
+        }
+    }
+
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// Serves commands until every sender is gone, on a thread named `coregate-control`.
+    pub fn spawn(mut self, cmds: Receiver<Cmd>) -> Result<(), String> {
+        std::thread::Builder::new()
+            .name("coregate-control".into())
+            .spawn(move || {
+                for cmd in cmds {
+                    match cmd {
+                        Cmd::Reload(reply) => {
+                            let r = self.reload();
+                            if let Some(reply) = reply {
+                                let _ = reply.send(r);
+                            }
+                        }
+                        Cmd::Reopen => self.current.log.reopen(),
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("cannot spawn the control thread: {e}"))
+    }
+
+    /// One reload, with its outcome logged and counted. Ok: the new generation number.
+    pub fn reload(&mut self) -> Result<u64, Vec<String>> {
+        let r = self.try_reload();
+        match &r {
+            Ok(g) => {
+                self.status.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.status.last_ok.store(true, Ordering::Relaxed);
+                eprintln!("coregate: reloaded config, generation {g}");
+            }
+            Err(errors) => {
+                self.status.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.status.last_ok.store(false, Ordering::Relaxed);
+                eprintln!(
+                    "coregate: reload failed, still on generation {}: {} error(s)",
+                    self.current.generation,
+                    errors.len()
+                );
+                for e in errors {
+                    eprintln!("  {e}");
+                }
+            }
+        }
+        r
+    }
+
+    fn try_reload(&mut self) -> Result<u64, Vec<String>> {
+        let Some(source) = &self.source else {
+            return Err(vec![
+                "reload needs a config file; this gateway runs the built-in demo config".into(),
+            ]);
+        };
+        let mut cfg = config::load_file(&source.path)
+            .map_err(|errs| errs.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+        (source.apply)(&mut cfg);
+        let old = &self.current;
+        restart_only(&old.cfg, &cfg)?;
+        let cfg = Arc::new(cfg);
+        let auth = AuthShared::start(&cfg).map_err(|e| vec![e])?;
+        let limits_same = old.cfg.rate_limits == cfg.rate_limits
+            && old.cfg.quotas == cfg.quotas
+            && old.cfg.tiers == cfg.tiers
+            && old.cfg.redis == cfg.redis;
+        let limits = if limits_same {
+            old.limits.clone()
+        } else {
+            LimitsShared::new(&cfg, self.workers.len())
+        };
+        let log = if old.cfg.access_log == cfg.access_log {
+            old.log.clone()
+        } else {
+            AccessLog::start(&cfg.access_log).map_err(|e| vec![e])?
+        };
+        let next = Arc::new(Shared {
+            generation: old.generation + 1,
+            cfg,
+            auth,
+            limits,
+            log,
+        });
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+        for w in &self.workers {
+            w.send(Control::Reload(next.clone(), ack_tx.clone()));
+        }
+        let deadline = std::time::Instant::now() + SWITCH_TIMEOUT;
+        for _ in 0..self.workers.len() {
+            if ack_rx.recv_deadline(deadline).is_err() {
+                // a worker that is stuck or gone switches when it reads the message, or never
+                eprintln!("coregate: reload: a worker did not confirm the switch in time");
+                break;
+            }
+        }
+        self.status.config.store(next.cfg.clone());
+        self.status.log.store(next.log.clone());
+        self.status
+            .generation
+            .store(next.generation, Ordering::Relaxed);
+        self.current = next;
+        Ok(self.current.generation)
+    }
+}
+
+/// Errors for the settings a running gateway cannot change.
+fn restart_only(old: &Config, new: &Config) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    let mut a = old.server.listen.clone();
+    let mut b = new.server.listen.clone();
+    a.sort();
+    b.sort();
+    if a != b {
+        errors.push(format!(
+            "server.listen: changing listeners ({} -> {}) needs a restart",
+            fmt_addrs(&a),
+            fmt_addrs(&b)
+        ));
+    }
+    if old.server.workers != new.server.workers {
+        errors.push(format!(
+            "server.workers: changing the worker count ({} -> {}) needs a restart",
+            old.server.workers, new.server.workers
+        ));
+    }
+    let admin = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if admin(old) != admin(new) {
+        errors.push("admin.listen: changing the admin listener needs a restart".into());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn fmt_addrs(a: &[std::net::SocketAddr]) -> String {
+    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
