@@ -171,7 +171,10 @@ mod tests {
         assert_eq!(&t, b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(&p, b"00f067aa0ba902b7");
         assert_eq!(&f, b"00");
-        assert!(parse_traceparent(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00x").is_none());
+        assert!(
+            parse_traceparent(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00x")
+                .is_none()
+        );
     }
 
     #[test]
@@ -187,7 +190,11 @@ mod tests {
             b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
             b"0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
-            assert!(parse_traceparent(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_traceparent(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let mut ids = SpanIds::default();
         let a = Span::start(Some(b"garbage"), &mut ids);

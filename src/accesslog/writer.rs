@@ -51,8 +51,12 @@ pub(super) enum Sink {
     },
     /// Tests: a function standing in for the file (it may block, to stall the writer).
     #[cfg(test)]
-    Hook(Box<dyn FnMut(&[u8]) -> io::Result<()> + Send>),
+    Hook(HookFn),
 }
+
+/// Tests: what a [`Sink::Hook`] calls with each batch.
+#[cfg(test)]
+pub(super) type HookFn = Box<dyn FnMut(&[u8]) -> io::Result<()> + Send>;
 
 impl Sink {
     /// Opens the configured sink; `None` when logging is off. The error names the file.

@@ -95,18 +95,18 @@ impl Admin {
                 "text/plain; version=0.0.4",
                 metrics::prom::render(&self.scrape()),
             ),
-            (b"GET" | b"HEAD", b"/stats") => {
-                (200, "application/json", metrics::json::render(&self.scrape()))
-            }
+            (b"GET" | b"HEAD", b"/stats") => (
+                200,
+                "application/json",
+                metrics::json::render(&self.scrape()),
+            ),
             (b"GET" | b"HEAD", b"/config") => (
                 200,
                 "text/plain",
                 format!("{:#?}\n", self.st.status.config.load()),
             ),
             (b"POST", b"/reload") => self.reload(),
-            (b"GET" | b"HEAD", _) | (b"POST", _) => {
-                (404, "text/plain", "not found\n".to_string())
-            }
+            (b"GET" | b"HEAD", _) | (b"POST", _) => (404, "text/plain", "not found\n".to_string()),
             _ => (405, "text/plain", "method not allowed\n".to_string()),
         };
         let reason = crate::http::respond::reason_phrase(status);
@@ -163,7 +163,10 @@ impl Admin {
         match rx.recv_timeout(RELOAD_TIMEOUT) {
             Ok(Ok(g)) => (200, "text/plain", format!("reloaded: generation {g}\n")),
             Ok(Err(errors)) => {
-                let mut body = format!("reload failed: {} error(s); still on the old config\n", errors.len());
+                let mut body = format!(
+                    "reload failed: {} error(s); still on the old config\n",
+                    errors.len()
+                );
                 for e in errors {
                     body.push_str(&e);
                     body.push('\n');

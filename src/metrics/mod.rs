@@ -213,7 +213,11 @@ pub struct WorkerStats {
     limits: RefCell<Vec<Rc<LimitCounters>>>,
 }
 
-fn entry<T>(list: &RefCell<Vec<Rc<T>>>, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> Rc<T> {
+fn entry<T>(
+    list: &RefCell<Vec<Rc<T>>>,
+    is: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+) -> Rc<T> {
     let mut list = list.borrow_mut();
     if let Some(e) = list.iter().find(|e| is(e)) {
         return e.clone();

@@ -54,4 +54,9 @@ pub const LATENCY_BUCKETS: [f64; 17] = [
 ];
 
 /// Quantiles exported as gauges, computed from the merged hdrhistograms.
-pub const QUANTILES: [(f64, &str); 4] = [(0.5, "0.5"), (0.95, "0.95"), (0.99, "0.99"), (0.999, "0.999")];
+pub const QUANTILES: [(f64, &str); 4] = [
+    (0.5, "0.5"),
+    (0.95, "0.95"),
+    (0.99, "0.99"),
+    (0.999, "0.999"),
+];

@@ -42,7 +42,10 @@ fn histogram(s: &mut String, name: &str, label: &str, value: &str, l: &LatencySn
         let _ = writeln!(s, "{name}_bucket{{{label}=\"{value}\",le=\"{b}\"}} {n}");
     }
     let total = l.hist.len();
-    let _ = writeln!(s, "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {total}");
+    let _ = writeln!(
+        s,
+        "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {total}"
+    );
     let _ = writeln!(s, "{name}_sum{{{label}=\"{value}\"}} {}", secs(l.sum_us));
     let _ = writeln!(s, "{name}_count{{{label}=\"{value}\"}} {total}");
 }
@@ -119,7 +122,13 @@ fn render_routes(s: &mut String, m: &Merged) {
         "Request duration percentiles since start, from merged per-core hdrhistograms.",
     );
     for (route, r) in all() {
-        quantiles(s, names::REQUEST_DURATION_QUANTILE, "route", &esc(route), &r.total);
+        quantiles(
+            s,
+            names::REQUEST_DURATION_QUANTILE,
+            "route",
+            &esc(route),
+            &r.total,
+        );
     }
     family(
         s,
@@ -128,7 +137,13 @@ fn render_routes(s: &mut String, m: &Merged) {
         "Upstream exchange time (connect or pool, send, full response), by route.",
     );
     for (route, r) in all() {
-        histogram(s, names::ROUTE_UPSTREAM_DURATION, "route", &esc(route), &r.upstream);
+        histogram(
+            s,
+            names::ROUTE_UPSTREAM_DURATION,
+            "route",
+            &esc(route),
+            &r.upstream,
+        );
     }
     family(
         s,
@@ -234,7 +249,13 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         "Upstream exchange time (connect or pool, send, full response), by upstream.",
     );
     for u in &m.upstreams {
-        histogram(s, names::UPSTREAM_DURATION, "upstream", &esc(&u.name), &u.latency);
+        histogram(
+            s,
+            names::UPSTREAM_DURATION,
+            "upstream",
+            &esc(&u.name),
+            &u.latency,
+        );
     }
     family(
         s,
@@ -254,7 +275,12 @@ fn render_upstreams(s: &mut String, m: &Merged) {
 }
 
 fn render_connections(s: &mut String, m: &Merged) {
-    family(s, names::OPEN_CONNECTIONS, "gauge", "Open client connections.");
+    family(
+        s,
+        names::OPEN_CONNECTIONS,
+        "gauge",
+        "Open client connections.",
+    );
     let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, m.open_connections);
     for w in &m.workers {
         let _ = writeln!(
@@ -265,7 +291,12 @@ fn render_connections(s: &mut String, m: &Merged) {
             w.open_connections
         );
     }
-    family(s, names::ACCEPTED_TOTAL, "counter", "Client connections accepted.");
+    family(
+        s,
+        names::ACCEPTED_TOTAL,
+        "counter",
+        "Client connections accepted.",
+    );
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
     for w in &m.workers {
         let _ = writeln!(
@@ -430,7 +461,8 @@ mod tests {
             r.record(200);
         }
         a.unmatched.record(404);
-        a.upstream("u").error(crate::metrics::UpstreamError::Connect);
+        a.upstream("u")
+            .error(crate::metrics::UpstreamError::Connect);
         let m = merge(
             vec![a.snapshot(0)],
             Extra {

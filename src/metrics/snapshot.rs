@@ -162,7 +162,11 @@ fn add_route(into: &mut RouteSnap, r: &RouteSnap) {
     into.upstream.add(&r.upstream);
 }
 
-fn slot<'a, T: Default>(list: &'a mut Vec<T>, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> &'a mut T {
+fn slot<T: Default>(
+    list: &mut Vec<T>,
+    is: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+) -> &mut T {
     match list.iter().position(is) {
         Some(i) => &mut list[i],
         None => {
@@ -187,17 +191,25 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
         m.redis_fallback = m.redis_fallback.max(w.redis_fallback);
         add_route(&mut m.unmatched, &w.unmatched);
         for r in &w.routes {
-            let into = slot(&mut m.routes, |x| x.name == r.name, || RouteSnap {
-                name: r.name.clone(),
-                ..Default::default()
-            });
+            let into = slot(
+                &mut m.routes,
+                |x| x.name == r.name,
+                || RouteSnap {
+                    name: r.name.clone(),
+                    ..Default::default()
+                },
+            );
             add_route(into, r);
         }
         for u in &w.upstreams {
-            let into = slot(&mut m.upstreams, |x| x.name == u.name, || UpstreamSnap {
-                name: u.name.clone(),
-                ..Default::default()
-            });
+            let into = slot(
+                &mut m.upstreams,
+                |x| x.name == u.name,
+                || UpstreamSnap {
+                    name: u.name.clone(),
+                    ..Default::default()
+                },
+            );
             add5(&mut into.requests, &u.requests);
             for (x, y) in into.errors.iter_mut().zip(&u.errors) {
                 *x += y;

@@ -92,7 +92,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(source: Option<ReloadSource>, current: Arc<Shared>, workers: Vec<ControlTx>) -> Self {
+    pub fn new(
+        source: Option<ReloadSource>,
+        current: Arc<Shared>,
+        workers: Vec<ControlTx>,
+    ) -> Self {
         let status = Arc::new(Status {
             config: ArcSwap::new(current.cfg.clone()),
             log: ArcSwap::new(current.log.clone()),
@@ -248,5 +252,8 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), Vec<String>> {
 }
 
 fn fmt_addrs(a: &[std::net::SocketAddr]) -> String {
-    a.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    a.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }

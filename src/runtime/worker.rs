@@ -88,7 +88,10 @@ impl WorkerCtx {
             shared.clone(),
             upstreams,
             Rc::new(AuthRt::new(shared.auth.clone())),
-            Rc::new(LimitsRt::new(shared.limits.clone(), limit_metrics(&stats, &shared))),
+            Rc::new(LimitsRt::new(
+                shared.limits.clone(),
+                limit_metrics(&stats, &shared),
+            )),
             Rc::new(LogBuf::new(shared.log.clone())),
             WorkerParts {
                 stats,
@@ -121,7 +124,10 @@ impl WorkerCtx {
         let ratelimit = if Arc::ptr_eq(self.ratelimit.shared(), &shared.limits) {
             self.ratelimit.clone()
         } else {
-            Rc::new(LimitsRt::new(shared.limits.clone(), limit_metrics(stats, &shared)))
+            Rc::new(LimitsRt::new(
+                shared.limits.clone(),
+                limit_metrics(stats, &shared),
+            ))
         };
         let log = if Arc::ptr_eq(&self.shared.log, &shared.log) {
             self.log.clone()
@@ -209,7 +215,12 @@ struct WorkerParts {
 }
 
 fn limit_metrics(stats: &WorkerStats, shared: &Shared) -> crate::metrics::LimitMetrics {
-    let rates: Vec<&str> = shared.cfg.rate_limits.iter().map(|r| r.name.as_str()).collect();
+    let rates: Vec<&str> = shared
+        .cfg
+        .rate_limits
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
     let quotas: Vec<&str> = shared.cfg.quotas.iter().map(|q| q.name.as_str()).collect();
     stats.limit_metrics(&rates, &quotas)
 }
