@@ -1,4 +1,4 @@
-//! Command line: `coregate run | check | demo`, and every tuning flag.
+//! Command line: `coregate run | check | demo | top`, and every tuning flag.
 //!
 //! Owns: parsing (clap derive) and turning flags into [`RunOptions`] plus config overrides. Flags
 //! override the config file. `main.rs` only hands off to [`main`].

@@ -259,3 +259,96 @@ fn twenty_reloads_under_load_fail_no_request() {
     assert!(r.requests > 1000, "only {} requests", r.requests);
     assert!(b_seen > 0, "b served the odd generations");
 }
+
+/// Pools survive reloads: an upstream whose config did not change keeps its pool whole, and one
+/// whose settings changed adopts the idle connections to the endpoints it still has. Either way
+/// the next request after the reload reuses the pooled connection (the upstream accepts no new
+/// one).
+#[test]
+fn pooled_connections_carry_over_reloads() {
+    for_each_driver(|driver| {
+        let a = Upstream::fixed("a", 200, "A");
+        let v1 = one_route("a", &a, "");
+        let gw = Gateway::start_with_args(&v1, driver, &["--workers", "1"]);
+        let mut c = Client::connect(gw.addr);
+        assert_eq!(c.get("/1", "r.test").status, 200);
+        assert_eq!(a.accepted(), 1);
+
+        // unchanged upstream, a new route
+        rewrite(
+            &gw,
+            &(v1.clone() + &route_toml("extra", "a", "path_prefix = \"/extra\"")),
+        );
+        assert_eq!(post_reload(&gw).status, 200);
+        assert_eq!(c.get("/2", "r.test").status, 200);
+        assert_eq!(a.accepted(), 1, "[{driver}] pool kept whole");
+
+        // changed settings, same endpoint
+        let v3 = v1.replace(
+            &format!("endpoints = [\"{}\"]\n", a.addr),
+            &format!("endpoints = [\"{}\"]\nretries = 2\n", a.addr),
+        );
+        assert_ne!(v3, v1);
+        rewrite(&gw, &v3);
+        let r = post_reload(&gw);
+        assert_eq!(r.status, 200, "{}", r.body_str());
+        assert_eq!(c.get("/3", "r.test").status, 200);
+        assert_eq!(a.accepted(), 1, "[{driver}] idle connection adopted");
+        assert!(gw
+            .metrics()
+            .contains("coregate_upstream_pool_hits_total{upstream=\"a\"} 2\n"));
+    });
+}
+
+/// Threads named `name` in the gateway process.
+fn threads_named(pid: u32, name: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter(|t| {
+                    std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Each reload rebuilds the auth state (a new JWKS set fetched from `jwks_url`); the refresher
+/// thread of a replaced set ends once the old generation is gone, so reloads leak no threads.
+#[test]
+fn reloads_do_not_leak_jwks_refreshers() {
+    let doc = common::jwt::rsa_jwks(&[("a", "rsa")]);
+    let idp = Upstream::start(
+        "jwks",
+        false,
+        std::sync::Arc::new(move |_: &Recorded| {
+            MockResponse::new(200, doc.clone()).header("content-type", "application/json")
+        }),
+    );
+    let up = Upstream::fixed("u", 200, "ok");
+    let cfg = config(
+        "",
+        &(format!(
+            "[[auth]]\nname = \"idp\"\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+             jwks_url = \"http://{}/jwks.json\"\njwks_refresh = \"1h\"\n\n",
+            idp.addr
+        ) + &upstream_toml("u", &[up.addr], "")
+            + &route_toml("open", "u", "path_prefix = \"/\"")),
+    );
+    let gw = Gateway::start(&cfg, "auto");
+    assert_eq!(threads_named(gw.pid, "coregate-jwks"), 1);
+    for i in 0..5 {
+        let r = post_reload(&gw);
+        assert_eq!(r.status, 200, "reload {i}: {}", r.body_str());
+        assert_eq!(get(gw.addr, "/x", "r.test").status, 200);
+    }
+    assert!(
+        wait_until(deadline(secs(10)), || threads_named(
+            gw.pid,
+            "coregate-jwks"
+        ) == 1),
+        "{} JWKS refresher threads after 5 reloads",
+        threads_named(gw.pid, "coregate-jwks")
+    );
+    assert!(idp.request_count() >= 6, "each generation fetched its set");
+}

@@ -8,7 +8,7 @@
 //! early, but never more often than `min_refresh` per policy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,15 @@ pub struct JwksState {
     pub set: ArcSwap<KeySet>,
     wanted: AtomicBool,
     refresher: OnceLock<Thread>,
+}
+
+impl Drop for JwksState {
+    /// Wakes the refresher so it notices at once that this set is gone (after a reload).
+    fn drop(&mut self) {
+        if let Some(t) = self.refresher.get() {
+            t.unpark();
+        }
+    }
 }
 
 impl JwksState {
@@ -104,7 +113,9 @@ pub fn start(states: Vec<Arc<JwksState>>) -> Result<(), String> {
         }
     }
     drop(rt);
-    let states2 = states.clone();
+    // the refresher holds the sets weakly: when a reload replaced them and the last request of the
+    // old generation is gone, its thread ends at its next wake-up instead of polling forever
+    let states2: Vec<Weak<JwksState>> = states.iter().map(Arc::downgrade).collect();
     let handle = std::thread::Builder::new()
         .name("coregate-jwks".into())
         .spawn(move || match runtime() {
@@ -120,11 +131,14 @@ pub fn start(states: Vec<Arc<JwksState>>) -> Result<(), String> {
 
 fn refresher(
     mut rt: monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>>,
-    states: Vec<Arc<JwksState>>,
+    weak: Vec<Weak<JwksState>>,
     mut next: Vec<Instant>,
 ) {
-    let mut last: Vec<Option<Instant>> = vec![None; states.len()];
+    let mut last: Vec<Option<Instant>> = vec![None; weak.len()];
     loop {
+        let Some(states) = weak.iter().map(Weak::upgrade).collect::<Option<Vec<_>>>() else {
+            return;
+        };
         let now = Instant::now();
         for (i, s) in states.iter().enumerate() {
             let early = s.wanted.load(Ordering::Relaxed)
@@ -163,6 +177,7 @@ fn refresher(
                 }
             }
         }
+        drop(states);
         std::thread::park_timeout(wake.saturating_duration_since(now));
     }
 }

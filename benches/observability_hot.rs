@@ -1,0 +1,104 @@
+//! What observability costs a worker, per request and per scrape:
+//! - `record_request`: what `proxy::finish` and the exchange add to every proxied request —
+//!   route and upstream status counters, body byte counters, three latency histograms (route
+//!   total, route upstream, upstream);
+//! - `span_start`: W3C trace context — parse a `traceparent`, draw a span id, format the one sent
+//!   upstream (and starting a fresh trace when there is none);
+//! - `snapshot/R routes`: the stall a worker takes when `/metrics` is scraped — copying its whole
+//!   registry (R routes, R/2 upstreams, every histogram populated) into a `WorkerSnap`;
+//! - `merge_render/W workers`: the admin thread's side (not a worker's): merging W snapshots of
+//!   16 routes and rendering the Prometheus text.
+//!
+//! Run: `cargo bench --bench observability_hot`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+// the gateway's allocator, so snapshot copies cost what they cost in the gateway
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use coregate::metrics::snapshot::{merge, Extra};
+use coregate::metrics::{prom, WorkerStats};
+use coregate::trace::{Span, SpanIds};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+/// A registry with `routes` routes and `routes / 2` upstreams, each histogram holding a spread of
+/// 100k latencies (so snapshots copy realistically populated histograms).
+fn populated(routes: usize) -> WorkerStats {
+    let s = WorkerStats::default();
+    for r in 0..routes {
+        let rs = s.route(&format!("route-{r}"));
+        let us = s.upstream(&format!("upstream-{}", r / 2));
+        for i in 0..100_000u64 {
+            let v = 50 + (i * 7919) % 200_000;
+            rs.total.record_us(v);
+            rs.upstream.record_us(v / 2);
+            us.latency.record_us(v / 2);
+            rs.record(200);
+        }
+    }
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("observability");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+
+    let stats = populated(4);
+    let route = stats.route("route-1");
+    let up = stats.upstream("upstream-0");
+    let mut n = 0u64;
+    g.bench_function("record_request", |b| {
+        b.iter(|| {
+            n = n.wrapping_add(37);
+            let total = 120 + (n & 1023);
+            route.record(black_box(200));
+            route.bytes_in.add(black_box(0));
+            route.bytes_out.add(black_box(512));
+            route.total.record_us(total);
+            route.upstream.record_us(total - 20);
+            up.record(200);
+            up.latency.record_us(total - 20);
+        })
+    });
+
+    let mut ids = SpanIds::default();
+    let tp: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    g.bench_function("span_start/continued", |b| {
+        b.iter(|| {
+            let s = Span::start(Some(black_box(tp)), &mut ids);
+            black_box(s.traceparent())
+        })
+    });
+    g.bench_function("span_start/new_trace", |b| {
+        b.iter(|| {
+            let s = Span::start(black_box(None), &mut ids);
+            black_box(s.traceparent())
+        })
+    });
+
+    for routes in [4usize, 16, 64] {
+        let s = populated(routes);
+        g.bench_function(format!("snapshot/{routes} routes"), |b| {
+            b.iter(|| black_box(s.snapshot(0)))
+        });
+    }
+
+    let one = populated(16);
+    for workers in [2usize, 8] {
+        let snaps: Vec<_> = (0..workers).map(|w| one.snapshot(w)).collect();
+        g.bench_function(format!("merge_render/{workers} workers"), |b| {
+            b.iter(|| {
+                let m = merge(snaps.clone(), Extra::default());
+                black_box(prom::render(&m).len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
