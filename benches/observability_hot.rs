@@ -7,7 +7,9 @@
 //! - `snapshot/R routes`: the stall a worker takes when `/metrics` is scraped — copying its whole
 //!   registry (R routes, R/2 upstreams, every histogram populated) into a `WorkerSnap`;
 //! - `merge_render/W workers`: the admin thread's side (not a worker's): merging W snapshots of
-//!   16 routes and rendering the Prometheus text.
+//!   16 routes and rendering the Prometheus text;
+//! - `access_log_line`: `LogBuf::record` of a typical line (formatting into the worker's buffer,
+//!   hand-offs to the writer thread amortised; the writer appends to /dev/null on another core).
 //!
 //! Run: `cargo bench --bench observability_hot`.
 
@@ -97,6 +99,45 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    let cfg = coregate::config::parse_str(
+        "[access_log]\nsink = \"file\"\npath = \"/dev/null\"\n\n[[upstream]]\nname = \"u\"\nendpoints = [\"127.0.0.1:9\"]\n[[route]]\nupstream = \"u\"\n",
+        "bench.toml",
+    )
+    .unwrap();
+    let log = coregate::accesslog::AccessLog::start(&cfg.access_log).unwrap();
+    let buf = coregate::accesslog::LogBuf::new(log.clone());
+    let mut t = 1_795_000_000_000_000_000u64;
+    g.bench_function("access_log_line", |b| {
+        b.iter(|| {
+            t += 1_000_017;
+            buf.record(&coregate::accesslog::Record {
+                unix_ns: t,
+                request_id: b"9f3c21ab-00-000000000001",
+                trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
+                span_id: b"5e0c6a1f9b2d4c77",
+                parent_span_id: b"",
+                client_ip: "10.0.0.7",
+                method: b"GET",
+                path: b"/api/users/42?expand=orders",
+                route: "users",
+                upstream: Some("10.0.1.5:9001"),
+                status: 200,
+                bytes_in: 0,
+                bytes_out: 512,
+                total_us: 345,
+                upstream_us: Some(300),
+                subject: Some("acme"),
+                ratelimit: "allowed",
+            })
+        })
+    });
+    buf.flush();
+    log.close(Duration::from_secs(5));
+    println!(
+        "access log: {} lines written, {} dropped (the writer shares 2 cores with the bench)",
+        log.lines_written(),
+        log.lines_dropped()
+    );
     g.finish();
 }
 

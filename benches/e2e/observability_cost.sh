@@ -6,8 +6,12 @@
 #   off   metrics + tracing (always on), access log off
 #   log   the same with the access log to a file (JSON lines, per-core buffer, writer thread)
 #   base  optional: BASE_BIN=/path/to/an/older/coregate (e.g. the commit before metrics/tracing)
-# Then one more run against `off` while /stats is scraped 10 times a second: the worker stall each
-# scrape caused (scrape_worker_us, as the gateway measures it) and the p99 next to the unscraped runs.
+#   nginx / nginx+log  when nginx is installed: the same proxy in nginx (1 worker, same CPU), access
+#         log off, and a JSON access log to a file (escape=json, buffer=64k flush=100ms): what the
+#         same feature costs there, in the same run
+# Then one more run against `off` while /stats is scraped 4 times a second (curl pinned with the
+# generator): the worker stall each scrape caused (scrape_worker_us, as the gateway measures it)
+# and the p99 next to the unscraped runs.
 #
 # Usage: benches/e2e/observability_cost.sh [rounds=3] [seconds=5] [connections=64]
 set -euo pipefail
@@ -15,7 +19,8 @@ ROUNDS=${1:-3}; SECS=${2:-5}; CONNS=${3:-64}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$ROOT/target/release/coregate; LOAD=$ROOT/target/release/coregate-load
 NCPU=$(nproc); PCPU=${PROXY_CPU:-$((NCPU-1))}; OCPU=${OTHER_CPUS:-0-$((PCPU>0 ? PCPU-1 : 0))}
-W=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf $W' EXIT
+W=$(mktemp -d)
+trap 'for f in $W/*/nginx.pid; do [ -s $f ] && kill $(cat $f) 2>/dev/null; done; kill $(jobs -p) 2>/dev/null || true; rm -rf $W' EXIT
 taskset -c $OCPU "$LOAD" serve --listen 127.0.0.1:19411 --body-size 60 --workers 1 >/dev/null 2>&1 &
 conf() { # $1 listen port, $2 admin port, $3 extra
   printf '[server]\nlisten = "127.0.0.1:%s"\n[admin]\nlisten = "127.0.0.1:%s"\n%b\n[[upstream]]\nname = "be"\nendpoints = ["127.0.0.1:19411"]\n[[route]]\nname = "all"\npath_prefix = "/"\nupstream = "be"\n' "$1" "$2" "$3"
@@ -34,6 +39,27 @@ if [ -n "${BASE_BIN:-}" ]; then
   conf 19430 19439 "" > $W/base.toml; start base "$BASE_BIN" $W/base.toml
   NAMES="base off log"; PORT_base=19430
 fi
+if command -v nginx > /dev/null; then
+  for v in "ngoff 19440 off" "nglog 19450 $W/nginx-access.log j buffer=64k flush=100ms"; do
+    set -- $v; name=$1; port=$2; shift 2
+    mkdir -p $W/$name
+    cat > $W/$name/nginx.conf <<NG
+worker_processes 1; worker_cpu_affinity $(printf '1%0*d' $PCPU 0); daemon off; pid $W/$name/nginx.pid; error_log $W/$name/err;
+events { worker_connections 10000; }
+http { keepalive_requests 10000000;
+  log_format j escape=json '{"time":"\$time_iso8601","request_id":"\$request_id","client_ip":"\$remote_addr","method":"\$request_method","path":"\$request_uri","upstream":"\$upstream_addr","status":\$status,"bytes_in":\$request_length,"bytes_out":\$body_bytes_sent,"duration_s":\$request_time,"upstream_s":"\$upstream_response_time"}';
+  access_log $*;
+  upstream be { server 127.0.0.1:19411; keepalive 256; keepalive_requests 10000000; }
+  server { listen 127.0.0.1:$port reuseport;
+    location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+NG
+    nginx -p $W/$name -c $W/$name/nginx.conf > /dev/null 2>&1 &
+    for _ in $(seq 50); do [ -s $W/$name/nginx.pid ] && pgrep -P $(cat $W/$name/nginx.pid) > /dev/null && break; sleep 0.1; done
+    pgrep -P $(cat $W/$name/nginx.pid) | head -1 > $W/$name.pid
+    eval PORT_$name=$port
+  done
+  NAMES="$NAMES ngoff nglog"
+fi
 HZ=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' /proc/$(cat $W/$1.pid)/stat; }
 run() { # $1 name -> appends "name rps ticks requests p99"
@@ -46,8 +72,14 @@ run() { # $1 name -> appends "name rps ticks requests p99"
   echo "$2 $rps $((t1-t0)) $n ${p99:-0}" >> $W/res
 }
 for r in $(seq $ROUNDS); do for name in $NAMES; do run $name $name; done; done
-# scraped run: /stats 10x per second during the load
-( while true; do curl -s 127.0.0.1:19419/stats | tr -d ' \n' | grep -o '"scrape_worker_us":\[[0-9,]*\]' | tr -dc '0-9,\n' | tr ',' '\n' >> $W/stall; echo >> $W/stall; sleep 0.1; done ) &
+# scraped run: /stats 4x per second during the load
+cat > $W/scrape.sh <<SH
+while true; do
+  curl -s 127.0.0.1:19419/stats | tr -d ' \\n' | grep -o '"scrape_worker_us":\\[[0-9,]*\\]' | tr -dc '0-9,\\n' | tr ',' '\\n' >> $W/stall
+  echo >> $W/stall; sleep 0.25
+done
+SH
+taskset -c $OCPU bash $W/scrape.sh &
 SCRAPER=$!
 run off scraped
 kill $SCRAPER 2>/dev/null || true
@@ -66,3 +98,8 @@ if [ -s $W/stall.sorted ]; then
   echo; echo "scrape stall per worker over $(wc -l < $W/stall.sorted) scrapes: median $(awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}' $W/stall.sorted) us, max $(tail -1 $W/stall.sorted) us"
 fi
 echo "access log: $(wc -l < $W/access.log) lines, $(du -h $W/access.log | cut -f1)"
+if [ -f $W/nginx-access.log ]; then
+  ng=$(awk '$1=="ngoff"' $W/res | awk -v hz=$HZ '{print $3/hz*1e6/$4}' | med)
+  ngl=$(awk '$1=="nglog"' $W/res | awk -v hz=$HZ '{print $3/hz*1e6/$4}' | med)
+  echo "logging cost: coregate $(echo "$(awk -v hz=$HZ '$1=="log" {print $3/hz*1e6/$4}' $W/res | med) $base" | awk '{printf "%.3fx", $1/$2}'), nginx $(echo "$ngl $ng" | awk '{printf "%.3fx", $1/$2}') (nginx log: $(wc -l < $W/nginx-access.log) lines)"
+fi

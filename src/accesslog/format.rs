@@ -3,7 +3,9 @@
 //! Owns the line format. `LogBuf::record` (in `mod.rs`) calls [`write_json_line`] with the worker's
 //! reused buffer; the line is appended in place, so formatting allocates nothing once the buffer
 //! has grown to its working size (numbers go through `itoa`, the time through a hand-written
-//! civil-date conversion, the upstream address through `Display` into the same buffer).
+//! civil-date conversion, the upstream endpoint is the text the upstream runtime keeps anyway).
+//! Strings that are plain printable ASCII — nearly all of them — are copied in one piece after a
+//! scan; only the others go through the escaping and UTF-8 repair path.
 //!
 //! Format: one JSON object per line, keys always present and always in this order:
 //! `time request_id trace_id span_id parent_span_id client_ip method path route upstream status
@@ -17,9 +19,6 @@
 //! one per maximal invalid sequence, exactly as `String::from_utf8_lossy` does: the line stays
 //! valid UTF-8 and valid JSON, and a reader sees that the bytes were not text (an escape like
 //! `\u00ff` would instead read as the character `ÿ`, indistinguishable from a real one).
-
-use std::io::Write as _;
-use std::net::SocketAddr;
 
 /// What one finished request contributes to the access log. Borrowed from the worker's request
 /// state: building one costs nothing.
@@ -41,7 +40,8 @@ pub struct Record<'a> {
     /// The matched route's name; empty when no route matched.
     pub route: &'a str,
     /// The endpoint that answered.
-    pub upstream: Option<SocketAddr>,
+    /// `ip:port` of the endpoint that answered.
+    pub upstream: Option<&'a str>,
     pub status: u16,
     /// Request body bytes.
     pub bytes_in: u64,
@@ -77,13 +77,7 @@ pub fn write_json_line(out: &mut Vec<u8>, r: &Record<'_>) {
     opt_string(out, r.route.as_bytes());
     out.extend_from_slice(b",\"upstream\":");
     match r.upstream {
-        // `Display` of a socket address is digits, dots, colons and brackets: nothing to escape.
-        // Writing into a `Vec` cannot fail.
-        Some(addr) => {
-            out.push(b'"');
-            let _ = write!(out, "{addr}");
-            out.push(b'"');
-        }
+        Some(addr) => string(out, addr.as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"status\":");
@@ -142,6 +136,17 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// `s` as a quoted JSON string (see the module doc for escaping and invalid UTF-8).
 pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
+    // fast path: printable ASCII without `"` or `\` is its own JSON text
+    if s
+        .iter()
+        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+        return;
+    }
     out.push(b'"');
     for chunk in s.utf8_chunks() {
         escape_valid(out, chunk.valid().as_bytes());
@@ -236,7 +241,7 @@ mod tests {
             method: b"GET",
             path: b"/x?y=1",
             route: "users",
-            upstream: Some("127.0.0.1:8081".parse().unwrap()),
+            upstream: Some("127.0.0.1:8081"),
             status: 200,
             bytes_in: 0,
             bytes_out: 12,

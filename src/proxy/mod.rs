@@ -75,7 +75,8 @@ struct ReqInfo {
     route: Option<usize>,
     /// 0 until a response (or its head) was sent.
     status: u16,
-    upstream: Option<SocketAddr>,
+    /// (upstream index, endpoint index) that answered.
+    upstream: Option<(usize, usize)>,
     upstream_us: Option<u64>,
     ratelimit: &'static str,
     span: Option<Span>,
@@ -266,7 +267,9 @@ fn finish(ctx: &WorkerCtx, c: &mut ClientConn) {
         method: &i.method,
         path: &i.target,
         route,
-        upstream: i.upstream,
+        upstream: i
+            .upstream
+            .map(|(u, ep)| ctx.upstreams[u].host_text[ep].as_str()),
         // nginx's convention for a client that went away before any response
         status: if i.status == 0 { 499 } else { i.status },
         bytes_in: c.body_recv,
@@ -603,7 +606,7 @@ async fn handle_request(
         up_timeout: up.cfg.response_timeout,
     };
     c.info.status = resp.status;
-    c.info.upstream = Some(up.addrs[conn.endpoint]);
+    c.info.upstream = Some((route.upstream, conn.endpoint));
     let result = relay::response(ctx, c, &mut conn, resp, &how).await;
     drop(inflight);
     if !c.limits.charges.is_empty() {
