@@ -137,8 +137,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// `s` as a quoted JSON string (see the module doc for escaping and invalid UTF-8).
 pub(crate) fn string(out: &mut Vec<u8>, s: &[u8]) {
     // fast path: printable ASCII without `"` or `\` is its own JSON text
-    if s
-        .iter()
+    if s.iter()
         .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
         out.reserve(s.len() + 2);

@@ -236,10 +236,10 @@ fn finish(ctx: &WorkerCtx, c: &mut ClientConn) {
         Some(r) => &ctx.routes[r],
         None => &ctx.stats.unmatched,
     };
-    if i.status != 0 {
-        rs.record(i.status);
-        rs.total.record_us(total_us);
-    }
+    // nginx's convention for a client that went away before any response
+    let status = if i.status == 0 { 499 } else { i.status };
+    rs.record(status);
+    rs.total.record_us(total_us);
     rs.bytes_in.add(c.body_recv);
     rs.bytes_out.add(c.body_sent);
     if let Some(us) = i.upstream_us {
@@ -270,8 +270,7 @@ fn finish(ctx: &WorkerCtx, c: &mut ClientConn) {
         upstream: i
             .upstream
             .map(|(u, ep)| ctx.upstreams[u].host_text[ep].as_str()),
-        // nginx's convention for a client that went away before any response
-        status: if i.status == 0 { 499 } else { i.status },
+        status,
         bytes_in: c.body_recv,
         bytes_out: c.body_sent,
         total_us,
