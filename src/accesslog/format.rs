@@ -270,7 +270,7 @@ mod tests {
         r.path = b"/a\"b\\c\n\x01\x7f\xff\xfe/\xe2\x82\xac/\xe2\x82/caf\xc3\xa9";
         r.request_id = b"id\tx";
         r.client_ip = "::1";
-        r.upstream = Some("[::1]:9000".parse().unwrap());
+        r.upstream = Some("[::1]:9000");
         r.ratelimit = "limited";
         r.subject = None;
         r.upstream_us = None;
