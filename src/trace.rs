@@ -8,6 +8,10 @@
 //! goes to the upstream in place of the client's, `tracestate` passes through only when the
 //! client's `traceparent` was valid, and the trace, span and parent ids go to the access log. The
 //! span (ids + start time + route + status in the log line) is what an OTLP exporter would send.
+//!
+//! A trace the gateway starts is marked sampled (`01`): services behind it that sample by their
+//! parent then record it, which is what a user who turned tracing on in those services expects;
+//! the gateway itself exports nothing yet, so its span exists only in the access log.
 
 /// Random ids for one worker: wyrand, seeded once from the OS.
 pub struct SpanIds {

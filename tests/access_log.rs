@@ -72,12 +72,18 @@ fn one_json_line_per_request() {
             &[("x-api-key", "log-key-123")],
             b"",
         ));
+        // an unparsable head (no Host in HTTP/1.1): 400, logged with the id the client got
+        let mut bad = Client::connect(gw.addr);
+        let r5 = bad.request(b"GET /x HTTP/1.1\r\n\r\n");
         assert_eq!(
-            (r1.status, r2.status, r3.status, r4.status),
-            (200, 200, 404, 200),
+            (r1.status, r2.status, r3.status, r4.status, r5.status),
+            (200, 200, 404, 200, 400),
             "[{driver}]"
         );
-        let got = wait_lines(&log, 4);
+        let got = wait_lines(&log, 5);
+        // its own connection may be on the other worker: its line is not ordered with the rest
+        let (bad_line, got): (Vec<Value>, Vec<Value>) =
+            got.into_iter().partition(|l| l["status"] == 400);
         let seen = up.wait_requests(3, secs(5));
 
         let l = &got[0];
@@ -116,12 +122,17 @@ fn one_json_line_per_request() {
         assert_eq!(got[2]["upstream"], Value::Null);
         assert_eq!(got[2]["upstream_us"], Value::Null);
 
+        assert_eq!(bad_line.len(), 1, "{bad_line:?}");
+        assert_eq!(
+            bad_line[0]["request_id"],
+            r5.header("x-request-id").unwrap().as_str()
+        );
         assert_eq!(got[3]["subject"], "acme");
         assert_eq!(got[3]["ratelimit"], "allowed");
         assert_eq!(got[3]["route"], "secure");
 
         let m = gw.metrics();
-        assert!(m.contains("coregate_access_log_lines_total 4\n"), "{m}");
+        assert!(m.contains("coregate_access_log_lines_total 5\n"), "{m}");
         assert!(m.contains("coregate_access_log_dropped_lines_total 0\n"));
         let _ = std::fs::remove_file(&log);
     });

@@ -257,3 +257,48 @@ fn scrapes_during_load_see_every_worker() {
     );
     assert_eq!(hist, served);
 }
+
+/// An upstream that sends a head promising 100 bytes, then 5, then closes: the client gets the
+/// truncated response (connection closed), and the failure after the head still counts as a
+/// `reset` of that upstream.
+#[test]
+fn upstream_cut_mid_body_counts_a_reset() {
+    for_each_driver(|driver| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort");
+            }
+        });
+        let cfg = config(
+            "",
+            &(upstream_toml("cut", &[addr], "") + &route_toml("cut", "cut", "path_prefix = \"/\"")),
+        );
+        let gw = Gateway::start(&cfg, driver);
+        // the head and whatever part of the body arrives, then the connection must close
+        let mut c = std::net::TcpStream::connect(gw.addr).unwrap();
+        c.set_read_timeout(Some(secs(5))).unwrap();
+        std::io::Write::write_all(&mut c, &req("GET", "/x", "m.test", &[], b"")).unwrap();
+        let mut got = Vec::new();
+        let end = std::io::Read::read_to_end(&mut c, &mut got);
+        assert!(
+            end.is_ok()
+                || end
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "[{driver}] a truncated response must close the connection: {end:?}"
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200"), "[{driver}] {got:?}");
+        let s = parse(&gw.metrics());
+        let reset = num(
+            &s,
+            "coregate_upstream_errors_total",
+            &[("upstream", "cut"), ("kind", "reset")],
+        );
+        assert_eq!(reset, 1.0, "[{driver}]");
+    });
+}

@@ -79,6 +79,18 @@ impl Admin {
         let method = parts.next().unwrap_or(b"");
         let path = parts.next().unwrap_or(b"");
         let path = path.split(|&b| b == b'?').next().unwrap_or(b"");
+        if (method, path) == (&b"POST"[..], &b"/reload"[..]) {
+            // a reload may take seconds (JWKS fetches, workers switching): answer it on a thread
+            // of its own so health checks and scrapes keep being served meanwhile
+            let cmds = self.st.cmds.clone();
+            std::thread::Builder::new()
+                .name("coregate-reload".into())
+                .spawn(move || {
+                    let (status, ctype, body) = reload(&cmds);
+                    let _ = respond(conn, b"POST", status, ctype, &body);
+                })?;
+            return Ok(());
+        }
         let (status, ctype, body) = match (method, path) {
             (b"GET" | b"HEAD", b"/healthz") => (200, "text/plain", "ok\n".to_string()),
             (b"GET" | b"HEAD", b"/readyz") => {
@@ -105,24 +117,12 @@ impl Admin {
                 "text/plain",
                 format!("{:#?}\n", self.st.status.config.load()),
             ),
-            (b"POST", b"/reload") => self.reload(),
             (b"GET" | b"HEAD", _) | (b"POST", _) => (404, "text/plain", "not found\n".to_string()),
             _ => (405, "text/plain", "method not allowed\n".to_string()),
         };
-        let reason = crate::http::respond::reason_phrase(status);
-        let mut out = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        if method != b"HEAD" {
-            out.extend_from_slice(body.as_bytes());
-        }
-        conn.write_all(&out)
+        respond(conn, method, status, ctype, &body)
     }
-}
 
-impl Admin {
     /// Every worker's snapshot (those that answer within [`SNAPSHOT_TIMEOUT`]), merged.
     fn scrape(&self) -> snapshot::Merged {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -154,26 +154,47 @@ impl Admin {
             },
         )
     }
+}
 
-    fn reload(&self) -> (u16, &'static str, String) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if self.st.cmds.send(Cmd::Reload(Some(tx))).is_err() {
-            return (503, "text/plain", "the control thread is gone\n".into());
-        }
-        match rx.recv_timeout(RELOAD_TIMEOUT) {
-            Ok(Ok(g)) => (200, "text/plain", format!("reloaded: generation {g}\n")),
-            Ok(Err(errors)) => {
-                let mut body = format!(
-                    "reload failed: {} error(s); still on the old config\n",
-                    errors.len()
-                );
-                for e in errors {
-                    body.push_str(&e);
-                    body.push('\n');
-                }
-                (422, "text/plain", body)
-            }
-            Err(_) => (504, "text/plain", "reload did not finish in time\n".into()),
-        }
+/// Queues a reload on the control thread and waits for its outcome.
+fn reload(cmds: &crossbeam_channel::Sender<Cmd>) -> (u16, &'static str, String) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    if cmds.send(Cmd::Reload(Some(tx))).is_err() {
+        return (503, "text/plain", "the control thread is gone\n".into());
     }
+    match rx.recv_timeout(RELOAD_TIMEOUT) {
+        Ok(Ok(g)) => (200, "text/plain", format!("reloaded: generation {g}\n")),
+        Ok(Err(errors)) => {
+            let mut body = format!(
+                "reload failed: {} error(s); still on the old config\n",
+                errors.len()
+            );
+            for e in errors {
+                body.push_str(&e);
+                body.push('\n');
+            }
+            (422, "text/plain", body)
+        }
+        Err(_) => (504, "text/plain", "reload did not finish in time\n".into()),
+    }
+}
+
+/// Writes a complete `connection: close` response (no body for HEAD).
+fn respond(
+    mut conn: TcpStream,
+    method: &[u8],
+    status: u16,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let reason = crate::http::respond::reason_phrase(status);
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if method != b"HEAD" {
+        out.extend_from_slice(body.as_bytes());
+    }
+    conn.write_all(&out)
 }

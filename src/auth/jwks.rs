@@ -93,7 +93,9 @@ fn runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<monoio:
 }
 
 /// Fetches every set once (logging failures: those policies start with no keys and retry soon),
-/// then starts the refresher thread. Returns at once when `states` is empty.
+/// then starts the refresher thread. Returns at once when `states` is empty. A set that already
+/// holds keys (carried over from the previous config generation by a reload) is not fetched now:
+/// it keeps serving its keys and is refreshed on its schedule.
 pub fn start(states: Vec<Arc<JwksState>>) -> Result<(), String> {
     if states.is_empty() {
         return Ok(());
@@ -101,6 +103,10 @@ pub fn start(states: Vec<Arc<JwksState>>) -> Result<(), String> {
     let mut rt = runtime().map_err(|e| format!("cannot start the JWKS runtime: {e}"))?;
     let mut next = Vec::with_capacity(states.len());
     for s in &states {
+        if !s.set.load().keys.is_empty() {
+            next.push(Instant::now() + s.source.refresh);
+            continue;
+        }
         match rt.block_on(fetch(&s.source)) {
             Ok(set) => {
                 s.set.store(Arc::new(set));

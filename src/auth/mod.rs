@@ -66,15 +66,27 @@ pub struct AuthShared {
 }
 
 impl AuthShared {
-    /// Builds the shared state and starts JWKS fetching (initial fetch happens here).
-    pub fn start(cfg: &Config) -> Result<Arc<AuthShared>, String> {
+    /// Builds the shared state and starts JWKS fetching (initial fetch happens here). `prev`: the
+    /// previous generation's state on a reload; a JWKS set with the same URL starts from the keys
+    /// it already has instead of being fetched again (a reload never leaves a policy keyless
+    /// because the key server was briefly unreachable).
+    pub fn start(cfg: &Config, prev: Option<&AuthShared>) -> Result<Arc<AuthShared>, String> {
         let mut states = Vec::new();
+        let known = |url: &str| {
+            prev.into_iter()
+                .flat_map(|p| p.jwks.iter().flatten())
+                .find(|s| s.source.url.to_string() == url)
+        };
         let jwks = cfg
             .auth
             .iter()
             .map(|p| match &p.kind {
                 AuthKind::Jwt(r) => r.jwks.clone().map(|src| {
+                    let carried = known(&src.url.to_string()).map(|old| old.set.load_full());
                     let s = Arc::new(JwksState::new(src));
+                    if let Some(set) = carried {
+                        s.set.store(set);
+                    }
                     states.push(s.clone());
                     s
                 }),

@@ -25,6 +25,9 @@ pub const UPSTREAM_DURATION_QUANTILE: &str = "coregate_upstream_duration_quantil
 // client connections
 pub const OPEN_CONNECTIONS: &str = "coregate_open_connections";
 pub const ACCEPTED_TOTAL: &str = "coregate_accepted_connections_total";
+// the same per worker, in families of their own so `sum()` over the totals stays right
+pub const WORKER_OPEN_CONNECTIONS: &str = "coregate_worker_open_connections";
+pub const WORKER_ACCEPTED_TOTAL: &str = "coregate_worker_accepted_connections_total";
 
 // rate limits and quotas
 pub const LIMIT_ALLOWED_TOTAL: &str = "coregate_ratelimit_allowed_total";

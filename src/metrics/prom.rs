@@ -282,15 +282,6 @@ fn render_connections(s: &mut String, m: &Merged) {
         "Open client connections.",
     );
     let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, m.open_connections);
-    for w in &m.workers {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::OPEN_CONNECTIONS,
-            w.worker,
-            w.open_connections
-        );
-    }
     family(
         s,
         names::ACCEPTED_TOTAL,
@@ -298,11 +289,32 @@ fn render_connections(s: &mut String, m: &Merged) {
         "Client connections accepted.",
     );
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
+    family(
+        s,
+        names::WORKER_OPEN_CONNECTIONS,
+        "gauge",
+        "Open client connections, per worker (how SO_REUSEPORT spread them).",
+    );
     for w in &m.workers {
         let _ = writeln!(
             s,
             "{}{{worker=\"{}\"}} {}",
-            names::ACCEPTED_TOTAL,
+            names::WORKER_OPEN_CONNECTIONS,
+            w.worker,
+            w.open_connections
+        );
+    }
+    family(
+        s,
+        names::WORKER_ACCEPTED_TOTAL,
+        "counter",
+        "Client connections accepted, per worker.",
+    );
+    for w in &m.workers {
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::WORKER_ACCEPTED_TOTAL,
             w.worker,
             w.accepted_connections
         );

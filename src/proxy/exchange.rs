@@ -141,10 +141,6 @@ pub(crate) async fn exchange<'a>(
     let mut last_err: Option<ProxyError> = None;
     let mut attempts = 0u32;
     loop {
-        if attempts > 0 {
-            up.stats.retries.inc();
-        }
-        attempts += 1;
         let now = std::time::Instant::now();
         let picked = up.balancer.borrow_mut().pick(req.key, tried, now);
         let Some(ep) = picked else {
@@ -152,6 +148,10 @@ pub(crate) async fn exchange<'a>(
                 .unwrap_or(ProxyError::new(ErrorKind::NoHealthyUpstream))
                 .into());
         };
+        if attempts > 0 {
+            up.stats.retries.inc();
+        }
+        attempts += 1;
         tried |= 1u64 << (ep & 63);
         let pooled = up.pool.borrow_mut().take(ep, now);
         let (mut conn, reused) = match pooled {
@@ -191,7 +191,14 @@ pub(crate) async fn exchange<'a>(
             return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
         }
         if !matches!(body, BodyLeft::Done) {
-            relay::request_body(ctx, c, &mut conn, body).await?;
+            match relay::request_body(ctx, c, &mut conn, body).await {
+                Ok(()) => {}
+                Err(Fail::Respond(e)) if e.kind == ErrorKind::UpstreamReset => {
+                    failed(up, ep, UpstreamError::Reset);
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e),
+            }
         }
         let deadline = Instant::now() + up.cfg.response_timeout;
         match read_response_head(&mut conn, resp, deadline, req.method_head).await {

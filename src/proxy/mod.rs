@@ -352,6 +352,9 @@ async fn answer_error(
         Some(r) => r,
         None => {
             let n = ctx.request_ids.borrow_mut().next(&mut gen);
+            // answers before a request id was chosen (unparsable heads): log the one we send
+            c.info.rid[..n].copy_from_slice(&gen[..n]);
+            c.info.rid_len = n;
             &gen[..n]
         }
     };

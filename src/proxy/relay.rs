@@ -18,6 +18,7 @@ use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
 use crate::http::head::{BodyKind, ResponseHead};
 use crate::http::respond::{ErrorKind, ProxyError};
 use crate::http::rewrite::{write_client_response, OutFraming};
+use crate::metrics::UpstreamError;
 use crate::runtime::worker::WorkerCtx;
 use crate::upstream::pool::UpConn;
 
@@ -47,11 +48,31 @@ async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result
 /// end of stream. Err when the upstream failed or stalled past `timeout`.
 async fn read_upstream(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
     conn.buf.clear();
-    let n = io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout)
-        .await
-        .map_err(|_| ())?;
+    let n = match io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout).await {
+        Ok(n) => n,
+        Err(IoFail::Timeout) => {
+            conn.stats.error(UpstreamError::Timeout);
+            return Err(());
+        }
+        Err(IoFail::Error) => {
+            conn.stats.error(UpstreamError::Reset);
+            return Err(());
+        }
+    };
     conn.stats.bytes_received.add(n as u64);
     Ok(n)
+}
+
+/// Reads more of a body that must continue; an end of stream here is the upstream cutting the
+/// response short (counted as a reset).
+async fn read_upstream_more(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
+    match read_upstream(conn, timeout).await? {
+        0 => {
+            conn.stats.error(UpstreamError::Reset);
+            Err(())
+        }
+        n => Ok(n),
+    }
 }
 
 /// Streams the part of the request body that did not arrive with the head.
@@ -190,10 +211,7 @@ pub(crate) async fn response(
             write(c, Instant::now() + client_timeout).await?;
             let mut rem = n - take as u64;
             while rem > 0 {
-                let got = read_upstream(conn, up_timeout).await?;
-                if got == 0 {
-                    return Err(());
-                }
+                let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
                 io::write_prefix(
@@ -229,9 +247,7 @@ pub(crate) async fn response(
                 }
                 write(c, Instant::now() + client_timeout).await?;
                 start = 0;
-                if read_upstream(conn, up_timeout).await? == 0 {
-                    return Err(());
-                }
+                read_upstream_more(conn, up_timeout).await?;
             }
         }
         BodyKind::UntilClose => {

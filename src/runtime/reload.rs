@@ -9,8 +9,9 @@
 //! read + parse + validate the file (config::load_file: every error, with key path and position)
 //!  -> apply the command-line overrides again
 //!  -> refuse changes that need a restart (listeners, worker count, admin address)
-//!  -> build the new generation: auth state rebuilt; limiter tables and the access log reused when
-//!     their config is unchanged (buckets and quota counters keep their state)
+//!  -> build the new generation: auth state rebuilt (JWKS sets with an unchanged URL keep their
+//!     keys); limiter tables and the access log reused when their config is unchanged (buckets and
+//!     quota counters keep their state)
 //!  -> send it to every worker (Control::Reload) and wait for each to switch
 //! ```
 //! Any error leaves every worker on the old generation; the errors are logged and returned to the
@@ -48,7 +49,7 @@ impl Shared {
     pub fn first(cfg: Arc<Config>, workers: usize) -> Result<Arc<Shared>, String> {
         Ok(Arc::new(Shared {
             generation: 1,
-            auth: AuthShared::start(&cfg)?,
+            auth: AuthShared::start(&cfg, None)?,
             limits: LimitsShared::new(&cfg, workers),
             log: AccessLog::start(&cfg.access_log)?,
             cfg,
@@ -176,7 +177,7 @@ impl Controller {
         let old = &self.current;
         restart_only(&old.cfg, &cfg)?;
         let cfg = Arc::new(cfg);
-        let auth = AuthShared::start(&cfg).map_err(|e| vec![e])?;
+        let auth = AuthShared::start(&cfg, Some(&old.auth)).map_err(|e| vec![e])?;
         let limits_same = old.cfg.rate_limits == cfg.rate_limits
             && old.cfg.quotas == cfg.quotas
             && old.cfg.tiers == cfg.tiers
@@ -202,13 +203,19 @@ impl Controller {
         for w in &self.workers {
             w.send(Control::Reload(next.clone(), ack_tx.clone()));
         }
+        // only the workers' clones remain: a worker that already exited (drained) drops its own
+        drop(ack_tx);
         let deadline = std::time::Instant::now() + SWITCH_TIMEOUT;
-        for _ in 0..self.workers.len() {
-            if ack_rx.recv_deadline(deadline).is_err() {
-                // a worker that is stuck or gone switches when it reads the message, or never
-                eprintln!("coregate: reload: a worker did not confirm the switch in time");
-                break;
-            }
+        let mut switched = 0;
+        while switched < self.workers.len() && ack_rx.recv_deadline(deadline).is_ok() {
+            switched += 1;
+        }
+        if switched < self.workers.len() {
+            // a stuck worker switches when it reads the message; an exited one never will
+            eprintln!(
+                "coregate: reload: {switched} of {} workers confirmed the switch",
+                self.workers.len()
+            );
         }
         self.status.config.store(next.cfg.clone());
         self.status.log.store(next.log.clone());
