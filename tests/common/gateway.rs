@@ -76,6 +76,8 @@ pub struct Gateway {
     pub driver: String,
     pub config_path: PathBuf,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    /// Lines the gateway wrote to stdout (the access log's `stdout` sink).
+    pub stdout: Arc<Mutex<Vec<String>>>,
     exited: Option<ExitStatus>,
 }
 
@@ -126,10 +128,11 @@ impl Gateway {
             lines.clone(),
             Some(tx),
         );
+        let out_lines = Arc::new(Mutex::new(Vec::new()));
         forward_lines(
             child.stdout.take().unwrap(),
             format!("coregate[{pid}] stdout"),
-            Arc::default(),
+            out_lines.clone(),
             None,
         );
         let cleanup = |child: &mut Child| {
@@ -188,6 +191,7 @@ impl Gateway {
             driver: ready.driver,
             config_path,
             stderr: lines,
+            stdout: out_lines,
             exited: None,
         })
     }
