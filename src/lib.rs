@@ -1,9 +1,12 @@
 //! coregate: a thread-per-core HTTP/1.1 API gateway on io_uring (monoio), with an epoll fallback.
 //!
 //! Request flow (see README for the picture): per-core SO_REUSEPORT listener (`runtime`) -> connection
-//! driver (`proxy`) -> strict head parser (`http::head`) -> per-core route table (`router`) -> upstream
-//! balancer and pool (`upstream`) -> body relays (`proxy::relay`) -> counters (`metrics`), with
-//! errors turned into responses in one place (`http::respond`).
+//! driver (`proxy`) -> strict head parser (`http::head`) -> per-core route table (`router`) -> auth
+//! (`auth`) -> rate limits (`ratelimit`) -> trace context (`trace`) -> upstream balancer and pool
+//! (`upstream`) -> body relays (`proxy::relay`) -> counters and histograms (`metrics`) and the access
+//! log (`accesslog`), with errors turned into responses in one place (`http::respond`). Each request
+//! runs on its worker's current config generation (`runtime::worker`, `runtime::reload`); the
+//! admin thread (`admin`) reads workers only through snapshots they send over their control channels.
 
 pub mod accesslog;
 pub mod admin;
