@@ -555,8 +555,15 @@ fn write_chunk(out: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
     out.write_all(&buf)
 }
 
-/// An address on which nothing listens (bound, then released).
+/// An address on which nothing listens: connecting is refused. The port stays bound (without
+/// listening) for the rest of the test process, so no other socket — a gateway binding
+/// `127.0.0.1:0`, say — can be given it and turn a dead upstream into a proxy loop.
 pub fn closed_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    // reserved until the process exits
+    std::mem::forget(s);
+    addr
 }
