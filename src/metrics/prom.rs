@@ -57,6 +57,46 @@ fn quantiles(s: &mut String, name: &str, label: &str, value: &str, l: &LatencySn
     }
 }
 
+/// One latency distribution as two families: a histogram, then its quantile gauges, one series
+/// each per `(label value, distribution)` of `items`.
+fn latency_families<'a>(
+    s: &mut String,
+    (hist_name, hist_help): (&str, &str),
+    (q_name, q_help): (&str, &str),
+    label: &str,
+    items: impl Iterator<Item = (&'a str, &'a LatencySnap)> + Clone,
+) {
+    family(s, hist_name, "histogram", hist_help);
+    for (value, l) in items.clone() {
+        histogram(s, hist_name, label, &esc(value), l);
+    }
+    family(s, q_name, "gauge", q_help);
+    for (value, l) in items {
+        quantiles(s, q_name, label, &esc(value), l);
+    }
+}
+
+/// A counter family with one series per `(label value, status class)`.
+fn class_family<'a>(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    items: impl Iterator<Item = (&'a str, &'a [u64; 5])>,
+) {
+    family(s, name, "counter", help);
+    for (value, counts) in items {
+        for (c, class) in CLASSES.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{name}{{{label}=\"{}\",class=\"{class}\"}} {}",
+                esc(value),
+                counts[c]
+            );
+        }
+    }
+}
+
 /// Renders every family. Series of a route or upstream appear once it has an entry on any worker.
 pub fn render(m: &Merged) -> String {
     let mut s = String::with_capacity(16 * 1024);
@@ -70,23 +110,15 @@ pub fn render(m: &Merged) -> String {
 
 fn render_routes(s: &mut String, m: &Merged) {
     let all = || m.routes.iter().map(|r| (r.name.as_str(), r));
-    family(
+    class_family(
         s,
         names::REQUESTS_TOTAL,
-        "counter",
         "Requests answered, by route and status class (route=\"\": no route matched).",
+        "route",
+        all()
+            .chain(std::iter::once(("", &m.unmatched)))
+            .map(|(name, r)| (name, &r.requests)),
     );
-    for (name, r) in all().chain(std::iter::once(("", &m.unmatched))) {
-        for (c, class) in CLASSES.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{}{{route=\"{}\",class=\"{class}\"}} {}",
-                names::REQUESTS_TOTAL,
-                esc(name),
-                r.requests[c]
-            );
-        }
-    }
     type Pick = fn(&super::snapshot::RouteSnap) -> u64;
     let bytes: [(&str, &str, Pick); 2] = [
         (
@@ -106,80 +138,42 @@ fn render_routes(s: &mut String, m: &Merged) {
             let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), get(r));
         }
     }
-    family(
+    latency_families(
         s,
-        names::REQUEST_DURATION,
-        "histogram",
-        "Time from the parsed request head to the last response byte, by route.",
-    );
-    for (route, r) in all() {
-        histogram(s, names::REQUEST_DURATION, "route", &esc(route), &r.total);
-    }
-    family(
-        s,
-        names::REQUEST_DURATION_QUANTILE,
-        "gauge",
-        "Request duration percentiles since start, from merged per-core hdrhistograms.",
-    );
-    for (route, r) in all() {
-        quantiles(
-            s,
+        (
+            names::REQUEST_DURATION,
+            "Time from the parsed request head to the last response byte, by route.",
+        ),
+        (
             names::REQUEST_DURATION_QUANTILE,
-            "route",
-            &esc(route),
-            &r.total,
-        );
-    }
-    family(
-        s,
-        names::ROUTE_UPSTREAM_DURATION,
-        "histogram",
-        "Upstream exchange time (connect or pool, send, full response), by route.",
+            "Request duration percentiles since start, from merged per-core hdrhistograms.",
+        ),
+        "route",
+        all().map(|(name, r)| (name, &r.total)),
     );
-    for (route, r) in all() {
-        histogram(
-            s,
+    latency_families(
+        s,
+        (
             names::ROUTE_UPSTREAM_DURATION,
-            "route",
-            &esc(route),
-            &r.upstream,
-        );
-    }
-    family(
-        s,
-        names::ROUTE_UPSTREAM_DURATION_QUANTILE,
-        "gauge",
-        "Upstream exchange time percentiles since start, by route.",
-    );
-    for (route, r) in all() {
-        quantiles(
-            s,
+            "Upstream exchange time (connect or pool, send, full response), by route.",
+        ),
+        (
             names::ROUTE_UPSTREAM_DURATION_QUANTILE,
-            "route",
-            &esc(route),
-            &r.upstream,
-        );
-    }
+            "Upstream exchange time percentiles since start, by route.",
+        ),
+        "route",
+        all().map(|(name, r)| (name, &r.upstream)),
+    );
 }
 
 fn render_upstreams(s: &mut String, m: &Merged) {
-    family(
+    class_family(
         s,
         names::UPSTREAM_REQUESTS_TOTAL,
-        "counter",
         "Upstream responses relayed, by upstream and status class.",
+        "upstream",
+        m.upstreams.iter().map(|u| (u.name.as_str(), &u.requests)),
     );
-    for u in &m.upstreams {
-        for (c, class) in CLASSES.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "{}{{upstream=\"{}\",class=\"{class}\"}} {}",
-                names::UPSTREAM_REQUESTS_TOTAL,
-                esc(&u.name),
-                u.requests[c]
-            );
-        }
-    }
     family(
         s,
         names::UPSTREAM_ERRORS_TOTAL,
@@ -242,36 +236,19 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             let _ = writeln!(s, "{name}{{upstream=\"{}\"}} {}", esc(&u.name), get(u));
         }
     }
-    family(
+    latency_families(
         s,
-        names::UPSTREAM_DURATION,
-        "histogram",
-        "Upstream exchange time (connect or pool, send, full response), by upstream.",
-    );
-    for u in &m.upstreams {
-        histogram(
-            s,
+        (
             names::UPSTREAM_DURATION,
-            "upstream",
-            &esc(&u.name),
-            &u.latency,
-        );
-    }
-    family(
-        s,
-        names::UPSTREAM_DURATION_QUANTILE,
-        "gauge",
-        "Upstream exchange time percentiles since start, by upstream.",
-    );
-    for u in &m.upstreams {
-        quantiles(
-            s,
+            "Upstream exchange time (connect or pool, send, full response), by upstream.",
+        ),
+        (
             names::UPSTREAM_DURATION_QUANTILE,
-            "upstream",
-            &esc(&u.name),
-            &u.latency,
-        );
-    }
+            "Upstream exchange time percentiles since start, by upstream.",
+        ),
+        "upstream",
+        m.upstreams.iter().map(|u| (u.name.as_str(), &u.latency)),
+    );
 }
 
 fn render_connections(s: &mut String, m: &Merged) {
