@@ -193,8 +193,10 @@ pub struct LimitCounters {
 /// What the rate limiter of one generation writes to: its policies' counters plus the
 /// worker-wide Redis counters.
 pub struct LimitMetrics {
-    /// Rate limits then quotas, in config order.
-    pub limits: Vec<Rc<LimitCounters>>,
+    /// Per rate limit, in config order.
+    pub rates: Vec<Rc<LimitCounters>>,
+    /// Per quota, in config order.
+    pub quotas: Vec<Rc<LimitCounters>>,
     pub redis_errors: Rc<Counter>,
     pub redis_fallback: Rc<Gauge>,
 }
@@ -267,13 +269,9 @@ impl WorkerStats {
 
     /// Counter handles for a generation's rate limits and quotas.
     pub fn limit_metrics(&self, rates: &[&str], quotas: &[&str]) -> LimitMetrics {
-        let limits = rates
-            .iter()
-            .map(|n| self.limit("rate_limit", n))
-            .chain(quotas.iter().map(|n| self.limit("quota", n)))
-            .collect();
         LimitMetrics {
-            limits,
+            rates: rates.iter().map(|n| self.limit("rate_limit", n)).collect(),
+            quotas: quotas.iter().map(|n| self.limit("quota", n)).collect(),
             redis_errors: self.redis_errors.clone(),
             redis_fallback: self.redis_fallback.clone(),
         }
@@ -350,7 +348,7 @@ mod tests {
         s.route("orders").record(404);
         s.upstream("u").error(UpstreamError::Timeout);
         let m = s.limit_metrics(&["per_client"], &["monthly"]);
-        m.limits[1].limited.inc();
+        m.quotas[0].limited.inc();
         let snap = s.snapshot(1);
         assert_eq!(snap.routes.len(), 2);
         assert_eq!(snap.routes[0].requests, [0, 1, 0, 0, 1]);

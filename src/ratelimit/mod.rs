@@ -338,7 +338,7 @@ impl LimitsRt {
                 Scope::Gateway => self.rate_gateway(p, fp, cost, now),
                 Scope::Cluster => self.rate_cluster(p, fp, cost, now).await,
             };
-            let m = &self.metrics.limits[p];
+            let m = &self.metrics.rates[p];
             match step {
                 Step::Granted {
                     remaining,
@@ -375,7 +375,7 @@ impl LimitsRt {
                 Scope::Gateway => self.quota_gateway(q, fp, &span, now, out),
                 Scope::Cluster => self.quota_cluster(q, fp, &span, now, out).await,
             };
-            let m = &self.metrics.limits[self.shared.rates.len() + q];
+            let m = &self.metrics.quotas[q];
             let reset = span.end.saturating_sub(unix);
             match step {
                 Step::Granted { remaining, .. } => {

@@ -137,9 +137,7 @@ impl LimitsRt {
         }
         let qs = &self.shared.quotas[q];
         let idx = qs.table.find(fp, |w| stale(w, span.index));
-        self.metrics.limits[self.shared.rates.len() + q]
-            .leases
-            .inc();
+        self.metrics.quotas[q].leases.inc();
         let lease = qs.table.lease(idx, span.index, qs.cfg.limit, qs.lease, 1);
         self.quota_settle(q, fp, span, lease, idx as u32, out)
     }
@@ -161,9 +159,7 @@ impl LimitsRt {
         let ttl = span.secs() + TTL_SLACK_S;
         if !self.use_fallback() {
             let redis = self.redis.as_ref().expect("cluster scope needs [redis]");
-            self.metrics.limits[self.shared.rates.len() + q]
-                .leases
-                .inc();
+            self.metrics.quotas[q].leases.inc();
             let op = QuotaOp::Lease {
                 limit: qs.cfg.limit,
             };
@@ -257,9 +253,7 @@ impl LimitsRt {
     /// window (cluster scope; its byte debt is added to Redis by a spawned call).
     pub(super) fn quota_evicted(&self, q: usize, ev: Entry) {
         let qs = &self.shared.quotas[q];
-        self.metrics.limits[self.shared.rates.len() + q]
-            .returned
-            .add(ev.units);
+        self.metrics.quotas[q].returned.add(ev.units);
         if qs.cfg.scope == crate::config::limits::Scope::Gateway {
             if ev.units > 0 && qs.table.owned_by(ev.global as usize, ev.fp) {
                 qs.table.refund(ev.global as usize, ev.window, ev.units);

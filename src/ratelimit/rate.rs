@@ -156,7 +156,7 @@ impl LimitsRt {
         }
         // clears `leasing` and wakes the waiters however this request ends (even if dropped)
         let _guard = LeaseGuard { rt: self, p, fp };
-        self.metrics.limits[p].leases.inc();
+        self.metrics.rates[p].leases.inc();
         let got =
             cluster::rate_lease(redis, &self.shared.scripts, &rkey, &r.shape, want, need).await;
         let lease = match got {
@@ -192,7 +192,7 @@ impl LimitsRt {
         let idx = r.table.find(fp, |tat| tat <= now);
         // while Redis is down, no batching: the fallback path is for outages only
         let want = if fallback { need } else { r.lease.max(need) };
-        self.metrics.limits[p].leases.inc();
+        self.metrics.rates[p].leases.inc();
         let t = r.table.take(idx, shape, now, want, need);
         let seen = if t.granted > 0 {
             t.tat
@@ -216,7 +216,7 @@ impl LimitsRt {
             return;
         }
         let r = &self.shared.rates[p];
-        self.metrics.limits[p].returned.add(ev.units);
+        self.metrics.rates[p].returned.add(ev.units);
         if !ev.redis_key.is_empty() && !ev.fallback {
             self.spawn_rate_return(p, ev);
             return;

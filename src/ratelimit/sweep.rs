@@ -80,7 +80,7 @@ impl LimitsRt {
             self.rate_evicted(p, e, now);
             return;
         }
-        self.metrics.limits[p].returned.add(e.units);
+        self.metrics.rates[p].returned.add(e.units);
         if let Some(redis) = &self.redis {
             let res =
                 cluster::rate_return(redis, &self.shared.scripts, &e.redis_key, &r.shape, e.units)
@@ -101,9 +101,7 @@ impl LimitsRt {
             self.quota_evicted(q, e);
             return;
         }
-        self.metrics.limits[self.shared.rates.len() + q]
-            .returned
-            .add(e.units);
+        self.metrics.quotas[q].returned.add(e.units);
         if e.redis_key.is_empty() {
             return;
         }
