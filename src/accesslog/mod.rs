@@ -264,11 +264,6 @@ impl LogBuf {
         self.enabled
     }
 
-    /// The log this buffer hands off to (a reload compares it with `Arc::ptr_eq`).
-    pub fn log(&self) -> &Arc<AccessLog> {
-        &self.log
-    }
-
     /// Lines buffered and not yet handed off.
     pub fn pending_lines(&self) -> u64 {
         self.lines.get()

@@ -40,11 +40,6 @@ impl LatencySnap {
         }
     }
 
-    /// How many recorded values are at most `us` (for cumulative Prometheus buckets).
-    pub fn count_le(&self, us: u64) -> u64 {
-        self.cumulative(&[us])[0]
-    }
-
     /// For each bound (µs, ascending), how many recorded values are at most that bound: one pass
     /// over the histogram. A value counts at the top of its hdr bucket (1% resolution).
     pub fn cumulative(&self, bounds: &[u64]) -> Vec<u64> {
@@ -273,8 +268,9 @@ mod tests {
         let p50 = m.routes[0].total.quantile_us(0.5);
         assert!((198..=202).contains(&p50), "{p50}");
         assert!(m.routes[0].total.quantile_us(1.0) >= 9_900);
-        assert_eq!(m.routes[0].total.count_le(250), 2);
-        assert_eq!(m.routes[0].total.count_le(1_000_000), 4);
-        assert_eq!(m.routes[0].total.count_le(50), 0);
+        assert_eq!(
+            m.routes[0].total.cumulative(&[50, 250, 1_000_000]),
+            [0, 2, 4]
+        );
     }
 }

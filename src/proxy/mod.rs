@@ -107,13 +107,17 @@ impl ReqInfo {
         }
     }
 
-    /// Starts a request's record: now.
-    fn begin(&mut self) {
+    /// Starts a request's record: now. The wall clock is read only for the access log (`wall`).
+    fn begin(&mut self, wall: bool) {
         self.start = StdInstant::now();
-        self.unix_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        self.unix_ns = if wall {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        } else {
+            0
+        };
         self.route = None;
         self.status = 0;
         self.upstream = None;
@@ -209,7 +213,7 @@ pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
         let head = read_head(&cur, &mut c, first).await;
         // the generation this request runs on
         let ctx = cur.get();
-        c.info.begin();
+        c.info.begin(ctx.log.enabled());
         c.body_sent = 0;
         c.body_recv = 0;
         let outcome = match head {
@@ -245,7 +249,7 @@ fn finish(ctx: &WorkerCtx, c: &mut ClientConn) {
     if let Some(us) = i.upstream_us {
         rs.upstream.record_us(us);
     }
-    if !ctx.log_on {
+    if !ctx.log.enabled() {
         return;
     }
     let route = i.route.map_or("", |r| ctx.cfg.routes[r].name.as_str());
@@ -401,7 +405,7 @@ async fn handle_request(
     let rid = &rid_store[..rid_len];
     c.info.rid[..rid_len].copy_from_slice(rid);
     c.info.rid_len = rid_len;
-    if ctx.log_on {
+    if ctx.log.enabled() {
         c.info.method.extend_from_slice(head.method(buf));
         c.info.target.extend_from_slice(head.target(buf));
     }
@@ -457,7 +461,7 @@ async fn handle_request(
             };
             match denied {
                 Ok(id) => {
-                    if ctx.log_on {
+                    if ctx.log.enabled() {
                         if let Some(who) = id.consumer.as_ref().or(id.subject.as_ref()) {
                             c.info.subject.push_str(who);
                         }

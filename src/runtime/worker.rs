@@ -59,10 +59,8 @@ pub struct WorkerCtx {
     pub auth: Rc<AuthRt>,
     /// Rate limits and quotas: this core's leases, Redis client.
     pub ratelimit: Rc<LimitsRt>,
-    /// This worker's access-log buffer.
+    /// This worker's access-log buffer (`log.enabled()`: requests copy what their line needs).
     pub log: Rc<LogBuf>,
-    /// The access log is on: requests copy what their log line needs.
-    pub log_on: bool,
     // worker-lifetime parts, shared by every generation
     pub stats: Rc<WorkerStats>,
     pub drain: Rc<Drain>,
@@ -177,7 +175,6 @@ impl WorkerCtx {
             auth,
             ratelimit,
             log,
-            log_on: shared.log.enabled(),
             stats: w.stats,
             drain: w.drain,
             request_ids: w.request_ids,
