@@ -49,6 +49,8 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// Most header fields in a request head -> 431 above.
     pub max_headers: usize,
+    /// How request paths are normalised before routing and forwarding (`router::normalize`).
+    pub path_normalization: crate::router::PathPolicy,
 }
 
 /// `[admin]`: the admin listener (healthz, readyz, metrics).

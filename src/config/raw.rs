@@ -48,6 +48,14 @@ pub(crate) struct RawServer {
     pub max_request_line: Option<SizeValue>,
     pub max_header_bytes: Option<SizeValue>,
     pub max_headers: Option<i64>,
+    pub path_normalization: Option<RawPathNormalization>,
+}
+
+/// `[server] path_normalization = { ... }`
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawPathNormalization {
+    pub merge_slashes: Option<bool>,
+    pub escaped_slashes: Option<String>,
 }
 
 /// `[admin]`

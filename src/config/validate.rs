@@ -16,6 +16,7 @@ use super::units::{
     check_header_value, check_host_rewrite, check_name, check_path, is_token, parse_duration,
     parse_hash_key, parse_host, parse_size, parse_template, resolve_addr,
 };
+use crate::router::PathPolicy;
 
 /// Every problem found, in the order found.
 pub(crate) type Problems = Vec<(KeyPath, String)>;
@@ -266,7 +267,32 @@ fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
             1,
             crate::http::head::MAX_HEADERS_HARD as i64,
         ),
+        path_normalization: path_policy(cx, &p.key("path_normalization"), s.path_normalization),
     }
+}
+
+fn path_policy(cx: &mut Ctx, p: &KeyPath, raw: Option<RawPathNormalization>) -> PathPolicy {
+    use crate::router::EscapedSlashes;
+    let mut policy = PathPolicy::default();
+    let Some(raw) = raw else {
+        return policy;
+    };
+    if let Some(m) = raw.merge_slashes {
+        policy.merge_slashes = m;
+    }
+    if let Some(e) = raw.escaped_slashes {
+        policy.escaped_slashes = match e.as_str() {
+            "keep" => EscapedSlashes::Keep,
+            "reject" => EscapedSlashes::Reject,
+            "decode" => EscapedSlashes::Decode,
+            _ => {
+                let m = format!("unknown action \"{e}\" (expected keep, reject or decode)");
+                cx.err(p.key("escaped_slashes"), m);
+                policy.escaped_slashes
+            }
+        };
+    }
+    policy
 }
 
 fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig> {

@@ -118,9 +118,9 @@ pub struct RequestHead {
     pub expect_continue: bool,
     /// The Connection header named fields other than close/keep-alive: they are dropped too.
     pub conn_named: bool,
-    /// Transfer-Encoding lists codings before the final `chunked` (e.g. `gzip, chunked`): they are
-    /// forwarded, since they describe the content the upstream receives.
-    pub te_codings: bool,
+    /// The authority of an absolute-form target (`GET http://host/path`): it replaces Host (RFC 9112
+    /// §3.2.2), and `target` then spans only the path and query (empty path = `/`).
+    pub authority: Option<Span>,
 }
 
 impl RequestHead {
@@ -138,11 +138,17 @@ impl RequestHead {
             None => t,
         }
     }
+    /// The request's host: the authority of an absolute-form target, else the Host header.
     pub fn host<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        match self.host {
-            Some(i) => self.headers[i as usize].value.get(buf),
-            None => b"",
+        match (self.authority, self.host) {
+            (Some(a), _) => a.get(buf),
+            (None, Some(i)) => self.headers[i as usize].value.get(buf),
+            (None, None) => b"",
         }
+    }
+    /// The request names a host (Host header or absolute-form target).
+    pub fn has_host(&self) -> bool {
+        self.authority.is_some() || self.host.is_some()
     }
     /// First header with this (lower-case) name.
     pub fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
@@ -306,7 +312,10 @@ pub fn parse_request(
     let method = req.method.unwrap_or("");
     let target = req.path.unwrap_or("");
     head.method = Span::of(base, method.as_bytes());
-    head.target = Span::of(base, target.as_bytes());
+    check_target(method.as_bytes(), target.as_bytes())?;
+    let (authority, target) = split_absolute_form(target.as_bytes())?;
+    head.authority = authority.map(|a| Span::of(base, a));
+    head.target = Span::of(base, target);
     head.minor = req.version.unwrap_or(1);
     head.head_len = head_len;
     head.headers.clear();
@@ -314,12 +323,11 @@ pub fn parse_request(
     head.expect_continue = false;
     head.conn_named = false;
     head.keep_alive = head.minor == 1;
-    check_target(method.as_bytes(), target.as_bytes())?;
 
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
     let mut te_seen = false;
-    head.te_codings = false;
+    let mut te_other = false;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = h.value;
@@ -342,7 +350,9 @@ pub fn parse_request(
                     Some(parse_content_length(value).ok_or(bad("invalid Content-Length"))?);
             }
             HeaderKind::TransferEncoding => {
-                // one list across all field lines; `chunked` must come last, exactly once
+                // one list across all field lines: exactly `chunked`, once. Other codings (`gzip,
+                // chunked`) are valid HTTP but not implemented here: 501, as nginx answers, rather
+                // than forward a coding upstreams disagree on (RFC 9112 §6.1).
                 let mut err = false;
                 for_each_token(value, |t| {
                     if chunked {
@@ -350,7 +360,7 @@ pub fn parse_request(
                     } else if t.eq_ignore_ascii_case(b"chunked") {
                         chunked = true;
                     } else if valid_coding(t) {
-                        head.te_codings = true;
+                        te_other = true;
                     } else {
                         err = true;
                     }
@@ -398,6 +408,13 @@ pub fn parse_request(
     if te_seen && !chunked {
         return Err(bad("Transfer-Encoding must end with chunked"));
     }
+    if te_other {
+        return Err(HeadError {
+            status: 501,
+            reason: "transfer coding not implemented (only chunked)",
+        });
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 even in absolute form
     if head.minor == 1 && head.host.is_none() {
         return Err(bad("missing Host header"));
     }
@@ -432,18 +449,45 @@ fn valid_coding(t: &[u8]) -> bool {
         })
 }
 
-/// Request targets: origin-form (`/path?query`), or `*` for OPTIONS. Absolute-form and authority-form
-/// are for forward proxies; a gateway answers them with 400 rather than guess.
+/// Request targets: origin-form (`/path?query`), absolute-form (`http://host/path?query`, which a
+/// server MUST accept: RFC 9112 §3.2.2), or `*` for OPTIONS. Authority-form (CONNECT) is for forward
+/// proxies: 400.
 fn check_target(method: &[u8], target: &[u8]) -> Result<(), HeadError> {
     match target.first() {
         Some(b'/') => {}
         Some(b'*') if target.len() == 1 && method == b"OPTIONS" => {}
+        _ if absolute_scheme_len(target).is_some() => {}
         _ => return Err(bad("request target must be an absolute path")),
     }
     if target.iter().any(|&b| b <= b' ' || b == 0x7f || b == b'#') {
         return Err(bad("invalid request target"));
     }
     Ok(())
+}
+
+/// `http://` or `https://` (case-insensitive) at the front: its length.
+fn absolute_scheme_len(target: &[u8]) -> Option<usize> {
+    [&b"http://"[..], b"https://"].into_iter().find_map(|s| {
+        (target.len() >= s.len() && target[..s.len()].eq_ignore_ascii_case(s)).then_some(s.len())
+    })
+}
+
+/// Splits an absolute-form target into (authority, path-and-query); origin-form passes through.
+/// The authority must be a plain host[:port] (userinfo is refused, RFC 9110 §4.2.4).
+fn split_absolute_form(target: &[u8]) -> Result<(Option<&[u8]>, &[u8]), HeadError> {
+    let Some(skip) = absolute_scheme_len(target) else {
+        return Ok((None, target));
+    };
+    let rest = &target[skip..];
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() || authority.contains(&b'@') || !valid_host(authority) {
+        return Err(bad("invalid authority in request target"));
+    }
+    Ok((Some(authority), &rest[end..]))
 }
 
 /// Host: reg-name / IPv4 / [IPv6] with an optional port; empty is allowed (no authority).
@@ -618,12 +662,23 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(h.body, BodyKind::Chunked);
-        assert!(!h.te_codings);
-        let h = req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: x;q=1 , chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.body, BodyKind::Chunked);
-        assert!(h.te_codings);
+        // valid codings before chunked are not implemented: 501, never forwarded
+        for te in [
+            &b"gzip, chunked"[..],
+            b"gzip\r\nTransfer-Encoding: x;q=1 , chunked",
+        ] {
+            let raw = [
+                &b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "[..],
+                te,
+                b"\r\n\r\n",
+            ]
+            .concat();
+            let e = req(&raw).unwrap_err();
+            assert_eq!(
+                (e.status, e.reason),
+                (501, "transfer coding not implemented (only chunked)")
+            );
+        }
         let h = req(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length:  22  \r\n\r\n")
             .unwrap()
             .unwrap();
@@ -650,7 +705,11 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n",
             b"GET / HTTP/1.1\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-            b"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://a/ HTTP/1.1\r\n\r\n",
+            b"GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET ftp://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
         ];
         for c in cases {
             let r = req(c);
@@ -661,6 +720,22 @@ mod tests {
                 r.map(|o| o.is_some())
             );
         }
+    }
+
+    #[test]
+    fn absolute_form() {
+        let raw = b"GET HTTP://api.example:8080/a/b?q=1 HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = req(raw).unwrap().unwrap();
+        assert_eq!(h.target(raw), b"/a/b?q=1");
+        assert_eq!(h.path(raw), b"/a/b");
+        assert_eq!(h.host(raw), b"api.example:8080");
+        let raw = b"GET https://h?x HTTP/1.0\r\n\r\n";
+        let h = req(raw).unwrap().unwrap();
+        assert_eq!(
+            (h.target(raw), h.path(raw), h.host(raw)),
+            (&b"?x"[..], &b""[..], &b"h"[..])
+        );
+        assert!(h.has_host());
     }
 
     #[test]

@@ -57,6 +57,8 @@ pub(crate) struct ClientConn {
     buf: Vec<u8>,
     out: Vec<u8>,
     target: Vec<u8>,
+    /// The normalised path (and the query after it) when the request's path was not normal.
+    norm: Vec<u8>,
     head: RequestHead,
     peer_ip: String,
     /// Rate-limit headers and byte-quota charges of the current request.
@@ -199,6 +201,7 @@ pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
         buf: Vec::with_capacity(CLIENT_BUF),
         out: Vec::with_capacity(4096),
         target: Vec::with_capacity(256),
+        norm: Vec::new(),
         head: RequestHead::default(),
         peer_ip: peer.ip().to_string(),
         limits: Default::default(),
@@ -418,10 +421,32 @@ async fn handle_request(
     let body_pending = head.body != BodyKind::None;
     let client_keep = head.keep_alive;
 
+    // routing and the upstream see the normalised path (router/normalize.rs); the query is kept
+    let raw_path = head.path(buf);
+    let (path, target) =
+        match router::normalize(raw_path, &ctx.cfg.server.path_normalization, &mut c.norm) {
+            Ok(false) => (raw_path, head.target(buf)),
+            Ok(true) => {
+                let path_len = c.norm.len();
+                c.norm
+                    .extend_from_slice(&head.target(buf)[raw_path.len()..]);
+                (&c.norm[..path_len], &c.norm[..])
+            }
+            Err(router::PathError(reason)) => {
+                let e = ProxyError::new(ErrorKind::BadRequest {
+                    status: 400,
+                    reason,
+                });
+                let keep = client_keep && !body_pending;
+                let head_len = head.head_len;
+                c.buf.drain(..head_len);
+                return answer_error(ctx, c, None, Some(rid), &e, None, keep).await;
+            }
+        };
     let lookup = ctx.router.lookup(
         head.host(buf),
         head.method(buf),
-        head.path(buf),
+        path,
         &Headers { head, buf },
     );
     let route_idx = match lookup {
@@ -526,7 +551,7 @@ async fn handle_request(
 
     // upstream request head + whatever body arrived with it
     c.target.clear();
-    router::rewrite_target(route.rewrite.as_ref(), head.target(buf), &mut c.target);
+    router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
     c.out.clear();
     let rctx = RequestContext {
         target: &c.target,

@@ -16,8 +16,10 @@
 //!   matches any host that *ends with* the suffix and is longer than it (`a.example.com`,
 //!   `a.b.example.com`, not `example.com`). A route without a host matches every host, including an
 //!   absent (empty) one.
-//! - **Path** — matching is on the **raw** request path (no query string, no percent-decoding, no
-//!   dot-segment or slash normalisation: `/a%2Fb` is one segment, `/a//b` has an empty segment).
+//! - **Path** — matching is on the request path (no query string) *after* the connection driver
+//!   normalised it (`normalize.rs`: unreserved escapes decoded, dot segments removed, slashes merged,
+//!   encoded slashes per policy); the router itself compares bytes, so `/a%2Fb` (escaped slashes
+//!   kept) is one segment and, with `merge_slashes = false`, `/a//b` has an empty segment.
 //!   - `Exact(p)`: byte equality.
 //!   - `Prefix(p)`: the path is `p`, or starts with `p` followed by `/` (`/api/users` matches
 //!     `/api/users` and `/api/users/7`, not `/api/usersX`); a `p` ending in `/` matches every path
@@ -58,6 +60,7 @@
 //! the first bucket with a full match answers. Route and NotFound outcomes never allocate; only a 405
 //! does (it rescans with [`LinearRouter`] to build `Allow`).
 
+mod normalize;
 mod rules;
 mod slice_map;
 mod table;
@@ -67,6 +70,7 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
+pub use normalize::{normalize, EscapedSlashes, PathError, PathPolicy};
 pub use rules::LinearRouter;
 
 use crate::config::{HostMatch, PathMatch, PrefixRewrite, RouteConfig};
