@@ -237,3 +237,95 @@ fn hash_by_client_ip_is_sticky() {
         );
     });
 }
+
+/// Hash balancing on an authenticated route reads what the upstream receives: the identity header
+/// the gateway sets from the verified token (a client-sent copy never steers), and
+/// `hash_key = "identity"` hashes the token's subject.
+#[test]
+fn hash_keys_on_authenticated_routes_ignore_spoofed_headers() {
+    use common::jwt::{claims, mint};
+    const SECRET: &str = "hash-identity-secret";
+    std::env::set_var("CG_TEST_HASH_SECRET", SECRET);
+    let ups: Vec<Upstream> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Upstream::fixed(n, 200, n))
+        .collect();
+    let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
+    let auth = "[[auth]]\nname = \"jwt\"\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\n\
+                secret_env = \"CG_TEST_HASH_SECRET\"\nclaims_to_headers = { sub = \"X-User-Id\" }\n\n";
+    let cfg = config(
+        "",
+        &(auth.to_string()
+            + &upstream_toml(
+                "by_header",
+                &addrs,
+                "balance = \"hash\"\nhash_key = \"header:x-user-id\"",
+            )
+            + &upstream_toml(
+                "by_identity",
+                &addrs,
+                "balance = \"hash\"\nhash_key = \"identity\"",
+            )
+            + &route_toml("h", "by_header", "path_prefix = \"/h\"\nauth = \"jwt\"")
+            + &route_toml("i", "by_identity", "path_prefix = \"/i\"\nauth = \"jwt\"")),
+    );
+    let token = |sub: &str| {
+        format!(
+            "Bearer {}",
+            mint(
+                jsonwebtoken::Algorithm::HS256,
+                SECRET,
+                None,
+                claims(sub, serde_json::json!({}))
+            )
+        )
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        let send = |path: &str, headers: &[(&str, &str)]| {
+            let r = Client::connect(gw.addr).request(&req("GET", path, "lb.test", headers, b""));
+            assert_eq!(r.status, 200, "[{driver}] {path}: {}", r.body_str());
+            r.header("x-upstream").unwrap_or_default()
+        };
+        let alice = token("alice");
+        for prefix in ["/h", "/i"] {
+            // spoofed identity headers (and their underscore spellings) vary; the verified subject
+            // does not, so neither does the endpoint
+            let mut seen = std::collections::BTreeSet::new();
+            for n in 0..30 {
+                let spoof = format!("user-{n}");
+                seen.insert(send(
+                    prefix,
+                    &[
+                        ("authorization", &alice),
+                        ("x-user-id", &spoof),
+                        ("X_User_Id", &spoof),
+                    ],
+                ));
+            }
+            assert_eq!(
+                seen.len(),
+                1,
+                "[{driver}] {prefix}: spoofed x-user-id steered balancing: {seen:?}"
+            );
+            // different subjects spread and each sticks
+            let mut owners = std::collections::BTreeMap::new();
+            for round in 0..2 {
+                for u in 0..20 {
+                    let who = format!("sub-{u}");
+                    let got = send(prefix, &[("authorization", &token(&who))]);
+                    let first = owners.entry(who.clone()).or_insert_with(|| got.clone());
+                    assert_eq!(
+                        *first, got,
+                        "[{driver}] {prefix} {who} moved in round {round}"
+                    );
+                }
+            }
+            let used: std::collections::BTreeSet<_> = owners.values().collect();
+            assert!(
+                used.len() >= 2,
+                "[{driver}] {prefix}: 20 subjects on one endpoint"
+            );
+        }
+    });
+}

@@ -78,6 +78,10 @@ pub struct UpstreamConfig {
     pub max_fails: u32,
     /// Passive health: how long an endpoint stays ejected (nginx's fail_timeout).
     pub fail_timeout: Duration,
+    /// Most endpoints (percent) ejected at once; the last healthy one never is.
+    pub max_ejection_percent: u32,
+    /// Below this percentage of healthy endpoints, balance over all of them (Envoy's panic mode).
+    pub panic_threshold: u32,
 }
 
 /// One upstream endpoint.
@@ -110,6 +114,9 @@ pub enum HashKey {
     Header(String),
     /// The client's IP address (`hash_key = "client_ip"`).
     ClientIp,
+    /// The authenticated caller: the subject, else the consumer (`hash_key = "identity"`); requests
+    /// on routes without auth have none and are balanced round robin.
+    Identity,
 }
 
 /// `[[route]]`: what a request must look like, and where it goes.

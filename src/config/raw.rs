@@ -78,6 +78,8 @@ pub(crate) struct RawUpstream {
     pub retries: Option<i64>,
     pub max_fails: Option<i64>,
     pub fail_timeout: Option<DurationValue>,
+    pub max_ejection_percent: Option<i64>,
+    pub panic_threshold: Option<i64>,
 }
 
 /// One `[[route]]`.

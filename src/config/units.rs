@@ -256,8 +256,10 @@ pub(crate) fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// `hash_key`: `"client_ip"` or `"header:<name>"` (name lower-cased).
 pub(crate) fn parse_hash_key(key: &str) -> Result<HashKey, String> {
-    if key == "client_ip" {
-        return Ok(HashKey::ClientIp);
+    match key {
+        "client_ip" => return Ok(HashKey::ClientIp),
+        "identity" => return Ok(HashKey::Identity),
+        _ => {}
     }
     match key.strip_prefix("header:") {
         Some(name) if is_token(name) => Ok(HashKey::Header(name.to_ascii_lowercase())),
@@ -265,7 +267,7 @@ pub(crate) fn parse_hash_key(key: &str) -> Result<HashKey, String> {
             "invalid header name \"{name}\" (expected an HTTP token like x-user-id)"
         )),
         None => Err(format!(
-            "invalid hash_key \"{key}\" (expected \"header:<name>\" or \"client_ip\")"
+            "invalid hash_key \"{key}\" (expected \"header:<name>\", \"client_ip\" or \"identity\")"
         )),
     }
 }

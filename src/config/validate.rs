@@ -23,6 +23,11 @@ pub(crate) type Problems = Vec<(KeyPath, String)>;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// Envoy's outlier-detection cap is 10%; with nginx-style `max_fails = 1` on two or three endpoints
+/// that would forbid any ejection, so half: one of two endpoints may be out, never both.
+const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
+/// Envoy's `healthy_panic_threshold` default: below half healthy, spread over all.
+const DEFAULT_PANIC_THRESHOLD: u32 = 50;
 const ADDR_EXAMPLE: &str = "an address like \"127.0.0.1:9001\"";
 
 #[derive(Default)]
@@ -334,6 +339,20 @@ fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig>
         retries: cx.int(p.key("retries"), u.retries, 1, 0, 10),
         max_fails: cx.int(p.key("max_fails"), u.max_fails, 1, 0, i64::from(u32::MAX)),
         fail_timeout: cx.duration(p.key("fail_timeout"), u.fail_timeout, 10, false),
+        max_ejection_percent: cx.int(
+            p.key("max_ejection_percent"),
+            u.max_ejection_percent,
+            DEFAULT_MAX_EJECTION_PERCENT,
+            0,
+            100,
+        ),
+        panic_threshold: cx.int(
+            p.key("panic_threshold"),
+            u.panic_threshold,
+            DEFAULT_PANIC_THRESHOLD,
+            0,
+            100,
+        ),
         // Last: `?` must not skip the checks above.
         name: name?,
         endpoints,
@@ -354,7 +373,8 @@ fn balance(
         "least_conn" => Balance::LeastConn,
         "p2c" => Balance::P2c,
         "hash" => {
-            let expected = "\"header:<name>\" or \"client_ip\", required by balance = \"hash\"";
+            let expected =
+                "\"header:<name>\", \"client_ip\" or \"identity\", required by balance = \"hash\"";
             let key = cx.required(kp.clone(), key, expected)?;
             return cx.check(&kp, parse_hash_key(&key)).map(Balance::Hash);
         }
@@ -616,10 +636,10 @@ pub(crate) mod tests {
         let by_header = balance("balance = \"hash\"\nhash_key = \"header:X-Tenant\"");
         assert_eq!(by_header, Balance::Hash(HashKey::Header("x-tenant".into())));
         check_cases(&[
-            (&format!("{h}balance = \"hash\""), &["upstream[1].hash_key: missing (expected \"header:<name>\" or \"client_ip\", required by balance = \"hash\")"]),
+            (&format!("{h}balance = \"hash\""), &["upstream[1].hash_key: missing (expected \"header:<name>\", \"client_ip\" or \"identity\", required by balance = \"hash\")"]),
             (&format!("{h}balance = \"p2c\"\nhash_key = \"client_ip\""), &["upstream[1].hash_key: only allowed with balance = \"hash\""]),
             (&format!("{h}hash_key = \"client_ip\""), &["upstream[1].hash_key: only allowed with balance = \"hash\""]),
-            (&format!("{h}balance = \"hash\"\nhash_key = \"cookie:x\""), &["upstream[1].hash_key: invalid hash_key \"cookie:x\" (expected \"header:<name>\" or \"client_ip\")"]),
+            (&format!("{h}balance = \"hash\"\nhash_key = \"cookie:x\""), &["upstream[1].hash_key: invalid hash_key \"cookie:x\" (expected \"header:<name>\", \"client_ip\" or \"identity\")"]),
             (&format!("{h}balance = \"hash\"\nhash_key = \"header:x y\""), &["upstream[1].hash_key: invalid header name \"x y\" (expected an HTTP token like x-user-id)"]),
             (&format!("{h}balance = \"hash\"\nhash_key = \"header:\""), &["upstream[1].hash_key: invalid header name \"\" (expected an HTTP token like x-user-id)"]),
             (&format!("{h}balance = \"rr\""), &["upstream[1].balance: unknown policy \"rr\" (expected round_robin, weighted, least_conn, p2c or hash)"]),

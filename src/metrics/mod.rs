@@ -158,6 +158,13 @@ pub struct UpstreamStats {
     pub retries: Counter,
     pub pool_hits: Counter,
     pub pool_misses: Counter,
+    /// Endpoints ejected by passive health, and ejections the safety floor refused.
+    pub ejections: Counter,
+    pub ejections_spared: Counter,
+    /// Picks made in panic mode (too few healthy endpoints: health ignored).
+    pub panic_picks: Counter,
+    /// Pooled connections found closed by the upstream (before or on reuse); never an endpoint failure.
+    pub stale_connections: Counter,
     /// Bytes written to / read from upstream connections (heads and bodies).
     pub bytes_sent: Counter,
     pub bytes_received: Counter,
@@ -300,6 +307,10 @@ impl WorkerStats {
                 retries: u.retries.get(),
                 pool_hits: u.pool_hits.get(),
                 pool_misses: u.pool_misses.get(),
+                ejections: u.ejections.get(),
+                ejections_spared: u.ejections_spared.get(),
+                panic_picks: u.panic_picks.get(),
+                stale_connections: u.stale_connections.get(),
                 bytes_sent: u.bytes_sent.get(),
                 bytes_received: u.bytes_received.get(),
                 open_connections: u.open_connections.get(),

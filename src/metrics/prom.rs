@@ -192,7 +192,7 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         }
     }
     type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
-    let simple: [(&str, &str, &str, Pick); 6] = [
+    let simple: [(&str, &str, &str, Pick); 10] = [
         (
             names::UPSTREAM_RETRIES_TOTAL,
             "counter",
@@ -210,6 +210,30 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             "counter",
             "Requests that needed a new upstream connection.",
             |u| u.pool_misses,
+        ),
+        (
+            names::UPSTREAM_EJECTIONS_TOTAL,
+            "counter",
+            "Endpoints ejected by passive health (max_fails within fail_timeout).",
+            |u| u.ejections,
+        ),
+        (
+            names::UPSTREAM_EJECTIONS_SPARED_TOTAL,
+            "counter",
+            "Ejections not made: the last healthy endpoint, or max_ejection_percent reached.",
+            |u| u.ejections_spared,
+        ),
+        (
+            names::UPSTREAM_PANIC_PICKS_TOTAL,
+            "counter",
+            "Endpoint picks in panic mode (healthy share below panic_threshold: health ignored).",
+            |u| u.panic_picks,
+        ),
+        (
+            names::UPSTREAM_STALE_CONNECTIONS_TOTAL,
+            "counter",
+            "Pooled connections the upstream had closed, found at reuse (not endpoint failures).",
+            |u| u.stale_connections,
         ),
         (
             names::UPSTREAM_SENT_BYTES_TOTAL,

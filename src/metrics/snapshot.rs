@@ -81,6 +81,10 @@ pub struct UpstreamSnap {
     pub retries: u64,
     pub pool_hits: u64,
     pub pool_misses: u64,
+    pub ejections: u64,
+    pub ejections_spared: u64,
+    pub panic_picks: u64,
+    pub stale_connections: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub open_connections: i64,
@@ -212,6 +216,10 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
             into.retries += u.retries;
             into.pool_hits += u.pool_hits;
             into.pool_misses += u.pool_misses;
+            into.ejections += u.ejections;
+            into.ejections_spared += u.ejections_spared;
+            into.panic_picks += u.panic_picks;
+            into.stale_connections += u.stale_connections;
             into.bytes_sent += u.bytes_sent;
             into.bytes_received += u.bytes_received;
             into.open_connections += u.open_connections;

@@ -1,16 +1,24 @@
 //! One request/response exchange with an upstream: endpoint choice, connection, send, response head.
 //!
 //! Owns: the attempt loop. Each attempt asks the balancer for an endpoint (preferring untried ones),
-//! takes a pooled connection or connects (`connect_timeout`), writes the buffered request (head plus the
-//! body bytes that came with it), streams any remaining request body from the client, then reads the
-//! response head (`response_timeout`). Failures feed passive health (`report_failure`) and decide:
+//! takes a pooled connection (checked open at checkout, `upstream/pool.rs`) or connects
+//! (`connect_timeout`), writes the buffered request (head plus the body bytes that came with it),
+//! streams any remaining request body from the client, then reads the response head
+//! (`response_timeout`) while watching the client socket. Failures feed passive health
+//! (`report_failure`) and decide:
 //! - connect failure / timeout: nothing was sent, so another attempt is safe for any method, up to
 //!   `retries` extra attempts;
-//! - a *pooled* connection that turns out closed before any response byte: the upstream dropped an idle
-//!   keep-alive connection; one free retry on a fresh connection for idempotent, fully buffered requests;
+//! - a *reused* connection that fails before any response byte: the upstream dropped an idle
+//!   keep-alive connection (a stale connection, counted as such, never an endpoint failure); one free
+//!   retry on a fresh connection when the request is fully buffered and either the write failed
+//!   (nothing reached the upstream: any method) or the request is idempotent;
 //! - reset before any response byte on a fresh connection: retried (within `retries`) only for
 //!   idempotent, fully buffered requests; otherwise 502;
-//! - response head timeout: 504, never retried (the upstream may be working on it).
+//! - a write that fails because the upstream answered early and closed (413, 401, an early 200 while
+//!   the body was still coming): its answer is read and relayed instead of a 502 (`Exchanged::early`);
+//! - response head timeout: 504, never retried (the upstream may be working on it);
+//! - the client closing while the upstream works: the exchange is cancelled (`Fail::Close`; the
+//!   request is logged as 499) and the upstream connection is dropped, not pooled.
 //!
 //! On success the caller gets the connection, with the parsed head in `resp`, and an in-flight guard.
 
@@ -19,15 +27,19 @@ use monoio::time::Instant;
 
 use super::io::{self, IoFail};
 use super::{relay, BodyLeft, ClientConn, Fail};
-use crate::http::head::{self, ResponseHead};
+use crate::http::head::{self, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, ProxyError};
 use crate::metrics::UpstreamError;
 use crate::runtime::worker::WorkerCtx;
+use crate::upstream::balance::Ejection;
 use crate::upstream::pool::UpConn;
 use crate::upstream::UpstreamRt;
 
 /// Upstream response heads larger than this are rejected (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// After a write to the upstream failed, how long its (early) answer may take to be readable: it was
+/// sent before the upstream closed, so it is normally there already.
+const EARLY_RESPONSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the exchange needs to know about the request.
 pub(crate) struct Request<'a> {
@@ -67,9 +79,15 @@ enum HeadFail {
 
 /// Passive health and metrics for one failed attempt on `ep`.
 fn failed(up: &UpstreamRt, ep: usize, kind: UpstreamError) {
-    up.balancer
+    let ejection = up
+        .balancer
         .borrow_mut()
         .report_failure(ep, std::time::Instant::now());
+    match ejection {
+        Ejection::None => {}
+        Ejection::Ejected => up.stats.ejections.inc(),
+        Ejection::Spared => up.stats.ejections_spared.inc(),
+    }
     up.stats.error(kind);
 }
 
@@ -124,6 +142,73 @@ async fn read_response_head(
     }
 }
 
+/// What the exchange hands back: the connection with the response head parsed into `resp`.
+pub(crate) struct Exchanged<'a> {
+    pub conn: UpConn,
+    pub inflight: Inflight<'a>,
+    /// The upstream answered before it had read the whole request (413, 401, an early 200): its
+    /// answer is relayed, the rest of the body is not sent, the upstream connection is closed, and
+    /// so is the client's unless its whole request had been read.
+    pub early: bool,
+}
+
+/// Parses the response head's `Keep-Alive: timeout=N` (hop-by-hop, so only classified heads are
+/// scanned) into the connection's idle limit.
+fn learn_keep_alive(conn: &mut UpConn, resp: &ResponseHead) {
+    conn.idle_limit = None;
+    let buf = std::mem::take(&mut conn.buf);
+    for h in resp
+        .headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::HopByHop)
+    {
+        if h.name.get(&buf).eq_ignore_ascii_case(b"keep-alive") {
+            conn.learn_keep_alive(h.value.get(&buf));
+        }
+    }
+    conn.buf = buf;
+}
+
+/// After a failed write to the upstream: did it already answer (and close)? Reads what it sent
+/// within a short wait.
+async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head: bool) -> bool {
+    let deadline = Instant::now() + EARLY_RESPONSE_WAIT;
+    read_response_head(conn, resp, deadline, method_head)
+        .await
+        .is_ok()
+}
+
+/// Resolves when the client is gone (end of stream or error on its socket); pending forever once
+/// it sends bytes (a pipelined request: the connection stays, and the bytes stay in the socket).
+async fn client_gone(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    loop {
+        if stream.readable(false).await.is_err() {
+            return;
+        }
+        let mut byte = 0u8;
+        // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => return,
+            n if n > 0 => std::future::pending::<()>().await,
+            _ => {
+                let e = std::io::Error::last_os_error().raw_os_error();
+                if !matches!(e, Some(libc::EAGAIN) | Some(libc::EINTR)) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Runs the attempt loop; see the module doc.
 pub(crate) async fn exchange<'a>(
     ctx: &WorkerCtx,
@@ -131,7 +216,7 @@ pub(crate) async fn exchange<'a>(
     c: &mut ClientConn,
     body: &mut BodyLeft,
     resp: &mut ResponseHead,
-) -> Result<(UpConn, Inflight<'a>), Fail> {
+) -> Result<Exchanged<'a>, Fail> {
     let up = req.up;
     let replayable = matches!(body, BodyLeft::Done);
     let retry_safe = replayable && req.idempotent;
@@ -142,7 +227,14 @@ pub(crate) async fn exchange<'a>(
     let mut attempts = 0u32;
     loop {
         let now = std::time::Instant::now();
-        let picked = up.balancer.borrow_mut().pick(req.key, tried, now);
+        let picked = {
+            let mut b = up.balancer.borrow_mut();
+            let picked = b.pick(req.key, tried, now);
+            if b.last_pick_panicked() {
+                up.stats.panic_picks.inc();
+            }
+            picked
+        };
         let Some(ep) = picked else {
             return Err(last_err
                 .unwrap_or(ProxyError::new(ErrorKind::NoHealthyUpstream))
@@ -176,41 +268,88 @@ pub(crate) async fn exchange<'a>(
                 }
             },
         };
+        // A failure on a reused connection before any response byte is the upstream having closed
+        // it while idle: never an endpoint failure. One retry on a fresh connection when safe.
+        let stale = |retry_ok: bool, stale_retry: &mut bool| {
+            up.stats.stale_connections.inc();
+            up.pool.borrow_mut().clear(ep);
+            if retry_ok && *stale_retry {
+                *stale_retry = false;
+                true
+            } else {
+                false
+            }
+        };
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
         up.stats.bytes_sent.add(c.out.len() as u64);
         let sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline).await;
         if sent.is_err() {
-            if reused && retry_safe && stale_retry {
-                stale_retry = false;
-                up.pool.borrow_mut().clear(ep);
-                tried &= !(1u64 << (ep & 63));
-                continue;
+            if early_response(&mut conn, resp, req.method_head).await {
+                return Ok(Exchanged {
+                    conn,
+                    inflight,
+                    early: true,
+                });
             }
-            failed(up, ep, UpstreamError::Reset);
+            if reused {
+                // nothing of the request reached an upstream that had closed: any method may retry
+                if stale(replayable, &mut stale_retry) {
+                    tried &= !(1u64 << (ep & 63));
+                    continue;
+                }
+            } else {
+                failed(up, ep, UpstreamError::Reset);
+            }
             return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
         }
         if !matches!(body, BodyLeft::Done) {
             match relay::request_body(ctx, c, &mut conn, body).await {
                 Ok(()) => {}
                 Err(Fail::Respond(e)) if e.kind == ErrorKind::UpstreamReset => {
-                    failed(up, ep, UpstreamError::Reset);
+                    if early_response(&mut conn, resp, req.method_head).await {
+                        return Ok(Exchanged {
+                            conn,
+                            inflight,
+                            early: true,
+                        });
+                    }
+                    if reused {
+                        stale(false, &mut stale_retry);
+                    } else {
+                        failed(up, ep, UpstreamError::Reset);
+                    }
                     return Err(e.into());
                 }
                 Err(e) => return Err(e),
             }
         }
         let deadline = Instant::now() + up.cfg.response_timeout;
-        match read_response_head(&mut conn, resp, deadline, req.method_head).await {
+        // the client may leave while the upstream works: then the exchange is cancelled (the
+        // upstream connection is dropped, never pooled) and the request is logged as 499
+        let got = monoio::select! {
+            r = read_response_head(&mut conn, resp, deadline, req.method_head) => Some(r),
+            _ = client_gone(&c.stream) => None,
+        };
+        let Some(got) = got else {
+            return Err(Fail::Close);
+        };
+        match got {
             Ok(()) => {
                 up.balancer.borrow_mut().report_success(ep);
-                return Ok((conn, inflight));
+                learn_keep_alive(&mut conn, resp);
+                return Ok(Exchanged {
+                    conn,
+                    inflight,
+                    early: false,
+                });
             }
-            Err(HeadFail::Closed { got_bytes: false }) if reused && retry_safe && stale_retry => {
-                stale_retry = false;
-                up.pool.borrow_mut().clear(ep);
-                tried &= !(1u64 << (ep & 63));
-                continue;
+            Err(HeadFail::Closed { got_bytes: false }) if reused => {
+                if stale(retry_safe, &mut stale_retry) {
+                    tried &= !(1u64 << (ep & 63));
+                    continue;
+                }
+                return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
             }
             Err(HeadFail::Closed { .. }) => {
                 failed(up, ep, UpstreamError::Reset);

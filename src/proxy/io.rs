@@ -67,3 +67,31 @@ pub async fn write_prefix(
         Err(_) => Err(IoFail::Timeout),
     }
 }
+
+/// Longest a lingering close waits for the client to stop sending (nginx `lingering_time` is 30 s,
+/// `lingering_timeout` 5 s; a gateway answering early needs only long enough for the answer to land).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+/// Most bytes a lingering close reads and discards.
+const LINGER_BYTES: usize = 4 << 20;
+
+/// Closes our sending side, then reads and discards what the client still sends (a request body we
+/// did not want) until it closes, `LINGER_TIME` passes or `LINGER_BYTES` were read. Closing a socket
+/// with unread input makes the kernel send a reset, which can destroy the answer still in flight to
+/// the client; this is the lingering close of RFC 9112 §9.6.
+pub async fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open socket fd; shutdown has no memory effects.
+    unsafe {
+        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+    }
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut total = 0;
+    while total < LINGER_BYTES {
+        buf.clear();
+        match read_some(stream, buf, deadline).await {
+            Ok(n) if n > 0 => total += n,
+            _ => break,
+        }
+    }
+    buf.clear();
+}

@@ -378,6 +378,43 @@ async fn answer_error(
     }
 }
 
+/// The hash-balancing key of a request, read from what the upstream will receive: a header the
+/// gateway sets from the verified identity hashes that value, a header it strips (managed identity
+/// and credential headers) hashes as absent, so a client-sent copy can never steer balancing.
+fn balance_key(
+    balance: &crate::config::Balance,
+    head: &RequestHead,
+    buf: &[u8],
+    peer_ip: &str,
+    identity: Option<&crate::auth::identity::Identity>,
+    strip: &[Box<[u8]>],
+) -> Option<u64> {
+    use crate::config::{Balance, HashKey};
+    let Balance::Hash(key) = balance else {
+        return None;
+    };
+    match key {
+        HashKey::ClientIp => Some(hash_key(peer_ip.as_bytes())),
+        HashKey::Identity => identity
+            .and_then(|id| id.subject.as_ref().or(id.consumer.as_ref()))
+            .map(|who| hash_key(who.as_bytes())),
+        HashKey::Header(name) => {
+            let name = name.as_bytes();
+            if let Some((_, v)) = identity.and_then(|id| {
+                id.headers
+                    .iter()
+                    .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            }) {
+                return Some(hash_key(v.as_bytes()));
+            }
+            if strip.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                return None;
+            }
+            head.header(buf, name).map(hash_key)
+        }
+    }
+}
+
 /// Runs one parsed request to completion.
 async fn handle_request(
     ctx: &Rc<WorkerCtx>,
@@ -539,15 +576,14 @@ async fn handle_request(
     let method_head = head.method(buf) == b"HEAD";
     let idempotent = head.is_idempotent(buf);
     let client_minor = head.minor;
-    let key = match &up.cfg.balance {
-        crate::config::Balance::Hash(crate::config::HashKey::Header(name)) => {
-            head.header(buf, name.as_bytes()).map(hash_key)
-        }
-        crate::config::Balance::Hash(crate::config::HashKey::ClientIp) => {
-            Some(hash_key(c.peer_ip.as_bytes()))
-        }
-        _ => None,
-    };
+    let key = balance_key(
+        &up.cfg.balance,
+        head,
+        buf,
+        &c.peer_ip,
+        identity.as_deref(),
+        ctx.auth.strip_list(route.auth),
+    );
 
     // upstream request head + whatever body arrived with it
     c.target.clear();
@@ -622,7 +658,11 @@ async fn handle_request(
         idempotent,
         method_head,
     };
-    let (mut conn, inflight) = match exchange::exchange(ctx, &ex, c, &mut body, resp).await {
+    let exchange::Exchanged {
+        mut conn,
+        inflight,
+        early,
+    } = match exchange::exchange(ctx, &ex, c, &mut body, resp).await {
         Ok(v) => v,
         Err(Fail::Close) => return Outcome::Close,
         Err(Fail::Respond(e)) => {
@@ -630,9 +670,11 @@ async fn handle_request(
             return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await;
         }
     };
+    // an early answer leaves the rest of the request body unread: the connection closes after it
+    let body_unread = !matches!(body, BodyLeft::Done);
     let how = relay::ResponseCtx {
         rid,
-        keep: client_keep && !ctx.drain.is_set(),
+        keep: client_keep && !ctx.drain.is_set() && !body_unread,
         client_minor,
         up_timeout: up.cfg.response_timeout,
     };
@@ -645,12 +687,16 @@ async fn handle_request(
     }
     let up_us = up_start.elapsed().as_micros() as u64;
     c.info.upstream_us = Some(up_us);
-    up.stats.record(resp.status);
     up.stats.latency.record_us(up_us);
     match result {
         Ok(r) => {
-            if r.upstream_reusable {
+            up.stats.record(resp.status);
+            if r.upstream_reusable && !early {
                 up.pool.borrow_mut().put(conn, std::time::Instant::now());
+            }
+            if body_unread {
+                // let the client read the answer before its unread body makes our close a reset
+                io::linger_close(&mut c.stream, &mut c.buf).await;
             }
             if r.client_keep {
                 Outcome::KeepAlive
@@ -658,6 +704,15 @@ async fn handle_request(
                 Outcome::Close
             }
         }
-        Err(()) => Outcome::Close,
+        Err(relay::RelayFail::Close) => {
+            up.stats.record(resp.status);
+            Outcome::Close
+        }
+        Err(relay::RelayFail::BadUpstream(reason)) => {
+            c.info.upstream_us = None;
+            let e = ProxyError::new(ErrorKind::BadUpstreamResponse { reason });
+            let keep = client_keep && !body_unread;
+            answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await
+        }
     }
 }

@@ -165,15 +165,29 @@ pub(crate) struct ResponseCtx<'a> {
     pub up_timeout: std::time::Duration,
 }
 
-/// Sends the response head and streams the body to the client. `Err(())`: the client connection must
-/// be closed (a side failed mid-response); the upstream connection is then not reusable either.
+/// Why the response relay stopped early.
+pub(crate) enum RelayFail {
+    /// A side failed mid-response: the client connection must be closed (the upstream connection is
+    /// not reusable either).
+    Close,
+    /// The upstream's body was malformed before any byte went to the client: answer 502 instead.
+    BadUpstream(&'static str),
+}
+
+impl From<()> for RelayFail {
+    fn from(_: ()) -> Self {
+        RelayFail::Close
+    }
+}
+
+/// Sends the response head and streams the body to the client.
 pub(crate) async fn response(
     ctx: &WorkerCtx,
     c: &mut ClientConn,
     conn: &mut UpConn,
     resp: &ResponseHead,
     how: &ResponseCtx<'_>,
-) -> Result<Relayed, ()> {
+) -> Result<Relayed, RelayFail> {
     let (rid, keep, client_minor, up_timeout) =
         (how.rid, how.keep, how.client_minor, how.up_timeout);
     let framing = match resp.body {
@@ -230,14 +244,27 @@ pub(crate) async fn response(
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(u64::MAX);
             let mut start = head_len;
+            let mut first = true;
             loop {
                 let (out, sent) = (&mut c.out, &mut c.body_sent);
-                let p = dec
-                    .decode(&conn.buf[start..], &mut |data: &[u8]| {
-                        *sent += data.len() as u64;
-                        push_data(out, data, framing)
-                    })
-                    .map_err(|_| ())?;
+                let decoded = dec.decode(&conn.buf[start..], &mut |data: &[u8]| {
+                    *sent += data.len() as u64;
+                    push_data(out, data, framing)
+                });
+                let p = match decoded {
+                    Ok(p) => p,
+                    Err(_) => {
+                        conn.stats.error(UpstreamError::BadResponse);
+                        if first {
+                            // nothing was written to the client yet: it gets a 502, not a cut
+                            c.out.clear();
+                            c.body_sent = 0;
+                            return Err(RelayFail::BadUpstream("malformed chunked response body"));
+                        }
+                        return Err(RelayFail::Close);
+                    }
+                };
+                first = false;
                 if p.done {
                     if framing == OutFraming::Chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);

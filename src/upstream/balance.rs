@@ -17,6 +17,11 @@
 //!   endpoint for `fail_timeout`. It returns automatically once the deadline passes (checked lazily
 //!   against the caller's `now`). [`Balancer::report_success`] clears the count. `max_fails == 0`
 //!   disables ejection.
+//! - The safety floor (nginx never ejects a sole server; Envoy's `max_ejection_percent` and panic
+//!   threshold): an ejection that would leave no healthy endpoint, or more than
+//!   `max_ejection_percent` of them ejected, is not made ([`Ejection::Spared`]); and when fewer than
+//!   `panic_threshold` percent of the endpoints are healthy, `pick` ignores health and balances over
+//!   all of them ("panic", [`Balancer::last_pick_panicked`]) rather than overload the few left.
 //! - [`hash_key`]: a fast, platform-independent 64-bit hash for request keys (header value, client IP).
 //!
 //! Flow: the proxy hashes the key if the policy needs one, calls `pick` (None: every endpoint is
@@ -70,6 +75,21 @@ pub struct Balancer {
     rng: u64,
     max_fails: u32,
     fail_timeout: Duration,
+    max_ejection_percent: u32,
+    panic_threshold: u32,
+    /// The last `pick` ignored health (panic mode).
+    panicked: bool,
+}
+
+/// What a reported failure did to the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ejection {
+    /// Counted (or ignored while already ejected); the endpoint stays as it was.
+    None,
+    /// This failure ejected the endpoint for `fail_timeout`.
+    Ejected,
+    /// It reached `max_fails`, but ejecting it would break the safety floor: it stays in.
+    Spared,
 }
 
 /// Longest prefix of the weighted sequence skipped at construction to offset workers.
@@ -113,12 +133,15 @@ impl Balancer {
             rng: mix64(seed ^ 0x2545_f491_4f6c_dd1d),
             max_fails: cfg.max_fails,
             fail_timeout: cfg.fail_timeout,
+            max_ejection_percent: cfg.max_ejection_percent,
+            panic_threshold: cfg.panic_threshold,
+            panicked: false,
         };
         if b.policy == Balance::Weighted && n > 0 {
             let total: u64 = b.slots.iter().map(|s| s.weight as u64).sum();
             let now = Instant::now(); // nothing is ejected yet: any instant will do
             for _ in 0..seed % total.min(MAX_WEIGHTED_OFFSET) {
-                b.pick_weighted(0, now);
+                b.pick_weighted(0, now, false);
             }
         }
         b
@@ -129,10 +152,16 @@ impl Balancer {
     /// `tried`: bitmask of indexes already tried by this request; an untried healthy endpoint is
     /// preferred, and when every healthy one was tried, a tried one may be returned again.
     pub fn pick(&mut self, key: Option<u64>, tried: u64, now: Instant) -> Option<usize> {
+        let healthy = self.slots.iter().filter(|s| s.healthy(now)).count();
+        let n = self.slots.len();
+        // panic: too few healthy endpoints left; every endpoint counts as healthy for this pick
+        let panic = (healthy as u64) * 100 < u64::from(self.panic_threshold) * n as u64;
+        self.panicked = panic && n > 0;
+        let healthy_at = |s: &Slot| panic || s.healthy(now);
         let mut healthy = 0usize;
         let mut fresh = 0usize;
         for (i, s) in self.slots.iter().enumerate() {
-            if s.healthy(now) {
+            if healthy_at(s) {
                 healthy += 1;
                 if !tried_bit(tried, i) {
                     fresh += 1;
@@ -149,7 +178,7 @@ impl Balancer {
             (0, healthy)
         };
         let slots = &self.slots;
-        let eligible = |i: usize| !tried_bit(mask, i) && slots[i].healthy(now);
+        let eligible = |i: usize| !tried_bit(mask, i) && healthy_at(&slots[i]);
         match (&self.policy, key) {
             (Balance::Hash(_), Some(key)) => {
                 let mut best: Option<(u64, usize)> = None;
@@ -218,16 +247,22 @@ impl Balancer {
                     ib
                 })
             }
-            (Balance::Weighted, _) => self.pick_weighted(mask, now),
+            (Balance::Weighted, _) => self.pick_weighted(mask, now, panic),
         }
     }
 
-    /// nginx smooth weighted round robin over the healthy endpoints outside `mask`.
-    fn pick_weighted(&mut self, mask: u64, now: Instant) -> Option<usize> {
+    /// Whether the last [`Balancer::pick`] was made in panic mode (health ignored).
+    pub fn last_pick_panicked(&self) -> bool {
+        self.panicked
+    }
+
+    /// nginx smooth weighted round robin over the healthy endpoints outside `mask` (all endpoints
+    /// outside `mask` in panic mode).
+    fn pick_weighted(&mut self, mask: u64, now: Instant, panic: bool) -> Option<usize> {
         let mut total = 0i64;
         let mut best: Option<(i64, usize)> = None;
         for (i, s) in self.slots.iter_mut().enumerate() {
-            if tried_bit(mask, i) || !s.healthy(now) {
+            if tried_bit(mask, i) || !(panic || s.healthy(now)) {
                 continue;
             }
             s.current += s.weight;
@@ -253,18 +288,25 @@ impl Balancer {
         s.in_flight = s.in_flight.saturating_sub(1);
     }
 
-    /// Connect failure / reset on `idx`: counts toward `max_fails` within `fail_timeout` (the window
-    /// starts at the first failure); reaching it ejects the endpoint for `fail_timeout`. Failures while
-    /// already ejected are ignored. Returns true if this call ejected the endpoint.
-    pub fn report_failure(&mut self, idx: usize, now: Instant) -> bool {
+    /// Connect failure / reset / timeout on `idx`: counts toward `max_fails` within `fail_timeout`
+    /// (the window starts at the first failure); reaching it ejects the endpoint for `fail_timeout`
+    /// unless the safety floor forbids it. Failures while already ejected are ignored.
+    pub fn report_failure(&mut self, idx: usize, now: Instant) -> Ejection {
         let (max_fails, ft) = (self.max_fails, self.fail_timeout);
-        let s = &mut self.slots[idx];
         if max_fails == 0 {
-            return false;
+            return Ejection::None;
         }
+        let n = self.slots.len() as u64;
+        let others_ejected = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|&(i, o)| i != idx && !o.healthy(now))
+            .count() as u64;
+        let s = &mut self.slots[idx];
         if let Some(until) = s.ejected_until {
             if now < until {
-                return false;
+                return Ejection::None;
             }
             s.ejected_until = None;
         }
@@ -277,15 +319,20 @@ impl Balancer {
         }
         s.fails += 1;
         if s.fails < max_fails {
-            return false;
+            return Ejection::None;
+        }
+        s.fails = 0;
+        s.window_start = None;
+        // the floor: one healthy endpoint always remains, and at most max_ejection_percent are out
+        let after = others_ejected + 1;
+        if after >= n || after * 100 > u64::from(self.max_ejection_percent) * n {
+            return Ejection::Spared;
         }
         s.ejected_until = Some(
             now.checked_add(ft)
                 .unwrap_or(now + Duration::from_secs(86_400)),
         );
-        s.fails = 0;
-        s.window_start = None;
-        true
+        Ejection::Ejected
     }
 
     /// A successful exchange with `idx`: resets its failure count (does not end an ejection).
@@ -368,6 +415,9 @@ mod tests {
             retries: 1,
             max_fails,
             fail_timeout: Duration::from_secs(10),
+            // the floor has tests of its own; these test the policies with it wide open
+            max_ejection_percent: 100,
+            panic_threshold: 0,
         }
     }
 
@@ -441,7 +491,7 @@ mod tests {
         assert!(firsts.iter().any(|&f| f != Some(2)), "{firsts:?}");
         // Ejected endpoints are skipped; the rest keep their proportions.
         let mut b = Balancer::new(&cfg(&[1, 2, 3], Balance::Weighted, 1), 0);
-        assert!(b.report_failure(2, now));
+        assert_eq!(b.report_failure(2, now), Ejection::Ejected);
         assert_eq!(counts(&mut b, 30, now), [10, 20, 0]);
     }
 
@@ -511,7 +561,7 @@ mod tests {
         for n in per {
             assert!((1_700..2_300).contains(&n), "{per:?}");
         }
-        assert!(b.report_failure(2, now));
+        assert_eq!(b.report_failure(2, now), Ejection::Ejected);
         for (&k, &p) in keys.iter().zip(&before) {
             let q = b.pick(Some(k), 0, now).unwrap();
             if p == 2 {
@@ -536,26 +586,30 @@ mod tests {
         let t0 = Instant::now();
         let s = Duration::from_secs(1);
         let mut b = Balancer::new(&cfg(&[1; 3], Balance::RoundRobin, 3), 0);
-        assert!(!b.report_failure(1, t0));
-        assert!(!b.report_failure(1, t0 + s));
+        assert_eq!(b.report_failure(1, t0), Ejection::None);
+        assert_eq!(b.report_failure(1, t0 + s), Ejection::None);
         assert!(!b.is_ejected(1, t0 + s));
-        assert!(b.report_failure(1, t0 + 2 * s));
+        assert_eq!(b.report_failure(1, t0 + 2 * s), Ejection::Ejected);
         assert!(b.is_ejected(1, t0 + 2 * s));
-        assert!(!b.report_failure(1, t0 + 3 * s), "already ejected");
+        assert_eq!(
+            b.report_failure(1, t0 + 3 * s),
+            Ejection::None,
+            "already ejected"
+        );
         assert_eq!(counts(&mut b, 4, t0 + 3 * s), [2, 0, 2]);
         // Back exactly fail_timeout after the ejection.
         assert!(b.is_ejected(1, t0 + 11 * s));
         assert!(!b.is_ejected(1, t0 + 12 * s));
         assert_eq!(counts(&mut b, 6, t0 + 12 * s), [2, 2, 2]);
         // Failures spread beyond fail_timeout do not accumulate; success resets the count.
-        assert!(!b.report_failure(0, t0));
-        assert!(!b.report_failure(0, t0 + 5 * s));
-        assert!(!b.report_failure(0, t0 + 10 * s)); // new window
-        assert!(!b.report_failure(0, t0 + 11 * s));
+        assert_eq!(b.report_failure(0, t0), Ejection::None);
+        assert_eq!(b.report_failure(0, t0 + 5 * s), Ejection::None);
+        assert_eq!(b.report_failure(0, t0 + 10 * s), Ejection::None); // new window
+        assert_eq!(b.report_failure(0, t0 + 11 * s), Ejection::None);
         b.report_success(0);
-        assert!(!b.report_failure(0, t0 + 12 * s));
-        assert!(!b.report_failure(0, t0 + 13 * s));
-        assert!(b.report_failure(0, t0 + 14 * s));
+        assert_eq!(b.report_failure(0, t0 + 12 * s), Ejection::None);
+        assert_eq!(b.report_failure(0, t0 + 13 * s), Ejection::None);
+        assert_eq!(b.report_failure(0, t0 + 14 * s), Ejection::Ejected);
     }
 
     #[test]
@@ -563,27 +617,80 @@ mod tests {
         let now = Instant::now();
         let mut b = Balancer::new(&cfg(&[1; 2], Balance::RoundRobin, 0), 0);
         for _ in 0..100 {
-            assert!(!b.report_failure(0, now));
+            assert_eq!(b.report_failure(0, now), Ejection::None);
         }
         assert!(!b.is_ejected(0, now));
         assert_eq!(counts(&mut b, 2, now), [1, 1]);
     }
 
     #[test]
-    fn all_ejected_or_empty_gives_none() {
+    fn empty_gives_none_and_the_last_healthy_is_never_ejected() {
         let now = Instant::now();
         for policy in all_policies() {
             let mut b = Balancer::new(&cfg(&[1; 3], policy.clone(), 1), 0);
-            for i in 0..3 {
-                assert!(b.report_failure(i, now));
-            }
-            assert_eq!(b.pick(Some(42), 0, now), None, "{policy:?}");
-            assert_eq!(b.pick(None, 0b111, now), None, "{policy:?}");
-            assert!(b.pick(Some(42), 0, now + Duration::from_secs(10)).is_some());
+            assert_eq!(b.report_failure(0, now), Ejection::Ejected);
+            assert_eq!(b.report_failure(1, now), Ejection::Ejected);
+            assert_eq!(b.report_failure(2, now), Ejection::Spared, "{policy:?}");
+            assert_eq!(b.pick(Some(42), 0, now), Some(2), "{policy:?}");
+            assert_eq!(b.pick(None, 0b111, now), Some(2), "{policy:?}");
             let mut e = Balancer::new(&cfg(&[], policy, 1), 5);
             assert!(e.is_empty());
             assert_eq!(e.pick(Some(1), 0, now), None);
         }
+    }
+
+    #[test]
+    fn a_sole_endpoint_is_never_ejected() {
+        let now = Instant::now();
+        let mut c = cfg(&[1], Balance::RoundRobin, 1);
+        c.max_ejection_percent = 100;
+        let mut b = Balancer::new(&c, 0);
+        for _ in 0..5 {
+            assert_eq!(b.report_failure(0, now), Ejection::Spared);
+            assert_eq!(b.pick(None, 0, now), Some(0));
+        }
+    }
+
+    #[test]
+    fn max_ejection_percent_caps_ejections() {
+        let now = Instant::now();
+        let mut c = cfg(&[1; 4], Balance::RoundRobin, 1);
+        c.max_ejection_percent = 50;
+        let mut b = Balancer::new(&c, 0);
+        assert_eq!(b.report_failure(0, now), Ejection::Ejected);
+        assert_eq!(b.report_failure(1, now), Ejection::Ejected);
+        assert_eq!(b.report_failure(2, now), Ejection::Spared, "3 of 4 > 50%");
+        assert_eq!(counts(&mut b, 4, now), [0, 0, 2, 2]);
+        // once an ejection ends, another endpoint may take its place
+        let later = now + Duration::from_secs(10);
+        assert_eq!(b.report_failure(2, later), Ejection::Ejected);
+        c.max_ejection_percent = 0;
+        let mut b = Balancer::new(&c, 0);
+        assert_eq!(b.report_failure(0, now), Ejection::Spared);
+    }
+
+    #[test]
+    fn panic_threshold_balances_over_all() {
+        let now = Instant::now();
+        let mut c = cfg(&[1; 4], Balance::RoundRobin, 1);
+        c.panic_threshold = 50;
+        let mut b = Balancer::new(&c, 0);
+        assert_eq!(b.report_failure(0, now), Ejection::Ejected);
+        assert_eq!(b.report_failure(1, now), Ejection::Ejected);
+        // 2 of 4 healthy = 50%: not below the threshold
+        assert_eq!(counts(&mut b, 4, now), [0, 0, 2, 2]);
+        assert!(!b.last_pick_panicked());
+        assert_eq!(b.report_failure(2, now), Ejection::Ejected);
+        // 1 of 4 healthy: panic, every endpoint takes traffic again
+        assert_eq!(counts(&mut b, 8, now), [2, 2, 2, 2]);
+        assert!(b.last_pick_panicked());
+        c.panic_threshold = 0;
+        let mut b = Balancer::new(&c, 0);
+        for i in 0..3 {
+            b.report_failure(i, now);
+        }
+        assert_eq!(counts(&mut b, 4, now), [0, 0, 0, 4]);
+        assert!(!b.last_pick_panicked());
     }
 
     #[test]

@@ -4,7 +4,17 @@
 //! a reused connection costs no allocation) is taken for one request and put back when its response
 //! was fully read and the upstream did not ask to close. LIFO keeps the warmest connections busy and
 //! lets the surplus age out; [`Pool::reap`] (run by the worker about once a second) closes connections
-//! idle longer than `idle_timeout`. Single-threaded: the worker owns it behind a `RefCell`.
+//! idle longer than `idle_timeout`, or than the upstream's own `Keep-Alive: timeout=N` when it sent
+//! one (less a margin, so we stop using a connection before the upstream closes it). Single-threaded:
+//! the worker owns it behind a `RefCell`.
+//!
+//! Stale connections: an upstream may close an idle keep-alive connection at any time (uvicorn after
+//! 5 s, gunicorn after 2 s). [`Pool::take`] checks each candidate with a non-blocking
+//! `recv(MSG_PEEK | MSG_DONTWAIT)` before handing it out: end of stream, an error, or unexpected bytes
+//! (nothing may arrive on an idle HTTP/1.1 connection) mean the connection is dropped and counted in
+//! `stale_connections`; only "would block" means alive. The same check works under io_uring and
+//! epoll, costs one syscall per reuse, and leaves only the race of a close in flight, which the
+//! exchange treats as a stale connection rather than an endpoint failure.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -23,6 +33,8 @@ pub struct UpConn {
     pub buf: Vec<u8>,
     pub endpoint: usize,
     pub idle_since: Instant,
+    /// The upstream's `Keep-Alive: timeout=N`, less a margin: it closes idle connections sooner.
+    pub idle_limit: Option<Duration>,
     pub stats: Rc<UpstreamStats>,
 }
 
@@ -34,8 +46,59 @@ impl UpConn {
             buf: Vec::with_capacity(UPSTREAM_BUF),
             endpoint,
             idle_since: Instant::now(),
+            idle_limit: None,
             stats,
         }
+    }
+
+    /// Records the upstream's `Keep-Alive: timeout=N` (seconds) for this connection: it is reused
+    /// for at most N less min(1 s, N/2).
+    pub fn learn_keep_alive(&mut self, value: &[u8]) {
+        for param in value.split(|&b| b == b',') {
+            let param = param.trim_ascii();
+            let Some(eq) = param.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            if !param[..eq].trim_ascii().eq_ignore_ascii_case(b"timeout") {
+                continue;
+            }
+            let v = param[eq + 1..].trim_ascii();
+            if let Some(n) = std::str::from_utf8(v)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+            {
+                let n = Duration::from_secs(n.min(86_400));
+                self.idle_limit = Some(n - (n / 2).min(Duration::from_secs(1)));
+            }
+        }
+    }
+
+    /// Whether the upstream closed (or wrote on) this idle connection: a non-blocking peek.
+    fn peer_closed(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error().raw_os_error();
+            !matches!(e, Some(libc::EAGAIN) | Some(libc::EINTR))
+        } else {
+            true // 0 = end of stream; > 0 = bytes nobody asked for
+        }
+    }
+
+    fn fresh(&self, now: Instant, idle_timeout: Duration) -> bool {
+        let limit = self
+            .idle_limit
+            .map_or(idle_timeout, |l| l.min(idle_timeout));
+        now.duration_since(self.idle_since) < limit
     }
 }
 
@@ -60,13 +123,19 @@ impl Pool {
         }
     }
 
-    /// The most recently returned, still fresh connection to `endpoint`.
+    /// The most recently returned connection to `endpoint` that is still fresh and still open at
+    /// the upstream's end (stale ones are closed and counted on the way).
     pub fn take(&mut self, endpoint: usize, now: Instant) -> Option<UpConn> {
         let stack = &mut self.idle[endpoint];
         while let Some(c) = stack.pop() {
-            if now.duration_since(c.idle_since) < self.idle_timeout {
-                return Some(c);
+            if !c.fresh(now, self.idle_timeout) {
+                continue;
             }
+            if c.peer_closed() {
+                c.stats.stale_connections.inc();
+                continue;
+            }
+            return Some(c);
         }
         None
     }
@@ -90,7 +159,7 @@ impl Pool {
     pub fn reap(&mut self, now: Instant) {
         let timeout = self.idle_timeout;
         for stack in &mut self.idle {
-            stack.retain(|c| now.duration_since(c.idle_since) < timeout);
+            stack.retain(|c| c.fresh(now, timeout));
         }
     }
 
