@@ -15,7 +15,10 @@
 //! [`AuthShared`] is built once on the main thread (policies, JWKS state) and shared read-only;
 //! each worker builds its own [`AuthRt`] from it: verdict caches and Redis clients are per core,
 //! behind `RefCell`s, with no lock on the request path. The connection driver drops every managed
-//! identity header a client sent (on every route) and appends the identity's headers upstream.
+//! identity header a client sent (on every route) and appends the identity's headers upstream. A
+//! credential that is not forwarded (`forward_token = false`, and a phantom policy's opaque token)
+//! is removed from wherever the policy reads it: its header ([`AuthRt::strip_list`]), its cookie and
+//! its query parameter ([`AuthRt::hidden`], cut by `http::credentials`).
 
 pub mod apikey;
 pub mod cache;
@@ -32,6 +35,7 @@ use std::sync::Arc;
 
 use crate::config::auth::{AuthKind, AuthPolicy, PhantomBackend};
 use crate::config::Config;
+use crate::http::credentials::Hidden;
 use crate::http::head::RequestHead;
 use crate::redis::{RedisClient, RedisOpts};
 use cache::{now_ms, Cache, Verdict};
@@ -126,6 +130,15 @@ pub struct AuthRt {
     /// Per policy: headers dropped on its routes (managed ones, plus the credential's header when
     /// it is not forwarded, plus Authorization for phantom tokens).
     strip_for: Vec<Vec<Box<[u8]>>>,
+    /// Per policy: the cookie and query parameter names to cut from upstream requests (credentials
+    /// read from there and not forwarded).
+    hidden_for: Vec<HiddenNames>,
+}
+
+/// A policy's credential cookie and query parameter names, when the credential is not forwarded.
+struct HiddenNames {
+    cookie: Option<Box<[u8]>>,
+    query: Option<Box<[u8]>>,
 }
 
 impl AuthRt {
@@ -174,11 +187,37 @@ impl AuthRt {
                 v
             })
             .collect();
+        let hidden_for = shared
+            .policies
+            .iter()
+            .map(|p| {
+                let hide = !p.source.forward || matches!(p.kind, AuthKind::Phantom(_));
+                let name =
+                    |n: &Option<String>| n.as_ref().filter(|_| hide).map(|n| n.as_bytes().into());
+                HiddenNames {
+                    cookie: name(&p.source.cookie),
+                    query: name(&p.source.query),
+                }
+            })
+            .collect();
         AuthRt {
             shared,
             caches,
             redis,
             strip_for,
+            hidden_for,
+        }
+    }
+
+    /// The credential cookie and query parameter to remove from the upstream request of a route
+    /// with this policy (empty when the policy forwards its credential, or there is no policy).
+    pub fn hidden(&self, policy: Option<usize>) -> Hidden<'_> {
+        match policy.map(|p| &self.hidden_for[p]) {
+            Some(h) => Hidden {
+                cookie: h.cookie.as_deref(),
+                query: h.query.as_deref(),
+            },
+            None => Hidden::default(),
         }
     }
 
