@@ -571,3 +571,55 @@ fn challenges_carry_an_error_code_only_for_presented_credentials() {
         );
     });
 }
+
+#[test]
+fn tokens_with_a_kid_verify_against_keys_without_one() {
+    let rec = Upstream::recording("rec");
+    let cfg = cfg(&rec);
+    for_each_driver(|d| {
+        let gw = Gateway::start(&cfg, d);
+        // secret_env and public_key_files carry no kid; identity providers put one in every token
+        let hs = mint(
+            Algorithm::HS256,
+            SECRET,
+            Some("idp-2024"),
+            claims("kim", json!({})),
+        );
+        let r = get(&gw, "/hs/k", &[("Authorization", &bearer(&hs))]);
+        assert_eq!(r.status, 200, "[{d}] HS256 with kid: {}", r.body_str());
+        assert_eq!(
+            rec.requests().pop().unwrap().header("x-user-id").as_deref(),
+            Some("kim")
+        );
+        let good = json!({"iss": "https://idp.test", "aud": "api"});
+        for (alg, key) in [
+            (Algorithm::RS256, "rsa"),
+            (Algorithm::ES256, "ec"),
+            (Algorithm::EdDSA, "ed"),
+        ] {
+            let t = mint(alg, key, Some("k-7"), claims("kim", good.clone()));
+            let r = get(&gw, "/rs/k", &[("Authorization", &bearer(&t))]);
+            assert_eq!(r.status, 200, "[{d}] {alg:?} with kid: {}", r.body_str());
+        }
+        // still bound by family and signature: a wrong key with a kid fails as before
+        let other = mint(Algorithm::RS256, "rsa2", Some("k-7"), claims("kim", good));
+        assert_401(
+            &get(&gw, "/rs/k", &[("Authorization", &bearer(&other))]),
+            "invalid signature",
+            d,
+        );
+        // the confusion attack with a kid: HS256 signed with the RSA public key finds no HMAC key
+        let pem = String::from_utf8(key_bytes("rsa.pub")).unwrap();
+        let t = mint(
+            Algorithm::HS256,
+            &pem,
+            Some("k-7"),
+            claims("eve", json!({})),
+        );
+        assert_401(
+            &get(&gw, "/mixed", &[("Authorization", &bearer(&t))]),
+            "unknown signing key",
+            d,
+        );
+    });
+}
