@@ -6,7 +6,8 @@
 //! ```text
 //! token.rs     credential from Authorization: Bearer / a header / a cookie / a query parameter
 //! cache.rs     per-worker verdict cache, keyed by the credential     -> hit: done (a hash lookup)
-//! jwt.rs       signature (keys.rs, JWKS from jwks.rs) + claims       -> 401 with the reason
+//! jwt.rs       signature (keys.rs, JWKS from jwks.rs) + claims       -> 401 with the reason, or
+//!              (unknown kid) wait for one JWKS refetch; no JWKS loaded yet -> 503
 //! apikey.rs    SHA-256 digest, constant-time compare                 -> 401
 //! phantom.rs   Redis / introspection exchange for the JWT            -> 401, or 503 if unreachable
 //! identity.rs  claims -> Identity (headers, roles, scopes)           -> route requirement, 403
@@ -49,6 +50,9 @@ const JWT_NEGATIVE_TTL_MS: u64 = 1_000;
 const API_KEY_TTL_MS: u64 = 300_000;
 const API_KEY_NEGATIVE_TTL_MS: u64 = 5_000;
 
+/// A verified token's claims and its `exp` (whole seconds).
+type Claims = (serde_json::Map<String, serde_json::Value>, Option<u64>);
+
 /// Why a request is not let through.
 #[derive(Debug, Clone)]
 pub enum Denied {
@@ -56,7 +60,8 @@ pub enum Denied {
     Unauthorized { reject: Reject, bearer: bool },
     /// 403: authenticated, but the route's roles/scopes are not met.
     Forbidden,
-    /// 503: the token store or introspection endpoint could not answer.
+    /// 503: the token store, introspection endpoint or key server (a JWKS that never loaded) could
+    /// not answer.
     Unavailable(String),
 }
 
@@ -86,10 +91,13 @@ impl AuthShared {
             .iter()
             .map(|p| match &p.kind {
                 AuthKind::Jwt(r) => r.jwks.clone().map(|src| {
-                    let carried = known(&src.url.to_string()).map(|old| old.set.load_full());
+                    // a set that never loaded (its URL was down) is not carried: fetched again
+                    let carried = known(&src.url.to_string())
+                        .filter(|old| old.loaded())
+                        .map(|old| old.set.load_full());
                     let s = Arc::new(JwksState::new(src));
                     if let Some(set) = carried {
-                        s.set.store(set);
+                        s.store(set);
                     }
                     states.push(s.clone());
                     s
@@ -246,7 +254,7 @@ impl AuthRt {
         }
         let (verdict, until) = match &pol.kind {
             AuthKind::Jwt(_) => {
-                let v = self.verify_jwt(policy, cred, now);
+                let v = self.verify_jwt(policy, cred, now).await?;
                 let until = match &v {
                     Ok(id) => id.expires.map_or(now + API_KEY_TTL_MS, |e| e * 1000),
                     Err(_) => now + JWT_NEGATIVE_TTL_MS,
@@ -276,7 +284,7 @@ impl AuthRt {
                     }
                 };
                 let answer = answer.map_err(|u| Denied::Unavailable(u.0))?;
-                let v = self.exchanged(policy, rules.verify, answer, now);
+                let v = self.exchanged(policy, rules.verify, answer, now).await?;
                 let until = match &v {
                     Ok(id) => {
                         let cap = now + rules.cache_ttl.as_millis() as u64;
@@ -294,68 +302,106 @@ impl AuthRt {
     }
 
     /// Signature and claims of a JWT under JWT policy `policy`; the identity uses that policy's
-    /// header mapping.
-    fn verify_jwt(&self, policy: usize, cred: &[u8], now_ms: u64) -> Verdict {
-        let (claims, exp) = self.jwt_claims(policy, cred, now_ms)?;
+    /// header mapping. `Err`: the policy's key server is unavailable (503, not cached).
+    async fn verify_jwt(&self, policy: usize, cred: &[u8], now_ms: u64) -> Result<Verdict, Denied> {
+        let (claims, exp) = match self.jwt_claims(policy, cred, now_ms).await? {
+            Ok(c) => c,
+            Err(r) => return Ok(Err(r)),
+        };
         let map = &self.shared.policies[policy].identity;
-        Ok(Rc::new(Identity::from_claims(&claims, map, exp)))
+        Ok(Ok(Rc::new(Identity::from_claims(&claims, map, exp))))
     }
 
-    fn jwt_claims(
+    /// Verifies a JWT's signature and claims under JWT policy `policy`. A token whose key the
+    /// policy's JWKS does not hold waits for one refetch of that set (bounded, shared with every
+    /// request that waits on it). Outer `Err`: the JWKS has never loaded, so the token cannot be
+    /// judged (503); inner `Err`: the token is refused (401).
+    async fn jwt_claims(
         &self,
         policy: usize,
         cred: &[u8],
         now_ms: u64,
-    ) -> Result<(serde_json::Map<String, serde_json::Value>, Option<u64>), Reject> {
+    ) -> Result<Result<Claims, Reject>, Denied> {
         let AuthKind::Jwt(rules) = &self.shared.policies[policy].kind else {
-            return Err(Reject::Malformed);
+            return Ok(Err(Reject::Malformed));
         };
-        let token = std::str::from_utf8(cred).map_err(|_| Reject::Malformed)?;
-        let live = self.shared.jwks[policy].as_ref().map(|s| s.set.load());
-        let signed = match &live {
-            Some(set) => {
-                jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys, set])
-            }
-            None => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys]),
+        let Ok(token) = std::str::from_utf8(cred) else {
+            return Ok(Err(Reject::Malformed));
         };
-        if signed.as_ref().err() == Some(&Reject::UnknownKey) {
-            if let Some(s) = &self.shared.jwks[policy] {
-                s.want_refresh();
+        let jwks = self.shared.jwks[policy].as_deref();
+        let mut waited = false;
+        let signed = loop {
+            let seen = jwks.map_or(0, JwksState::epoch);
+            let checked = match jwks.map(|s| s.set.load()) {
+                Some(set) => jwt::verify(token, &rules.algorithms, &[&rules.static_keys, &set]),
+                None => jwt::verify(token, &rules.algorithms, &[&rules.static_keys]),
+            };
+            let failed = match checked {
+                Ok(signed) => break signed,
+                Err(f) => f,
+            };
+            let Some(s) = jwks else {
+                return Ok(Err(failed.reject));
+            };
+            let keys_may_help = (failed.key_unknown || !s.loaded())
+                && matches!(failed.reject, Reject::UnknownKey | Reject::BadSignature);
+            if !keys_may_help {
+                return Ok(Err(failed.reject));
             }
-        }
-        let claims = jwt::check_claims(&signed?.payload, rules, now_ms / 1000)?;
-        let exp = jwt::exp_of(&claims);
-        Ok((claims, exp))
+            if waited || !s.refetch(seen, jwks::REFETCH_WAIT).await {
+                if !s.loaded() {
+                    return Err(Denied::Unavailable(format!(
+                        "JWKS {} has not loaded yet",
+                        s.source.url
+                    )));
+                }
+                return Ok(Err(failed.reject));
+            }
+            waited = true;
+        };
+        Ok(
+            jwt::check_claims(&signed.payload, rules, now_ms / 1000).map(|claims| {
+                let exp = jwt::exp_of(&claims);
+                (claims, exp)
+            }),
+        )
     }
 
-    /// The identity behind a phantom token's backend answer.
-    fn exchanged(
+    /// The identity behind a phantom token's backend answer. `Err`: the `verify` policy's key
+    /// server is unavailable.
+    async fn exchanged(
         &self,
         policy: usize,
         verify: Option<usize>,
         answer: phantom::Answer,
         now_ms: u64,
-    ) -> Verdict {
-        let map = &self.shared.policies[policy].identity;
+    ) -> Result<Verdict, Denied> {
         let (claims, jwt) = match answer {
-            phantom::Answer::Inactive => return Err(Reject::Revoked),
+            phantom::Answer::Inactive => return Ok(Err(Reject::Revoked)),
             phantom::Answer::Claims(c) => (c, None),
             phantom::Answer::Jwt(jwt) => {
                 let claims = match verify {
-                    Some(v) => self.jwt_claims(v, jwt.as_bytes(), now_ms)?.0,
-                    None => phantom::decode_claims(&jwt).ok_or(Reject::Malformed)?,
+                    Some(v) => self
+                        .jwt_claims(v, jwt.as_bytes(), now_ms)
+                        .await?
+                        .map(|c| c.0),
+                    None => phantom::decode_claims(&jwt).ok_or(Reject::Malformed),
                 };
-                (claims, Some(jwt))
+                match claims {
+                    Ok(c) => (c, Some(jwt)),
+                    Err(r) => return Ok(Err(r)),
+                }
             }
         };
         let exp = jwt::exp_of(&claims);
         if exp.is_some_and(|e| e * 1000 <= now_ms) {
-            return Err(Reject::Expired);
+            return Ok(Err(Reject::Expired));
         }
+        let map = &self.shared.policies[policy].identity;
         let id = Identity::from_claims(&claims, map, exp);
-        Ok(Rc::new(match jwt {
+        Ok(Ok(Rc::new(match jwt {
             Some(j) => id.with_authorization(&j),
             None => id,
-        }))
+        })))
     }
 }
