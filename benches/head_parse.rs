@@ -55,6 +55,7 @@ fn bench(c: &mut Criterion) {
                     request_id: b"0123abcd-00-000000000001",
                     proto: b"http",
                     strip: &[],
+                    strip_cookie: None,
                     add: &[],
                     traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                     keep_tracestate: false,

@@ -2,7 +2,9 @@
 //! secret, RS256/ES256/EdDSA from PEM files) with exp/nbf/leeway/iss/aud checks, 401s carrying
 //! `WWW-Authenticate` and never reaching the upstream, identity headers as the upstream sees them
 //! (client-sent copies stripped on every route), roles -> 403, token from a cookie or a query
-//! parameter, `forward_token = false`, the HS/RS key-confusion attack, and API keys.
+//! parameter, `forward_token = false` (the credential's header, cookie or query parameter never
+//! reaches the upstream), the HS/RS key-confusion attack, API keys, and RFC 6750 challenges (no
+//! error code without credentials).
 
 mod common;
 use common::jwt::*;
@@ -61,6 +63,13 @@ keys = [
   {{ sha256 = "{}", consumer = "beta", tier = "free" }},
 ]
 token_query = "api_key"
+
+[[auth]]
+name = "hidden_keys"
+type = "api_key"
+keys = [{{ key_env = "CG_TEST_API_KEY", consumer = "acme" }}]
+token_query = "api_key"
+forward_token = false
 "#,
         hex(&coregate::auth::apikey::digest(b"literal-key-456"))
     );
@@ -75,6 +84,11 @@ token_query = "api_key"
         route_toml("mixed", "u", "path_prefix = \"/mixed\"\nauth = \"mixed\""),
         route_toml("sources", "u", "path_prefix = \"/src\"\nauth = \"sources\""),
         route_toml("keys", "u", "path_prefix = \"/keys\"\nauth = \"keys\""),
+        route_toml(
+            "hidden_keys",
+            "u",
+            "path_prefix = \"/hkeys\"\nauth = \"hidden_keys\"",
+        ),
         route_toml("open", "u", "path_prefix = \"/open\""),
     ]
     .concat();
@@ -154,7 +168,7 @@ fn jwt_policies_seen_by_client_and_upstream() {
 
         // 401s never reach the upstream
         let count = rec.request_count();
-        assert_401(&get(&gw, "/hs/a", &[]), "missing credentials", d);
+        assert_401_no_credentials(&get(&gw, "/hs/a", &[]), "Bearer", d);
         let old = mint(
             Algorithm::HS256,
             SECRET,
@@ -226,6 +240,17 @@ fn jwt_policies_seen_by_client_and_upstream() {
             "[{d}] only the leeway request went through"
         );
     });
+}
+
+/// 401 for a request without credentials: a bare challenge, no error code (RFC 6750 §3.1).
+fn assert_401_no_credentials(r: &Response, scheme: &str, ctx: &str) {
+    assert_eq!(r.status, 401, "{ctx}: {}", r.body_str());
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some(format!("{scheme} realm=\"coregate\"").as_str()),
+        "{ctx}"
+    );
+    assert_eq!(r.json()["error"], "missing credentials", "{ctx}");
 }
 
 fn b64(s: &str) -> String {
@@ -435,4 +460,166 @@ require_roles = ["admin"]
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
     assert!(!err.contains("CG_TEST_JWT_SECRET"), "{err}");
+}
+
+#[test]
+fn unforwarded_credentials_leave_cookie_and_query() {
+    let rec = Upstream::recording("rec");
+    let cfg = cfg(&rec);
+    for_each_driver(|d| {
+        let gw = Gateway::start(&cfg, d);
+        let t = mint(Algorithm::HS256, SECRET, None, claims("carol", json!({})));
+        let last = || rec.requests().pop().unwrap();
+
+        // the session cookie is cut out; the others stay, in order
+        let cookie = format!("theme=dark; session={t}; lang=en");
+        let r = get(&gw, "/src/c", &[("Cookie", &cookie)]);
+        assert_eq!(r.status, 200, "[{d}] {}", r.body_str());
+        let seen = last();
+        assert_eq!(
+            seen.header_all("cookie"),
+            vec!["theme=dark; lang=en"],
+            "[{d}]"
+        );
+        assert_eq!(seen.header("x-user-id").as_deref(), Some("carol"));
+        // several Cookie fields: each rewritten, one left empty is dropped
+        let session = format!("session={t}");
+        let r = get(
+            &gw,
+            "/src/c",
+            &[("Cookie", &session), ("Cookie", "a=1; b=2")],
+        );
+        assert_eq!(r.status, 200, "[{d}]");
+        assert_eq!(last().header_all("cookie"), vec!["a=1; b=2"], "[{d}]");
+        // nothing left: no Cookie header at all
+        assert_eq!(get(&gw, "/src/c", &[("Cookie", &session)]).status, 200);
+        assert!(!last().has("cookie"), "[{d}] empty Cookie dropped");
+
+        // the query parameter goes (every occurrence); the rest of the query is kept byte for byte
+        let path = format!("/src/q?x=1&access_token={t}&y=%20z+w&&access_token=again");
+        assert_eq!(get(&gw, &path, &[]).status, 200, "[{d}] query");
+        assert_eq!(last().target, "/src/q?x=1&y=%20z+w&", "[{d}]");
+        assert_eq!(
+            get(&gw, &format!("/src/q?access_token={t}"), &[]).status,
+            200
+        );
+        assert_eq!(last().target, "/src/q", "[{d}] empty query dropped");
+        // a token from the header: cookies and query of the request are left alone
+        let r = get(
+            &gw,
+            "/src/h?access_token=x",
+            &[("Authorization", &bearer(&t)), ("Cookie", "session=x")],
+        );
+        assert_eq!(r.status, 200, "[{d}]");
+        let seen = last();
+        assert!(!seen.has("authorization"), "[{d}]");
+        assert_eq!(
+            seen.target, "/src/h",
+            "[{d}] credential parameter still removed"
+        );
+        assert!(!seen.has("cookie"), "[{d}] credential cookie still removed");
+
+        // API keys read from the query: removed when not forwarded, kept when forwarded
+        let r = get(&gw, "/hkeys/l?api_key=key-from-env-123&page=2", &[]);
+        assert_eq!(r.status, 200, "[{d}] {}", r.body_str());
+        let seen = last();
+        assert_eq!(seen.target, "/hkeys/l?page=2", "[{d}]");
+        assert_eq!(seen.header("x-consumer-id").as_deref(), Some("acme"));
+        assert_eq!(
+            get(&gw, "/keys/l?api_key=literal-key-456&page=2", &[]).status,
+            200
+        );
+        assert_eq!(
+            last().target,
+            "/keys/l?api_key=literal-key-456&page=2",
+            "[{d}]"
+        );
+        // routes without auth never touch a query or cookie of that name
+        let r = get(&gw, "/open?access_token=1", &[("Cookie", "session=1")]);
+        assert_eq!(r.status, 200, "[{d}]");
+        let seen = last();
+        assert_eq!(seen.target, "/open?access_token=1");
+        assert_eq!(seen.header("cookie").as_deref(), Some("session=1"));
+    });
+}
+
+#[test]
+fn challenges_carry_an_error_code_only_for_presented_credentials() {
+    let rec = Upstream::recording("rec");
+    let cfg = cfg(&rec);
+    for_each_driver(|d| {
+        let gw = Gateway::start(&cfg, d);
+        assert_401_no_credentials(&get(&gw, "/hs/a", &[]), "Bearer", d);
+        // another scheme is no Bearer credential either
+        assert_401_no_credentials(
+            &get(&gw, "/hs/a", &[("Authorization", "Basic dXNlcjpwdw==")]),
+            "Bearer",
+            d,
+        );
+        assert_401_no_credentials(&get(&gw, "/keys", &[]), "ApiKey", d);
+        // a credential was presented: error="invalid_token" with the reason
+        assert_401(
+            &get(&gw, "/hs/a", &[("Authorization", "Bearer a.b")]),
+            "malformed token",
+            d,
+        );
+        let r = get(&gw, "/keys", &[("X-API-Key", "nope")]);
+        let wa = r.header("www-authenticate").unwrap_or_default();
+        assert_eq!(
+            wa, "ApiKey realm=\"coregate\", error=\"invalid_token\", error_description=\"unknown API key\"",
+            "[{d}]"
+        );
+    });
+}
+
+#[test]
+fn tokens_with_a_kid_verify_against_keys_without_one() {
+    let rec = Upstream::recording("rec");
+    let cfg = cfg(&rec);
+    for_each_driver(|d| {
+        let gw = Gateway::start(&cfg, d);
+        // secret_env and public_key_files carry no kid; identity providers put one in every token
+        let hs = mint(
+            Algorithm::HS256,
+            SECRET,
+            Some("idp-2024"),
+            claims("kim", json!({})),
+        );
+        let r = get(&gw, "/hs/k", &[("Authorization", &bearer(&hs))]);
+        assert_eq!(r.status, 200, "[{d}] HS256 with kid: {}", r.body_str());
+        assert_eq!(
+            rec.requests().pop().unwrap().header("x-user-id").as_deref(),
+            Some("kim")
+        );
+        let good = json!({"iss": "https://idp.test", "aud": "api"});
+        for (alg, key) in [
+            (Algorithm::RS256, "rsa"),
+            (Algorithm::ES256, "ec"),
+            (Algorithm::EdDSA, "ed"),
+        ] {
+            let t = mint(alg, key, Some("k-7"), claims("kim", good.clone()));
+            let r = get(&gw, "/rs/k", &[("Authorization", &bearer(&t))]);
+            assert_eq!(r.status, 200, "[{d}] {alg:?} with kid: {}", r.body_str());
+        }
+        // still bound by family and signature: a wrong key with a kid fails as before
+        let other = mint(Algorithm::RS256, "rsa2", Some("k-7"), claims("kim", good));
+        assert_401(
+            &get(&gw, "/rs/k", &[("Authorization", &bearer(&other))]),
+            "invalid signature",
+            d,
+        );
+        // the confusion attack with a kid: HS256 signed with the RSA public key finds no HMAC key
+        let pem = String::from_utf8(key_bytes("rsa.pub")).unwrap();
+        let t = mint(
+            Algorithm::HS256,
+            &pem,
+            Some("k-7"),
+            claims("eve", json!({})),
+        );
+        assert_401(
+            &get(&gw, "/mixed", &[("Authorization", &bearer(&t))]),
+            "unknown signing key",
+            d,
+        );
+    });
 }

@@ -1,7 +1,8 @@
 //! Keys and tokens that live outside the config, through real servers, under both drivers:
 //! - JWKS over HTTP (a local server whose document changes): fetched at start, an unknown `kid`
-//!   triggers an early (rate-limited) refresh, a failed refresh keeps the last good set, a removed
-//!   key stops verifying new tokens.
+//!   triggers an early (rate-limited) refresh that the request waits for (many requests, one
+//!   fetch), a failed refresh keeps the last good set, a removed key stops verifying new tokens, a
+//!   key server down at start answers 503 until its keys load.
 //! - Phantom tokens in a real Redis: the opaque token is exchanged for the JWT sent upstream in
 //!   `Authorization`, identity headers come from its claims, deleting the key revokes it within the
 //!   cache TTL, Redis down -> 503 for uncached tokens while cached ones keep working.
@@ -114,6 +115,130 @@ fn jwks_rotation_refresh_and_failures() {
             "[{d}] refreshes are rate-limited: {}",
             idp.request_count()
         );
+    });
+}
+
+fn jwks_cfg(idp: &Upstream, rec: &Upstream, min_refresh: &str) -> String {
+    config(
+        "",
+        &(format!(
+            "[[auth]]\nname = \"j\"\ntype = \"jwt\"\nalgorithms = [\"RS256\"]\n\
+             jwks_url = \"http://{}/jwks.json\"\njwks_refresh = \"1h\"\njwks_min_refresh = \"{min_refresh}\"\n\n",
+            idp.addr
+        ) + &upstream_toml("u", &[rec.addr], "")
+            + &route_toml("r", "u", "path_prefix = \"/\"\nauth = \"j\"")),
+    )
+}
+
+/// A JWKS server whose answers take `delay_ms`, so requests pile up while a fetch is in flight.
+fn slow_jwks_server(doc: &Doc, delay_ms: u64) -> Upstream {
+    let doc = doc.clone();
+    Upstream::start(
+        "jwks",
+        false,
+        Arc::new(move |_r: &Recorded| {
+            let (status, body) = doc.lock().unwrap().clone();
+            MockResponse::new(status, body)
+                .header("content-type", "application/json")
+                .delay_ms(delay_ms)
+        }),
+    )
+}
+
+#[test]
+fn new_kid_waits_for_one_shared_refetch() {
+    let rec = Upstream::recording("rec");
+    let doc: Doc = Arc::new(Mutex::new((200, rsa_jwks(&[("a", "rsa")]))));
+    let idp = slow_jwks_server(&doc, 100);
+    // min_refresh 1h: the start-up fetch does not count, so exactly one early fetch is allowed
+    let cfg = jwks_cfg(&idp, &rec, "1h");
+    for_each_driver(|d| {
+        *doc.lock().unwrap() = (200, rsa_jwks(&[("a", "rsa")]));
+        let gw = Gateway::start(&cfg, d);
+        let fetches = idp.request_count();
+        // the IdP rotates in key b; tokens with kid b arrive at once, concurrently
+        *doc.lock().unwrap() = (200, rsa_jwks(&[("a", "rsa"), ("b", "rsa2")]));
+        let addr = gw.addr;
+        let clients: Vec<_> = (0..8)
+            .map(|i| {
+                let t = mint(
+                    Algorithm::RS256,
+                    "rsa2",
+                    Some("b"),
+                    claims(&format!("n{i}"), json!({})),
+                );
+                std::thread::spawn(move || {
+                    let auth = format!("Bearer {t}");
+                    Client::connect(addr).request(&req(
+                        "GET",
+                        "/x",
+                        "t.test",
+                        &[("Authorization", &auth)],
+                        b"",
+                    ))
+                })
+            })
+            .collect();
+        for c in clients {
+            let r = c.join().unwrap();
+            assert_eq!(r.status, 200, "[{d}] first try, no 401: {}", r.body_str());
+        }
+        assert_eq!(
+            idp.request_count(),
+            fetches + 1,
+            "[{d}] one refetch for all the waiting requests"
+        );
+        // a kid the IdP does not have: no fetch is due (min_refresh), so no wait, a 401
+        let tz = mint(Algorithm::RS256, "rsa2", Some("z"), claims("z", json!({})));
+        let r = get(&gw, "/x", &tz);
+        assert_eq!(r.status, 401, "[{d}]");
+        assert_eq!(r.json()["error"], "unknown signing key");
+        assert_eq!(idp.request_count(), fetches + 1, "[{d}] rate-limited");
+    });
+}
+
+#[test]
+fn jwks_down_at_start_is_unavailable_until_loaded() {
+    let rec = Upstream::recording("rec");
+    let doc: Doc = Arc::new(Mutex::new((503, "starting".into())));
+    let idp = jwks_server(&doc);
+    let cfg = jwks_cfg(&idp, &rec, "100ms");
+    for_each_driver(|d| {
+        *doc.lock().unwrap() = (503, "starting".into());
+        let gw = Gateway::start(&cfg, d);
+        let before = rec.request_count();
+        let t = mint(Algorithm::RS256, "rsa", Some("a"), claims("u", json!({})));
+        let r = get(&gw, "/x", &t);
+        assert_eq!(
+            r.status,
+            503,
+            "[{d}] not 401 unknown signing key: {}",
+            r.body_str()
+        );
+        assert_eq!(r.json()["error"], "authentication backend unavailable");
+        assert!(!r.has("www-authenticate"), "[{d}]");
+        // a token that no key could ever accept is still a 401
+        let r = get(&gw, "/x", "not-a-jwt");
+        assert_eq!(r.status, 401, "[{d}]");
+        assert_eq!(r.json()["error"], "malformed token");
+        assert_eq!(
+            rec.request_count(),
+            before,
+            "[{d}] nothing reached the upstream"
+        );
+        // the key server comes up: the next refetch loads the keys
+        *doc.lock().unwrap() = (200, rsa_jwks(&[("a", "rsa")]));
+        assert_eq!(
+            eventually(&gw, "/x", &t, 200, secs(10)),
+            200,
+            "[{d}] loaded"
+        );
+        // once loaded, an unknown key is a 401 again (the last good set stays if it goes down)
+        *doc.lock().unwrap() = (503, "down again".into());
+        let other = mint(Algorithm::RS256, "rsa2", Some("q"), claims("u", json!({})));
+        let r = get(&gw, "/x", &other);
+        assert_eq!(r.status, 401, "[{d}] {}", r.body_str());
+        assert_eq!(get(&gw, "/x", &t).status, 200, "[{d}] last good set kept");
     });
 }
 

@@ -3,11 +3,19 @@
 //!
 //! Each policy's current key set sits in an `ArcSwap`: workers `load()` it without a lock, and the
 //! refresher swaps in a new set after a successful fetch. A failed fetch (network, status, bad
-//! document, or a document with no usable key) keeps the last good set and is logged. Workers that
-//! meet a token whose `kid` is not in the set raise `wanted` and unpark the refresher, which fetches
-//! early, but never more often than `min_refresh` per policy.
+//! document, or a document with no usable key) keeps the last good set and is logged. After every
+//! fetch attempt the refresher advances the set's [`Epoch`], waking the requests that wait on it.
+//!
+//! Unknown keys: a worker that meets a token whose `kid` is not in the set calls
+//! [`JwksState::refetch`]: it raises `wanted` and unparks the refresher, which fetches early (never
+//! more often than `min_refresh` per policy), and the request awaits that fetch for at most
+//! [`REFETCH_WAIT`] without blocking its worker. Many such requests share one fetch: `wanted` is one
+//! flag per set, and a request that finds a fetch in flight just waits for it. When no fetch can
+//! happen soon (inside `min_refresh`) the request does not wait. Until a set has loaded once
+//! ([`JwksState::loaded`]: a JWKS URL down at start), tokens its keys would have to verify are
+//! answered 503 (the key server is unavailable), not 401.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -17,16 +25,35 @@ use arc_swap::ArcSwap;
 use super::keys::KeySet;
 use crate::client::{self, ClientOpts, Request};
 use crate::config::auth::JwksSource;
+use crate::runtime::epoch::Epoch;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed fetch, try again this soon (not a full refresh interval later).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Longest a request waits for the refetch its unknown `kid` asked for. Key servers answer in
+/// milliseconds; a slower one costs the request a 401 (503 before any set loaded), not a hang.
+pub const REFETCH_WAIT: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a monotonic clock shared by every thread; never 0 (0 means "never").
+fn mono_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
 
 /// One policy's live JWKS.
 pub struct JwksState {
     pub source: JwksSource,
     pub set: ArcSwap<KeySet>,
+    /// Advanced after every fetch attempt, good or failed.
+    epoch: Epoch,
+    /// A set has been stored at least once (fetched, or carried over by a reload).
+    loaded: AtomicBool,
     wanted: AtomicBool,
+    /// A fetch is running now.
+    fetching: AtomicBool,
+    /// `mono_ms()` when the refresher last started a fetch (0: never; the start-up fetch does not
+    /// count, so the first unknown kid is always fetched at once).
+    last_fetch: AtomicU64,
     refresher: OnceLock<Thread>,
 }
 
@@ -44,9 +71,29 @@ impl JwksState {
         JwksState {
             source,
             set: ArcSwap::from_pointee(KeySet::default()),
+            epoch: Epoch::new(),
+            loaded: AtomicBool::new(false),
             wanted: AtomicBool::new(false),
+            fetching: AtomicBool::new(false),
+            last_fetch: AtomicU64::new(0),
             refresher: OnceLock::new(),
         }
+    }
+
+    /// Publishes a key set (a fetched one, or the previous generation's on a reload).
+    pub fn store(&self, set: Arc<KeySet>) {
+        self.set.store(set);
+        self.loaded.store(true, Ordering::Release);
+    }
+
+    /// Has a key set been loaded at least once?
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// The epoch; read it before loading the set that failed to verify a token.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.get()
     }
 
     /// A worker saw an unknown kid: ask for an early refresh (cheap; rate-limited by the refresher).
@@ -56,6 +103,34 @@ impl JwksState {
                 t.unpark();
             }
         }
+    }
+
+    /// May the refresher start an early fetch now (outside `min_refresh` of the last one)?
+    fn early_allowed(&self) -> bool {
+        let last = self.last_fetch.load(Ordering::Relaxed);
+        last == 0 || mono_ms() >= last + self.source.min_refresh.as_millis() as u64
+    }
+
+    /// Asks for a refetch and waits for it (at most `wait`) when one can happen soon; `seen` is
+    /// [`Self::epoch`] read before the set was looked at. True: a fetch finished since `seen` (look
+    /// at the set again); false: none will come soon, or none came in time. Never blocks the thread.
+    pub async fn refetch(&self, seen: u64, wait: Duration) -> bool {
+        // the refresher advances the epoch before it clears `fetching`: read in this order, a fetch
+        // that ended unseen by `fetching` shows in the epoch
+        let fetching = self.fetching.load(Ordering::Acquire);
+        if self.epoch.get() != seen {
+            return true;
+        }
+        if !fetching {
+            // a fetch in flight will answer; otherwise ask for one
+            self.want_refresh();
+        }
+        if !fetching && !self.early_allowed() {
+            return false;
+        }
+        monoio::time::timeout(wait, self.epoch.changed(seen))
+            .await
+            .is_ok()
     }
 }
 
@@ -103,13 +178,13 @@ pub fn start(states: Vec<Arc<JwksState>>) -> Result<(), String> {
     let mut rt = runtime().map_err(|e| format!("cannot start the JWKS runtime: {e}"))?;
     let mut next = Vec::with_capacity(states.len());
     for s in &states {
-        if !s.set.load().keys.is_empty() {
+        if s.loaded() {
             next.push(Instant::now() + s.source.refresh);
             continue;
         }
         match rt.block_on(fetch(&s.source)) {
             Ok(set) => {
-                s.set.store(Arc::new(set));
+                s.store(Arc::new(set));
                 next.push(Instant::now() + s.source.refresh);
             }
             Err(e) => {
@@ -140,23 +215,22 @@ fn refresher(
     weak: Vec<Weak<JwksState>>,
     mut next: Vec<Instant>,
 ) {
-    let mut last: Vec<Option<Instant>> = vec![None; weak.len()];
     loop {
         let Some(states) = weak.iter().map(Weak::upgrade).collect::<Option<Vec<_>>>() else {
             return;
         };
-        let now = Instant::now();
         for (i, s) in states.iter().enumerate() {
-            let early = s.wanted.load(Ordering::Relaxed)
-                && last[i].is_none_or(|l| now >= l + s.source.min_refresh);
+            let now = Instant::now();
+            let early = s.wanted.load(Ordering::Relaxed) && s.early_allowed();
             if now < next[i] && !early {
                 continue;
             }
             s.wanted.store(false, Ordering::Relaxed);
-            last[i] = Some(now);
+            s.last_fetch.store(mono_ms(), Ordering::Relaxed);
+            s.fetching.store(true, Ordering::Release);
             match rt.block_on(fetch(&s.source)) {
                 Ok(set) => {
-                    s.set.store(Arc::new(set));
+                    s.store(Arc::new(set));
                     next[i] = Instant::now() + s.source.refresh;
                 }
                 Err(e) => {
@@ -167,6 +241,8 @@ fn refresher(
                     next[i] = Instant::now() + RETRY_AFTER.min(s.source.refresh);
                 }
             }
+            s.epoch.advance();
+            s.fetching.store(false, Ordering::Release);
         }
         // Sleep until the next scheduled fetch, or until a worker wants one (then re-check the
         // rate limit: a wanted refresh inside min_refresh waits for its window).
@@ -176,11 +252,12 @@ fn refresher(
             .copied()
             .min()
             .unwrap_or(now + Duration::from_secs(60));
-        for (i, s) in states.iter().enumerate() {
-            if s.wanted.load(Ordering::Relaxed) {
-                if let Some(l) = last[i] {
-                    wake = wake.min(l + s.source.min_refresh);
-                }
+        for s in &states {
+            let last = s.last_fetch.load(Ordering::Relaxed);
+            if s.wanted.load(Ordering::Relaxed) && last != 0 {
+                let open =
+                    (last + s.source.min_refresh.as_millis() as u64).saturating_sub(mono_ms());
+                wake = wake.min(now + Duration::from_millis(open));
             }
         }
         drop(states);

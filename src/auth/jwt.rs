@@ -3,8 +3,9 @@
 //!
 //! Flow: [`verify_signature`] splits the token, decodes the protected header strictly (base64url
 //! without padding, a JSON object), takes `alg` only if the policy allows it, refuses `crit`
-//! extensions, and picks keys by `kid` and by family (`keys.rs`). Keys embedded in the token (`jwk`,
-//! `jku`, `x5u`, `x5c`) are ignored. It returns the decoded payload. [`check_claims`] then parses the
+//! extensions, and picks keys by `kid` and by family (`keys.rs`; a key without a kid serves any
+//! kid). Keys embedded in the token (`jwk`, `jku`, `x5u`, `x5c`) are ignored. It returns the
+//! decoded payload; [`verify`] also says whether the token's key is unknown (a refetch may help). [`check_claims`] then parses the
 //! payload as a JSON object and applies `exp`/`nbf` with leeway, `iss`, `aud` and the required
 //! claims. The wycheproof vectors (whose payload is not a claims set) test the first layer alone.
 
@@ -96,29 +97,52 @@ fn header(b64: &str, allowed: &[Algorithm]) -> Result<JoseHeader, Reject> {
     Ok(JoseHeader { alg, kid })
 }
 
-/// Verifies a compact JWS against `sets` (searched in order). `Err(UnknownKey)` means no key with
-/// the token's kid (a JWKS refresh may help).
+/// Why [`verify`] refused a token, and whether fresher keys might accept it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unverified {
+    pub reject: Reject,
+    /// No key of the sets carries the token's kid (or, without a kid, no key fits its alg): a key
+    /// set fetched again (JWKS) may hold its key.
+    pub key_unknown: bool,
+}
+
+impl From<Reject> for Unverified {
+    fn from(reject: Reject) -> Self {
+        Unverified {
+            reject,
+            key_unknown: false,
+        }
+    }
+}
+
+/// Verifies a compact JWS against `sets` (searched in order). `Err(UnknownKey)` means no key may
+/// verify the token (a JWKS refresh may help).
 pub fn verify_signature(
     token: &str,
     allowed: &[Algorithm],
     sets: &[&KeySet],
 ) -> Result<Signed, Reject> {
+    verify(token, allowed, sets).map_err(|u| u.reject)
+}
+
+/// [`verify_signature`], saying also whether the token's key is unknown to `sets`.
+pub fn verify(token: &str, allowed: &[Algorithm], sets: &[&KeySet]) -> Result<Signed, Unverified> {
     if token.is_empty() {
-        return Err(Reject::Missing);
+        return Err(Reject::Missing.into());
     }
     if token.len() > MAX_TOKEN {
-        return Err(Reject::Malformed);
+        return Err(Reject::Malformed.into());
     }
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(sig), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(Reject::Malformed);
+        return Err(Reject::Malformed.into());
     };
     let head = header(h, allowed)?;
     let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| Reject::Malformed)?;
     if URL_SAFE_NO_PAD.decode(sig).is_err() {
-        return Err(Reject::Malformed);
+        return Err(Reject::Malformed.into());
     }
     let message = &token.as_bytes()[..h.len() + 1 + p.len()];
     let mut any_key = false;
@@ -133,10 +157,17 @@ pub fn verify_signature(
             }
         }
     }
-    Err(if any_key {
-        Reject::BadSignature
-    } else {
-        Reject::UnknownKey
+    let key_unknown = match head.kid.as_deref() {
+        Some(kid) => !sets.iter().any(|s| s.has_kid(kid)),
+        None => !any_key,
+    };
+    Err(Unverified {
+        reject: if any_key {
+            Reject::BadSignature
+        } else {
+            Reject::UnknownKey
+        },
+        key_unknown,
     })
 }
 
@@ -282,8 +313,30 @@ mod tests {
         // unknown kid
         let t2 = token(serde_json::json!({"x":1}), Algorithm::HS256, Some("b"));
         assert_eq!(
-            verify_signature(&t2, &hs, &[&set]).unwrap_err(),
-            Reject::UnknownKey
+            verify(&t2, &hs, &[&set]).unwrap_err(),
+            Unverified {
+                reject: Reject::UnknownKey,
+                key_unknown: true
+            }
+        );
+        // a key without a kid (secret_env, PEM files) verifies tokens with any kid
+        let kidless = KeySet {
+            keys: vec![Key::secret(b"k1", None)],
+        };
+        assert!(verify_signature(&t2, &hs, &[&kidless]).is_ok());
+        assert!(verify_signature(&t, &hs, &[&set, &kidless]).is_ok());
+        // ... but only for its own family, and a wrong signature is still wrong
+        let t3 = token(serde_json::json!({"x":1}), Algorithm::HS384, Some("b"));
+        let other = KeySet {
+            keys: vec![Key::secret(b"other", None)],
+        };
+        assert_eq!(
+            verify(&t3, &[Algorithm::HS384], &[&other]).unwrap_err(),
+            Unverified {
+                reject: Reject::BadSignature,
+                key_unknown: true
+            },
+            "kid b is in no set: fresher keys may know it"
         );
         // tampered payload
         let mut parts: Vec<&str> = t.split('.').collect();

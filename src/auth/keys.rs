@@ -299,20 +299,24 @@ impl KeySet {
         Ok((KeySet { keys }, skipped))
     }
 
-    /// Keys that may verify a token with this `alg` and `kid`: with a kid, only keys carrying that
-    /// kid; without one, every key of the right family.
+    /// Keys that may verify a token with this `alg` and `kid`, all of the right family (and JWK
+    /// `alg`). With a kid: the keys carrying that kid, then the keys that carry none (a PEM file, a
+    /// secret, a JWK without `kid`: most identity providers put a kid in every token, and such a
+    /// key cannot say which kid it is); keys with another kid never. Without a kid: every key.
     pub fn candidates<'a>(
         &'a self,
         alg: Algorithm,
         kid: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Key> + 'a {
-        self.keys.iter().filter(move |k| {
-            k.allows(alg)
-                && match kid {
-                    Some(kid) => k.kid.as_deref() == Some(kid),
-                    None => true,
-                }
-        })
+        let exact = self
+            .keys
+            .iter()
+            .filter(move |k| kid.is_some() && k.kid.as_deref() == kid && k.allows(alg));
+        let rest = self
+            .keys
+            .iter()
+            .filter(move |k| (kid.is_none() || k.kid.is_none()) && k.allows(alg));
+        exact.chain(rest)
     }
 
     pub fn has_kid(&self, kid: &str) -> bool {
@@ -349,6 +353,30 @@ mod tests {
         assert!(set.has_kid("a"));
         assert!(KeySet::from_jwks(b"{}").is_err());
         assert!(KeySet::from_jwks(b"nope").is_err());
+    }
+
+    #[test]
+    fn keys_without_kid_serve_any_kid_of_their_family() {
+        let hmac = Key::secret(b"s", None);
+        let tagged = Key::secret(b"t", Some("a".into()));
+        let (rsa, _) = KeySet::from_jwks(
+            br#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"},{"kty":"RSA","kid":"r","n":"AQAB","e":"AQAB"}]}"#,
+        )
+        .unwrap();
+        let mut keys = vec![hmac, tagged];
+        keys.extend(rsa.keys);
+        let set = KeySet { keys };
+        let kids = |alg, kid| -> Vec<Option<String>> {
+            set.candidates(alg, kid).map(|k| k.kid.clone()).collect()
+        };
+        // exact kid first, then the keys without one; never a key with another kid
+        assert_eq!(kids(Algorithm::HS256, Some("a")), [Some("a".into()), None]);
+        assert_eq!(kids(Algorithm::HS256, Some("zz")), [None]);
+        assert_eq!(kids(Algorithm::HS256, None), [None, Some("a".into())]);
+        // families still bind: an HMAC secret never serves an RS token, whatever its kid
+        assert_eq!(kids(Algorithm::RS256, Some("zz")), [None]);
+        assert_eq!(kids(Algorithm::RS256, Some("r")), [Some("r".into()), None]);
+        assert!(kids(Algorithm::ES256, Some("a")).is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! ```text
 //! token.rs     credential from Authorization: Bearer / a header / a cookie / a query parameter
 //! cache.rs     per-worker verdict cache, keyed by the credential     -> hit: done (a hash lookup)
-//! jwt.rs       signature (keys.rs, JWKS from jwks.rs) + claims       -> 401 with the reason
+//! jwt.rs       signature (keys.rs, JWKS from jwks.rs) + claims       -> 401 with the reason, or
+//!              (unknown kid) wait for one JWKS refetch; no JWKS loaded yet -> 503
 //! apikey.rs    SHA-256 digest, constant-time compare                 -> 401
 //! phantom.rs   Redis / introspection exchange for the JWT            -> 401, or 503 if unreachable
 //! identity.rs  claims -> Identity (headers, roles, scopes)           -> route requirement, 403
@@ -15,7 +16,10 @@
 //! [`AuthShared`] is built once on the main thread (policies, JWKS state) and shared read-only;
 //! each worker builds its own [`AuthRt`] from it: verdict caches and Redis clients are per core,
 //! behind `RefCell`s, with no lock on the request path. The connection driver drops every managed
-//! identity header a client sent (on every route) and appends the identity's headers upstream.
+//! identity header a client sent (on every route) and appends the identity's headers upstream. A
+//! credential that is not forwarded (`forward_token = false`, and a phantom policy's opaque token)
+//! is removed from wherever the policy reads it: its header ([`AuthRt::strip_list`]), its cookie and
+//! its query parameter ([`AuthRt::hidden`], cut by `http::credentials`).
 
 pub mod apikey;
 pub mod cache;
@@ -32,6 +36,7 @@ use std::sync::Arc;
 
 use crate::config::auth::{AuthKind, AuthPolicy, PhantomBackend};
 use crate::config::Config;
+use crate::http::credentials::Hidden;
 use crate::http::head::RequestHead;
 use crate::redis::{RedisClient, RedisOpts};
 use cache::{now_ms, Cache, Verdict};
@@ -45,6 +50,9 @@ const JWT_NEGATIVE_TTL_MS: u64 = 1_000;
 const API_KEY_TTL_MS: u64 = 300_000;
 const API_KEY_NEGATIVE_TTL_MS: u64 = 5_000;
 
+/// A verified token's claims and its `exp` (whole seconds).
+type Claims = (serde_json::Map<String, serde_json::Value>, Option<u64>);
+
 /// Why a request is not let through.
 #[derive(Debug, Clone)]
 pub enum Denied {
@@ -52,7 +60,8 @@ pub enum Denied {
     Unauthorized { reject: Reject, bearer: bool },
     /// 403: authenticated, but the route's roles/scopes are not met.
     Forbidden,
-    /// 503: the token store or introspection endpoint could not answer.
+    /// 503: the token store, introspection endpoint or key server (a JWKS that never loaded) could
+    /// not answer.
     Unavailable(String),
 }
 
@@ -82,10 +91,13 @@ impl AuthShared {
             .iter()
             .map(|p| match &p.kind {
                 AuthKind::Jwt(r) => r.jwks.clone().map(|src| {
-                    let carried = known(&src.url.to_string()).map(|old| old.set.load_full());
+                    // a set that never loaded (its URL was down) is not carried: fetched again
+                    let carried = known(&src.url.to_string())
+                        .filter(|old| old.loaded())
+                        .map(|old| old.set.load_full());
                     let s = Arc::new(JwksState::new(src));
                     if let Some(set) = carried {
-                        s.set.store(set);
+                        s.store(set);
                     }
                     states.push(s.clone());
                     s
@@ -126,6 +138,15 @@ pub struct AuthRt {
     /// Per policy: headers dropped on its routes (managed ones, plus the credential's header when
     /// it is not forwarded, plus Authorization for phantom tokens).
     strip_for: Vec<Vec<Box<[u8]>>>,
+    /// Per policy: the cookie and query parameter names to cut from upstream requests (credentials
+    /// read from there and not forwarded).
+    hidden_for: Vec<HiddenNames>,
+}
+
+/// A policy's credential cookie and query parameter names, when the credential is not forwarded.
+struct HiddenNames {
+    cookie: Option<Box<[u8]>>,
+    query: Option<Box<[u8]>>,
 }
 
 impl AuthRt {
@@ -174,11 +195,37 @@ impl AuthRt {
                 v
             })
             .collect();
+        let hidden_for = shared
+            .policies
+            .iter()
+            .map(|p| {
+                let hide = !p.source.forward || matches!(p.kind, AuthKind::Phantom(_));
+                let name =
+                    |n: &Option<String>| n.as_ref().filter(|_| hide).map(|n| n.as_bytes().into());
+                HiddenNames {
+                    cookie: name(&p.source.cookie),
+                    query: name(&p.source.query),
+                }
+            })
+            .collect();
         AuthRt {
             shared,
             caches,
             redis,
             strip_for,
+            hidden_for,
+        }
+    }
+
+    /// The credential cookie and query parameter to remove from the upstream request of a route
+    /// with this policy (empty when the policy forwards its credential, or there is no policy).
+    pub fn hidden(&self, policy: Option<usize>) -> Hidden<'_> {
+        match policy.map(|p| &self.hidden_for[p]) {
+            Some(h) => Hidden {
+                cookie: h.cookie.as_deref(),
+                query: h.query.as_deref(),
+            },
+            None => Hidden::default(),
         }
     }
 
@@ -207,7 +254,7 @@ impl AuthRt {
         }
         let (verdict, until) = match &pol.kind {
             AuthKind::Jwt(_) => {
-                let v = self.verify_jwt(policy, cred, now);
+                let v = self.verify_jwt(policy, cred, now).await?;
                 let until = match &v {
                     Ok(id) => id.expires.map_or(now + API_KEY_TTL_MS, |e| e * 1000),
                     Err(_) => now + JWT_NEGATIVE_TTL_MS,
@@ -237,7 +284,7 @@ impl AuthRt {
                     }
                 };
                 let answer = answer.map_err(|u| Denied::Unavailable(u.0))?;
-                let v = self.exchanged(policy, rules.verify, answer, now);
+                let v = self.exchanged(policy, rules.verify, answer, now).await?;
                 let until = match &v {
                     Ok(id) => {
                         let cap = now + rules.cache_ttl.as_millis() as u64;
@@ -255,68 +302,106 @@ impl AuthRt {
     }
 
     /// Signature and claims of a JWT under JWT policy `policy`; the identity uses that policy's
-    /// header mapping.
-    fn verify_jwt(&self, policy: usize, cred: &[u8], now_ms: u64) -> Verdict {
-        let (claims, exp) = self.jwt_claims(policy, cred, now_ms)?;
+    /// header mapping. `Err`: the policy's key server is unavailable (503, not cached).
+    async fn verify_jwt(&self, policy: usize, cred: &[u8], now_ms: u64) -> Result<Verdict, Denied> {
+        let (claims, exp) = match self.jwt_claims(policy, cred, now_ms).await? {
+            Ok(c) => c,
+            Err(r) => return Ok(Err(r)),
+        };
         let map = &self.shared.policies[policy].identity;
-        Ok(Rc::new(Identity::from_claims(&claims, map, exp)))
+        Ok(Ok(Rc::new(Identity::from_claims(&claims, map, exp))))
     }
 
-    fn jwt_claims(
+    /// Verifies a JWT's signature and claims under JWT policy `policy`. A token whose key the
+    /// policy's JWKS does not hold waits for one refetch of that set (bounded, shared with every
+    /// request that waits on it). Outer `Err`: the JWKS has never loaded, so the token cannot be
+    /// judged (503); inner `Err`: the token is refused (401).
+    async fn jwt_claims(
         &self,
         policy: usize,
         cred: &[u8],
         now_ms: u64,
-    ) -> Result<(serde_json::Map<String, serde_json::Value>, Option<u64>), Reject> {
+    ) -> Result<Result<Claims, Reject>, Denied> {
         let AuthKind::Jwt(rules) = &self.shared.policies[policy].kind else {
-            return Err(Reject::Malformed);
+            return Ok(Err(Reject::Malformed));
         };
-        let token = std::str::from_utf8(cred).map_err(|_| Reject::Malformed)?;
-        let live = self.shared.jwks[policy].as_ref().map(|s| s.set.load());
-        let signed = match &live {
-            Some(set) => {
-                jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys, set])
-            }
-            None => jwt::verify_signature(token, &rules.algorithms, &[&rules.static_keys]),
+        let Ok(token) = std::str::from_utf8(cred) else {
+            return Ok(Err(Reject::Malformed));
         };
-        if signed.as_ref().err() == Some(&Reject::UnknownKey) {
-            if let Some(s) = &self.shared.jwks[policy] {
-                s.want_refresh();
+        let jwks = self.shared.jwks[policy].as_deref();
+        let mut waited = false;
+        let signed = loop {
+            let seen = jwks.map_or(0, JwksState::epoch);
+            let checked = match jwks.map(|s| s.set.load()) {
+                Some(set) => jwt::verify(token, &rules.algorithms, &[&rules.static_keys, &set]),
+                None => jwt::verify(token, &rules.algorithms, &[&rules.static_keys]),
+            };
+            let failed = match checked {
+                Ok(signed) => break signed,
+                Err(f) => f,
+            };
+            let Some(s) = jwks else {
+                return Ok(Err(failed.reject));
+            };
+            let keys_may_help = (failed.key_unknown || !s.loaded())
+                && matches!(failed.reject, Reject::UnknownKey | Reject::BadSignature);
+            if !keys_may_help {
+                return Ok(Err(failed.reject));
             }
-        }
-        let claims = jwt::check_claims(&signed?.payload, rules, now_ms / 1000)?;
-        let exp = jwt::exp_of(&claims);
-        Ok((claims, exp))
+            if waited || !s.refetch(seen, jwks::REFETCH_WAIT).await {
+                if !s.loaded() {
+                    return Err(Denied::Unavailable(format!(
+                        "JWKS {} has not loaded yet",
+                        s.source.url
+                    )));
+                }
+                return Ok(Err(failed.reject));
+            }
+            waited = true;
+        };
+        Ok(
+            jwt::check_claims(&signed.payload, rules, now_ms / 1000).map(|claims| {
+                let exp = jwt::exp_of(&claims);
+                (claims, exp)
+            }),
+        )
     }
 
-    /// The identity behind a phantom token's backend answer.
-    fn exchanged(
+    /// The identity behind a phantom token's backend answer. `Err`: the `verify` policy's key
+    /// server is unavailable.
+    async fn exchanged(
         &self,
         policy: usize,
         verify: Option<usize>,
         answer: phantom::Answer,
         now_ms: u64,
-    ) -> Verdict {
-        let map = &self.shared.policies[policy].identity;
+    ) -> Result<Verdict, Denied> {
         let (claims, jwt) = match answer {
-            phantom::Answer::Inactive => return Err(Reject::Revoked),
+            phantom::Answer::Inactive => return Ok(Err(Reject::Revoked)),
             phantom::Answer::Claims(c) => (c, None),
             phantom::Answer::Jwt(jwt) => {
                 let claims = match verify {
-                    Some(v) => self.jwt_claims(v, jwt.as_bytes(), now_ms)?.0,
-                    None => phantom::decode_claims(&jwt).ok_or(Reject::Malformed)?,
+                    Some(v) => self
+                        .jwt_claims(v, jwt.as_bytes(), now_ms)
+                        .await?
+                        .map(|c| c.0),
+                    None => phantom::decode_claims(&jwt).ok_or(Reject::Malformed),
                 };
-                (claims, Some(jwt))
+                match claims {
+                    Ok(c) => (c, Some(jwt)),
+                    Err(r) => return Ok(Err(r)),
+                }
             }
         };
         let exp = jwt::exp_of(&claims);
         if exp.is_some_and(|e| e * 1000 <= now_ms) {
-            return Err(Reject::Expired);
+            return Ok(Err(Reject::Expired));
         }
+        let map = &self.shared.policies[policy].identity;
         let id = Identity::from_claims(&claims, map, exp);
-        Ok(Rc::new(match jwt {
+        Ok(Ok(Rc::new(match jwt {
             Some(j) => id.with_authorization(&j),
             None => id,
-        }))
+        })))
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! Flow of [`send`]: validate the method and headers and serialise the request (`METHOD target
 //! HTTP/1.1`, Host, the caller's headers, Content-Length when there is a body or the method is
-//! POST/PUT/PATCH, `Connection: close`, body) -> resolve the host (`std::net::ToSocketAddrs`, first
-//! address; blocking for names, instant for IP literals) -> connect, bounded by
+//! POST/PUT/PATCH, `Connection: close`, body) -> resolve the host (`dns`: IP literals at once, names
+//! from the table the `coregate-dns` helper thread publishes, waiting for it without blocking the
+//! caller's thread) -> connect, resolution and connect together bounded by
 //! `min(connect_timeout, timeout)` -> write the request and read the response, the whole exchange
 //! bounded by `timeout` measured from the call (dropping the in-flight operation cancels it) ->
 //! parse the head with the proxy's response parser (`http::head::parse_response`), skipping 1xx
@@ -24,6 +25,7 @@
 //! reading, and as chunked or close-delimited data arrives), so memory stays bounded whatever the
 //! peer sends. Malformed input is an error, never a panic.
 
+pub mod dns;
 mod form;
 mod url;
 
@@ -37,7 +39,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Largest response head accepted (status line and header fields).
@@ -141,7 +143,7 @@ pub async fn send(req: &Request<'_>, opts: &ClientOpts) -> Result<Response, Clie
     let deadline = deadline_after(start, opts.timeout);
     let connect_deadline = deadline_after(start, opts.connect_timeout).min(deadline);
     let wire = serialize(req)?;
-    let addr = resolve(req.url)?;
+    let addr = resolve(req.url, connect_deadline).await?;
     let mut stream =
         match monoio::time::timeout_at(connect_deadline, TcpStream::connect_addr(addr)).await {
             Ok(Ok(s)) => s,
@@ -188,16 +190,14 @@ fn deadline_after(start: Instant, d: Duration) -> Instant {
         .unwrap_or(start)
 }
 
-/// First address of the URL's host; IP literals skip the resolver.
-fn resolve(url: &Url) -> Result<SocketAddr, ClientError> {
-    if let Ok(ip) = url.host().parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, url.port()));
-    }
-    match (url.host(), url.port()).to_socket_addrs() {
-        Ok(mut addrs) => addrs
-            .next()
-            .ok_or_else(|| ClientError::Resolve(format!("{}: no addresses", url.host()))),
-        Err(e) => Err(ClientError::Resolve(format!("{}: {e}", url.host()))),
+/// First address of the URL's host, from the DNS helper (IP literals skip it).
+async fn resolve(url: &Url, deadline: Instant) -> Result<SocketAddr, ClientError> {
+    let r = dns::resolver()
+        .ok_or_else(|| ClientError::Resolve(format!("{}: no DNS helper thread", url.host())))?;
+    match r.lookup(url.host(), url.port(), deadline).await {
+        Ok(a) => Ok(a),
+        Err(dns::DnsError::Failed(m)) => Err(ClientError::Resolve(m)),
+        Err(dns::DnsError::Timeout) => Err(ClientError::Timeout),
     }
 }
 

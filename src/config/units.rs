@@ -246,7 +246,10 @@ pub(crate) fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
     let port: u16 = port
         .parse()
         .map_err(|_| format!("invalid port in \"{s}\" (expected 0 to 65535)"))?;
-    match (host, port).to_socket_addrs() {
+    // config loading runs on the main or control thread, never on a worker
+    #[allow(clippy::disallowed_methods)]
+    let addrs = (host, port).to_socket_addrs();
+    match addrs {
         Ok(mut addrs) => addrs
             .next()
             .ok_or_else(|| format!("cannot resolve \"{s}\": no addresses found")),

@@ -2,9 +2,11 @@
 //!
 //! `head` parses request and response heads into spans over the connection buffer; `chunked` decodes
 //! chunked bodies strictly; `rewrite` writes the heads we send (hop-by-hop removal, forwarding headers,
-//! request ids); `respond` is the one place where errors become responses.
+//! request ids); `credentials` removes a credential cookie or query parameter the upstream must not see;
+//! `respond` is the one place where errors become responses.
 
 pub mod chunked;
+pub mod credentials;
 pub mod head;
 pub mod respond;
 pub mod rewrite;

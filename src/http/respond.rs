@@ -40,10 +40,13 @@ pub enum ErrorKind {
     BadUpstreamResponse {
         reason: &'static str,
     },
-    /// 401: no or bad credentials; `bearer` picks the WWW-Authenticate scheme (else ApiKey).
+    /// 401: no or bad credentials; `bearer` picks the WWW-Authenticate scheme (else ApiKey);
+    /// `presented`: a credential was sent (only then does the challenge carry an error code, RFC 6750
+    /// §3.1: a request without authentication information gets none).
     Unauthorized {
         reason: &'static str,
         bearer: bool,
+        presented: bool,
     },
     /// 403: authenticated, lacking a required role or scope.
     Forbidden,
@@ -196,12 +199,20 @@ pub fn write_error(
         let _ = write!(head, "allow: {allow}\r\n");
     }
     match err.kind {
-        ErrorKind::Unauthorized { reason, bearer } => {
+        ErrorKind::Unauthorized {
+            reason,
+            bearer,
+            presented,
+        } => {
             let scheme = if bearer { "Bearer" } else { "ApiKey" };
-            let _ = write!(
-                head,
-                "www-authenticate: {scheme} realm=\"coregate\", error=\"invalid_token\", error_description=\"{reason}\"\r\n"
-            );
+            let _ = write!(head, "www-authenticate: {scheme} realm=\"coregate\"");
+            if presented {
+                let _ = write!(
+                    head,
+                    ", error=\"invalid_token\", error_description=\"{reason}\""
+                );
+            }
+            head.push_str("\r\n");
         }
         ErrorKind::Forbidden => {
             head.push_str(
@@ -245,6 +256,35 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(cl, s.len() - body_start);
+    }
+
+    #[test]
+    fn unauthorized_challenge_has_an_error_only_for_a_presented_token() {
+        let challenge = |presented, bearer| {
+            let e = ProxyError::new(ErrorKind::Unauthorized {
+                reason: if presented {
+                    "token expired"
+                } else {
+                    "missing credentials"
+                },
+                bearer,
+                presented,
+            });
+            let mut out = Vec::new();
+            write_error(&mut out, &e, b"r", true, None, b"");
+            let s = String::from_utf8(out).unwrap();
+            assert!(s.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{s}");
+            s.lines()
+                .find_map(|l| l.strip_prefix("www-authenticate: "))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(challenge(false, true), "Bearer realm=\"coregate\"");
+        assert_eq!(challenge(false, false), "ApiKey realm=\"coregate\"");
+        assert_eq!(
+            challenge(true, true),
+            "Bearer realm=\"coregate\", error=\"invalid_token\", error_description=\"token expired\""
+        );
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! sent back to the client.
 //!
 //! Owns: hop-by-hop removal (Connection and every field it names, Keep-Alive, TE, Trailer, Upgrade,
-//! Proxy-*), X-Forwarded-For/-Proto/-Host, Via, X-Request-Id, Host rewriting, and framing headers
+//! Proxy-*), X-Forwarded-For/-Proto/-Host, Via, X-Request-Id, Host rewriting, credentials the route
+//! does not forward (named headers dropped, a credential cookie cut out of Cookie), and framing headers
 //! (Content-Length / Transfer-Encoding are always re-derived from the parsed framing, never copied).
 //!
 //! Flow: the connection driver parsed a head into spans over its read buffer; these functions append
 //! the outgoing head to the driver's reusable output buffer in one pass. No allocation once `out` has
 //! grown to its working size.
 
+use super::credentials;
 use super::head::{for_each_token, BodyKind, Header, HeaderKind, RequestHead, ResponseHead};
 
 /// Our pseudonym in Via (RFC 9110 §7.6.3).
@@ -76,6 +78,8 @@ pub struct RequestContext<'a> {
     /// Lower-cased header names dropped from the client's head (identity headers the gateway
     /// manages, credentials it does not forward).
     pub strip: &'a [Box<[u8]>],
+    /// A cookie removed from every Cookie field (a credential not forwarded; see `credentials`).
+    pub strip_cookie: Option<&'a [u8]>,
     /// (lower-cased name, value) appended: the authenticated identity.
     pub add: &'a [(String, String)],
     /// The gateway span's `traceparent`, sent in place of the client's.
@@ -145,6 +149,13 @@ pub fn write_upstream_request(
                     continue;
                 }
                 if ctx.strip.iter().any(|s| same_field_name(name, s)) {
+                    continue;
+                }
+                if let Some(c) = ctx
+                    .strip_cookie
+                    .filter(|_| name.eq_ignore_ascii_case(b"cookie"))
+                {
+                    credentials::push_cookie_header(out, name, h.value.get(buf), c);
                     continue;
                 }
                 if name.eq_ignore_ascii_case(b"traceparent")
@@ -342,6 +353,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             request_id: b"rid-1",
             proto: b"http",
             strip: &[],
+            strip_cookie: None,
             add: &[],
             traceparent: b"",
             keep_tracestate: true,
@@ -371,6 +383,39 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
         assert!(s.contains("x-request-id: rid-1\r\n"));
         assert!(s.contains("Accept: */*\r\n"));
         assert!(s.ends_with("content-length: 3\r\n\r\n"));
+    }
+
+    #[test]
+    fn credential_cookie_cut_from_every_cookie_field() {
+        let raw = b"GET /a HTTP/1.1\r\nHost: a\r\nCookie: session=t1; theme=dark\r\n\
+X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
+        let mut head = RequestHead::default();
+        parse_request(raw, &LIMITS, &mut head).unwrap().unwrap();
+        let strip: [Box<[u8]>; 1] = [b"x-token".as_slice().into()];
+        let ctx = RequestContext {
+            target: b"/a",
+            host_rewrite: None,
+            fallback_host: b"127.0.0.1:1",
+            client_ip: b"127.0.0.1",
+            request_id: b"r",
+            proto: b"http",
+            strip: &strip,
+            strip_cookie: Some(b"session"),
+            add: &[],
+            traceparent: b"",
+            keep_tracestate: true,
+        };
+        let mut out = Vec::new();
+        write_upstream_request(&mut out, raw, &head, &ctx);
+        let s = String::from_utf8(out).unwrap();
+        assert!(!s.contains("session") && !s.contains("X-Token"), "{s}");
+        assert!(
+            s.starts_with(
+                "GET /a HTTP/1.1\r\nhost: a\r\nCookie: theme=dark\r\nCOOKIE: lang=en\r\n"
+            ),
+            "{s}"
+        );
+        assert_eq!(s.to_ascii_lowercase().matches("cookie:").count(), 2, "{s}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ use std::time::Instant as StdInstant;
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
+use crate::auth::jwt::Reject;
 use crate::auth::Denied;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
@@ -515,6 +516,7 @@ async fn handle_request(
                 Err(Denied::Unauthorized { reject, bearer }) => Err(ErrorKind::Unauthorized {
                     reason: reject.reason(),
                     bearer,
+                    presented: reject != Reject::Missing,
                 }),
                 Err(Denied::Unavailable(why)) => {
                     ctx.auth_unavailable(&why);
@@ -588,6 +590,8 @@ async fn handle_request(
     // upstream request head + whatever body arrived with it
     c.target.clear();
     router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
+    let hidden = ctx.auth.hidden(route.auth);
+    hidden.strip_target(&mut c.target);
     c.out.clear();
     let rctx = RequestContext {
         target: &c.target,
@@ -597,6 +601,7 @@ async fn handle_request(
         request_id: rid,
         proto: b"http",
         strip: ctx.auth.strip_list(route.auth),
+        strip_cookie: hidden.cookie,
         add: identity.as_ref().map_or(&[][..], |i| &i.headers),
         traceparent: &span.traceparent(),
         keep_tracestate: span.continued(),

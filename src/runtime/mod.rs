@@ -12,6 +12,7 @@
 pub mod control;
 pub mod drain;
 pub mod driver;
+pub mod epoch;
 mod listen;
 pub mod reload;
 pub mod worker;

@@ -37,6 +37,8 @@ pub struct Response {
 
 /// Fetches `/stats` from `admin` (`host:port`); returns the body of a `200`.
 pub fn fetch_stats(admin: &str) -> Result<String, String> {
+    // `coregate top` is its own short-lived CLI process, with no worker to stall
+    #[allow(clippy::disallowed_methods)]
     let addrs: Vec<_> = admin
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {admin:?}: {e}"))?

@@ -40,6 +40,8 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     } else {
         format!("{host}:80")
     };
+    // parsed once when the load generator starts (not the gateway's workers)
+    #[allow(clippy::disallowed_methods)]
     let addr = with_port
         .to_socket_addrs()
         .map_err(|e| format!("bad URL {url:?}: cannot resolve {with_port}: {e}"))?

@@ -61,6 +61,8 @@ impl FromStr for CpuList {
 
 /// Parses `HOST:PORT` (resolving names such as `localhost`) into the first address.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    // command-line parsing, before any serving thread starts (not the gateway's workers)
+    #[allow(clippy::disallowed_methods)]
     s.to_socket_addrs()
         .map_err(|e| format!("bad address {s:?}: {e}"))?
         .next()
