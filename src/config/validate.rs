@@ -174,6 +174,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         let Some(route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits) else {
             continue;
         };
+        route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
             None => {
@@ -508,6 +509,32 @@ fn route(
     })
 }
 
+/// A route path that is not in normal form could never match: requests are matched after
+/// normalisation (`router::normalize`). Says which form to write instead.
+fn route_path_normal(cx: &mut Ctx, p: &KeyPath, path: &PathMatch, policy: &PathPolicy) {
+    let (key, text) = match path {
+        PathMatch::Exact(t) => ("path", t),
+        PathMatch::Prefix(t) => ("path_prefix", t),
+        PathMatch::Template(_) => return,
+    };
+    let mut normal = Vec::new();
+    match crate::router::normalize(text.as_bytes(), policy, &mut normal) {
+        Ok(false) => {}
+        Ok(true) if normal == text.as_bytes() => {}
+        Ok(true) => cx.err(
+            p.key(key),
+            format!(
+                "\"{text}\" can never match: requests are matched on normalised paths (write \"{}\")",
+                String::from_utf8_lossy(&normal)
+            ),
+        ),
+        Err(e) => cx.err(
+            p.key(key),
+            format!("\"{text}\" can never match: every request path like it gets 400 ({})", e.0),
+        ),
+    }
+}
+
 /// At most one of `path`, `path_prefix`, `path_template`; none is prefix `/`.
 fn route_path(cx: &mut Ctx, p: &KeyPath, keys: [(&str, Option<String>); 3]) -> Option<PathMatch> {
     let given: Vec<(&str, String)> = keys
@@ -620,6 +647,23 @@ pub(crate) mod tests {
         for (text, expected) in cases {
             assert_eq!(errs(text), *expected, "for:\n{text}");
         }
+    }
+
+    #[test]
+    fn route_paths_must_be_normal() {
+        let h = "[[upstream]]\nname = \"u\"\nendpoints = [\"127.0.0.1:1\"]\n[[route]]\nupstream = \"u\"\n";
+        for (route, want) in [
+            ("path = \"/a//b\"", "route[0].path: \"/a//b\" can never match: requests are matched on normalised paths (write \"/a/b\")"),
+            ("path_prefix = \"/%61pi\"", "route[0].path_prefix: \"/%61pi\" can never match: requests are matched on normalised paths (write \"/api\")"),
+            ("path_prefix = \"/a/../b\"", "route[0].path_prefix: \"/a/../b\" can never match: requests are matched on normalised paths (write \"/b\")"),
+            ("path = \"/a%2Fb\"", "route[0].path: \"/a%2Fb\" can never match: every request path like it gets 400 (encoded slash in path)"),
+        ] {
+            let text = format!("{h}{route}\n");
+            let errs = parse_str(&text, "t.toml").unwrap_err().to_string();
+            assert!(errs.contains(want), "{errs}");
+        }
+        let keep = format!("[server]\npath_normalization = {{ escaped_slashes = \"keep\" }}\n{h}path = \"/a%2Fb\"\n");
+        assert!(parse_str(&keep, "t.toml").is_ok());
     }
 
     #[test]

@@ -408,12 +408,6 @@ pub fn parse_request(
     if te_seen && !chunked {
         return Err(bad("Transfer-Encoding must end with chunked"));
     }
-    if te_other {
-        return Err(HeadError {
-            status: 501,
-            reason: "transfer coding not implemented (only chunked)",
-        });
-    }
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 even in absolute form
     if head.minor == 1 && head.host.is_none() {
         return Err(bad("missing Host header"));
@@ -425,6 +419,13 @@ pub fn parse_request(
         (Some(0), false) | (None, false) => BodyKind::None,
         (Some(n), false) => BodyKind::Length(n),
     };
+    // after the framing checks: CL + TE (or TE on HTTP/1.0) stays a 400 whatever the codings
+    if te_other {
+        return Err(HeadError {
+            status: 501,
+            reason: "transfer coding not implemented (only chunked)",
+        });
+    }
     if head.body == BodyKind::None {
         head.expect_continue = false;
     }
