@@ -34,7 +34,10 @@ fn vectors_are_vendored_with_their_licences() {
         "tests/vectors/jwt/LICENSE-wycheproof",
         "tests/vectors/jwt/wycheproof_json_web_signature_test.json",
     ] {
-        assert!(root().join(f).is_file(), "{f} is missing from the repository");
+        assert!(
+            root().join(f).is_file(),
+            "{f} is missing from the repository"
+        );
     }
 }
 
