@@ -84,6 +84,11 @@ pub struct Tuning {
     /// Graceful-shutdown budget, replacing `server.drain_timeout` (e.g. "30s").
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Start even when another process already listens on a listen address: SO_REUSEPORT then
+    /// splits new connections between both (for a hand-over, where the old gateway drains).
+    /// Without it such an address is refused at start-up.
+    #[arg(long)]
+    pub reuse_port_with_others: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -128,6 +133,7 @@ impl Tuning {
             pin: !self.no_pin,
             ring_entries: self.ring_entries,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
+            share_listeners: self.reuse_port_with_others,
         }
     }
 

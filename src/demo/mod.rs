@@ -50,9 +50,11 @@ pub fn run(tuning: &Tuning) -> ExitCode {
          Ctrl-C stops it.",
         admin.map(|a| a.to_string()).unwrap_or_default()
     );
-    if let Err(e) = std::net::TcpListener::bind(listen) {
-        eprintln!("coregate: cannot listen on {listen}: {e} (pick another port with --listen 127.0.0.1:PORT)");
-        return ExitCode::FAILURE;
+    if let Err(why) = crate::runtime::listen::probe(listen) {
+        if !tuning.reuse_port_with_others {
+            eprintln!("coregate: {why} (pick another port with --listen 127.0.0.1:PORT)");
+            return ExitCode::FAILURE;
+        }
     }
     crate::cli::serve(cfg, tuning, None)
 }
