@@ -4,13 +4,16 @@
 //! `serde_ignored` (every unknown key collected; a type error stops here) -> `validate` (every
 //! semantic error collected) -> [`model::Config`]. Each problem is a key path + message; this module
 //! attaches the file name and the 1-based line:column found by `position`, and returns either the
-//! `Config` or all the [`ConfigError`]s, sorted by position.
+//! `Config` or all the [`ConfigError`]s, sorted by position. [`check_file`] (`coregate check`) adds
+//! `preflight`: what `run` would fail on beyond the file (log file, bindable addresses), reported
+//! the same way.
 
 pub mod access_log;
 pub mod auth;
 pub mod limits;
 pub mod model;
 mod position;
+pub mod preflight;
 mod raw;
 pub mod units;
 mod validate;
@@ -75,9 +78,23 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates a config file; the file label in errors is `path` as given.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, None)
+}
+
+/// What `coregate check` runs: [`load_file`], then the [`preflight::Preflight`] checks of what
+/// `run` would fail on (log file, listen addresses), every problem with its key path and position.
+pub fn check_file(path: &Path, opts: preflight::Preflight) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, Some(opts))
+}
+
+fn read_and_parse(
+    path: &Path,
+    preflight: Option<preflight::Preflight>,
+) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_in(&text, &label, path.parent().unwrap_or(Path::new("."))),
+        Ok(text) => parse_checked(&text, &label, base, preflight),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             message: format!("cannot read {label}: {e}"),
             file: label,
@@ -95,6 +112,16 @@ pub fn parse_str(text: &str, file_label: &str) -> Result<Config, ConfigErrors> {
 
 /// [`parse_str`], with relative key-file paths resolved against `base`.
 pub fn parse_in(text: &str, file_label: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    parse_checked(text, file_label, base, None)
+}
+
+/// [`parse_in`], plus the `preflight` checks on a valid file when asked for.
+fn parse_checked(
+    text: &str,
+    file_label: &str,
+    base: &Path,
+    preflight: Option<preflight::Preflight>,
+) -> Result<Config, ConfigErrors> {
     let error = |offset: Option<usize>, path: String, message: String| {
         let (line, column) = match offset {
             Some(o) => {
@@ -148,7 +175,19 @@ pub fn parse_in(text: &str, file_label: &str, base: &Path) -> Result<Config, Con
             errors.push(error(offset, path.to_string(), message));
         }
         Ok(raw) => match validate::validate(raw, base) {
-            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(config) if errors.is_empty() => {
+                let listen_is_list = doc
+                    .get("server")
+                    .and_then(|s| s.get("listen"))
+                    .is_some_and(|l| l.is_array());
+                let problems = preflight
+                    .map(|o| preflight::problems(&config, listen_is_list, o))
+                    .unwrap_or_default();
+                if problems.is_empty() {
+                    return Ok(config);
+                }
+                errors.extend(problems.into_iter().map(|(p, m)| located(p, m)));
+            }
             Ok(_) => {}
             Err(problems) => errors.extend(problems.into_iter().map(|(p, m)| located(p, m))),
         },
