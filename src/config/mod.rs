@@ -10,6 +10,8 @@
 
 pub mod access_log;
 pub mod auth;
+#[cfg(test)]
+mod key_list;
 pub mod limits;
 pub mod model;
 mod position;
