@@ -399,9 +399,19 @@ upstream = "user"
     /// The example uses every key, so this is also the "full valid file" test.
     #[test]
     fn example_config_is_valid() {
-        let c = parse_str(
+        // The variables the example's header says to export.
+        for (var, value) in [
+            ("COREGATE_JWT_SECRET", "dev-only-jwt-secret"),
+            ("COREGATE_BETA_KEY", "dev-only-beta-key"),
+            ("COREGATE_IDP_CLIENT_SECRET", "dev-only-client-secret"),
+            ("COREGATE_REDIS_PASSWORD", "dev-only"),
+        ] {
+            std::env::set_var(var, value);
+        }
+        let c = parse_in(
             include_str!("../../examples/gateway.toml"),
             "examples/gateway.toml",
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let s = &c.server;
@@ -467,9 +477,40 @@ upstream = "user"
             "orders",
             "files",
         ];
+        let with_auth = [
+            "static-sites",
+            "admin-api",
+            "partner-reports",
+            "internal",
+            "opaque",
+            "introspected",
+            "route[12]",
+        ];
+        assert_eq!(names, [&expected[..], &with_auth[..]].concat());
+        let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(
-            names,
-            [&expected[..], &["static-sites", "route[7]"]].concat()
+            auth,
+            ["users", "internal", "partners", "opaque", "introspected"]
+        );
+        let tiers: Vec<&str> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tiers, ["default", "free", "premium"]);
+        assert_eq!((c.rate_limits.len(), c.quotas.len()), (2, 2));
+        let redis = c.redis.as_ref().unwrap();
+        assert_eq!(redis.password.as_deref(), Some("dev-only"));
+        let r = &c.routes[7];
+        assert_eq!(r.auth, Some(0));
+        assert!(r.require.as_ref().is_some_and(|q| q.all));
+        let r = &c.routes[8];
+        assert_eq!((r.auth, r.cost), (Some(2), Some(5)));
+        assert_eq!(
+            (r.rate_limits.clone(), r.quotas.clone()),
+            (vec![0], vec![0])
+        );
+        assert_eq!(
+            c.access_log.sink,
+            access_log::LogSink::File(
+                Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/access.log")).into()
+            )
         );
         let r = &c.routes[0];
         assert_eq!(r.host, Some(HostMatch::Exact("api.example.com".into())));
@@ -520,7 +561,7 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[7].max_body, 10 << 20);
+        assert_eq!(c.routes[12].max_body, 10 << 20);
     }
 
     #[test]
