@@ -17,6 +17,7 @@ pub mod model;
 mod position;
 pub mod preflight;
 mod raw;
+pub mod render;
 pub mod units;
 mod validate;
 
