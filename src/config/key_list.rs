@@ -282,4 +282,25 @@ mod tests {
             "examples/gateway.toml does not show these keys: {missing:#?}"
         );
     }
+
+    /// The README's reference tables (`[server]`, `[admin]`, `[access_log]`, `[[upstream]]`,
+    /// `[[route]]`) name every key of their table.
+    #[test]
+    fn readme_tables_name_every_key() {
+        let readme = include_str!("../../README.md");
+        let tables = ["server", "admin", "access_log", "upstream", "route"];
+        let missing: Vec<String> = all_keys()
+            .into_iter()
+            .filter(|k| {
+                let segs: Vec<&str> = k.split('.').collect();
+                segs.len() == 2
+                    && tables.contains(&segs[0])
+                    && !readme.contains(&format!("`{}`", segs[1]))
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "README.md does not document {missing:?}"
+        );
+    }
 }
