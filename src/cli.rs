@@ -33,15 +33,25 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
-    /// Validate a config file: prints "ok", or every error with its key path and position.
+    /// Validate a config file and what `run` would fail on (key files, the access-log file,
+    /// listen addresses that cannot be bound): prints "ok", or every error with its key path and
+    /// position. Nothing is created, and nothing listens.
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Do not probe `server.listen` and `admin.listen`: for a file meant for the gateway that
+        /// already listens there (a reload keeps its listeners).
+        #[arg(long)]
+        no_bind_check: bool,
     },
     /// Run the gateway on a built-in config with three demo services (users, orders, products).
     Demo {
         #[command(flatten)]
         tuning: Tuning,
+        /// Admin listener address (/healthz, /metrics, /stats, /config), replacing the built-in
+        /// 127.0.0.1:9901; port 0 picks a free one (the ready line names it).
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
     },
     /// Watch a running gateway: per-route and per-upstream rates from its admin `/stats`.
     Top {
@@ -84,6 +94,11 @@ pub struct Tuning {
     /// Graceful-shutdown budget, replacing `server.drain_timeout` (e.g. "30s").
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
+    /// Start even when another process already listens on a listen address: SO_REUSEPORT then
+    /// splits new connections between both (for a hand-over, where the old gateway drains).
+    /// Without it such an address is refused at start-up.
+    #[arg(long)]
+    pub reuse_port_with_others: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -128,6 +143,7 @@ impl Tuning {
             pin: !self.no_pin,
             ring_entries: self.ring_entries,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
+            share_listeners: self.reuse_port_with_others,
         }
     }
 
@@ -189,7 +205,15 @@ pub fn serve(mut cfg: Config, tuning: &Tuning, source: Option<PathBuf>) -> ExitC
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match config::load_file(&config) {
+        Command::Check {
+            config,
+            no_bind_check,
+        } => match config::check_file(
+            &config,
+            config::preflight::Preflight {
+                bind: !no_bind_check,
+            },
+        ) {
             Ok(_) => {
                 println!("ok");
                 ExitCode::SUCCESS
@@ -210,7 +234,7 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Demo { tuning } => crate::demo::run(&tuning),
+        Command::Demo { tuning, admin } => crate::demo::run(&tuning, admin),
         Command::Top {
             admin,
             interval,
@@ -274,6 +298,16 @@ mod tests {
         assert_eq!(tuning.listen.len(), 2);
         assert_eq!(tuning.drain_timeout, Some(Duration::from_secs(2)));
         Cli::try_parse_from(["coregate", "demo", "--workers", "1"]).unwrap();
+        let cli = Cli::try_parse_from(["coregate", "demo", "--admin", "127.0.0.1:0"]).unwrap();
+        assert!(matches!(cli.command, Command::Demo { admin: Some(a), .. } if a.port() == 0));
         Cli::try_parse_from(["coregate", "check", "--config", "x.toml"]).unwrap();
+        let cli = Cli::try_parse_from(["coregate", "check", "-c", "x", "--no-bind-check"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Check {
+                no_bind_check: true,
+                ..
+            }
+        ));
     }
 }

@@ -228,3 +228,44 @@ fn stdout_sink_writes_json_lines() {
         }
     });
 }
+
+/// With tiers configured, a request that no policy applied to (no limits on the route, no
+/// "default" tier for the anonymous caller) logs `ratelimit: null`, not `allowed`; a request a
+/// tier's policy did check logs `allowed`.
+#[test]
+fn ratelimit_is_null_when_no_limit_applied() {
+    for_each_driver(|driver| {
+        let up = Upstream::recording("u");
+        let log = temp_path("log");
+        let cfg = config(
+            "",
+            &(format!(
+                "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
+                log.display()
+            ) + "[[rate_limit]]\nname = \"per_ip\"\nkey = \"client_ip\"\nrate = \"1000/s\"\n\n\
+                  [tier.gold]\nrate_limits = [\"per_ip\"]\n\n"
+                + &upstream_toml("u", &[up.addr], "")
+                + &route_toml("open", "u", "path_prefix = \"/open\"")
+                + &route_toml(
+                    "limited",
+                    "u",
+                    "path_prefix = \"/limited\"\nrate_limits = [\"per_ip\"]",
+                )),
+        );
+        let gw = Gateway::start(&cfg, driver);
+        let mut c = Client::connect(gw.addr);
+        let open = c.get("/open", "l.test");
+        assert_eq!(open.status, 200, "[{driver}]");
+        assert!(
+            !open.has("ratelimit-policy"),
+            "[{driver}] no policy applied"
+        );
+        assert_eq!(c.get("/limited", "l.test").status, 200, "[{driver}]");
+        let got = wait_lines(&log, 2);
+        assert_eq!(got[0]["route"], "open");
+        assert_eq!(got[0]["ratelimit"], Value::Null, "[{driver}] {}", got[0]);
+        assert_eq!(got[1]["route"], "limited");
+        assert_eq!(got[1]["ratelimit"], "allowed", "[{driver}]");
+        let _ = std::fs::remove_file(&log);
+    });
+}

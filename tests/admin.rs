@@ -112,3 +112,90 @@ fn metrics_count_requests_per_route_and_class() {
         );
     });
 }
+
+/// `/config` is the effective config in the file format, TOML by default and JSON with
+/// `?format=json`, with secrets shown as the variables they come from, and `coregate check`
+/// accepts what it serves.
+#[test]
+fn config_is_checkable_toml_or_json_without_secrets() {
+    std::env::set_var("CG_TEST_ADMIN_JWT_SECRET", "admin-test-jwt-secret");
+    std::env::set_var("CG_TEST_ADMIN_API_KEY", "admin-test-api-key");
+    std::env::set_var("CG_TEST_ADMIN_REDIS_PASSWORD", "admin-test-redis-password");
+    let up = Upstream::recording("rec");
+    let body = "[[auth]]\nname = \"jwt\"\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\n\
+                secret_env = \"CG_TEST_ADMIN_JWT_SECRET\"\n\n\
+                [[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+                keys = [{ key_env = \"CG_TEST_ADMIN_API_KEY\", consumer = \"acme\", tier = \"gold\" }]\n\n\
+                [[rate_limit]]\nname = \"per_ip\"\nkey = \"client_ip\"\nrate = \"100/s\"\n\
+                scope = \"cluster\"\nlocal_share = 0.5\n\n\
+                [tier.gold]\nrate_limits = [\"per_ip\"]\n\n\
+                [redis]\naddr = \"127.0.0.1:6379\"\npassword_env = \"CG_TEST_ADMIN_REDIS_PASSWORD\"\n\n"
+        .to_string()
+        + &upstream_toml("u", &[up.addr], "balance = \"hash\"\nhash_key = \"client_ip\"")
+        + &route_toml(
+            "r",
+            "u",
+            "path_template = \"/api/{id}\"\nauth = \"jwt\"\nrate_limits = [\"per_ip\"]",
+        )
+        + &route_toml("k", "u", "path_prefix = \"/keys\"\nauth = \"keys\"\nstrip_prefix = \"/keys\"");
+    let cfg = config("drain_timeout = \"1500ms\"", &body);
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        let r = gw.admin_get("/config");
+        assert_eq!(r.status, 200, "[{driver}]");
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/toml")
+        );
+        let text = r.body_str();
+        for secret in [
+            "admin-test-jwt-secret",
+            "admin-test-api-key",
+            "admin-test-redis-password",
+        ] {
+            assert!(
+                !text.contains(secret),
+                "[{driver}] {secret} leaked:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("secret_env = \"CG_TEST_ADMIN_JWT_SECRET\""),
+            "{text}"
+        );
+        assert!(text.contains("drain_timeout = \"1500ms\""), "{text}");
+        // effective: the harness's `--listen 127.0.0.1:0` replaced the file's default listener
+        assert!(text.contains("listen = [\"127.0.0.1:0\"]"), "{text}");
+
+        let path = write_temp(&text, "toml");
+        let (status, out, err) = run_cli(
+            &[
+                "check",
+                "-c",
+                &path.display().to_string(),
+                "--no-bind-check",
+            ],
+            secs(30),
+        );
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(0),
+            "[{driver}] check of /config: {out} {err}\n--- served ---\n{text}"
+        );
+
+        let j = gw.admin_get("/config?format=json");
+        assert_eq!(j.status, 200);
+        assert_eq!(
+            j.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        let json: serde_json::Value = serde_json::from_str(&j.body_str()).unwrap();
+        let toml: toml::Value = toml::from_str(&text).unwrap();
+        assert_eq!(json, serde_json::to_value(toml).unwrap(), "[{driver}]");
+        assert_eq!(
+            json["redis"]["password_env"],
+            "CG_TEST_ADMIN_REDIS_PASSWORD"
+        );
+        assert_eq!(gw.admin_get("/config?format=yaml").status, 400);
+    });
+}

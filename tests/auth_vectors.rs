@@ -1,4 +1,5 @@
-//! Replays every wycheproof JWS vector (`../shared/vectors/jwt/`, 401 cases).
+//! Replays every wycheproof JWS vector (`tests/vectors/jwt/`, 401 cases, vendored with their
+//! Apache-2.0 licence file).
 //!
 //! Signature layer: each group's key (public JWK, or the private one for HMAC groups) is loaded as
 //! a JWKS, every algorithm we support is allowed (the most permissive policy, so key binding alone
@@ -24,7 +25,7 @@ use serde_json::Value;
 
 fn vectors() -> Value {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors/jwt/wycheproof_json_web_signature_test.json");
+        .join("tests/vectors/jwt/wycheproof_json_web_signature_test.json");
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
         .unwrap()
 }

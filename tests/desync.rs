@@ -1,12 +1,13 @@
-//! Replays every case of the http-desync-guardian vectors (../shared/vectors/http-desync/*.yaml)
-//! against the gateway with a recording upstream and checks each tier's rule:
-//! Severe -> 400, connection closed, nothing reached the upstream; Ambiguous -> the same
-//! rejection, or forwarded as one message with unambiguous framing; Compliant/Acceptable ->
-//! forwarded (2xx from the mock), unless the gateway's documented strict rules (header name not
-//! a token, CTL in a value, Transfer-Encoding other than exactly `chunked`, CL+TE, bad or
-//! repeated Content-Length) demand a 400 (501 for a valid coding list ending in `chunked`, as
-//! nginx answers), or the request line itself is outside HTTP/1.x grammar (version, raw
-//! non-ASCII/space/unsafe bytes in the target), where either is fine (505 for the version).
+//! Replays every case of the http-desync-guardian vectors (`tests/vectors/http-desync/*.yaml`,
+//! vendored with their Apache-2.0 LICENSE and NOTICE) against the gateway with a recording
+//! upstream and checks each tier's rule: Severe -> 400, connection closed, nothing reached the
+//! upstream; Ambiguous -> the same rejection, or forwarded as one message with unambiguous
+//! framing; Compliant/Acceptable -> forwarded (2xx from the mock), unless the gateway's documented
+//! strict rules (header name not a token, CTL in a value, Transfer-Encoding other than exactly
+//! `chunked`, CL+TE, bad or repeated Content-Length) demand a 400 (501 for a valid coding list
+//! ending in `chunked`, as nginx answers), or the request line itself is outside HTTP/1.x grammar
+//! (version, raw non-ASCII/space/unsafe bytes in the target), where either is fine (505 for the
+//! version).
 //!
 //! How a case becomes bytes: the request line is `METHOD SP URI SP VERSION` (no `SP VERSION`
 //! when the version is empty); YAML strings are decoded with each char below U+0100 as one byte
@@ -68,7 +69,7 @@ struct Vector {
 }
 
 fn load_cases() -> Vec<Vector> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/vectors/http-desync");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/http-desync");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.unwrap().path())

@@ -204,6 +204,34 @@ fn tiers_follow_the_consumer() {
     });
 }
 
+/// `[tier.default]` is the tier of every caller without one, anonymous callers (routes without
+/// auth) included; a route without limits of its own gets it too.
+#[test]
+fn default_tier_applies_to_anonymous_callers() {
+    let up = Upstream::fixed("u", 200, "ok");
+    let cfg = gw_config(
+        &up,
+        "[[rate_limit]]\nname = \"anon\"\nkey = \"client_ip\"\nrate = \"1/h\"\nburst = 2\n\
+         [tier.default]\nrate_limits = [\"anon\"]\n",
+        &route_toml("public", "u", "path_prefix = \"/\""),
+    );
+    for_each_driver(|d| {
+        let gw = Gateway::start(&cfg, d);
+        for i in 0..2 {
+            let r = send(&gw, "/p", &[]);
+            assert_eq!(r.status, 200, "[{d}] {i}");
+            assert_eq!(
+                r.header("ratelimit-policy").as_deref(),
+                Some("\"anon\";q=2;w=7200"),
+                "[{d}] the default tier's policy"
+            );
+        }
+        let r = send(&gw, "/p", &[]);
+        assert_error_json(&r, 429);
+        assert_eq!(r.json()["error"], "rate limit exceeded", "[{d}]");
+    });
+}
+
 #[test]
 fn byte_quota_counts_response_bodies() {
     let body = "x".repeat(1500);

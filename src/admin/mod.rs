@@ -6,9 +6,11 @@
 //! snapshot request over its control channel, waits (bounded) for the answers, merges them
 //! (`metrics::snapshot`) and renders Prometheus text or JSON; a worker answers between two of its
 //! requests, so a scrape costs each worker one copy of its counters (measured and exported as
-//! `coregate_scrape_worker_seconds`). `POST /reload` queues a reload on the control thread and
-//! answers 200 with the new generation or 422 with every config error. `/readyz` is 200 while every
-//! worker accepts and the gateway is not draining.
+//! `coregate_scrape_worker_seconds`). `/config` renders the effective config as TOML (or JSON with
+//! `?format=json`) that `coregate check` accepts, secrets shown as their environment variables
+//! (`config::render`). `POST /reload` queues a reload on the control thread and answers 200 with
+//! the new generation or 422 with every config error. `/readyz` is 200 while every worker accepts
+//! and the gateway is not draining.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,8 +79,10 @@ impl Admin {
         let line = buf.split(|&b| b == b'\r').next().unwrap_or(b"");
         let mut parts = line.split(|&b| b == b' ');
         let method = parts.next().unwrap_or(b"");
-        let path = parts.next().unwrap_or(b"");
-        let path = path.split(|&b| b == b'?').next().unwrap_or(b"");
+        let target = parts.next().unwrap_or(b"");
+        let mut target = target.splitn(2, |&b| b == b'?');
+        let path = target.next().unwrap_or(b"");
+        let query = target.next().unwrap_or(b"");
         if (method, path) == (&b"POST"[..], &b"/reload"[..]) {
             // a reload may take seconds (JWKS fetches, workers switching): answer it on a thread
             // of its own so health checks and scrapes keep being served meanwhile
@@ -112,11 +116,7 @@ impl Admin {
                 "application/json",
                 metrics::json::render(&self.scrape()),
             ),
-            (b"GET" | b"HEAD", b"/config") => (
-                200,
-                "text/plain",
-                format!("{:#?}\n", self.st.status.config.load()),
-            ),
+            (b"GET" | b"HEAD", b"/config") => config(&self.st.status.config.load(), query),
             (b"GET" | b"HEAD", _) | (b"POST", _) => (404, "text/plain", "not found\n".to_string()),
             _ => (405, "text/plain", "method not allowed\n".to_string()),
         };
@@ -153,6 +153,24 @@ impl Admin {
                 expected_workers: self.st.workers.len(),
             },
         )
+    }
+}
+
+/// `GET /config`: the effective config in the file format (`config::render`: secrets shown as the
+/// environment variables they come from), TOML by default, JSON with `?format=json`.
+fn config(cfg: &crate::config::Config, query: &[u8]) -> (u16, &'static str, String) {
+    let format = query
+        .split(|&b| b == b'&')
+        .find_map(|kv| kv.strip_prefix(b"format="))
+        .unwrap_or(b"toml");
+    match format {
+        b"toml" => (200, "application/toml", crate::config::render::to_toml(cfg)),
+        b"json" => (200, "application/json", crate::config::render::to_json(cfg)),
+        _ => (
+            400,
+            "text/plain",
+            "unknown format (expected format=toml or format=json)\n".into(),
+        ),
     }
 }
 

@@ -90,6 +90,8 @@ struct RawKeysFile {
 pub struct AuthPolicy {
     pub name: String,
     pub kind: AuthKind,
+    /// Where the key material came from (for showing the effective config, never secrets).
+    pub sources: KeySources,
     /// Where the credential is read from.
     pub source: TokenSource,
     /// Claims (or consumer fields) copied to upstream headers.
@@ -103,6 +105,29 @@ pub enum AuthKind {
     Jwt(Arc<JwtRules>),
     ApiKey(Arc<ApiKeys>),
     Phantom(Arc<PhantomRules>),
+}
+
+/// Where a policy's key material was read from: environment variable names and resolved file
+/// paths, never a secret. Kept so that the effective config can be shown and checked again
+/// (`config::render`, admin `/config`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySources {
+    pub secret_env: Option<String>,
+    pub public_key_files: Vec<std::path::PathBuf>,
+    pub jwks_file: Option<std::path::PathBuf>,
+    /// The inline `keys`, in order: they are the first entries of [`ApiKeys::keys`].
+    pub inline_keys: Vec<KeyRef>,
+    pub keys_file: Option<std::path::PathBuf>,
+    pub client_secret_env: Option<String>,
+}
+
+/// How an inline API key was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// `sha256 = "..."`: the digest kept in [`ApiKeys::keys`] is what was written.
+    Sha256,
+    /// `key_env = "VAR"`.
+    Env(String),
 }
 
 /// Where a credential comes from. Default: `Authorization: Bearer <token>`.
@@ -310,6 +335,21 @@ pub(super) fn policy(
         query: a.token_query.take(),
         forward: a.forward_token.unwrap_or(true),
     };
+    let sources = KeySources {
+        secret_env: a.secret_env.clone(),
+        public_key_files: (a.public_key_files.iter().flatten())
+            .map(|f| resolve(base, f))
+            .collect(),
+        jwks_file: a.jwks_file.as_deref().map(|f| resolve(base, f)),
+        inline_keys: (a.keys.iter().flatten())
+            .map(|k| match &k.key_env {
+                Some(var) => KeyRef::Env(var.clone()),
+                None => KeyRef::Sha256,
+            })
+            .collect(),
+        keys_file: a.keys_file.as_deref().map(|f| resolve(base, f)),
+        client_secret_env: a.client_secret_env.clone(),
+    };
     let identity = identity_map(cx, p, &mut a);
     let cache_size = cx.int(
         p.key("cache_size"),
@@ -340,6 +380,7 @@ pub(super) fn policy(
     Some(AuthPolicy {
         name,
         kind,
+        sources,
         source,
         identity,
         cache_size,

@@ -114,6 +114,8 @@ pub struct RedisConfig {
     pub db: Option<u32>,
     /// Read from the environment variable named by `password_env` at load time.
     pub password: Option<String>,
+    /// The name of that variable (shown by admin `/config` instead of the password).
+    pub password_env: Option<String>,
     /// Limit for each Redis round trip (and connect); past it the node falls back to local shares.
     pub timeout: Duration,
     /// Prefix of every key coregate writes.
@@ -126,6 +128,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("addr", &self.addr)
             .field("db", &self.db)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("password_env", &self.password_env)
             .field("timeout", &self.timeout)
             .field("key_prefix", &self.key_prefix)
             .finish()
@@ -720,6 +723,7 @@ fn redis_config(cx: &mut Ctx, r: RawRedis) -> Option<RedisConfig> {
     };
     let db =
         r.db.map(|d| int_in(cx, &p.key("db"), Some(d), 0, 0, 1_000_000).map(|d| d as u32));
+    let password_env = r.password_env.clone();
     let password = r.password_env.map(|var| {
         let value = std::env::var(&var).ok().filter(|v| !v.is_empty());
         if value.is_none() {
@@ -747,6 +751,7 @@ fn redis_config(cx: &mut Ctx, r: RawRedis) -> Option<RedisConfig> {
         // An invalid optional value is `Some(None)`.
         db: db.map(|d| d.ok_or(())).transpose().ok()?,
         password: password.map(|v| v.ok_or(())).transpose().ok()?,
+        password_env,
         timeout,
         key_prefix: prefix_ok.then_some(key_prefix)?,
     })

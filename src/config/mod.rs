@@ -4,14 +4,20 @@
 //! `serde_ignored` (every unknown key collected; a type error stops here) -> `validate` (every
 //! semantic error collected) -> [`model::Config`]. Each problem is a key path + message; this module
 //! attaches the file name and the 1-based line:column found by `position`, and returns either the
-//! `Config` or all the [`ConfigError`]s, sorted by position.
+//! `Config` or all the [`ConfigError`]s, sorted by position. [`check_file`] (`coregate check`) adds
+//! `preflight`: what `run` would fail on beyond the file (log file, bindable addresses), reported
+//! the same way.
 
 pub mod access_log;
 pub mod auth;
+#[cfg(test)]
+mod key_list;
 pub mod limits;
 pub mod model;
 mod position;
+pub mod preflight;
 mod raw;
+pub mod render;
 pub mod units;
 mod validate;
 
@@ -75,9 +81,23 @@ impl std::error::Error for ConfigErrors {}
 
 /// Reads and validates a config file; the file label in errors is `path` as given.
 pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, None)
+}
+
+/// What `coregate check` runs: [`load_file`], then the [`preflight::Preflight`] checks of what
+/// `run` would fail on (log file, listen addresses), every problem with its key path and position.
+pub fn check_file(path: &Path, opts: preflight::Preflight) -> Result<Config, ConfigErrors> {
+    read_and_parse(path, Some(opts))
+}
+
+fn read_and_parse(
+    path: &Path,
+    preflight: Option<preflight::Preflight>,
+) -> Result<Config, ConfigErrors> {
     let label = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_in(&text, &label, path.parent().unwrap_or(Path::new("."))),
+        Ok(text) => parse_checked(&text, &label, base, preflight),
         Err(e) => Err(ConfigErrors(vec![ConfigError {
             message: format!("cannot read {label}: {e}"),
             file: label,
@@ -95,6 +115,16 @@ pub fn parse_str(text: &str, file_label: &str) -> Result<Config, ConfigErrors> {
 
 /// [`parse_str`], with relative key-file paths resolved against `base`.
 pub fn parse_in(text: &str, file_label: &str, base: &Path) -> Result<Config, ConfigErrors> {
+    parse_checked(text, file_label, base, None)
+}
+
+/// [`parse_in`], plus the `preflight` checks on a valid file when asked for.
+fn parse_checked(
+    text: &str,
+    file_label: &str,
+    base: &Path,
+    preflight: Option<preflight::Preflight>,
+) -> Result<Config, ConfigErrors> {
     let error = |offset: Option<usize>, path: String, message: String| {
         let (line, column) = match offset {
             Some(o) => {
@@ -148,7 +178,19 @@ pub fn parse_in(text: &str, file_label: &str, base: &Path) -> Result<Config, Con
             errors.push(error(offset, path.to_string(), message));
         }
         Ok(raw) => match validate::validate(raw, base) {
-            Ok(config) if errors.is_empty() => return Ok(config),
+            Ok(config) if errors.is_empty() => {
+                let listen_is_list = doc
+                    .get("server")
+                    .and_then(|s| s.get("listen"))
+                    .is_some_and(|l| l.is_array());
+                let problems = preflight
+                    .map(|o| preflight::problems(&config, listen_is_list, o))
+                    .unwrap_or_default();
+                if problems.is_empty() {
+                    return Ok(config);
+                }
+                errors.extend(problems.into_iter().map(|(p, m)| located(p, m)));
+            }
             Ok(_) => {}
             Err(problems) => errors.extend(problems.into_iter().map(|(p, m)| located(p, m))),
         },
@@ -358,9 +400,19 @@ upstream = "user"
     /// The example uses every key, so this is also the "full valid file" test.
     #[test]
     fn example_config_is_valid() {
-        let c = parse_str(
+        // The variables the example's header says to export.
+        for (var, value) in [
+            ("COREGATE_JWT_SECRET", "dev-only-jwt-secret"),
+            ("COREGATE_BETA_KEY", "dev-only-beta-key"),
+            ("COREGATE_IDP_CLIENT_SECRET", "dev-only-client-secret"),
+            ("COREGATE_REDIS_PASSWORD", "dev-only"),
+        ] {
+            std::env::set_var(var, value);
+        }
+        let c = parse_in(
             include_str!("../../examples/gateway.toml"),
             "examples/gateway.toml",
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples")),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let s = &c.server;
@@ -426,9 +478,40 @@ upstream = "user"
             "orders",
             "files",
         ];
+        let with_auth = [
+            "static-sites",
+            "admin-api",
+            "partner-reports",
+            "internal",
+            "opaque",
+            "introspected",
+            "route[12]",
+        ];
+        assert_eq!(names, [&expected[..], &with_auth[..]].concat());
+        let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(
-            names,
-            [&expected[..], &["static-sites", "route[7]"]].concat()
+            auth,
+            ["users", "internal", "partners", "opaque", "introspected"]
+        );
+        let tiers: Vec<&str> = c.tiers.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tiers, ["default", "free", "premium"]);
+        assert_eq!((c.rate_limits.len(), c.quotas.len()), (2, 2));
+        let redis = c.redis.as_ref().unwrap();
+        assert_eq!(redis.password.as_deref(), Some("dev-only"));
+        let r = &c.routes[7];
+        assert_eq!(r.auth, Some(0));
+        assert!(r.require.as_ref().is_some_and(|q| q.all));
+        let r = &c.routes[8];
+        assert_eq!((r.auth, r.cost), (Some(2), Some(5)));
+        assert_eq!(
+            (r.rate_limits.clone(), r.quotas.clone()),
+            (vec![0], vec![0])
+        );
+        assert_eq!(
+            c.access_log.sink,
+            access_log::LogSink::File(
+                Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/access.log")).into()
+            )
         );
         let r = &c.routes[0];
         assert_eq!(r.host, Some(HostMatch::Exact("api.example.com".into())));
@@ -479,7 +562,7 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[7].max_body, 10 << 20);
+        assert_eq!(c.routes[12].max_body, 10 << 20);
     }
 
     #[test]

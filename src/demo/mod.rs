@@ -3,6 +3,7 @@
 //! Owns: starting the demo services (`services.rs`) on ephemeral loopback ports, filling their
 //! addresses into the embedded config (`demo.toml`), validating it with the same pipeline as
 //! `coregate check`, starting the gateway, and printing curl commands to try. Runs until Ctrl-C.
+//! `--admin ADDR` replaces the embedded admin address (port 0: a free one, named by the ready line).
 
 mod services;
 
@@ -12,7 +13,8 @@ use crate::cli::Tuning;
 
 const DEMO_CONFIG: &str = include_str!("demo.toml");
 
-pub fn run(tuning: &Tuning) -> ExitCode {
+/// `admin`: `--admin`, replacing the embedded config's admin address.
+pub fn run(tuning: &Tuning, admin: Option<std::net::SocketAddr>) -> ExitCode {
     let mut text = DEMO_CONFIG.to_string();
     for name in ["users", "orders", "products"] {
         let addr = match services::start(name) {
@@ -24,7 +26,7 @@ pub fn run(tuning: &Tuning) -> ExitCode {
         };
         text = text.replace(&format!("@{name}@"), &addr.to_string());
     }
-    let cfg = match crate::config::parse_str(&text, "demo.toml") {
+    let mut cfg = match crate::config::parse_str(&text, "demo.toml") {
         Ok(c) => c,
         Err(errs) => {
             eprintln!("coregate: built-in demo config is invalid (a bug):\n{errs}");
@@ -36,6 +38,9 @@ pub fn run(tuning: &Tuning) -> ExitCode {
         .first()
         .copied()
         .unwrap_or(cfg.server.listen[0]);
+    if let Some(listen) = admin {
+        cfg.admin = Some(crate::config::AdminConfig { listen });
+    }
     let admin = cfg.admin.as_ref().map(|a| a.listen);
     eprintln!(
         "coregate demo: users, orders and products services are up; try:\n\
@@ -50,9 +55,11 @@ pub fn run(tuning: &Tuning) -> ExitCode {
          Ctrl-C stops it.",
         admin.map(|a| a.to_string()).unwrap_or_default()
     );
-    if let Err(e) = std::net::TcpListener::bind(listen) {
-        eprintln!("coregate: cannot listen on {listen}: {e} (pick another port with --listen 127.0.0.1:PORT)");
-        return ExitCode::FAILURE;
+    if let Err(why) = crate::runtime::listen::probe(listen) {
+        if !tuning.reuse_port_with_others {
+            eprintln!("coregate: {why} (pick another port with --listen 127.0.0.1:PORT)");
+            return ExitCode::FAILURE;
+        }
     }
     crate::cli::serve(cfg, tuning, None)
 }

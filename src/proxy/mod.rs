@@ -557,6 +557,8 @@ async fn handle_request(
         };
         let admitted = ctx.ratelimit.admit(route, &input, &mut c.limits).await;
         c.info.ratelimit = match admitted {
+            // tiers exist, but none of their policies (nor the route's) applied to this caller
+            Ok(()) if !c.limits.applied() => "",
             Ok(()) => "allowed",
             Err(Limited::Rate) => "limited",
             Err(Limited::Quota) => "quota_exceeded",

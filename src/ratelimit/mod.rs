@@ -3,7 +3,7 @@
 //! ```text
 //! request (after auth)
 //!  -> policies: the route's `rate_limits`/`quotas`, then its caller's tier's (tier "default"
-//!     when the caller has none or an unknown one); each once
+//!     when the caller has none, an unknown one, or no identity at all); each once
 //!  -> key.rs     key text (consumer, client_ip, header, route, tenant, global) + fingerprint
 //!  -> local.rs   this core's leased units for the key              -> enough: answer, no atomics
 //!  -> rate.rs / quota.rs: lease a batch from the shared budget
@@ -184,7 +184,7 @@ impl LimitsShared {
         })
     }
 
-    /// The tier whose limits apply to a caller of tier `name` (or "default").
+    /// The tier whose limits apply to a caller of tier `name` (or "default", also for `None`).
     fn tier(&self, name: Option<&str>) -> Option<&TierConfig> {
         let find = |n: &str| {
             self.tiers
@@ -240,6 +240,12 @@ pub struct Output {
 }
 
 impl Output {
+    /// Whether the last [`LimitsRt::admit`] checked at least one policy (the access log's
+    /// `ratelimit` field stays empty when none applied).
+    pub fn applied(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     pub fn clear(&mut self) {
         self.headers.clear();
         self.charges.clear();
@@ -318,9 +324,11 @@ impl LimitsRt {
         out: &mut Output,
     ) -> Result<(), Limited> {
         out.clear();
-        let tier = input
-            .identity
-            .and_then(|id| self.shared.tier(id.tier.as_deref()));
+        // Anonymous callers (routes without auth) have no tier: they get "default" like callers
+        // whose identity carries none.
+        let tier = self
+            .shared
+            .tier(input.identity.and_then(|id| id.tier.as_deref()));
         let (tier_rates, tier_quotas) = match tier {
             Some(t) => (&t.rate_limits[..], &t.quotas[..]),
             None => (&[][..], &[][..]),

@@ -13,7 +13,7 @@ pub mod control;
 pub mod drain;
 pub mod driver;
 pub mod epoch;
-mod listen;
+pub mod listen;
 pub mod reload;
 pub mod worker;
 
@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub pin: bool,
     pub ring_entries: u32,
     pub sqpoll_idle_ms: Option<u32>,
+    /// `--reuse-port-with-others`: bind listen addresses even when another process already
+    /// listens there (SO_REUSEPORT then splits connections between the processes).
+    pub share_listeners: bool,
 }
 
 impl Default for RunOptions {
@@ -51,6 +54,7 @@ impl Default for RunOptions {
             pin: true,
             ring_entries: driver::DEFAULT_RING_ENTRIES,
             sqpoll_idle_ms: None,
+            share_listeners: false,
         }
     }
 }
@@ -85,10 +89,14 @@ pub fn start(
         (n, _) => n,
     };
     let driver = driver::resolve(opts.driver, opts)?;
-    let listen = listen::bind_all(&cfg.server.listen, workers)?;
+    let admin_addr = cfg.admin.as_ref().map(|a| a.listen);
+    // Before any worker starts: a taken admin address fails start-up as early as a listener does.
+    if let Some(a) = admin_addr {
+        listen::probe(a).map_err(|why| format!("admin listener: {why}"))?;
+    }
+    let listen = listen::bind_all(&cfg.server.listen, workers, opts.share_listeners)?;
     let addrs: Vec<SocketAddr> = listen.addrs.clone();
     let drain_timeout = cfg.server.drain_timeout;
-    let admin_addr = cfg.admin.as_ref().map(|a| a.listen);
     let shared = reload::Shared::first(Arc::new(cfg), workers)?;
     let ready = Arc::new(worker::Readiness::default());
     let core_ids = core_affinity::get_core_ids().unwrap_or_default();

@@ -481,3 +481,66 @@ pub fn describe(plan: &Plan) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scenario file shown in the README (its section on scenario files), so the documented
+    /// format cannot drift from the parser.
+    fn readme_scenario() -> String {
+        let readme = include_str!("../../../README.md");
+        let section = &readme[readme
+            .find("**Scenario files**")
+            .expect("README documents scenario files")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + section[start..].find("```").expect("closed block");
+        section[start..end].to_string()
+    }
+
+    #[test]
+    fn readme_scenario_parses_and_renders() {
+        let path = std::env::temp_dir().join(format!(
+            "coregate-load-readme-scenario-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, readme_scenario()).unwrap();
+        let cli = CliRequest {
+            url: None,
+            method: "GET",
+            headers: &[],
+            body: None,
+        };
+        let plan = Plan::from_scenario(&path, &cli);
+        let _ = std::fs::remove_file(&path);
+        let plan = plan.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.target.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            (plan.templates.len(), plan.cumulative.clone()),
+            (2, vec![8, 10])
+        );
+        assert_eq!(plan.users, 1000);
+        assert_eq!(plan.tokens.as_ref().map(Vec::len), Some(1000));
+        let mut r = Renderer::new(7);
+        let (mut gets, mut posts) = (0, 0);
+        for _ in 0..200 {
+            let mut out = Vec::new();
+            r.render(&plan, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains("\r\nAuthorization: Bearer "), "{text}");
+            if let Some(rest) = text.strip_prefix("GET /api/users/") {
+                let id: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+                assert!((1..=1000).contains(&id) && text.contains("\r\nx-tenant: t"));
+                gets += 1;
+            } else {
+                assert!(text.starts_with("POST /api/orders HTTP/1.1\r\n"), "{text}");
+                let body = text.split("\r\n\r\n").nth(1).unwrap();
+                let v: serde_json::Value = serde_json::from_str(body).unwrap();
+                assert!(v["user"].as_str().unwrap().starts_with("user-"), "{body}");
+                assert!((1..=50).contains(&v["item"].as_u64().unwrap()), "{body}");
+                posts += 1;
+            }
+        }
+        assert!(gets > posts && posts > 0, "weights 8:2, got {gets}:{posts}");
+    }
+}
