@@ -112,6 +112,19 @@ fn table(cfg: &Config) -> Table {
             ("max_request_line", int(sv.max_request_line)),
             ("max_header_bytes", int(sv.max_header_bytes)),
             ("max_headers", int(sv.max_headers)),
+            (
+                "path_normalization",
+                Some(tbl([
+                    (
+                        "merge_slashes",
+                        Some(Value::Boolean(sv.path_normalization.merge_slashes)),
+                    ),
+                    (
+                        "escaped_slashes",
+                        s(sv.path_normalization.escaped_slashes.name()),
+                    ),
+                ])),
+            ),
         ]),
     );
     if let Some(a) = &cfg.admin {
@@ -162,6 +175,7 @@ fn upstream(u: &UpstreamConfig) -> Value {
         Balance::P2c => ("p2c", None),
         Balance::Hash(HashKey::Header(h)) => ("hash", s(format!("header:{h}"))),
         Balance::Hash(HashKey::ClientIp) => ("hash", s("client_ip")),
+        Balance::Hash(HashKey::Identity) => ("hash", s("identity")),
     };
     tbl([
         ("name", s(&u.name)),
@@ -175,6 +189,8 @@ fn upstream(u: &UpstreamConfig) -> Value {
         ("retries", int(u.retries)),
         ("max_fails", int(u.max_fails)),
         ("fail_timeout", duration(u.fail_timeout)),
+        ("max_ejection_percent", int(u.max_ejection_percent)),
+        ("panic_threshold", int(u.panic_threshold)),
     ])
 }
 
