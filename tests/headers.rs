@@ -3,7 +3,8 @@
 //! sane and generated otherwise (same value upstream and back), `Expect: 100-continue` answered
 //! by the gateway and not forwarded, chunked request bodies re-chunked without extensions or
 //! trailers, chunked responses kept chunked, HEAD/204/304 without bodies on a reusable
-//! connection.
+//! connection (and 204 without Content-Length), and underscore spellings of the identity headers
+//! the gateway manages stripped like the headers themselves.
 
 mod common;
 use common::*;
@@ -403,6 +404,13 @@ fn head_204_304_have_no_body() {
                 r.body.is_empty() && !r.chunked,
                 "[{driver}] {path} carried a body"
             );
+            if path == "/204" {
+                // RFC 9110 §8.6: never on 204, though the upstream sent one
+                assert!(
+                    !r.has("content-length"),
+                    "[{driver}] 204 with Content-Length"
+                );
+            }
         }
         // If any of the above leaked body bytes, this response would be garbled.
         let r = c.get("/doc", "s.test");
@@ -410,6 +418,60 @@ fn head_204_304_have_no_body() {
             (r.status, r.body_str()),
             (200, "eleven byte".to_string()),
             "[{driver}] connection desynchronised"
+        );
+    });
+}
+
+/// `X_Consumer_Id` is `x-consumer-id` to CGI-style backends (both become HTTP_X_CONSUMER_ID): on an
+/// authenticated route every spelling of a managed identity header is removed, and only the
+/// gateway's own value arrives.
+#[test]
+fn underscore_spellings_of_managed_headers_are_stripped() {
+    std::env::set_var("CG_TEST_UNDERSCORE_KEY", "underscore-key-1");
+    let up = Upstream::recording("u");
+    let cfg = config(
+        "",
+        &("[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+           keys = [{ key_env = \"CG_TEST_UNDERSCORE_KEY\", consumer = \"acme\", tenant = \"t1\" }]\n\n"
+            .to_string()
+            + &upstream_toml("u", &[up.addr], "")
+            + &route_toml("all", "u", "path_prefix = \"/\"\nauth = \"keys\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        up.clear();
+        let r = Client::connect(gw.addr).request(&req(
+            "GET",
+            "/x",
+            "h.test",
+            &[
+                ("x-api-key", "underscore-key-1"),
+                ("X_Consumer_Id", "evil"),
+                ("x_tenant-ID", "evil"),
+                ("X-Consumer_Tier", "gold"),
+                ("X_Other", "kept"),
+            ],
+            b"",
+        ));
+        assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
+        let seen = &up.wait_requests(1, secs(5))[0];
+        let names: Vec<String> = seen
+            .headers
+            .iter()
+            .map(|(n, _)| n.to_ascii_lowercase())
+            .collect();
+        for spoof in ["x_consumer_id", "x_tenant-id", "x-consumer_tier"] {
+            assert!(
+                !names.iter().any(|n| n == spoof),
+                "[{driver}] {spoof} forwarded: {names:?}"
+            );
+        }
+        assert_eq!(seen.header_all("x-consumer-id"), ["acme"], "[{driver}]");
+        assert_eq!(seen.header_all("x-tenant-id"), ["t1"], "[{driver}]");
+        assert_eq!(
+            seen.header("x_other").as_deref(),
+            Some("kept"),
+            "[{driver}]"
         );
     });
 }
