@@ -40,6 +40,8 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// After a write to the upstream failed, how long its (early) answer may take to be readable: it was
 /// sent before the upstream closed, so it is normally there already.
 const EARLY_RESPONSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the upstream may work before the client socket is watched for a close.
+const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the exchange needs to know about the request.
 pub(crate) struct Request<'a> {
@@ -180,8 +182,11 @@ async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head:
 
 /// Resolves when the client is gone (end of stream or error on its socket); pending forever once
 /// it sends bytes (a pipelined request: the connection stays, and the bytes stay in the socket).
+/// The watch starts `CLIENT_WATCH_AFTER` into the wait: most responses come sooner, and arming and
+/// cancelling a poll on every request measured ~0.5 µs of CPU per request.
 async fn client_gone(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
+    monoio::time::sleep(CLIENT_WATCH_AFTER).await;
     loop {
         if stream.readable(false).await.is_err() {
             return;
