@@ -25,23 +25,6 @@ fn cfg(server: &str, adm: &Upstream, public: &Upstream) -> String {
     config(server, &body)
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
-
 const SEGMENTS: &[&str] = &["admin", "secret", "public", "a-b", "x.y", "~u", "v_1"];
 
 /// A random path already in normal form.

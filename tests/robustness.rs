@@ -10,19 +10,6 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 const SEEDS: &[&[u8]] = &[
     b"GET /api/x?a=1 HTTP/1.1\r\nHost: r.test\r\nAccept: */*\r\n\r\n",
     b"POST /api/x HTTP/1.1\r\nHost: r.test\r\nContent-Length: 5\r\n\r\nhello",

@@ -107,6 +107,16 @@ fn gw_config(addr: SocketAddr, upstream_extra: &str, rest: &str) -> String {
 
 const ONE_WORKER: &[&str] = &["--workers", "1"];
 
+/// The Prometheus line of metric `name` for upstream "u" ("" when absent).
+fn upstream_series(metrics: &str, name: &str) -> String {
+    let start = format!("{name}{{upstream=\"u\"}}");
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_default()
+        .to_string()
+}
+
 #[test]
 fn client_leaving_cancels_the_upstream_exchange() {
     let up = Scripted::start(|i, mut s, tx| {
@@ -195,12 +205,7 @@ fn a_sole_endpoint_survives_a_timeout_and_the_floor_caps_ejections() {
             );
         }
         let m = gw.metrics();
-        let line = |name: &str| {
-            m.lines()
-                .find(|l| l.starts_with(&format!("{name}{{upstream=\"u\"}}")))
-                .unwrap_or_default()
-                .to_string()
-        };
+        let line = |name: &str| upstream_series(&m, name);
         assert!(
             line("coregate_upstream_ejections_spared_total").ends_with(" 1"),
             "[{driver}] {m}"
@@ -220,12 +225,7 @@ fn a_sole_endpoint_survives_a_timeout_and_the_floor_caps_ejections() {
             );
         }
         let m = gw.metrics();
-        let line = |name: &str| {
-            m.lines()
-                .find(|l| l.starts_with(&format!("{name}{{upstream=\"u\"}}")))
-                .unwrap_or_default()
-                .to_string()
-        };
+        let line = |name: &str| upstream_series(&m, name);
         assert!(
             line("coregate_upstream_ejections_total").ends_with(" 1"),
             "[{driver}] {m}"

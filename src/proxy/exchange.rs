@@ -288,8 +288,18 @@ pub(crate) async fn exchange<'a>(
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
         up.stats.bytes_sent.add(c.out.len() as u64);
-        let sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline).await;
-        if sent.is_err() {
+        let mut sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline)
+            .await
+            .is_ok();
+        if sent && !matches!(body, BodyLeft::Done) {
+            sent = match relay::request_body(ctx, c, &mut conn, body).await {
+                Ok(()) => true,
+                Err(Fail::Respond(e)) if e.kind == ErrorKind::UpstreamReset => false,
+                Err(e) => return Err(e),
+            };
+        }
+        if !sent {
+            // the upstream stopped reading: it may have answered early (and closed)
             if early_response(&mut conn, resp, req.method_head).await {
                 return Ok(Exchanged {
                     conn,
@@ -298,8 +308,10 @@ pub(crate) async fn exchange<'a>(
                 });
             }
             if reused {
-                // nothing of the request reached an upstream that had closed: any method may retry
-                if stale(replayable, &mut stale_retry) {
+                // a write failed on a connection the upstream had closed: nothing of a fully
+                // buffered request reached it, so any method may retry (a timed-out write gave
+                // its buffer to the cancelled operation: nothing left to resend)
+                if stale(replayable && !c.out.is_empty(), &mut stale_retry) {
                     tried &= !(1u64 << (ep & 63));
                     continue;
                 }
@@ -307,27 +319,6 @@ pub(crate) async fn exchange<'a>(
                 failed(up, ep, UpstreamError::Reset);
             }
             return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
-        }
-        if !matches!(body, BodyLeft::Done) {
-            match relay::request_body(ctx, c, &mut conn, body).await {
-                Ok(()) => {}
-                Err(Fail::Respond(e)) if e.kind == ErrorKind::UpstreamReset => {
-                    if early_response(&mut conn, resp, req.method_head).await {
-                        return Ok(Exchanged {
-                            conn,
-                            inflight,
-                            early: true,
-                        });
-                    }
-                    if reused {
-                        stale(false, &mut stale_retry);
-                    } else {
-                        failed(up, ep, UpstreamError::Reset);
-                    }
-                    return Err(e.into());
-                }
-                Err(e) => return Err(e),
-            }
         }
         let deadline = Instant::now() + up.cfg.response_timeout;
         // the client may leave while the upstream works: then the exchange is cancelled (the

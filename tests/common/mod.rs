@@ -21,6 +21,24 @@ pub use wire::*;
 
 use std::time::{Duration, Instant};
 
+/// A deterministic xorshift PRNG for generated test inputs (same sequence on every run).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+}
+
 /// Polling interval of `wait_until`.
 const POLL: Duration = Duration::from_millis(5);
 
