@@ -269,3 +269,37 @@ fn ratelimit_is_null_when_no_limit_applied() {
         let _ = std::fs::remove_file(&log);
     });
 }
+
+/// A credential the route does not forward (`forward_token = false`, read from the query) is kept
+/// out of the access log too, for accepted and refused requests; the rest of the query stays.
+#[test]
+fn unforwarded_query_credentials_stay_out_of_the_log() {
+    std::env::set_var("CG_TEST_LOG_QUERY_KEY", "query-key-789");
+    for_each_driver(|driver| {
+        let up = Upstream::recording("u");
+        let log = temp_path("log");
+        let cfg = config(
+            "",
+            &(format!(
+                "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
+                log.display()
+            ) + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+                  keys = [{ key_env = \"CG_TEST_LOG_QUERY_KEY\", consumer = \"acme\" }]\n\
+                  token_query = \"api_key\"\nforward_token = false\n\n"
+                + &upstream_toml("u", &[up.addr], "")
+                + &route_toml("keys", "u", "path_prefix = \"/k\"\nauth = \"keys\"")),
+        );
+        let gw = Gateway::start(&cfg, driver);
+        let mut c = Client::connect(gw.addr);
+        assert_eq!(
+            c.get("/k?a=1&api_key=query-key-789&b=2", "l.test").status,
+            200
+        );
+        assert_eq!(c.get("/k?api_key=wrong-guess", "l.test").status, 401);
+        let got = wait_lines(&log, 2);
+        assert_eq!(got[0]["path"], "/k?a=1&b=2", "[{driver}] {}", got[0]);
+        assert_eq!(got[1]["path"], "/k", "[{driver}] {}", got[1]);
+        assert_eq!(up.wait_requests(1, secs(5))[0].target, "/k?a=1&b=2");
+        let _ = std::fs::remove_file(&log);
+    });
+}

@@ -506,6 +506,8 @@ async fn handle_request(
     };
     let route = &ctx.cfg.routes[route_idx];
     c.info.route = Some(route_idx);
+    // a credential the route does not forward is not written to the access log either
+    ctx.auth.hidden(route.auth).strip_target(&mut c.info.target);
     let identity = match route.auth {
         None => None,
         Some(policy) => {
