@@ -28,13 +28,18 @@ fn wait_lines(path: &Path, n: usize) -> Vec<Value> {
     got
 }
 
+/// An `[access_log]` table writing to `log`, flushed every 20 ms.
+fn file_sink(log: &Path) -> String {
+    format!(
+        "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
+        log.display()
+    )
+}
+
 fn log_config(up: &Upstream, log: &Path) -> String {
     config(
         "",
-        &(format!(
-            "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
-            log.display()
-        ) + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+        &(file_sink(log) + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
               keys = [{ key_env = \"CG_TEST_LOG_API_KEY\", consumer = \"acme\" }]\n\n\
               [[rate_limit]]\nname = \"per_ip\"\nkey = \"client_ip\"\nrate = \"1000/s\"\nburst = 1000\n\n"
             + &upstream_toml("u", &[up.addr], "")
@@ -239,10 +244,8 @@ fn ratelimit_is_null_when_no_limit_applied() {
         let log = temp_path("log");
         let cfg = config(
             "",
-            &(format!(
-                "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
-                log.display()
-            ) + "[[rate_limit]]\nname = \"per_ip\"\nkey = \"client_ip\"\nrate = \"1000/s\"\n\n\
+            &(file_sink(&log)
+                + "[[rate_limit]]\nname = \"per_ip\"\nkey = \"client_ip\"\nrate = \"1000/s\"\n\n\
                   [tier.gold]\nrate_limits = [\"per_ip\"]\n\n"
                 + &upstream_toml("u", &[up.addr], "")
                 + &route_toml("open", "u", "path_prefix = \"/open\"")
@@ -280,10 +283,8 @@ fn unforwarded_query_credentials_stay_out_of_the_log() {
         let log = temp_path("log");
         let cfg = config(
             "",
-            &(format!(
-                "[access_log]\nsink = \"file\"\npath = \"{}\"\nflush_interval = \"20ms\"\n\n",
-                log.display()
-            ) + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+            &(file_sink(&log)
+                + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
                   keys = [{ key_env = \"CG_TEST_LOG_QUERY_KEY\", consumer = \"acme\" }]\n\
                   token_query = \"api_key\"\nforward_token = false\n\n"
                 + &upstream_toml("u", &[up.addr], "")

@@ -397,10 +397,8 @@ upstream = "user"
         );
     }
 
-    /// The example uses every key, so this is also the "full valid file" test.
-    #[test]
-    fn example_config_is_valid() {
-        // The variables the example's header says to export.
+    /// Sets the variables the example's header says to export.
+    pub(crate) fn set_example_env() {
         for (var, value) in [
             ("COREGATE_JWT_SECRET", "dev-only-jwt-secret"),
             ("COREGATE_BETA_KEY", "dev-only-beta-key"),
@@ -409,6 +407,12 @@ upstream = "user"
         ] {
             std::env::set_var(var, value);
         }
+    }
+
+    /// The example uses every key, so this is also the "full valid file" test.
+    #[test]
+    fn example_config_is_valid() {
+        set_example_env();
         let c = parse_in(
             include_str!("../../examples/gateway.toml"),
             "examples/gateway.toml",

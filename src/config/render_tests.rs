@@ -5,14 +5,7 @@ use crate::config::parse_in;
 
 /// The example file (every key), with the variables its header says to export.
 fn example() -> Config {
-    for (var, value) in [
-        ("COREGATE_JWT_SECRET", "dev-only-jwt-secret"),
-        ("COREGATE_BETA_KEY", "dev-only-beta-key"),
-        ("COREGATE_IDP_CLIENT_SECRET", "dev-only-client-secret"),
-        ("COREGATE_REDIS_PASSWORD", "dev-only"),
-    ] {
-        std::env::set_var(var, value);
-    }
+    crate::config::tests::set_example_env();
     let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
     parse_in(
         include_str!("../../examples/gateway.toml"),
