@@ -107,7 +107,7 @@ impl JwksState {
 
     /// May the refresher start an early fetch now (outside `min_refresh` of the last one)?
     fn early_allowed(&self) -> bool {
-        let last = self.last_fetch.load(Ordering::Relaxed);
+        let last = self.last_fetch.load(Ordering::SeqCst);
         last == 0 || mono_ms() >= last + self.source.min_refresh.as_millis() as u64
     }
 
@@ -115,18 +115,21 @@ impl JwksState {
     /// [`Self::epoch`] read before the set was looked at. True: a fetch finished since `seen` (look
     /// at the set again); false: none will come soon, or none came in time. Never blocks the thread.
     pub async fn refetch(&self, seen: u64, wait: Duration) -> bool {
-        // the refresher advances the epoch before it clears `fetching`: read in this order, a fetch
-        // that ended unseen by `fetching` shows in the epoch
-        let fetching = self.fetching.load(Ordering::Acquire);
+        // The refresher sets `fetching` before it stamps `last_fetch`, and advances the epoch before
+        // it clears `fetching`. Read in the opposite order (window, fetching, epoch), a window closed
+        // by a fetch means that fetch is seen in flight or finished; never "no fetch and none
+        // allowed" while one runs.
+        let allowed = self.early_allowed();
+        let fetching = self.fetching.load(Ordering::SeqCst);
         if self.epoch.get() != seen {
             return true;
         }
         if !fetching {
             // a fetch in flight will answer; otherwise ask for one
             self.want_refresh();
-        }
-        if !fetching && !self.early_allowed() {
-            return false;
+            if !allowed {
+                return false;
+            }
         }
         monoio::time::timeout(wait, self.epoch.changed(seen))
             .await
@@ -225,9 +228,10 @@ fn refresher(
             if now < next[i] && !early {
                 continue;
             }
-            s.wanted.store(false, Ordering::Relaxed);
-            s.last_fetch.store(mono_ms(), Ordering::Relaxed);
-            s.fetching.store(true, Ordering::Release);
+            // `fetching` first: see `JwksState::refetch` for the order readers rely on
+            s.fetching.store(true, Ordering::SeqCst);
+            s.wanted.store(false, Ordering::SeqCst);
+            s.last_fetch.store(mono_ms(), Ordering::SeqCst);
             match rt.block_on(fetch(&s.source)) {
                 Ok(set) => {
                     s.store(Arc::new(set));
@@ -242,7 +246,7 @@ fn refresher(
                 }
             }
             s.epoch.advance();
-            s.fetching.store(false, Ordering::Release);
+            s.fetching.store(false, Ordering::SeqCst);
         }
         // Sleep until the next scheduled fetch, or until a worker wants one (then re-check the
         // rate limit: a wanted refresh inside min_refresh waits for its window).
