@@ -152,22 +152,24 @@ impl Balancer {
     /// `tried`: bitmask of indexes already tried by this request; an untried healthy endpoint is
     /// preferred, and when every healthy one was tried, a tried one may be returned again.
     pub fn pick(&mut self, key: Option<u64>, tried: u64, now: Instant) -> Option<usize> {
-        let healthy = self.slots.iter().filter(|s| s.healthy(now)).count();
         let n = self.slots.len();
+        // one scan: healthy endpoints, and the untried among them and among all
+        let (mut healthy, mut fresh, mut untried) = (0usize, 0usize, 0usize);
+        for (i, s) in self.slots.iter().enumerate() {
+            let new = !tried_bit(tried, i);
+            untried += usize::from(new);
+            if s.healthy(now) {
+                healthy += 1;
+                fresh += usize::from(new);
+            }
+        }
         // panic: too few healthy endpoints left; every endpoint counts as healthy for this pick
         let panic = (healthy as u64) * 100 < u64::from(self.panic_threshold) * n as u64;
         self.panicked = panic && n > 0;
-        let healthy_at = |s: &Slot| panic || s.healthy(now);
-        let mut healthy = 0usize;
-        let mut fresh = 0usize;
-        for (i, s) in self.slots.iter().enumerate() {
-            if healthy_at(s) {
-                healthy += 1;
-                if !tried_bit(tried, i) {
-                    fresh += 1;
-                }
-            }
+        if panic {
+            (healthy, fresh) = (n, untried);
         }
+        let healthy_at = |s: &Slot| panic || s.healthy(now);
         if healthy == 0 {
             return None;
         }
