@@ -17,6 +17,7 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redis;

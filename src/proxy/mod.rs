@@ -379,6 +379,24 @@ async fn answer_error(
     }
 }
 
+/// Answers an error before any of the request body was read: the head leaves the buffer, and the
+/// connection stays open only when the client wants it and no body follows the head (a body we do
+/// not read leaves the connection's framing unknown).
+async fn refuse(
+    ctx: &WorkerCtx,
+    c: &mut ClientConn,
+    route: Option<usize>,
+    rid: &[u8],
+    kind: ErrorKind,
+    allow: Option<&str>,
+) -> Outcome {
+    let keep = c.head.keep_alive && c.head.body == BodyKind::None;
+    let head_len = c.head.head_len;
+    c.buf.drain(..head_len);
+    let e = ProxyError::new(kind);
+    answer_error(ctx, c, route, Some(rid), &e, allow, keep).await
+}
+
 /// The hash-balancing key of a request, read from what the upstream will receive: a header the
 /// gateway sets from the verified identity hashes that value, a header it strips (managed identity
 /// and credential headers) hashes as absent, so a client-sent copy can never steer balancing.
@@ -455,8 +473,6 @@ async fn handle_request(
         &mut ctx.span_ids.borrow_mut(),
     );
     c.info.span = Some(span);
-    // a body we do not read leaves the connection's framing unknown: such answers close it
-    let body_pending = head.body != BodyKind::None;
     let client_keep = head.keep_alive;
 
     // routing and the upstream see the normalised path (router/normalize.rs); the query is kept
@@ -471,14 +487,11 @@ async fn handle_request(
                 (&c.norm[..path_len], &c.norm[..])
             }
             Err(router::PathError(reason)) => {
-                let e = ProxyError::new(ErrorKind::BadRequest {
+                let kind = ErrorKind::BadRequest {
                     status: 400,
                     reason,
-                });
-                let keep = client_keep && !body_pending;
-                let head_len = head.head_len;
-                c.buf.drain(..head_len);
-                return answer_error(ctx, c, None, Some(rid), &e, None, keep).await;
+                };
+                return refuse(ctx, c, None, rid, kind, None).await;
             }
         };
     let lookup = ctx.router.lookup(
@@ -490,24 +503,16 @@ async fn handle_request(
     let route_idx = match lookup {
         Match::Route(i) => i,
         Match::MethodNotAllowed(allow) => {
-            let e = ProxyError::new(ErrorKind::MethodNotAllowed);
-            let keep = client_keep && !body_pending;
-            let head_len = head.head_len;
-            c.buf.drain(..head_len);
-            return answer_error(ctx, c, None, Some(rid), &e, Some(&allow), keep).await;
+            let kind = ErrorKind::MethodNotAllowed;
+            return refuse(ctx, c, None, rid, kind, Some(&allow)).await;
         }
-        Match::NotFound => {
-            let e = ProxyError::new(ErrorKind::NoRoute);
-            let keep = client_keep && !body_pending;
-            let head_len = head.head_len;
-            c.buf.drain(..head_len);
-            return answer_error(ctx, c, None, Some(rid), &e, None, keep).await;
-        }
+        Match::NotFound => return refuse(ctx, c, None, rid, ErrorKind::NoRoute, None).await,
     };
     let route = &ctx.cfg.routes[route_idx];
     c.info.route = Some(route_idx);
     // a credential the route does not forward is not written to the access log either
-    ctx.auth.hidden(route.auth).strip_target(&mut c.info.target);
+    let hidden = ctx.auth.hidden(route.auth);
+    hidden.strip_target(&mut c.info.target);
     let identity = match route.auth {
         None => None,
         Some(policy) => {
@@ -534,13 +539,7 @@ async fn handle_request(
                     }
                     Some(id)
                 }
-                Err(kind) => {
-                    let e = ProxyError::new(kind);
-                    let keep = client_keep && !body_pending;
-                    let head_len = head.head_len;
-                    c.buf.drain(..head_len);
-                    return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await;
-                }
+                Err(kind) => return refuse(ctx, c, Some(route_idx), rid, kind, None).await,
             }
         }
     };
@@ -566,14 +565,11 @@ async fn handle_request(
             Err(Limited::Quota) => "quota_exceeded",
         };
         if let Err(limited) = admitted {
-            let e = ProxyError::new(match limited {
+            let kind = match limited {
                 Limited::Rate => ErrorKind::RateLimited,
                 Limited::Quota => ErrorKind::QuotaExceeded,
-            });
-            let keep = client_keep && !body_pending;
-            let head_len = head.head_len;
-            c.buf.drain(..head_len);
-            return answer_error(ctx, c, Some(route_idx), Some(rid), &e, None, keep).await;
+            };
+            return refuse(ctx, c, Some(route_idx), rid, kind, None).await;
         }
     }
     let up = &ctx.upstreams[route.upstream];
@@ -594,7 +590,6 @@ async fn handle_request(
     // upstream request head + whatever body arrived with it
     c.target.clear();
     router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
-    let hidden = ctx.auth.hidden(route.auth);
     hidden.strip_target(&mut c.target);
     c.out.clear();
     let rctx = RequestContext {

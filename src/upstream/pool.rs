@@ -60,47 +60,10 @@ impl UpConn {
         }
     }
 
-    /// Records the upstream's `Keep-Alive: timeout=N` (seconds) for this connection: it is reused
-    /// for at most N less min(1 s, N/2).
-    pub fn learn_keep_alive(&mut self, value: &[u8]) {
-        for param in value.split(|&b| b == b',') {
-            let param = param.trim_ascii();
-            let Some(eq) = param.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if !param[..eq].trim_ascii().eq_ignore_ascii_case(b"timeout") {
-                continue;
-            }
-            let v = param[eq + 1..].trim_ascii();
-            if let Some(n) = std::str::from_utf8(v)
-                .ok()
-                .and_then(|t| t.parse::<u64>().ok())
-            {
-                let n = Duration::from_secs(n.min(86_400));
-                self.idle_limit = Some(n - (n / 2).min(Duration::from_secs(1)));
-            }
-        }
-    }
-
-    /// Whether the upstream closed (or wrote on) this idle connection: a non-blocking peek.
+    /// Whether the upstream closed (or wrote on) this idle connection: nothing may arrive on an
+    /// idle HTTP/1.1 connection, so only silence means it can be reused.
     fn peer_closed(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        let mut byte = 0u8;
-        // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
-        let n = unsafe {
-            libc::recv(
-                self.stream.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error().raw_os_error();
-            !matches!(e, Some(libc::EAGAIN) | Some(libc::EINTR))
-        } else {
-            true // 0 = end of stream; > 0 = bytes nobody asked for
-        }
+        crate::net::peek(&self.stream) != crate::net::Peeked::Empty
     }
 
     fn fresh(&self, now: Instant, idle_timeout: Duration) -> bool {
@@ -115,6 +78,28 @@ impl Drop for UpConn {
     fn drop(&mut self) {
         self.stats.open_connections.add(-1);
     }
+}
+
+/// How long a connection may be reused after an upstream's `Keep-Alive` value (its last valid
+/// `timeout=N`, seconds): N less min(1 s, N/2), so we stop before the upstream closes it.
+pub fn keep_alive_limit(value: &[u8]) -> Option<Duration> {
+    value
+        .split(|&b| b == b',')
+        .filter_map(|param| {
+            let (name, v) = param.split_at(param.iter().position(|&b| b == b'=')?);
+            if !name.trim_ascii().eq_ignore_ascii_case(b"timeout") {
+                return None;
+            }
+            std::str::from_utf8(v[1..].trim_ascii())
+                .ok()?
+                .parse::<u64>()
+                .ok()
+        })
+        .next_back()
+        .map(|n| {
+            let n = Duration::from_secs(n.min(86_400));
+            n - (n / 2).min(Duration::from_secs(1))
+        })
 }
 
 pub struct Pool {
@@ -193,5 +178,22 @@ impl Pool {
 
     pub fn idle_count(&self, endpoint: usize) -> usize {
         self.idle[endpoint].len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_alive_limit;
+    use std::time::Duration;
+
+    #[test]
+    fn keep_alive_timeout_less_a_margin() {
+        let ms = Duration::from_millis;
+        assert_eq!(keep_alive_limit(b"timeout=5, max=100"), Some(ms(4000)));
+        assert_eq!(keep_alive_limit(b"max=100 , Timeout = 2"), Some(ms(1000)));
+        assert_eq!(keep_alive_limit(b"timeout=1"), Some(ms(500)));
+        assert_eq!(keep_alive_limit(b"timeout=9, timeout=x"), Some(ms(8000)));
+        assert_eq!(keep_alive_limit(b"max=3"), None);
+        assert_eq!(keep_alive_limit(b"timeout=-1"), None);
     }
 }

@@ -1,0 +1,42 @@
+//! Socket probes shared by the client and upstream sides of the proxy.
+//!
+//! Owns [`peek`]: a non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte that tells what a
+//! socket holds without consuming it. The upstream pool uses it to notice an idle keep-alive
+//! connection the upstream closed (`upstream/pool.rs`); the exchange uses it to tell a client that
+//! went away from one that pipelined its next request (`proxy/exchange.rs`). Works the same under
+//! io_uring and epoll: it is a plain syscall on the socket, outside the driver.
+
+use std::os::fd::AsRawFd;
+
+/// What a non-blocking peek found on a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peeked {
+    /// Nothing to read yet: the peer is there and silent.
+    Empty,
+    /// Bytes are waiting (left in the socket).
+    Data,
+    /// End of stream or a socket error: the peer is gone.
+    Closed,
+}
+
+/// Peeks at one byte of `socket` without blocking or consuming it.
+pub fn peek(socket: &impl AsRawFd) -> Peeked {
+    let mut byte = 0u8;
+    // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
+    let n = unsafe {
+        libc::recv(
+            socket.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peeked::Closed,
+        n if n > 0 => Peeked::Data,
+        _ => match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Peeked::Empty,
+            _ => Peeked::Closed,
+        },
+    }
+}
