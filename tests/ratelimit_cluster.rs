@@ -164,7 +164,7 @@ fn redis_outage_falls_back_to_the_local_share_and_recovers() {
             m.contains("coregate_ratelimit_redis_fallback 1\n"),
             "[{d}] {m}"
         );
-        let log = gw.stderr_text();
+        let log = gw.wait_log("unreachable");
         assert_eq!(
             log.matches("unreachable").count(),
             1,
@@ -177,9 +177,7 @@ fn redis_outage_falls_back_to_the_local_share_and_recovers() {
                 .contains("coregate_ratelimit_redis_fallback 0\n")
         });
         assert!(back, "[{d}] never left fallback");
-        assert!(wait_until(deadline(Duration::from_secs(5)), || {
-            gw.stderr_text().contains("reachable again")
-        }));
+        gw.wait_log("reachable again");
         // the two outage requests were added to the (new) Redis's day counter
         let reconciled = wait_until(deadline(Duration::from_secs(5)), || {
             redis.cmd(&["GET", &day_key]).parse::<u64>().ok() == Some(2)

@@ -63,9 +63,7 @@ fn reload_applies_valid_config_and_refuses_invalid() {
         assert!(body.contains("route[1].colour: unknown key"), "{body}");
         assert!(body.contains(".toml:"), "positions: {body}");
         assert_eq!(kept.get("/x", "r.test").body_str(), "A");
-        assert!(gw
-            .stderr_text()
-            .contains("reload failed, still on generation 1"));
+        gw.wait_log("reload failed, still on generation 1");
         let m = gw.metrics();
         assert!(m.contains("coregate_config_reloads_total{result=\"error\"} 1\n"));
         assert!(m.contains("coregate_config_last_reload_successful 0\n"));

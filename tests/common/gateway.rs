@@ -262,6 +262,23 @@ impl Gateway {
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
+
+    /// Waits (up to 5 s) until stderr contains `needle` and returns all of it: log lines travel
+    /// through the reader thread, so a test must wait for one rather than race it.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.stderr_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway never logged {needle:?}; stderr so far:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Gateway {
