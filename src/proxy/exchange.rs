@@ -25,11 +25,11 @@
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::io::{self, IoFail};
 use super::{relay, BodyLeft, ClientConn, Fail};
 use crate::http::head::{self, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, ProxyError};
 use crate::metrics::UpstreamError;
+use crate::net::{IoFail, Stream};
 use crate::runtime::worker::WorkerCtx;
 use crate::upstream::balance::Ejection;
 use crate::upstream::pool::{keep_alive_limit, UpConn};
@@ -98,7 +98,7 @@ async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
     match monoio::time::timeout(up.cfg.connect_timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
-            Ok(UpConn::new(s, ep, up.stats.clone()))
+            Ok(UpConn::new(Stream::Plain(s), ep, up.stats.clone()))
         }
         Ok(Err(_)) => Err(ErrorKind::ConnectFailed),
         Err(_) => Err(ErrorKind::ConnectTimeout),
@@ -113,7 +113,7 @@ async fn read_response_head(
 ) -> Result<(), HeadFail> {
     conn.buf.clear();
     loop {
-        match io::read_some(&mut conn.stream, &mut conn.buf, deadline).await {
+        match conn.stream.read_some(&mut conn.buf, deadline).await {
             Ok(0) | Err(IoFail::Error) => {
                 return Err(HeadFail::Closed {
                     got_bytes: !conn.buf.is_empty(),
@@ -180,14 +180,14 @@ async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head:
 /// it sends bytes (a pipelined request: the connection stays, and the bytes stay in the socket).
 /// The watch starts `CLIENT_WATCH_AFTER` into the wait: most responses come sooner, and arming and
 /// cancelling a poll on every request measured ~0.5 µs of CPU per request.
-async fn client_gone(stream: &TcpStream) {
-    use crate::net::{peek, Peeked};
+async fn client_gone(stream: &mut Stream) {
+    use crate::net::Peeked;
     monoio::time::sleep(CLIENT_WATCH_AFTER).await;
     loop {
-        if stream.readable(false).await.is_err() {
+        if stream.tcp().readable(false).await.is_err() {
             return;
         }
-        match peek(stream) {
+        match stream.peek() {
             Peeked::Closed => return,
             Peeked::Data => std::future::pending::<()>().await,
             Peeked::Empty => {}
@@ -269,7 +269,9 @@ pub(crate) async fn exchange<'a>(
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
         up.stats.bytes_sent.add(c.out.len() as u64);
-        let mut sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline)
+        let mut sent = conn
+            .stream
+            .write_all(&mut c.out, send_deadline)
             .await
             .is_ok();
         if sent && !matches!(body, BodyLeft::Done) {
@@ -306,7 +308,7 @@ pub(crate) async fn exchange<'a>(
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
             r = read_response_head(&mut conn, resp, deadline, req.method_head) => Some(r),
-            _ = client_gone(&c.stream) => None,
+            _ = client_gone(&mut c.stream) => None,
         };
         let Some(got) = got else {
             return Err(Fail::Close);

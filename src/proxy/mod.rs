@@ -24,14 +24,12 @@
 //! rate-limit decision).
 
 mod exchange;
-mod io;
 mod relay;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant as StdInstant;
 
-use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use crate::auth::jwt::Reject;
@@ -40,13 +38,13 @@ use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
 use crate::http::respond::{write_error, ErrorKind, ProxyError};
 use crate::http::rewrite::{self, RequestContext};
+use crate::net::{IoFail, Stream};
 use crate::ratelimit::key::KeyInput;
 use crate::ratelimit::Limited;
 use crate::router::{self, HeaderSource, Match};
 use crate::runtime::worker::{Current, WorkerCtx};
 use crate::trace::Span;
 use crate::upstream::balance::hash_key;
-use io::IoFail;
 
 /// Initial size of a client connection's read buffer.
 const CLIENT_BUF: usize = 16 * 1024;
@@ -54,7 +52,7 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// A client connection and its reusable buffers.
 pub(crate) struct ClientConn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     out: Vec<u8>,
     target: Vec<u8>,
@@ -185,7 +183,7 @@ impl Drop for ConnGuard {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
     let _guard = {
         let ctx = cur.get();
         ctx.open.set(ctx.open.get() + 1);
@@ -196,7 +194,7 @@ pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
             stats: ctx.stats.clone(),
         }
     };
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let mut c = ClientConn {
         stream,
         buf: Vec::with_capacity(CLIENT_BUF),
@@ -231,7 +229,10 @@ pub async fn serve(cur: Rc<Current>, stream: TcpStream, peer: SocketAddr) {
         finish(&ctx, &mut c);
         match outcome {
             Outcome::KeepAlive => first = false,
-            Outcome::Close => return,
+            Outcome::Close => {
+                c.stream.close().await;
+                return;
+            }
         }
     }
 }
@@ -309,7 +310,7 @@ async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<(),
             return Err(Fail::Close);
         }
         let idle_deadline = now + keepalive_timeout;
-        let read = io::read_some(&mut c.stream, &mut c.buf, idle_deadline);
+        let read = c.stream.read_some(&mut c.buf, idle_deadline);
         let r = monoio::select! {
             r = read => Some(r),
             _ = drain.wait() => None,
@@ -332,7 +333,7 @@ async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<(),
                 }
             }
         }
-        match io::read_some(&mut c.stream, &mut c.buf, deadline).await {
+        match c.stream.read_some(&mut c.buf, deadline).await {
             Ok(0) | Err(IoFail::Error) => return Err(Fail::Close),
             Ok(_) => {}
             Err(IoFail::Timeout) => {
@@ -373,7 +374,7 @@ async fn answer_error(
     c.info.status = err.status();
     c.body_sent = body as u64;
     let deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
-    match io::write_all(&mut c.stream, &mut c.out, deadline).await {
+    match c.stream.write_all(&mut c.out, deadline).await {
         Ok(()) if keep => Outcome::KeepAlive,
         _ => Outcome::Close,
     }
@@ -648,7 +649,7 @@ async fn handle_request(
         let mut cont = std::mem::take(&mut c.target);
         cont.clear();
         cont.extend_from_slice(CONTINUE);
-        let r = io::write_all(&mut c.stream, &mut cont, deadline).await;
+        let r = c.stream.write_all(&mut cont, deadline).await;
         c.target = cont;
         if r.is_err() {
             return Outcome::Close;
@@ -700,7 +701,7 @@ async fn handle_request(
             }
             if body_unread {
                 // let the client read the answer before its unread body makes our close a reset
-                io::linger_close(&mut c.stream, &mut c.buf).await;
+                c.stream.linger_close(&mut c.buf).await;
             }
             if r.client_keep {
                 Outcome::KeepAlive

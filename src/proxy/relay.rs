@@ -12,13 +12,13 @@
 
 use monoio::time::Instant;
 
-use super::io::{self, IoFail};
 use super::{BodyLeft, ClientConn, Fail};
 use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
 use crate::http::head::{BodyKind, ResponseHead};
 use crate::http::respond::{ErrorKind, ProxyError};
 use crate::http::rewrite::{write_client_response, OutFraming};
 use crate::metrics::UpstreamError;
+use crate::net::IoFail;
 use crate::runtime::worker::WorkerCtx;
 use crate::upstream::pool::UpConn;
 
@@ -33,7 +33,11 @@ pub(crate) fn chunk_error(e: ChunkedError) -> ProxyError {
 /// Reads the next piece of request body from the client into its (empty) buffer.
 async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result<(), Fail> {
     debug_assert!(c.buf.is_empty());
-    match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
+    match c
+        .stream
+        .read_some(&mut c.buf, Instant::now() + timeout)
+        .await
+    {
         Ok(0) | Err(IoFail::Error) => Err(Fail::Close),
         Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::BadRequest {
             status: 408,
@@ -48,7 +52,11 @@ async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result
 /// end of stream. Err when the upstream failed or stalled past `timeout`.
 async fn read_upstream(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
     conn.buf.clear();
-    let n = match io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout).await {
+    let n = match conn
+        .stream
+        .read_some(&mut conn.buf, Instant::now() + timeout)
+        .await
+    {
         Ok(n) => n,
         Err(IoFail::Timeout) => {
             conn.stats.error(UpstreamError::Timeout);
@@ -91,7 +99,9 @@ pub(crate) async fn request_body(
                 let take = (c.buf.len() as u64).min(*rem) as usize;
                 c.body_recv += take as u64;
                 conn.stats.bytes_sent.add(take as u64);
-                if io::write_prefix(&mut conn.stream, &mut c.buf, take, Instant::now() + timeout)
+                if conn
+                    .stream
+                    .write_prefix(&mut c.buf, take, Instant::now() + timeout)
                     .await
                     .is_err()
                 {
@@ -120,7 +130,9 @@ pub(crate) async fn request_body(
                 }
                 c.buf.drain(..p.consumed);
                 conn.stats.bytes_sent.add(c.out.len() as u64);
-                if io::write_all(&mut conn.stream, &mut c.out, Instant::now() + timeout)
+                if conn
+                    .stream
+                    .write_all(&mut c.out, Instant::now() + timeout)
                     .await
                     .is_err()
                 {
@@ -228,14 +240,10 @@ pub(crate) async fn response(
                 let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
-                io::write_prefix(
-                    &mut c.stream,
-                    &mut conn.buf,
-                    k,
-                    Instant::now() + client_timeout,
-                )
-                .await
-                .map_err(|_| ())?;
+                c.stream
+                    .write_prefix(&mut conn.buf, k, Instant::now() + client_timeout)
+                    .await
+                    .map_err(|_| ())?;
                 rem -= k as u64;
                 c.body_sent += k as u64;
             }
@@ -302,7 +310,7 @@ pub(crate) async fn response(
 
 /// Writes and clears `c.out`.
 async fn write(c: &mut ClientConn, deadline: Instant) -> Result<(), ()> {
-    let r = io::write_all(&mut c.stream, &mut c.out, deadline).await;
+    let r = c.stream.write_all(&mut c.out, deadline).await;
     c.out.clear();
     r.map_err(|_| ())
 }

@@ -358,7 +358,11 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener) {
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                monoio::spawn(contained(crate::proxy::serve(cur.clone(), stream, peer)));
+                monoio::spawn(contained(crate::proxy::serve(
+                    cur.clone(),
+                    crate::net::Stream::Plain(stream),
+                    peer,
+                )));
             }
             Some(Err(e)) => {
                 if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE)
