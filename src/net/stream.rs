@@ -35,8 +35,8 @@ pub struct TlsInfo {
     /// "TLSv1.2" / "TLSv1.3".
     pub version: &'static str,
     pub resumed: bool,
-    /// The peer's verified leaf certificate, DER (server side with client auth only).
-    pub client_cert_der: Option<Vec<u8>>,
+    /// The peer's verified certificate (server side with client auth only).
+    pub client_cert: Option<crate::tls::ClientCert>,
 }
 
 impl TlsInfo {
@@ -51,11 +51,11 @@ impl TlsInfo {
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
             _ => "TLS",
         };
-        let client_cert_der = match session {
+        let client_cert = match session {
             rustls::Connection::Server(_) => session
                 .peer_certificates()
                 .and_then(|chain| chain.first())
-                .map(|leaf| leaf.to_vec()),
+                .and_then(|leaf| crate::tls::client_cert(leaf)),
             rustls::Connection::Client(_) => None,
         };
         TlsInfo {
@@ -63,7 +63,7 @@ impl TlsInfo {
             alpn: session.alpn_protocol().map(<[u8]>::to_vec),
             version,
             resumed: session.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-            client_cert_der,
+            client_cert,
         }
     }
 }

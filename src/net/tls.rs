@@ -39,11 +39,11 @@ pub struct TlsStream {
 
 /// Why a handshake failed: the peer left or stalled, or TLS itself refused (the reason is rustls'
 /// own description: certificate problems, no shared version, ALPN mismatch...).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum HandshakeFail {
     Timeout,
     Closed,
-    Tls(String),
+    Tls(rustls::Error),
 }
 
 impl std::fmt::Display for HandshakeFail {
@@ -51,6 +51,10 @@ impl std::fmt::Display for HandshakeFail {
         match self {
             HandshakeFail::Timeout => f.write_str("TLS handshake timed out"),
             HandshakeFail::Closed => f.write_str("connection closed during the TLS handshake"),
+            HandshakeFail::Tls(rustls::Error::InvalidCertificate(why)) => write!(
+                f,
+                "TLS handshake failed: certificate verification failed ({why:?})"
+            ),
             HandshakeFail::Tls(why) => write!(f, "TLS handshake failed: {why}"),
         }
     }
@@ -64,7 +68,7 @@ impl TlsStream {
         deadline: Instant,
     ) -> Result<TlsStream, HandshakeFail> {
         let conn =
-            rustls::ServerConnection::new(config).map_err(|e| HandshakeFail::Tls(e.to_string()))?;
+            rustls::ServerConnection::new(config).map_err(HandshakeFail::Tls)?;
         let mut s = TlsStream::new(tcp, conn.into());
         s.handshake(deadline).await?;
         Ok(s)
@@ -78,7 +82,7 @@ impl TlsStream {
         deadline: Instant,
     ) -> Result<TlsStream, HandshakeFail> {
         let conn = rustls::ClientConnection::new(config, name)
-            .map_err(|e| HandshakeFail::Tls(e.to_string()))?;
+            .map_err(HandshakeFail::Tls)?;
         let mut s = TlsStream::new(tcp, conn.into());
         s.handshake(deadline).await?;
         Ok(s)
@@ -150,7 +154,7 @@ impl TlsStream {
         if let Err(e) = self.conn.process_new_packets() {
             // best effort: tell the peer why
             let _ = self.flush(deadline).await;
-            return Err(Fed::Tls(e.to_string()));
+            return Err(Fed::Tls(e));
         }
         Ok(!eof)
     }
@@ -231,5 +235,5 @@ impl TlsStream {
 
 enum Fed {
     Io(IoFail),
-    Tls(String),
+    Tls(rustls::Error),
 }

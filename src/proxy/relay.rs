@@ -15,18 +15,18 @@ use monoio::time::Instant;
 use super::{BodyLeft, ClientConn, Fail};
 use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
 use crate::http::head::{BodyKind, ResponseHead};
-use crate::http::respond::{ErrorKind, ProxyError};
+use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite::{write_client_response, OutFraming};
 use crate::metrics::UpstreamError;
 use crate::net::IoFail;
-use crate::runtime::worker::WorkerCtx;
+use crate::runtime::worker::Generation;
 use crate::upstream::pool::UpConn;
 
 /// The client-facing error for a malformed or oversized chunked request body.
-pub(crate) fn chunk_error(e: ChunkedError) -> ProxyError {
+pub(crate) fn chunk_error(e: ChunkedError) -> Reply {
     match e {
-        ChunkedError::BodyTooLarge => ProxyError::new(ErrorKind::BodyTooLarge),
-        _ => ProxyError::new(ErrorKind::BadBody),
+        ChunkedError::BodyTooLarge => Reply::new(ErrorKind::BodyTooLarge),
+        _ => Reply::new(ErrorKind::BadBody),
     }
 }
 
@@ -39,7 +39,7 @@ async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result
         .await
     {
         Ok(0) | Err(IoFail::Error) => Err(Fail::Close),
-        Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::BadRequest {
+        Err(IoFail::Timeout) => Err(Reply::new(ErrorKind::BadRequest {
             status: 408,
             reason: "request body not received in time",
         })
@@ -85,7 +85,7 @@ async fn read_upstream_more(conn: &mut UpConn, timeout: std::time::Duration) -> 
 
 /// Streams the part of the request body that did not arrive with the head.
 pub(crate) async fn request_body(
-    ctx: &WorkerCtx,
+    ctx: &Generation,
     c: &mut ClientConn,
     conn: &mut UpConn,
     body: &mut BodyLeft,
@@ -105,7 +105,7 @@ pub(crate) async fn request_body(
                     .await
                     .is_err()
                 {
-                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
                 }
                 c.buf.drain(..take);
                 *rem -= take as u64;
@@ -136,7 +136,7 @@ pub(crate) async fn request_body(
                     .await
                     .is_err()
                 {
-                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
                 }
                 if p.done {
                     *body = BodyLeft::Done;
@@ -168,7 +168,7 @@ fn push_data(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
 }
 
 /// What the response relay needs to know about the request.
-pub(crate) struct ResponseCtx<'a> {
+pub(crate) struct RelayPlan<'a> {
     pub rid: &'a [u8],
     /// The client wants keep-alive and we are not draining.
     pub keep: bool,
@@ -194,11 +194,11 @@ impl From<()> for RelayFail {
 
 /// Sends the response head and streams the body to the client.
 pub(crate) async fn response(
-    ctx: &WorkerCtx,
+    ctx: &Generation,
     c: &mut ClientConn,
     conn: &mut UpConn,
     resp: &ResponseHead,
-    how: &ResponseCtx<'_>,
+    how: &RelayPlan<'_>,
 ) -> Result<Relayed, RelayFail> {
     let (rid, keep, client_minor, up_timeout) =
         (how.rid, how.keep, how.client_minor, how.up_timeout);
@@ -217,7 +217,7 @@ pub(crate) async fn response(
         rid,
         client_keep,
         framing,
-        &c.limits.headers,
+        &c.extra,
     );
     c.body_sent = 0;
     let head_len = resp.head_len;
