@@ -50,7 +50,9 @@ use rustls::pki_types::ServerName;
 
 pub use client::UpstreamTlsOptions;
 pub use peer::{client_cert, ClientCert};
-pub use server::{ticketer, CertificateFiles, ServerTlsOptions, SESSION_CACHE_ENTRIES};
+pub use server::{
+    ticketer, CertificateFiles, ServerTlsOptions, DEFAULT_HANDSHAKE_TIMEOUT, SESSION_CACHE_ENTRIES,
+};
 
 /// The one crypto provider: rustls' `ring` suites, kx groups and signature algorithms.
 pub fn provider() -> Arc<CryptoProvider> {
