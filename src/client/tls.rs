@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn handshake_errors_read_as_one_line() {
         use rustls::{AlertDescription, CertificateError, Error};
-        let bad_cert = HandshakeFail::Tls(Error::InvalidCertificate(CertificateError::UnknownIssuer));
+        let bad_cert =
+            HandshakeFail::Tls(Error::InvalidCertificate(CertificateError::UnknownIssuer));
         assert_eq!(
             handshake_error("idp", &bad_cert),
             "certificate verification failed for idp: UnknownIssuer (not issued by a trusted CA)"

@@ -147,16 +147,16 @@ impl Reply {
     pub fn grpc_status(&self) -> u8 {
         use ErrorKind::*;
         match self.kind {
-            Unauthorized { .. } => 16,                                     // UNAUTHENTICATED
-            Forbidden | ClientCertRequired | ClientCertNotAllowed => 7,    // PERMISSION_DENIED
-            RateLimited | QuotaExceeded => 8,                              // RESOURCE_EXHAUSTED
-            NoRoute => 12,                                                 // UNIMPLEMENTED
-            MethodNotAllowed => 12,                                        // UNIMPLEMENTED
-            BadRequest { .. } | BadBody => 13,                             // INTERNAL (malformed frame)
-            BodyTooLarge => 8,                                             // RESOURCE_EXHAUSTED
-            ConnectTimeout | ResponseTimeout | HeaderTimeout => 4,         // DEADLINE_EXCEEDED
+            Unauthorized { .. } => 16, // UNAUTHENTICATED
+            Forbidden | ClientCertRequired | ClientCertNotAllowed => 7, // PERMISSION_DENIED
+            RateLimited | QuotaExceeded => 8, // RESOURCE_EXHAUSTED
+            NoRoute => 12,             // UNIMPLEMENTED
+            MethodNotAllowed => 12,    // UNIMPLEMENTED
+            BadRequest { .. } | BadBody => 13, // INTERNAL (malformed frame)
+            BodyTooLarge => 8,         // RESOURCE_EXHAUSTED
+            ConnectTimeout | ResponseTimeout | HeaderTimeout => 4, // DEADLINE_EXCEEDED
             NoHealthyUpstream | AuthUnavailable | ConnectFailed | UpstreamReset => 14, // UNAVAILABLE
-            BadUpstreamResponse { .. } | UpstreamTls => 13,                // INTERNAL
+            BadUpstreamResponse { .. } | UpstreamTls => 13,                            // INTERNAL
         }
     }
 

@@ -35,7 +35,10 @@ pub struct Peer<'a> {
 #[derive(Clone, Copy)]
 pub enum Fields<'a> {
     /// Spans of a parsed HTTP/1.1 head over its buffer.
-    H1 { head: &'a RequestHead, buf: &'a [u8] },
+    H1 {
+        head: &'a RequestHead,
+        buf: &'a [u8],
+    },
 }
 
 impl<'a> Fields<'a> {

@@ -67,8 +67,7 @@ impl TlsStream {
         config: Arc<rustls::ServerConfig>,
         deadline: Instant,
     ) -> Result<TlsStream, HandshakeFail> {
-        let conn =
-            rustls::ServerConnection::new(config).map_err(HandshakeFail::Tls)?;
+        let conn = rustls::ServerConnection::new(config).map_err(HandshakeFail::Tls)?;
         let mut s = TlsStream::new(tcp, conn.into());
         s.handshake(deadline).await?;
         Ok(s)
@@ -81,8 +80,7 @@ impl TlsStream {
         name: ServerName<'static>,
         deadline: Instant,
     ) -> Result<TlsStream, HandshakeFail> {
-        let conn = rustls::ClientConnection::new(config, name)
-            .map_err(HandshakeFail::Tls)?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(HandshakeFail::Tls)?;
         let mut s = TlsStream::new(tcp, conn.into());
         s.handshake(deadline).await?;
         Ok(s)

@@ -91,7 +91,7 @@ impl Filter {
             Filter::ClientCert { sans } => {
                 let cert = req.peer.tls.and_then(|t| t.client_cert.as_ref());
                 match cert {
-                    Some(c) if sans.is_empty() || c.sans.iter().any(|s| sans.contains(s)) => Ok(()),
+                    Some(c) if sans.is_empty() || c.has_any_san(sans) => Ok(()),
                     Some(_) => Err(Reply::new(ErrorKind::ClientCertNotAllowed)),
                     None => Err(Reply::new(ErrorKind::ClientCertRequired)),
                 }
@@ -99,9 +99,7 @@ impl Filter {
             Filter::Auth { policy } => {
                 let id = match gen.auth.authenticate(*policy, req).await {
                     Ok(id) if route.require.as_ref().is_none_or(|r| id.satisfies(r)) => id,
-                    Ok(_) | Err(Denied::Forbidden) => {
-                        return Err(Reply::new(ErrorKind::Forbidden))
-                    }
+                    Ok(_) | Err(Denied::Forbidden) => return Err(Reply::new(ErrorKind::Forbidden)),
                     Err(Denied::Unauthorized { reject, bearer }) => {
                         return Err(Reply::new(ErrorKind::Unauthorized {
                             reason: reject.reason(),

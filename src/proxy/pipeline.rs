@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use super::filter::{Admission, Filter};
 use super::target::{self, Call, Target};
-use super::{answer, Consumed, ClientConn, Outcome};
+use super::{answer, ClientConn, Consumed, Outcome};
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite;
@@ -27,7 +27,11 @@ pub struct RouteChain {
 }
 
 /// Runs one parsed request to completion.
-pub(super) async fn run(gen: &Rc<Generation>, c: &mut ClientConn, resp: &mut ResponseHead) -> Outcome {
+pub(super) async fn run(
+    gen: &Rc<Generation>,
+    c: &mut ClientConn,
+    resp: &mut ResponseHead,
+) -> Outcome {
     let head = &c.head;
     let buf = &c.buf;
     // request id: keep a sane one, else generate
@@ -78,8 +82,17 @@ pub(super) async fn run(gen: &Rc<Generation>, c: &mut ClientConn, resp: &mut Res
                     status: 400,
                     reason,
                 };
-                return answer(gen, c, None, rid, &Reply::new(kind), None, &[], Consumed::Head)
-                    .await;
+                return answer(
+                    gen,
+                    c,
+                    None,
+                    rid,
+                    &Reply::new(kind),
+                    None,
+                    &[],
+                    Consumed::Head,
+                )
+                .await;
             }
         };
     let peer = Peer {
@@ -87,7 +100,10 @@ pub(super) async fn run(gen: &Rc<Generation>, c: &mut ClientConn, resp: &mut Res
         tls: c.stream.tls_info(),
     };
     let view = RequestView::h1(head, buf, path, target, peer);
-    let route_idx = match gen.router.lookup(view.host, view.method, view.path, &view.fields) {
+    let route_idx = match gen
+        .router
+        .lookup(view.host, view.method, view.path, &view.fields)
+    {
         Match::Route(i) => i,
         Match::MethodNotAllowed(allow) => {
             let reply = Reply::new(ErrorKind::MethodNotAllowed);
@@ -130,7 +146,17 @@ pub(super) async fn run(gen: &Rc<Generation>, c: &mut ClientConn, resp: &mut Res
     }
     let ran = &chain.filters[..ran];
     if let Some(reply) = refused {
-        return answer(gen, c, Some(route_idx), rid, &reply, None, ran, Consumed::Head).await;
+        return answer(
+            gen,
+            c,
+            Some(route_idx),
+            rid,
+            &reply,
+            None,
+            ran,
+            Consumed::Head,
+        )
+        .await;
     }
     match &chain.target {
         Target::Upstream(up) => {

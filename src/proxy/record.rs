@@ -124,4 +124,3 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
         ratelimit: i.ratelimit,
     });
 }
-

@@ -218,7 +218,17 @@ pub(super) async fn upstream(
         Err(Fail::Close) => return Outcome::Close,
         Err(Fail::Respond(e)) => {
             let consumed = read(&body);
-            return answer(gen, c, Some(route_idx), rid, &e, None, call.filters, consumed).await;
+            return answer(
+                gen,
+                c,
+                Some(route_idx),
+                rid,
+                &e,
+                None,
+                call.filters,
+                consumed,
+            )
+            .await;
         }
     };
     // an early answer leaves the rest of the request body unread: the connection closes after it
@@ -264,7 +274,17 @@ pub(super) async fn upstream(
             c.info.upstream_us = None;
             let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
             let consumed = read(&body);
-            answer(gen, c, Some(route_idx), rid, &e, None, call.filters, consumed).await
+            answer(
+                gen,
+                c,
+                Some(route_idx),
+                rid,
+                &e,
+                None,
+                call.filters,
+                consumed,
+            )
+            .await
         }
     }
 }

@@ -33,10 +33,10 @@ use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
 use crate::metrics::{RouteStats, WorkerStats};
-use crate::ratelimit::LimitsRt;
 use crate::proxy::filter;
 use crate::proxy::pipeline::RouteChain;
 use crate::proxy::target::Target;
+use crate::ratelimit::LimitsRt;
 use crate::router::Router;
 use crate::trace::SpanIds;
 use crate::upstream::UpstreamRt;
@@ -402,7 +402,12 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
 /// with the certificates of the generation current at accept time), then serves it. A failed
 /// handshake is counted and closes the connection; the reason is not logged per connection (a
 /// scanner would flood the log), the counter says how many.
-async fn serve_tls(cur: Rc<Current>, tcp: monoio::net::TcpStream, peer: std::net::SocketAddr, i: usize) {
+async fn serve_tls(
+    cur: Rc<Current>,
+    tcp: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    i: usize,
+) {
     let (config, timeout, stats) = {
         let g = cur.get();
         let Some(tls) = g.cfg.listeners[i].tls.as_ref() else {
