@@ -209,7 +209,7 @@ fn server_tls(cx: &mut Ctx, p: &KeyPath, t: RawListenerTls, base: &Path) -> Resu
     if cx.error_count() > before {
         return Err(());
     }
-    built(cx, p, ServerTls::build(opts))
+    built(cx, p, None, ServerTls::build(opts))
 }
 
 /// `alpn`: today only `"http/1.1"`.
@@ -236,11 +236,12 @@ fn alpn_list(cx: &mut Ctx, p: &KeyPath, alpn: Vec<String>) -> Vec<String> {
     out
 }
 
-/// An upstream's `tls` table (`p`: the upstream); `Ok(None)` without one, `Err` after recording a
-/// problem.
+/// An upstream's `tls` table (`p`: the upstream, `name` its name for warnings); `Ok(None)` without
+/// one, `Err` after recording a problem.
 pub(super) fn upstream_tls(
     cx: &mut Ctx,
     p: &KeyPath,
+    name: Option<&str>,
     raw: Option<RawUpstreamTls>,
     base: &Path,
 ) -> Result<Option<Arc<UpstreamTls>>, ()> {
@@ -256,11 +257,17 @@ pub(super) fn upstream_tls(
         client_cert_file: file(t.client_cert_file),
         client_key_file: file(t.client_key_file),
     };
-    built(cx, &p, UpstreamTls::build(opts)).map(|t| Some(Arc::new(t)))
+    let who = name.map(|n| format!("upstream \"{n}\""));
+    built(cx, &p, who.as_deref(), UpstreamTls::build(opts)).map(|t| Some(Arc::new(t)))
 }
 
-/// Records a builder's problems under `p` (the settings table); logs its warnings.
-fn built<T>(cx: &mut Ctx, p: &KeyPath, r: crate::tls::Built<T>) -> Result<T, ()> {
+/// Records a builder's problems under `p` (the settings table); logs its warnings (naming `who`).
+fn built<T>(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    who: Option<&str>,
+    r: crate::tls::Built<T>,
+) -> Result<T, ()> {
     let at = |k: &TlsKey| match k {
         TlsKey::Setting("") => p.clone(),
         TlsKey::Setting(key) => p.key(key),
@@ -269,7 +276,8 @@ fn built<T>(cx: &mut Ctx, p: &KeyPath, r: crate::tls::Built<T>) -> Result<T, ()>
     match r {
         Ok((value, warnings)) => {
             for TlsProblem { key, message } in warnings {
-                eprintln!("coregate: WARNING: {}: {message}", at(&key));
+                let who = who.map(|w| format!("{w}: ")).unwrap_or_default();
+                eprintln!("coregate: WARNING: {}: {who}{message}", at(&key));
             }
             Ok(value)
         }

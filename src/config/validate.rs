@@ -352,7 +352,7 @@ fn upstream(
         }
     }
     let balance = balance(cx, p, u.balance, u.hash_key);
-    let tls = super::tls::upstream_tls(cx, p, u.tls, base);
+    let tls = super::tls::upstream_tls(cx, p, name.as_deref(), u.tls, base);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),

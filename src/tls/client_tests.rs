@@ -158,3 +158,45 @@ fn problems_name_their_setting() {
     });
     assert_eq!(got[0].0, TlsKey::Setting("ca_file"));
 }
+
+/// `tls = {}`: the system's roots, here made to be one test CA through `SSL_CERT_FILE` and an empty
+/// `SSL_CERT_DIR` (the only test in this binary that reads the system's roots, so setting the
+/// variables races nothing; they are restored after).
+#[test]
+fn system_roots_from_ssl_cert_file() {
+    let dir = TempDir::new("up-system");
+    let ca = Ca::new("system");
+    let srv = server(&dir, &ca, &["public.example"], None);
+    let bundle = dir.write("bundle.pem", ca.pem());
+    let empty_dir = dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let saved: Vec<_> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .map(|v| (v, std::env::var_os(v)))
+        .into();
+    std::env::set_var("SSL_CERT_FILE", &bundle);
+    std::env::set_var("SSL_CERT_DIR", &empty_dir);
+    let up = UpstreamTls::build(UpstreamTlsOptions::default());
+    let fresh = UpstreamTls::build(UpstreamTlsOptions::default());
+    dir.write("bundle.pem", "");
+    let none = UpstreamTls::build(UpstreamTlsOptions::default());
+    for (var, value) in saved {
+        match value {
+            Some(v) => std::env::set_var(var, v),
+            None => std::env::remove_var(var),
+        }
+    }
+    let (up, warnings) = up.unwrap();
+    assert!(warnings.is_empty() && up.ca_file.is_none());
+    assert!(handshake(srv.config.clone(), up.config.clone(), "public.example").is_ok());
+    // (A fresh client: `up` would resume its session, which skips verification by design.)
+    let other = server(&dir, &Ca::new("not-a-root"), &["public.example"], None);
+    let fresh = fresh.unwrap().0;
+    assert!(handshake(other.config.clone(), fresh.config.clone(), "public.example").is_err());
+    let p = none.err().unwrap();
+    assert_eq!(p[0].key, TlsKey::Setting(""));
+    assert!(
+        p[0].message
+            .starts_with("no system root certificates found"),
+        "{p:?}"
+    );
+}

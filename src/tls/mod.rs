@@ -21,12 +21,15 @@
 //! exchange, no static DH, no SHA-1 signatures, no renegotiation, no compression, no 0-RTT data.
 //!
 //! Resumption: one process-wide rotating ticketer ([`server::ticketer`], rustls' ring `Ticketer`,
-//! a new key every 6 hours, tickets valid for 12) shared by every listener, worker and config generation, so a ticket
-//! issued on one core resumes on any other and across reloads; plus a session-ID cache of
-//! [`server::SESSION_CACHE_ENTRIES`] per listener config for TLS 1.2 clients without tickets (rustls'
-//! cache takes a lock per stored or resumed session: a handshake, never a request). Upstream
-//! configs keep rustls' in-memory client session cache; one `Arc<ClientConfig>` is shared by every
-//! worker, so reconnects resume.
+//! a new key every 6 hours, tickets valid for 12) shared by every listener, worker and config
+//! generation, so a ticket issued on one core resumes on any other and across reloads. Each ticket
+//! is bound to the client-certificate policy it was issued under (`client_auth`, CA and CRL
+//! contents): rustls does not verify a client again on resumption, so a ticket never resumes where
+//! the client would have been verified differently (a full handshake instead). Plus a session-ID
+//! cache of [`server::SESSION_CACHE_ENTRIES`] per listener config for TLS 1.2 clients without
+//! tickets (rustls' cache takes a lock per stored or resumed session: a handshake, never a
+//! request). Upstream configs keep rustls' in-memory client session cache; one `Arc<ClientConfig>`
+//! is shared by every worker, so reconnects resume.
 //!
 //! Secrets: private keys are read, handed to rustls, and dropped. No type here prints one: the
 //! `Debug` impls are written by hand and show file paths and settings only.

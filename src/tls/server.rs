@@ -14,8 +14,10 @@
 //! CRLs of `client_crl_file` (then a certificate whose issuer has no CRL there is refused, as
 //! OpenSSL does); `optional` lets a client without a certificate in unauthenticated.
 //!
-//! Resumption: every config built here shares the one [`ticketer`] (when `session_tickets`) and
-//! gets its own session-ID cache of [`SESSION_CACHE_ENTRIES`].
+//! Resumption: every config built here shares the one [`ticketer`] (when `session_tickets`), its
+//! tickets bound to the listener's client-certificate policy ([`BoundTicketer`]), and gets its own
+//! session-ID cache of [`SESSION_CACHE_ENTRIES`] (so a TLS 1.2 session ID never crosses listeners
+//! or generations).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -135,7 +137,11 @@ impl ServerTls {
                 Err(p) => problems.extend(p),
             }
         }
-        let verifier = client_verifier(&opts, &provider, &mut digest, &mut problems);
+        // What a resumed session skips: the client-certificate policy it was verified under.
+        let mut trust = Digest::new();
+        trust.add("client_auth", opts.client_auth.name().as_bytes());
+        let digests = [&mut digest, &mut trust];
+        let verifier = client_verifier(&opts, &provider, digests, &mut problems);
         let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min_version {
             TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             TlsVersion::Tls13 => &[&rustls::version::TLS13],
@@ -146,6 +152,12 @@ impl ServerTls {
                 .ok(),
             false => None,
         };
+        let ticketer = ticketer.map(|inner| -> Arc<dyn ProducesTickets> {
+            Arc::new(BoundTicketer {
+                inner,
+                policy: trust.finish(),
+            })
+        });
         let builder = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(versions)
             .map_err(|e| problems.push(TlsProblem::setting("min_version", e.to_string())));
@@ -365,9 +377,10 @@ fn sni_name(name: &str) -> Option<String> {
 fn client_verifier(
     opts: &ServerTlsOptions,
     provider: &Arc<CryptoProvider>,
-    digest: &mut Digest,
+    digests: [&mut Digest; 2],
     problems: &mut Vec<TlsProblem>,
 ) -> Option<Arc<dyn ClientCertVerifier>> {
+    let [digest, trust] = digests;
     if opts.client_auth == ClientAuth::None {
         return Some(WebPkiClientVerifier::no_client_auth());
     }
@@ -382,6 +395,7 @@ fn client_verifier(
     let roots = pem::read(ca_path)
         .and_then(|b| {
             digest.add("client_ca", &b);
+            trust.add("client_ca", &b);
             pem::certs(ca_path, &b)
         })
         .and_then(|certs| {
@@ -403,6 +417,7 @@ fn client_verifier(
         pem::read(p)
             .and_then(|b| {
                 digest.add("client_crl", &b);
+                trust.add("client_crl", &b);
                 pem::crls(p, &b)
             })
             .map_err(|m| problems.push(TlsProblem::setting("client_crl_file", m)))
@@ -442,6 +457,44 @@ fn client_verifier(
 
 fn crl_path(opts: &ServerTlsOptions) -> String {
     (opts.client_crl_file.as_ref()).map_or_else(String::new, |p| p.display().to_string())
+}
+
+/// The process-wide [`ticketer`], with every ticket bound to one client-certificate policy (mode,
+/// CA and CRL contents). rustls does not verify the client again on resumption, so a ticket from a
+/// listener without `client_auth`, or with another CA, must not resume where a certificate would
+/// have been demanded or verified differently: the policy's digest goes inside the encrypted
+/// ticket and a ticket with another one is not opened (the client gets a full handshake). Between
+/// listeners and generations with the same policy, tickets resume as before.
+#[derive(Debug)]
+struct BoundTicketer {
+    inner: Arc<dyn ProducesTickets>,
+    policy: [u8; 32],
+}
+
+impl ProducesTickets for BoundTicketer {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut bound = Vec::with_capacity(self.policy.len() + plain.len());
+        bound.extend_from_slice(&self.policy);
+        bound.extend_from_slice(plain);
+        self.inner.encrypt(&bound)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let mut plain = self.inner.decrypt(cipher)?;
+        if !plain.starts_with(&self.policy) {
+            return None;
+        }
+        plain.drain(..self.policy.len());
+        Some(plain)
+    }
 }
 
 /// Picks a certificate by SNI: exact names, then `*.` wildcards, then the default.

@@ -469,3 +469,45 @@ fn equality_follows_file_contents_and_debug_shows_no_key() {
         testcerts::sha256_hex(&a.der)
     );
 }
+
+#[test]
+fn tickets_never_resume_under_another_client_certificate_policy() {
+    let dir = TempDir::new("bound");
+    let ca_a = Ca::new("clients-a");
+    let ca_b = Ca::new("clients-b");
+    let client_a = ca_a.client("a", "a.example", 1);
+    let none = build(ServerTlsOptions::new(
+        mtls(&dir, &ca_a, ClientAuth::None).certificates,
+    ));
+    let required_a = build(mtls(&dir, &ca_a, ClientAuth::Required));
+    let dir_b = TempDir::new("bound-b");
+    let mut opts_b = mtls(&dir, &ca_a, ClientAuth::Required);
+    opts_b.client_ca_file = Some(dir_b.write("clients-b.pem", ca_b.pem()));
+    let required_b = build(opts_b);
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        // A session without a client certificate does not resume where one is required.
+        let anonymous = Arc::new(client_with(Arc::default(), versions, None));
+        handshake(none.config.clone(), anonymous.clone(), "a.example").unwrap();
+        let (_, c) = handshake(none.config.clone(), anonymous.clone(), "a.example").unwrap();
+        assert_eq!(c.handshake_kind(), Some(HandshakeKind::Resumed));
+        let e = handshake(required_a.config.clone(), anonymous.clone(), "a.example");
+        assert!(
+            e.is_err(),
+            "{versions:?}: resumed past client_auth = required"
+        );
+        // A session verified against CA A does not resume where CA B is the trust anchor.
+        let with_a = Arc::new(client_with(Arc::default(), versions, Some(&client_a)));
+        handshake(required_a.config.clone(), with_a.clone(), "a.example").unwrap();
+        let (s, c) = handshake(required_a.config.clone(), with_a.clone(), "a.example").unwrap();
+        assert_eq!(c.handshake_kind(), Some(HandshakeKind::Resumed));
+        assert!(
+            s.peer_certificates().is_some(),
+            "the resumed session keeps its certificate"
+        );
+        let e = handshake(required_b.config.clone(), with_a.clone(), "a.example");
+        assert!(e.is_err(), "{versions:?}: resumed past another CA");
+    }
+}
