@@ -1,27 +1,29 @@
-//! The connection driver: one task per client connection, running the keep-alive loop.
+//! The connection driver: one task per client connection (plain or TLS, `net::Stream`), running
+//! the keep-alive loop, and the one exit for the gateway's own answers.
 //!
 //! Owns: a client connection's buffers (one read buffer, one output buffer, one target buffer, reused
-//! for every request on the connection) and the per-request sequence:
+//! for every request on the connection), reading and strictly parsing each head, and [`answer`].
+//! The request itself goes through the pipeline:
 //!
 //! ```text
-//! read head (header_timeout; keepalive_timeout while idle, raced with drain)
-//!  -> parse strictly (http::head)            -> 400/408/414/431/505 + close
-//!  -> request id, route lookup (router)      -> 404 / 405
-//!  -> max_body, 100-continue
-//!  -> write upstream head + buffered body into `out`
-//!  -> exchange.rs: pick endpoint, pooled or new connection, send, stream body, read response head
-//!     (retries, passive health)              -> 502 / 503 / 504
-//!  -> relay.rs: response head + body to the client, connection back to the pool
+//! mod.rs       read head (header_timeout; keepalive_timeout while idle, raced with drain)
+//!               -> parse strictly (http::head)            -> 400/408/414/431/505 + close
+//! pipeline.rs   -> request id, span, normalised path, RequestView, route lookup -> 400/404/405
+//! filter.rs     -> request phase: client cert, auth, body size, rate limit -> 401/403/413/429/503
+//! target.rs     -> upstream head + buffered body, 100-continue
+//! exchange.rs   -> pick endpoint, pooled or new connection (TLS when configured), send, stream
+//!                  body, read response head (retries, passive health) -> 502 / 503 / 504
+//! filter.rs     -> response phase (reverse order): header lines for the response
+//! relay.rs      -> response head + body to the client, connection back to the pool
+//! record.rs     -> counters, histograms, one access-log line
 //! ```
-//! Errors are turned into responses by `http::respond` only. A connection whose request framing is in
-//! doubt (any 4xx from the parser, a body we did not read) is closed after the answer.
+//! Every answer the gateway makes itself goes through [`answer`] (response phase, `Reply`
+//! rendered by `http::respond`, keep-alive decided by how much of the request was read: a
+//! connection whose request framing is in doubt is closed after the answer).
 //!
 //! Each request runs on the worker's *current* config generation, fetched when its head has been
 //! read (so a reload applies to the next request of a keep-alive connection, and a request in
-//! flight finishes on the generation it started with). When it ends, `finish` records it once:
-//! route and upstream counters, latency histograms, and one access-log line (`RequestRecord` collects
-//! what they need as the request goes: route, status, endpoint, timings, trace span, subject,
-//! rate-limit decision).
+//! flight finishes on the generation it started with).
 
 mod exchange;
 pub mod filter;
