@@ -186,13 +186,13 @@ fn required_client_cert_missing_untrusted_or_expired_fails() {
 fn revoked_client_cert_is_refused_with_a_crl() {
     let p = pki();
     let up = Upstream::recording("u");
-    let crl = p.clients_ca.crl_file(&[&p.b]);
+    let crl = p.clients_ca.crl(&[&p.b]);
     let cfg = gateway_config(
         &p,
         &up,
         &format!(
             "client_auth = \"required\"\n{}",
-            kv_path("client_crl_file", &crl)
+            kv_path("client_crl_file", &crl.file)
         ),
     );
     for_each_driver(|driver| {
@@ -217,7 +217,6 @@ fn revoked_client_cert_is_refused_with_a_crl() {
             seen.iter().map(|s| s.header_all(FP)).collect::<Vec<_>>()
         );
     });
-    let _ = std::fs::remove_file(crl);
 }
 
 #[test]

@@ -13,7 +13,8 @@ use super::wire::{header_values, parse_head, Wire};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
@@ -194,8 +195,8 @@ impl Ca {
         })
     }
 
-    /// A CRL (PEM, temp file) signed by this CA revoking `revoked`.
-    pub fn crl_file(&self, revoked: &[&Leaf]) -> PathBuf {
+    /// A CRL signed by this CA revoking `revoked`, written as PEM to a temp file.
+    pub fn crl(&self, revoked: &[&Leaf]) -> Crl {
         let params = rcgen::CertificateRevocationListParams {
             this_update: rcgen::date_time_ymd(2021, 1, 1),
             next_update: rcgen::date_time_ymd(2090, 1, 1),
@@ -213,7 +214,10 @@ impl Ca {
             key_identifier_method: rcgen::KeyIdMethod::Sha256,
         };
         let crl = params.signed_by(&self.cert, &self.key).expect("sign CRL");
-        write_temp(&crl.pem().expect("CRL PEM"), "crl.pem")
+        Crl {
+            file: write_temp(&crl.pem().expect("CRL PEM"), "crl.pem"),
+            der: crl.der().to_vec(),
+        }
     }
 
     pub fn roots(&self) -> RootCertStore {
@@ -222,6 +226,18 @@ impl Ca {
             .add(CertificateDer::from(self.der.clone()))
             .expect("CA into root store");
         roots
+    }
+}
+
+/// A certificate revocation list; its PEM file is removed on drop.
+pub struct Crl {
+    pub file: PathBuf,
+    pub der: Vec<u8>,
+}
+
+impl Drop for Crl {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 
@@ -770,6 +786,8 @@ pub struct UpstreamHandshake {
 pub struct TlsUpstreamOpts<'a> {
     /// Require a client certificate issued by this CA.
     pub client_ca: Option<&'a Ca>,
+    /// Revocations checked for client certificates (with `client_ca`).
+    pub client_crl: Option<&'a Crl>,
     /// Answer every request with `connection: close`.
     pub close_each: bool,
 }
@@ -800,11 +818,14 @@ impl TlsUpstream {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .unwrap();
         let builder = match opts.client_ca {
-            Some(ca) => builder.with_client_cert_verifier(
-                WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider)
-                    .build()
-                    .expect("client verifier"),
-            ),
+            Some(ca) => {
+                let mut v =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(ca.roots()), provider);
+                if let Some(crl) = opts.client_crl {
+                    v = v.with_crls([CertificateRevocationListDer::from(crl.der.clone())]);
+                }
+                builder.with_client_cert_verifier(v.build().expect("client verifier"))
+            }
             None => builder.with_no_client_auth(),
         };
         let mut config = builder
