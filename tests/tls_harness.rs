@@ -36,7 +36,9 @@ fn client_and_upstream_agree_on_names_alpn_versions_and_resumption() {
 
     // wildcard verifies; other names and other CAs do not
     assert!(tls_get(up.addr, &cfg, "x.svc.test", "/").is_ok());
-    let e = TlsClient::connect(up.addr, &cfg, "other.test").err().unwrap();
+    let e = TlsClient::connect(up.addr, &cfg, "other.test")
+        .err()
+        .unwrap();
     assert!(e.contains("handshake"), "{e}");
     let other = ClientOpts::trusting(&Ca::new("other")).build();
     assert!(TlsClient::connect(up.addr, &other, "svc.test").is_err());
@@ -55,8 +57,14 @@ fn client_and_upstream_agree_on_names_alpn_versions_and_resumption() {
 
     // versions and resumption
     for (opts, v) in [
-        (ClientOpts::trusting(&ca).tls13_only(), ProtocolVersion::TLSv1_3),
-        (ClientOpts::trusting(&ca).tls12_only(), ProtocolVersion::TLSv1_2),
+        (
+            ClientOpts::trusting(&ca).tls13_only(),
+            ProtocolVersion::TLSv1_3,
+        ),
+        (
+            ClientOpts::trusting(&ca).tls12_only(),
+            ProtocolVersion::TLSv1_2,
+        ),
     ] {
         let cfg = opts.build();
         for i in 0..3 {
@@ -127,7 +135,11 @@ fn client_certificates_seen_and_bad_ones_refused() {
             ("stranger", Some(&stranger)),
         ] {
             let r = tls_get(up.addr, &opts(l), "svc.test", "/");
-            assert!(r.is_err(), "tls12={tls12} {what}: {:?}", r.map(|r| r.0.status));
+            assert!(
+                r.is_err(),
+                "tls12={tls12} {what}: {:?}",
+                r.map(|r| r.0.status)
+            );
         }
     }
     assert!(wait_until(deadline(secs(5)), || up.failures().len() == 8));
@@ -149,7 +161,9 @@ fn upstream_close_each_and_raw_socket_helpers() {
     let mut c = TlsClient::open(up.addr, &cfg, "svc.test");
     let r = c.get("/", "svc.test");
     assert_eq!(r.header("connection").as_deref(), Some("close"));
-    assert!(c.try_request(&req("GET", "/", "svc.test", &[], b"")).is_err());
+    assert!(c
+        .try_request(&req("GET", "/", "svc.test", &[], b""))
+        .is_err());
 
     // half a ClientHello: the server waits (no handshake timeout in the mock)
     let hello = client_hello_bytes("svc.test");

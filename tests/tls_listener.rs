@@ -46,7 +46,11 @@ fn one_route(up: &Upstream, listeners: &str) -> String {
 }
 
 /// The leaf the server sends for `server_name` (any certificate accepted; `no_sni` sends none).
-fn leaf_for(addr: std::net::SocketAddr, server_name: &str, no_sni: bool) -> Result<Session, String> {
+fn leaf_for(
+    addr: std::net::SocketAddr,
+    server_name: &str,
+    no_sni: bool,
+) -> Result<Session, String> {
     let opts = ClientOpts::any_cert();
     let cfg = if no_sni { opts.no_sni() } else { opts }.build();
     TlsClient::connect(addr, &cfg, server_name).map(|c| c.session())
@@ -119,7 +123,11 @@ fn unknown_sni_reject_fails_the_handshake() {
         }
         // known names still work, wildcard included, and the gateway is still up
         assert_leaf(&leaf_for(addr, "api.test", false).unwrap(), &c.api, driver);
-        assert_leaf(&leaf_for(addr, "y.wild.test", false).unwrap(), &c.wild, driver);
+        assert_leaf(
+            &leaf_for(addr, "y.wild.test", false).unwrap(),
+            &c.wild,
+            driver,
+        );
         let (r, _) = tls_get(addr, &ClientOpts::trusting(&c.ca).build(), "api.test", "/")
             .unwrap_or_else(|e| panic!("[{driver}] {e}"));
         assert_eq!(r.status, 200);
@@ -171,8 +179,7 @@ fn alpn_http11_negotiated_h2_only_refused_none_works() {
 fn tls12_and_tls13_work_and_min_version_13_refuses_12() {
     let c = certs();
     let up = Upstream::recording("u");
-    let listeners = tls_listener(&[&c.api], "")
-        + &tls_listener(&[&c.api], "min_version = \"1.3\"");
+    let listeners = tls_listener(&[&c.api], "") + &tls_listener(&[&c.api], "min_version = \"1.3\"");
     let cfg = one_route(&up, &listeners);
     for_each_driver(|driver| {
         let gw = Gateway::start(&cfg, driver);

@@ -106,10 +106,7 @@ fn upstream_tls_wrong_name_is_502_with_a_log_line() {
     let cfg = one_tls_route(
         "ledger",
         &up,
-        &[
-            sni("ledger.internal"),
-            kv_path("ca_file", &p.internal.file),
-        ],
+        &[sni("ledger.internal"), kv_path("ca_file", &p.internal.file)],
     );
     for_each_driver(|driver| {
         let gw = Gateway::start(&cfg, driver);

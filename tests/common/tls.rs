@@ -14,7 +14,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{
-    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+    UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
@@ -974,7 +976,11 @@ fn serve_tls(sh: &TlsShared, cfg: Arc<ServerConfig>, tcp: TcpStream, conn_id: us
             }
         );
         let out = &mut wire.inner;
-        if out.write_all(resp.as_bytes()).and_then(|_| out.flush()).is_err() {
+        if out
+            .write_all(resp.as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
             return;
         }
         if sh.close_each {
