@@ -9,7 +9,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 
 use coregate::http::head::{parse_request, HeadLimits, RequestHead};
-use coregate::http::rewrite::{write_upstream_request, RequestContext};
+use coregate::http::rewrite::{write_upstream_request, Forwarding};
 
 const LIMITS: HeadLimits = HeadLimits {
     max_request_line: 8192,
@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 parse_request(black_box(raw), &LIMITS, &mut head).unwrap();
                 out.clear();
-                let ctx = RequestContext {
+                let ctx = Forwarding {
                     target: head.target(raw),
                     host_rewrite: None,
                     fallback_host: b"127.0.0.1:9001",
@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
                     add: &[],
                     traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                     keep_tracestate: false,
+                    client_cert: None,
                 };
                 write_upstream_request(&mut out, raw, &head, &ctx);
                 black_box(out.len())

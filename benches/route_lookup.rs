@@ -51,6 +51,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         rate_limits: Vec::new(),
         quotas: Vec::new(),
         cost: None,
+        require_client_cert: false,
+        client_cert_sans: Vec::new(),
     }
 }
 

@@ -39,7 +39,7 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
-        /// Do not probe `server.listen` and `admin.listen`: for a file meant for the gateway that
+        /// Do not probe `server.listen`, `listener.listen` and `admin.listen`: for a file meant for the gateway that
         /// already listens there (a reload keeps its listeners).
         #[arg(long)]
         no_bind_check: bool,

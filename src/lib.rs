@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod router;
 pub mod runtime;
+pub mod tls;
 pub mod top;
 pub mod trace;
 pub mod upstream;

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use crate::config::auth::{AuthKind, AuthPolicy, PhantomBackend};
 use crate::config::Config;
 use crate::http::credentials::Hidden;
-use crate::http::head::RequestHead;
+use crate::http::view::RequestView;
 use crate::redis::{RedisClient, RedisOpts};
 use cache::{now_ms, Cache, Verdict};
 use identity::Identity;
@@ -241,13 +241,12 @@ impl AuthRt {
     pub async fn authenticate(
         &self,
         policy: usize,
-        head: &RequestHead,
-        buf: &[u8],
+        req: &RequestView<'_>,
     ) -> Result<Rc<Identity>, Denied> {
         let pol = &self.shared.policies[policy];
         let bearer = !matches!(pol.kind, AuthKind::ApiKey(_));
         let deny = |reject| Denied::Unauthorized { reject, bearer };
-        let cred = token::extract(&pol.source, head, buf).map_err(deny)?;
+        let cred = token::extract(&pol.source, &req.fields, req.target).map_err(deny)?;
         let now = now_ms();
         if let Some(v) = self.caches[policy].borrow_mut().get(cred, now) {
             return v.map_err(deny);

@@ -78,6 +78,7 @@ pub async fn introspect(
         connect_timeout: timeout,
         timeout,
         max_body: 256 * 1024,
+        tls: None,
     };
     let resp = client::send(&req, &opts)
         .await

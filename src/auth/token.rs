@@ -2,31 +2,29 @@
 //! query parameter, in that order of configuration (the first configured source that is present
 //! wins; the Bearer header is the default when no header is named).
 //!
-//! Reads spans of the parsed head in place (no allocation). A credential sent twice in the same
+//! Reads the request view's fields in place (no allocation). A credential sent twice in the same
 //! place (two Authorization headers) is ambiguous and refused rather than guessed.
 
 use super::jwt::Reject;
 use crate::config::auth::TokenSource;
-use crate::http::head::RequestHead;
+use crate::http::view::Fields;
 
 /// The credential bytes, or why there is none usable.
 pub fn extract<'a>(
     src: &TokenSource,
-    head: &RequestHead,
-    buf: &'a [u8],
+    fields: &Fields<'a>,
+    target: &'a [u8],
 ) -> Result<&'a [u8], Reject> {
     let header_name: &[u8] = match &src.header {
         Some(h) => h.as_bytes(),
         None => b"authorization",
     };
     let mut found = None;
-    for h in &head.headers {
-        if h.name.get(buf).eq_ignore_ascii_case(header_name) {
-            if found.is_some() {
-                return Err(Reject::Malformed);
-            }
-            found = Some(h.value.get(buf));
+    for v in fields.all(header_name) {
+        if found.is_some() {
+            return Err(Reject::Malformed);
         }
+        found = Some(v);
     }
     if let Some(v) = found {
         return if src.header.is_some() {
@@ -36,12 +34,12 @@ pub fn extract<'a>(
         };
     }
     if let Some(name) = &src.cookie {
-        if let Some(v) = cookie(head, buf, name.as_bytes()) {
+        if let Some(v) = cookie(fields, name.as_bytes()) {
             return non_empty(v);
         }
     }
     if let Some(name) = &src.query {
-        if let Some(v) = query_param(head.target(buf), name.as_bytes()) {
+        if let Some(v) = query_param(target, name.as_bytes()) {
             return non_empty(v);
         }
     }
@@ -82,11 +80,10 @@ fn bearer(v: &[u8]) -> Result<&[u8], Reject> {
 }
 
 /// The value of cookie `name` in any Cookie header.
-fn cookie<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    head.headers
-        .iter()
-        .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"cookie"))
-        .flat_map(|h| h.value.get(buf).split(|&b| b == b';'))
+fn cookie<'a>(fields: &Fields<'a>, name: &[u8]) -> Option<&'a [u8]> {
+    fields
+        .all(b"cookie")
+        .flat_map(|v| v.split(|&b| b == b';'))
         .find_map(|pair| {
             let pair = trim(pair);
             let eq = pair.iter().position(|&b| b == b'=')?;
@@ -118,7 +115,8 @@ mod tests {
         let buf = raw.as_bytes();
         let mut head = RequestHead::default();
         parse_request(buf, &limits, &mut head).unwrap().unwrap();
-        extract(src, &head, buf).map(|v| v.to_vec())
+        let fields = Fields::H1 { head: &head, buf };
+        extract(src, &fields, head.target(buf)).map(|v| v.to_vec())
     }
 
     #[test]

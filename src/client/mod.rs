@@ -1,24 +1,29 @@
 //! One-shot async HTTP/1.1 client for the gateway's own outbound calls: fetching JWKS documents and
-//! calling OAuth2 token introspection endpoints (RFC 7662). Not a proxy path: one request, one
-//! connection, a whole response buffered in memory.
+//! calling OAuth2 token introspection endpoints (RFC 7662), over `http://` or `https://`. Not a
+//! proxy path: one request, one connection, a whole response buffered in memory.
 //!
-//! Owns: [`Url`] parsing (`url`), form and Basic-auth encoders (`form`), and [`send`], which turns a
-//! [`Request`] into a [`Response`] or a [`ClientError`] whose `Display` is a one-line log message.
+//! Owns: [`Url`] parsing (`url`), form and Basic-auth encoders (`form`), trust for https (`tls`:
+//! the system roots or a caller's rustls config, server names, handshake error text), and
+//! [`send`], which turns a [`Request`] into a [`Response`] or a [`ClientError`] whose `Display` is
+//! a one-line log message.
 //!
 //! Flow of [`send`]: validate the method and headers and serialise the request (`METHOD target
 //! HTTP/1.1`, Host, the caller's headers, Content-Length when there is a body or the method is
-//! POST/PUT/PATCH, `Connection: close`, body) -> resolve the host (`dns`: IP literals at once, names
-//! from the table the `coregate-dns` helper thread publishes, waiting for it without blocking the
-//! caller's thread) -> connect, resolution and connect together bounded by
-//! `min(connect_timeout, timeout)` -> write the request and read the response, the whole exchange
-//! bounded by `timeout` measured from the call (dropping the in-flight operation cancels it) ->
-//! parse the head with the proxy's response parser (`http::head::parse_response`), skipping 1xx
-//! interim responses -> read the body by its framing: Content-Length, chunked (the proxy's strict
-//! `ChunkedDecoder`; extensions and trailers dropped) or until the peer closes -> drop the
-//! connection.
+//! POST/PUT/PATCH, `Connection: close`, body) -> for https, pick the rustls config
+//! (`ClientOpts::tls`, else the system roots) -> resolve the host (`dns`: IP literals at once,
+//! names from the table the `coregate-dns` helper thread publishes, waiting for it without
+//! blocking the caller's thread) -> connect, and for https run the TLS handshake (SNI and the
+//! certificate name are the URL's host; ALPN http/1.1), resolution, connect and handshake together
+//! bounded by `min(connect_timeout, timeout)` -> write the request and read the response over a
+//! [`net::Stream`](crate::net::Stream), every read and write bounded by the deadline `timeout`
+//! after the call -> parse the head with the proxy's response parser
+//! (`http::head::parse_response`), skipping 1xx interim responses -> read the body by its framing:
+//! Content-Length, chunked (the proxy's strict `ChunkedDecoder`; extensions and trailers dropped)
+//! or until the peer closes (over TLS, only a `close_notify` ends such a body; a bare TCP close is
+//! an error, since it could be a truncation) -> drop the connection (no `close_notify` sent).
 //!
-//! IO is monoio's rent style (buffers move into each operation and come back), so it runs on both
-//! `IoUringDriver` and `LegacyDriver` runtimes; the runtime must have `enable_timer()`.
+//! IO is `net`'s timed rent-style IO (buffers move into each operation and come back), so it runs
+//! on both `IoUringDriver` and `LegacyDriver` runtimes; the runtime must have `enable_timer()`.
 //!
 //! Limits: response heads up to [`MAX_HEAD_BYTES`] and [`crate::http::head::MAX_HEADERS_HARD`]
 //! fields; bodies up to `ClientOpts::max_body` (checked against a declared Content-Length before
@@ -27,6 +32,7 @@
 
 pub mod dns;
 mod form;
+pub mod tls;
 mod url;
 
 pub use form::{basic_auth, form_urlencode};
@@ -34,12 +40,14 @@ pub use url::Url;
 
 use crate::http::chunked::{ChunkedDecoder, ChunkedError};
 use crate::http::head::{is_token, parse_response, BodyKind, ResponseHead};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use crate::net::tls::{HandshakeFail, TlsStream};
+use crate::net::{IoFail, Stream};
 use monoio::net::TcpStream;
 use monoio::time::Instant;
+use rustls::pki_types::ServerName;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest response head accepted (status line and header fields).
@@ -70,24 +78,30 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Limits for one [`send`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Limits and trust for one [`send`].
+#[derive(Debug, Clone)]
 pub struct ClientOpts {
-    /// Bound on establishing the TCP connection (never beyond `timeout`).
+    /// Bound on establishing the connection: resolving the host, the TCP connect and, for
+    /// `https://`, the TLS handshake (never beyond `timeout`).
     pub connect_timeout: Duration,
     /// Bound on the whole exchange, from the call to the last body byte.
     pub timeout: Duration,
     /// Largest response body accepted, in bytes.
     pub max_body: usize,
+    /// Whom `https://` servers are verified against: `None` is the system's trusted roots
+    /// ([`tls::default_config`]); a config from [`tls::config`] trusts a private CA. Unused for
+    /// `http://`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOpts {
-    /// 2 s to connect, 5 s in all, 1 MiB of body.
+    /// 2 s to connect, 5 s in all, 1 MiB of body, the system's roots.
     fn default() -> Self {
         ClientOpts {
             connect_timeout: Duration::from_secs(2),
             timeout: Duration::from_secs(5),
             max_body: 1024 * 1024,
+            tls: None,
         }
     }
 }
@@ -125,6 +139,11 @@ pub enum ClientError {
     Connect(io::Error),
     #[error("HTTP request timed out")]
     Timeout,
+    /// The TLS handshake failed: "certificate verification failed for HOST: ..." when the server's
+    /// certificate was refused (untrusted issuer, wrong name, expired), or the peer's alert, a
+    /// closed connection, an ALPN other than http/1.1, or no system roots to verify against.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("I/O error during HTTP exchange: {0}")]
     Io(io::Error),
     #[error("bad HTTP response: {0}")]
@@ -143,28 +162,69 @@ pub async fn send(req: &Request<'_>, opts: &ClientOpts) -> Result<Response, Clie
     let deadline = deadline_after(start, opts.timeout);
     let connect_deadline = deadline_after(start, opts.connect_timeout).min(deadline);
     let wire = serialize(req)?;
+    let tls = match req.url.is_https() {
+        true => Some(tls_setup(req.url, opts)?),
+        false => None,
+    };
     let addr = resolve(req.url, connect_deadline).await?;
-    let mut stream =
-        match monoio::time::timeout_at(connect_deadline, TcpStream::connect_addr(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(ClientError::Connect(io::Error::new(
-                    e.kind(),
-                    format!("{addr}: {e}"),
-                )))
-            }
-            Err(_) => return Err(ClientError::Timeout),
-        };
-    let is_head = req.method.eq_ignore_ascii_case("HEAD");
-    match monoio::time::timeout_at(
-        deadline,
-        exchange(&mut stream, wire, is_head, opts.max_body),
-    )
-    .await
+    let tcp = match monoio::time::timeout_at(connect_deadline, TcpStream::connect_addr(addr)).await
     {
-        Ok(r) => r,
-        Err(_) => Err(ClientError::Timeout),
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            return Err(ClientError::Connect(io::Error::new(
+                e.kind(),
+                format!("{addr}: {e}"),
+            )))
+        }
+        Err(_) => return Err(ClientError::Timeout),
+    };
+    let stream = match tls {
+        None => Stream::Plain(tcp),
+        Some((config, name)) => {
+            handshake(tcp, config, name, req.url.host(), connect_deadline).await?
+        }
+    };
+    let mut conn = Conn { stream, deadline };
+    let is_head = req.method.eq_ignore_ascii_case("HEAD");
+    exchange(&mut conn, wire, is_head, opts.max_body).await
+}
+
+/// The config and server name of an https request, before anything touches the network.
+fn tls_setup(
+    url: &Url,
+    opts: &ClientOpts,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), ClientError> {
+    let config = match &opts.tls {
+        Some(c) => c.clone(),
+        None => tls::default_config().map_err(ClientError::Tls)?,
+    };
+    let name = tls::server_name(url.host()).map_err(ClientError::BadUrl)?;
+    Ok((config, name))
+}
+
+/// The TLS handshake on a connected socket; the server must agree to HTTP/1.1 (or to no ALPN).
+async fn handshake(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    host: &str,
+    deadline: Instant,
+) -> Result<Stream, ClientError> {
+    let session = match TlsStream::connect(tcp, config, name, deadline).await {
+        Ok(s) => s,
+        Err(HandshakeFail::Timeout) => return Err(ClientError::Timeout),
+        Err(e) => return Err(ClientError::Tls(tls::handshake_error(host, &e))),
+    };
+    let stream = Stream::tls(session);
+    if let Some(alpn) = stream.tls_info().and_then(|i| i.alpn.as_deref()) {
+        if alpn != tls::ALPN_HTTP11 {
+            return Err(ClientError::Tls(format!(
+                "{host} chose ALPN protocol {:?}; this client speaks http/1.1 only",
+                String::from_utf8_lossy(alpn)
+            )));
+        }
     }
+    Ok(stream)
 }
 
 /// Parses `url` (a bad one is [`ClientError::BadUrl`]) and GETs it with `headers`.
@@ -260,34 +320,56 @@ fn serialize(req: &Request<'_>) -> Result<Vec<u8>, ClientError> {
     Ok(out)
 }
 
-/// Reads once, appending at most `max` (> 0) bytes to `buf`. `Ok(0)` is end of stream.
-async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<usize, ClientError> {
-    let len = buf.len();
-    let want = max.clamp(1, READ_CHUNK);
-    if buf.capacity() - len < want {
-        buf.reserve(want);
+/// The connection of one exchange and the deadline every read and write on it shares.
+struct Conn {
+    stream: Stream,
+    deadline: Instant,
+}
+
+impl Conn {
+    /// Reads once into `buf`, at most `max` (> 0) bytes when `buf` has no spare room (a full
+    /// buffer grows by exactly that much, capped at [`READ_CHUNK`]); with spare room, up to that
+    /// room. `Ok(0)` is end of stream.
+    async fn read_more(&mut self, buf: &mut Vec<u8>, max: usize) -> Result<usize, ClientError> {
+        if buf.len() == buf.capacity() {
+            buf.reserve_exact(max.clamp(1, READ_CHUNK));
+        }
+        match self.stream.read_some(buf, self.deadline).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err(self.fail(e)),
+        }
     }
-    let end = len + want.min(buf.capacity() - len);
-    let owned = std::mem::take(buf);
-    let (res, slice) = stream.read(owned.slice_mut(len..end)).await;
-    *buf = slice.into_inner();
-    res.map_err(ClientError::Io)
+
+    async fn write_all(&mut self, buf: &mut Vec<u8>) -> Result<(), ClientError> {
+        match self.stream.write_all(buf, self.deadline).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn fail(&self, e: IoFail) -> ClientError {
+        let why = match (e, &self.stream) {
+            (IoFail::Timeout, _) => return ClientError::Timeout,
+            (IoFail::Error, Stream::Plain(_)) => "connection reset or socket error",
+            // rustls reports a TCP close without close_notify as an error: a close-delimited
+            // body cut short by an attacker must not read as complete
+            (IoFail::Error, Stream::Tls(_)) => {
+                "connection reset, TLS error, or closed without TLS close_notify"
+            }
+        };
+        ClientError::Io(io::Error::other(why))
+    }
 }
 
 /// Writes the request, then reads and frames the response.
 async fn exchange(
-    stream: &mut TcpStream,
-    wire: Vec<u8>,
+    conn: &mut Conn,
+    mut wire: Vec<u8>,
     is_head: bool,
     max_body: usize,
 ) -> Result<Response, ClientError> {
-    let (res, wire) = stream.write_all(wire).await;
+    conn.write_all(&mut wire).await?;
     drop(wire);
-    res.map_err(ClientError::Io)?;
 
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let mut head = ResponseHead::default();
@@ -301,7 +383,7 @@ async fn exchange(
             }
             Ok(Some(())) => break,
             Ok(None) => {
-                if read_more(stream, &mut buf, READ_CHUNK).await? == 0 {
+                if conn.read_more(&mut buf, READ_CHUNK).await? == 0 {
                     return Err(bad_response(if buf.is_empty() {
                         "connection closed before any response"
                     } else {
@@ -331,10 +413,10 @@ async fn exchange(
             if n > max_body {
                 return Err(ClientError::TooLarge);
             }
-            read_length(stream, rest, n).await?
+            read_length(conn, rest, n).await?
         }
-        BodyKind::Chunked => read_chunked(stream, rest, max_body).await?,
-        BodyKind::UntilClose => read_until_close(stream, rest, max_body).await?,
+        BodyKind::Chunked => read_chunked(conn, rest, max_body).await?,
+        BodyKind::UntilClose => read_until_close(conn, rest, max_body).await?,
     };
     Ok(Response {
         status: head.status,
@@ -344,28 +426,27 @@ async fn exchange(
 }
 
 /// Exactly `n` body bytes, starting with those already buffered (extra bytes are ignored).
-async fn read_length(
-    stream: &mut TcpStream,
-    rest: &[u8],
-    n: usize,
-) -> Result<Vec<u8>, ClientError> {
+async fn read_length(conn: &mut Conn, rest: &[u8], n: usize) -> Result<Vec<u8>, ClientError> {
+    // capacity never above `n`, and `read_more` grows it by at most what is left: no read
+    // lands past the body
     let mut body = Vec::with_capacity(n.min(rest.len().max(READ_CHUNK)));
     body.extend_from_slice(&rest[..rest.len().min(n)]);
     while body.len() < n {
         let left = n - body.len();
-        if read_more(stream, &mut body, left).await? == 0 {
+        if conn.read_more(&mut body, left).await? == 0 {
             return Err(bad_response(format!(
                 "connection closed after {} of {n} body bytes",
                 body.len()
             )));
         }
     }
+    body.truncate(n);
     Ok(body)
 }
 
 /// A chunked body, decoded; the connection may stay open after the last chunk.
 async fn read_chunked(
-    stream: &mut TcpStream,
+    conn: &mut Conn,
     rest: &[u8],
     max_body: usize,
 ) -> Result<Vec<u8>, ClientError> {
@@ -381,7 +462,7 @@ async fn read_chunked(
     let mut input = Vec::with_capacity(READ_CHUNK);
     while !decoder.is_done() {
         input.clear();
-        if read_more(stream, &mut input, READ_CHUNK).await? == 0 {
+        if conn.read_more(&mut input, READ_CHUNK).await? == 0 {
             return Err(bad_response("connection closed inside the chunked body"));
         }
         decoder
@@ -393,7 +474,7 @@ async fn read_chunked(
 
 /// Everything until the peer closes, at most `max_body` bytes.
 async fn read_until_close(
-    stream: &mut TcpStream,
+    conn: &mut Conn,
     rest: &[u8],
     max_body: usize,
 ) -> Result<Vec<u8>, ClientError> {
@@ -404,7 +485,7 @@ async fn read_until_close(
     loop {
         // one byte past the limit tells "exactly max_body" from "too large"
         let room = (max_body - body.len()).saturating_add(1);
-        match read_more(stream, &mut body, room).await? {
+        match conn.read_more(&mut body, room).await? {
             0 => return Ok(body),
             _ if body.len() > max_body => return Err(ClientError::TooLarge),
             _ => {}

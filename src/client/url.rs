@@ -1,17 +1,20 @@
-//! `http://` URLs for the one-shot client: parsing and the pieces a request needs.
+//! `http://` and `https://` URLs for the one-shot client: parsing and the pieces a request needs.
 //!
-//! Owns: splitting `http://host[:port]/path?query` into the host to resolve, the port, the text of
-//! the Host header (the authority exactly as written) and the request target (origin-form). Anything
-//! the client cannot send as is is rejected here with a one-line reason: other schemes (https
-//! until TLS exists), user info, bad ports, whitespace, control or non-ASCII characters (they must be
+//! Owns: splitting `http[s]://host[:port]/path?query` into the scheme (TLS or not), the host to
+//! resolve (also the name an https server's certificate must match), the port (80 or 443 unless
+//! given), the text of the Host header (the authority exactly as written) and the request target
+//! (origin-form). Anything the client cannot send as is is rejected here with a one-line reason:
+//! other schemes, user info, bad ports, whitespace, control or non-ASCII characters (they must be
 //! percent-encoded by whoever wrote the URL). A `#fragment` is dropped, as browsers do.
 
 use std::fmt;
 use std::net::Ipv6Addr;
 
-/// A parsed `http://` URL.
+/// A parsed `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `https://`: the exchange runs over TLS.
+    https: bool,
     /// Host to resolve: a name, an IPv4 literal or an IPv6 literal without brackets.
     host: String,
     port: u16,
@@ -22,7 +25,7 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parses `http://host[:port][/path][?query][#fragment]`.
+    /// Parses `http[s]://host[:port][/path][?query][#fragment]`.
     pub fn parse(s: &str) -> Result<Url, String> {
         if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("URL contains whitespace or control characters".into());
@@ -35,17 +38,18 @@ impl Url {
                 "{s:?} has no scheme (expected http://host[:port]/path)"
             ));
         };
-        if scheme.eq_ignore_ascii_case("https") {
-            return Err("https URLs need TLS support (not built yet)".into());
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
             return Err(format!(
-                "unsupported URL scheme {scheme:?} (only http is supported)"
+                "unsupported URL scheme {scheme:?} (only http and https are supported)"
             ));
-        }
+        };
         let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(auth_end);
-        let (host, port) = parse_authority(authority)?;
+        let (host, port) = parse_authority(authority, if https { 443 } else { 80 })?;
         let tail = match tail.find('#') {
             Some(i) => &tail[..i],
             None => tail,
@@ -56,6 +60,7 @@ impl Url {
             Some(_) => tail.to_owned(),
         };
         Ok(Url {
+            https,
             host,
             port,
             authority: authority.to_owned(),
@@ -63,12 +68,18 @@ impl Url {
         })
     }
 
+    /// Whether the URL is `https://`: TLS, with the server's certificate checked against
+    /// [`Url::host`].
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
     /// Host to resolve (IPv6 literals without brackets).
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// Port to connect to (80 unless the URL names one).
+    /// Port to connect to (80 for http, 443 for https, unless the URL names one).
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -86,7 +97,8 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.target)
+        let scheme = if self.https { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.target)
     }
 }
 
@@ -97,8 +109,8 @@ impl std::str::FromStr for Url {
     }
 }
 
-/// `host[:port]` -> (host to resolve, port).
-fn parse_authority(a: &str) -> Result<(String, u16), String> {
+/// `host[:port]` -> (host to resolve, port), `default_port` when none is given.
+fn parse_authority(a: &str, default_port: u16) -> Result<(String, u16), String> {
     if a.is_empty() {
         return Err("URL has no host".into());
     }
@@ -137,7 +149,7 @@ fn parse_authority(a: &str) -> Result<(String, u16), String> {
         return Err(format!("invalid host {host:?}"));
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => parse_port(p)?,
     };
     Ok((host.to_owned(), port))
@@ -187,11 +199,27 @@ mod tests {
         assert_eq!(u.port(), 9000);
         assert_eq!(u.authority(), "[::1]:9000");
 
+        assert!(!u.is_https());
+
         let u = ok("http://[fe80::1]");
         assert_eq!(
             (u.host(), u.port(), u.path_and_query()),
             ("fe80::1", 80, "/")
         );
+    }
+
+    #[test]
+    fn https_defaults_to_443() {
+        let u = ok("HTTPS://idp.example.com/jwks");
+        assert!(u.is_https());
+        assert_eq!((u.host(), u.port()), ("idp.example.com", 443));
+        assert_eq!(u.authority(), "idp.example.com");
+        assert_eq!(u.to_string(), "https://idp.example.com/jwks");
+        let u = ok("https://[::1]:8443");
+        assert_eq!((u.host(), u.port(), u.path_and_query()), ("::1", 8443, "/"));
+        assert_eq!(u.to_string(), "https://[::1]:8443/");
+        assert_eq!(ok("https://h:80/").port(), 80);
+        assert_eq!(ok("http://h:443/").port(), 443);
     }
 
     #[test]
@@ -211,10 +239,10 @@ mod tests {
     fn rejects_what_it_cannot_send() {
         let err = |s: &str| Url::parse(s).expect_err(s);
         assert_eq!(
-            err("https://idp.example.com/jwks"),
-            "https URLs need TLS support (not built yet)"
+            err("ftp://h/"),
+            "unsupported URL scheme \"ftp\" (only http and https are supported)"
         );
-        assert!(err("ftp://h/").contains("unsupported URL scheme"));
+        assert!(err("https://u@h/").contains("user info"));
         assert!(err("idp.example.com/jwks").contains("no scheme"));
         assert!(err("http://").contains("no host"));
         assert!(err("http:///path").contains("no host"));

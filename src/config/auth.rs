@@ -305,7 +305,7 @@ fn env(cx: &mut Ctx, p: KeyPath, var: &str) -> Option<String> {
     }
 }
 
-fn resolve(base: &Path, file: &str) -> std::path::PathBuf {
+pub(super) fn resolve(base: &Path, file: &str) -> std::path::PathBuf {
     let p = Path::new(file);
     if p.is_absolute() {
         p.to_path_buf()

@@ -18,6 +18,7 @@ mod position;
 pub mod preflight;
 mod raw;
 pub mod render;
+pub mod tls;
 pub mod units;
 mod validate;
 

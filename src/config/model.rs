@@ -5,6 +5,7 @@
 //! worker, which compiles its own router and pools from it. Nothing here is mutated after validation.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The whole validated configuration.
@@ -26,12 +27,24 @@ pub struct Config {
     pub redis: Option<super::limits::RedisConfig>,
     /// `[access_log]`; off when the table is absent.
     pub access_log: super::access_log::AccessLogConfig,
+    /// The `[[listener]]` entries, in file order.
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// `[[listener]]`: a listener with options. `[server] listen` keeps serving plain ones; when the
+/// file has a `[[listener]]` and no `[server] listen`, there is no default plain listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub listen: SocketAddr,
+    /// `[listener.tls]`: TLS is terminated here; `None`: plain HTTP.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// One or more addresses; every worker binds each of them with SO_REUSEPORT.
+    /// Plain-HTTP addresses; every worker binds each of them with SO_REUSEPORT. Empty when the file
+    /// has `[[listener]]`s and no `listen`.
     pub listen: Vec<SocketAddr>,
     /// 0 = one worker per core.
     pub workers: usize,
@@ -82,6 +95,9 @@ pub struct UpstreamConfig {
     pub max_ejection_percent: u32,
     /// Below this percentage of healthy endpoints, balance over all of them (Envoy's panic mode).
     pub panic_threshold: u32,
+    /// `tls = { ... }`: connections to the endpoints use TLS. Equal when the settings and the
+    /// files' contents are (a new CA or client certificate is a change).
+    pub tls: Option<Arc<crate::tls::UpstreamTls>>,
 }
 
 /// One upstream endpoint.
@@ -148,6 +164,13 @@ pub struct RouteConfig {
     pub quotas: Vec<usize>,
     /// Overrides every applied rate limit's `cost` on this route.
     pub cost: Option<u64>,
+    /// Only requests on a connection with a verified client certificate pass; others get 403.
+    /// True whenever `client_cert_sans` is set.
+    pub require_client_cert: bool,
+    /// Allow-list: the verified client certificate must carry one of these subjectAltNames (DNS
+    /// name, e-mail, URI or IP, compared ASCII case-insensitively: `ClientCert::has_any_san`),
+    /// else 403. Empty: any verified certificate (when `require_client_cert`).
+    pub client_cert_sans: Vec<String>,
 }
 
 /// Host condition: lower-cased, no port.

@@ -1,11 +1,12 @@
 //! What `run` would fail on beyond the file itself, checked by `coregate check` without side
-//! effects: the access-log file can be opened for appending, and every listen address (server and
-//! admin) can be bound by this process.
+//! effects: the access-log file can be opened for appending, and every listen address (server,
+//! `[[listener]]` and admin) can be bound by this process.
 //!
 //! Flow: `mod.rs` validates the file into a [`Config`] as usual, then hands it here; each problem
 //! is a ([`KeyPath`], message) pair like a validation error, so it gets the same file:line:col.
-//! Key files (`public_key_files`, `jwks_file`, `keys_file`) and secrets from the environment are
-//! read by validation itself, so they need nothing here.
+//! Key files (`public_key_files`, `jwks_file`, `keys_file`), TLS certificates, keys, CAs, CRLs and
+//! OCSP responses, and secrets from the environment are read by validation itself, so they need
+//! nothing here.
 //!
 //! Nothing is created or bound for real: an existing log file is opened for appending (which
 //! changes nothing), a missing one needs an existing, writable directory (`access(2)`, which is what
@@ -27,7 +28,7 @@ use super::validate::Problems;
 /// Which checks to run.
 #[derive(Debug, Clone, Copy)]
 pub struct Preflight {
-    /// Probe `server.listen` and `admin.listen`.
+    /// Probe `server.listen`, each `listener.listen` and `admin.listen`.
     pub bind: bool,
 }
 
@@ -50,6 +51,11 @@ pub(super) fn problems(cfg: &Config, listen_is_list: bool, opts: Preflight) -> P
             };
             if let Err(m) = bindable(addr) {
                 out.push((p, m));
+            }
+        }
+        for (i, l) in cfg.listeners.iter().enumerate() {
+            if let Err(m) = bindable(l.listen) {
+                out.push((KeyPath::root().key("listener").index(i).key("listen"), m));
             }
         }
         if let Some(a) = &cfg.admin {

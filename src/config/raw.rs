@@ -34,6 +34,8 @@ pub(crate) struct RawConfig {
     pub tier: BTreeMap<String, super::limits::RawTier>,
     pub redis: Option<super::limits::RawRedis>,
     pub access_log: Option<super::access_log::RawAccessLog>,
+    #[serde(default)]
+    pub listener: Vec<super::tls::RawListener>,
 }
 
 /// `[server]`
@@ -80,6 +82,7 @@ pub(crate) struct RawUpstream {
     pub fail_timeout: Option<DurationValue>,
     pub max_ejection_percent: Option<i64>,
     pub panic_threshold: Option<i64>,
+    pub tls: Option<super::tls::RawUpstreamTls>,
 }
 
 /// One `[[route]]`.
@@ -104,6 +107,8 @@ pub(crate) struct RawRoute {
     pub rate_limits: Option<Vec<String>>,
     pub quotas: Option<Vec<String>>,
     pub cost: Option<i64>,
+    pub require_client_cert: Option<bool>,
+    pub client_cert_sans: Option<Vec<String>>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

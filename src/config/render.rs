@@ -14,6 +14,9 @@
 //! stores), key files as absolute paths. A secret value with no reference to render would be
 //! written as [`REDACTED`]; none exists today.
 //!
+//! TLS: certificate, key, CA, CRL and OCSP files are shown as their (absolute) paths, never their
+//! contents; nothing of a private key is ever in the model to show.
+//!
 //! Normalised on the way: durations in the largest exact unit (`"90s"` is `"90s"`, `"2m"` stays
 //! `"2m"`), sizes in bytes, host names resolved at load shown as the addresses in use, relative
 //! paths resolved, `strip_prefix` shown as its equal `rewrite_prefix = { from, to = "" }`.
@@ -97,13 +100,14 @@ pub fn duration(d: Duration) -> Option<Value> {
 fn table(cfg: &Config) -> Table {
     let mut t = Table::new();
     let sv = &cfg.server;
+    // No plain listener (only `[[listener]]`s) is written as no `listen`: `[]` is an error.
+    let listen = (!sv.listen.is_empty() || cfg.listeners.is_empty())
+        .then(|| strs(&sv.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>()))
+        .flatten();
     t.insert(
         "server".into(),
         tbl([
-            (
-                "listen",
-                strs(&sv.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
-            ),
+            ("listen", listen),
             ("workers", int(sv.workers)),
             ("header_timeout", duration(sv.header_timeout)),
             ("keepalive_timeout", duration(sv.keepalive_timeout)),
@@ -129,6 +133,12 @@ fn table(cfg: &Config) -> Table {
     );
     if let Some(a) = &cfg.admin {
         t.insert("admin".into(), tbl([("listen", s(a.listen.to_string()))]));
+    }
+    if !cfg.listeners.is_empty() {
+        t.insert(
+            "listener".into(),
+            list(cfg.listeners.iter().map(listener).collect()),
+        );
     }
     let log = &cfg.access_log;
     let (sink, path) = match &log.sink {
@@ -191,6 +201,59 @@ fn upstream(u: &UpstreamConfig) -> Value {
         ("fail_timeout", duration(u.fail_timeout)),
         ("max_ejection_percent", int(u.max_ejection_percent)),
         ("panic_threshold", int(u.panic_threshold)),
+        ("tls", u.tls.as_deref().map(upstream_tls)),
+    ])
+}
+
+fn path(p: &std::path::Path) -> Option<Value> {
+    s(p.display().to_string())
+}
+
+fn listener(l: &ListenerConfig) -> Value {
+    let tls = l.tls.as_deref().map(|t| {
+        let certs = (t.certificates.iter())
+            .map(|c| {
+                tbl([
+                    ("cert_file", path(&c.cert_file)),
+                    ("key_file", path(&c.key_file)),
+                    ("ocsp_file", c.ocsp_file.as_deref().and_then(path)),
+                ])
+            })
+            .collect();
+        tbl([
+            ("certificates", Some(list(certs))),
+            ("unknown_sni", s(t.unknown_sni.name())),
+            ("alpn", strs(&t.alpn)),
+            ("min_version", s(t.min_version.name())),
+            ("session_tickets", Some(Value::Boolean(t.session_tickets))),
+            ("handshake_timeout", duration(t.handshake_timeout)),
+            ("client_auth", s(t.client_auth.name())),
+            ("client_ca_file", t.client_ca_file.as_deref().and_then(path)),
+            (
+                "client_crl_file",
+                t.client_crl_file.as_deref().and_then(path),
+            ),
+        ])
+    });
+    tbl([("listen", s(l.listen.to_string())), ("tls", tls)])
+}
+
+fn upstream_tls(t: &crate::tls::UpstreamTls) -> Value {
+    tbl([
+        ("sni", t.sni_text().and_then(s)),
+        ("ca_file", t.ca_file.as_deref().and_then(path)),
+        (
+            "insecure_skip_verify",
+            Some(Value::Boolean(t.insecure_skip_verify)),
+        ),
+        (
+            "client_cert_file",
+            t.client_cert_file.as_deref().and_then(path),
+        ),
+        (
+            "client_key_file",
+            t.client_key_file.as_deref().and_then(path),
+        ),
     ])
 }
 
@@ -262,6 +325,16 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
         ),
         ("quotas", names(&r.quotas, &|i| cfg.quotas[i].name.clone())),
         ("cost", r.cost.and_then(int)),
+        (
+            "require_client_cert",
+            r.require_client_cert.then_some(Value::Boolean(true)),
+        ),
+        (
+            "client_cert_sans",
+            (!r.client_cert_sans.is_empty())
+                .then(|| strs(&r.client_cert_sans))
+                .flatten(),
+        ),
     ])
 }
 

@@ -40,6 +40,11 @@ impl Ctx {
         self.problems.push((path, message.into()));
     }
 
+    /// Problems recorded so far (to tell whether a section added any).
+    pub(super) fn error_count(&self) -> usize {
+        self.problems.len()
+    }
+
     /// Keeps `Ok` values; records `Err` messages under `path`.
     pub(super) fn check<T>(&mut self, path: &KeyPath, r: Result<T, String>) -> Option<T> {
         r.map_err(|m| self.err(path.clone(), m)).ok()
@@ -143,7 +148,8 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     let (auth, auth_names) = auth_policies(&mut cx, raw.auth, base);
     // Before routes: they refer to limits by name.
     let limits = super::limits::limits(&mut cx, raw.rate_limit, raw.quota, raw.tier, raw.redis);
-    let server = server(&mut cx, raw.server.unwrap_or_default());
+    let listener_tables = !raw.listener.is_empty();
+    let server = server(&mut cx, raw.server.unwrap_or_default(), listener_tables);
     let access_log = super::access_log::access_log(&mut cx, raw.access_log, base);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
@@ -155,6 +161,9 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         }
         Some(AdminConfig { listen: addr })
     });
+    let admin_addr = admin.as_ref().map(|a| a.listen);
+    let (listeners, client_certs) =
+        super::tls::listeners(&mut cx, raw.listener, base, &server.listen, admin_addr);
     let mut upstreams = Vec::new();
     let mut upstream_names = BTreeMap::new();
     for (i, u) in raw.upstream.into_iter().enumerate() {
@@ -162,18 +171,22 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         if let Some(name) = &u.name {
             cx.unique(&mut upstream_names, &p, "upstream", name, i);
         }
-        upstreams.push(upstream(&mut cx, &p, u));
+        upstreams.push(upstream(&mut cx, &p, u, base));
     }
     let mut routes = Vec::new();
     let (mut route_names, mut conditions) = (BTreeMap::new(), BTreeMap::new());
-    for (i, r) in raw.route.into_iter().enumerate() {
+    for (i, mut r) in raw.route.into_iter().enumerate() {
         let p = KeyPath::root().key("route").index(i);
         if let Some(name) = &r.name {
             cx.unique(&mut route_names, &p, "route", name, i);
         }
-        let Some(route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits) else {
+        let (require, sans) = (r.require_client_cert.take(), r.client_cert_sans.take());
+        let certs = super::tls::route_client_cert(&mut cx, &p, require, sans, client_certs);
+        let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
+        else {
             continue;
         };
+        (route.require_client_cert, route.client_cert_sans) = certs;
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -199,6 +212,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         tiers,
         redis,
         access_log,
+        listeners,
     })
 }
 
@@ -226,10 +240,12 @@ fn auth_policies(
     (out, names)
 }
 
-fn server(cx: &mut Ctx, s: RawServer) -> ServerConfig {
+/// `listener_tables`: the file has `[[listener]]`s, so no default plain listener.
+fn server(cx: &mut Ctx, s: RawServer, listener_tables: bool) -> ServerConfig {
     let p = KeyPath::root().key("server");
     let lp = p.key("listen");
     let listen_list = match s.listen {
+        None if listener_tables => Vec::new(),
         None => vec![(lp.clone(), DEFAULT_LISTEN.to_owned())],
         Some(OneOrMany::One(a)) => vec![(lp.clone(), a)],
         Some(OneOrMany::Many(v)) => {
@@ -301,7 +317,12 @@ fn path_policy(cx: &mut Ctx, p: &KeyPath, raw: Option<RawPathNormalization>) -> 
     policy
 }
 
-fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig> {
+fn upstream(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    u: RawUpstream,
+    base: &std::path::Path,
+) -> Option<UpstreamConfig> {
     let name = cx
         .required(p.key("name"), u.name, "a unique name like \"users\"")
         .and_then(|n| cx.check(&p.key("name"), check_name(&n).map(|_| n)));
@@ -331,6 +352,7 @@ fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig>
         }
     }
     let balance = balance(cx, p, u.balance, u.hash_key);
+    let tls = super::tls::upstream_tls(cx, p, u.tls, base);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -358,6 +380,7 @@ fn upstream(cx: &mut Ctx, p: &KeyPath, u: RawUpstream) -> Option<UpstreamConfig>
         name: name?,
         endpoints,
         balance: balance?,
+        tls: tls.ok()?,
     })
 }
 
@@ -497,6 +520,9 @@ fn route(
         rate_limits: limits.rate_limits,
         quotas: limits.quotas,
         cost: limits.cost,
+        // Set by the caller (`config::tls::route_client_cert`).
+        require_client_cert: false,
+        client_cert_sans: Vec::new(),
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

@@ -1,9 +1,11 @@
-//! Errors become responses here, and only here.
+//! The gateway's own answers are made here, and only here.
 //!
-//! Owns: [`ProxyError`] (what went wrong, which side is at fault, whether a retry is safe) and the one
-//! mapping from an error to the status line and JSON body a client sees:
-//! `{"error": "...", "status": N, "request_id": "..."}`. The connection driver turns every failure into
-//! a `ProxyError` and calls [`write_error`]; nothing else writes error responses.
+//! Owns: [`Reply`], the one type for everything the gateway answers itself rather than relaying
+//! (what went wrong, which side is at fault, whether a retry is safe, its status, message, whether
+//! the connection must close, and the gRPC status it maps to), and its rendering per protocol:
+//! [`render_h1`] writes the status line, headers and JSON body a client sees:
+//! `{"error": "...", "status": N, "request_id": "..."}`. The pipeline turns every failure into a
+//! `Reply`; nothing else writes the gateway's own responses.
 
 use std::fmt::Write as _;
 
@@ -33,6 +35,8 @@ pub enum ErrorKind {
     NoHealthyUpstream,
     ConnectFailed,
     ConnectTimeout,
+    /// The TLS handshake with the upstream failed (certificate, name, protocol).
+    UpstreamTls,
     /// The upstream closed or reset the connection before a complete response head.
     UpstreamReset,
     ResponseTimeout,
@@ -50,6 +54,10 @@ pub enum ErrorKind {
     },
     /// 403: authenticated, lacking a required role or scope.
     Forbidden,
+    /// 403: the route needs a verified client certificate and the connection has none.
+    ClientCertRequired,
+    /// 403: the client certificate carries none of the route's allowed names.
+    ClientCertNotAllowed,
     /// 503: the phantom-token store or introspection endpoint could not answer.
     AuthUnavailable,
     /// 429: a rate limit's bucket does not hold the request's cost.
@@ -60,27 +68,28 @@ pub enum ErrorKind {
 
 /// An error with its kind, the side at fault and whether another attempt is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProxyError {
+pub struct Reply {
     pub kind: ErrorKind,
     pub side: Side,
     pub retryable: bool,
 }
 
-impl ProxyError {
+impl Reply {
     pub fn new(kind: ErrorKind) -> Self {
         use ErrorKind::*;
         let (side, retryable) = match kind {
             BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout => (Side::Downstream, false),
             NoRoute | MethodNotAllowed => (Side::Downstream, false),
             Unauthorized { .. } | Forbidden => (Side::Downstream, false),
+            ClientCertRequired | ClientCertNotAllowed => (Side::Downstream, false),
             RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream => (Side::Internal, false),
-            ConnectFailed | ConnectTimeout => (Side::Upstream, true),
+            ConnectFailed | ConnectTimeout | UpstreamTls => (Side::Upstream, true),
             UpstreamReset => (Side::Upstream, true),
             ResponseTimeout | BadUpstreamResponse { .. } => (Side::Upstream, false),
         };
-        ProxyError {
+        Reply {
             kind,
             side,
             retryable,
@@ -99,9 +108,9 @@ impl ProxyError {
             MethodNotAllowed => 405,
             NoHealthyUpstream | AuthUnavailable => 503,
             Unauthorized { .. } => 401,
-            Forbidden => 403,
+            Forbidden | ClientCertRequired | ClientCertNotAllowed => 403,
             RateLimited | QuotaExceeded => 429,
-            ConnectFailed | UpstreamReset | BadUpstreamResponse { .. } => 502,
+            ConnectFailed | UpstreamTls | UpstreamReset | BadUpstreamResponse { .. } => 502,
             ConnectTimeout | ResponseTimeout => 504,
         }
     }
@@ -119,14 +128,35 @@ impl ProxyError {
             NoHealthyUpstream => "no healthy upstream endpoint",
             ConnectFailed => "upstream connection failed",
             ConnectTimeout => "upstream connect timed out",
+            UpstreamTls => "upstream TLS handshake failed",
             UpstreamReset => "upstream closed the connection",
             ResponseTimeout => "upstream response timed out",
             BadUpstreamResponse { reason } => reason,
             Unauthorized { reason, .. } => reason,
             Forbidden => "insufficient role or scope for this route",
+            ClientCertRequired => "a verified client certificate is required",
+            ClientCertNotAllowed => "the client certificate is not allowed on this route",
             AuthUnavailable => "authentication backend unavailable",
             RateLimited => "rate limit exceeded",
             QuotaExceeded => "quota exceeded",
+        }
+    }
+
+    /// The gRPC status code this answer maps to (the HTTP-to-gRPC mapping of grpc/doc/statuscodes.md
+    /// and http-grpc-status-mapping.md), for answering gRPC clients in their own terms.
+    pub fn grpc_status(&self) -> u8 {
+        use ErrorKind::*;
+        match self.kind {
+            Unauthorized { .. } => 16, // UNAUTHENTICATED
+            Forbidden | ClientCertRequired | ClientCertNotAllowed => 7, // PERMISSION_DENIED
+            RateLimited | QuotaExceeded => 8, // RESOURCE_EXHAUSTED
+            NoRoute => 12,             // UNIMPLEMENTED
+            MethodNotAllowed => 12,    // UNIMPLEMENTED
+            BadRequest { .. } | BadBody => 13, // INTERNAL (malformed frame)
+            BodyTooLarge => 8,         // RESOURCE_EXHAUSTED
+            ConnectTimeout | ResponseTimeout | HeaderTimeout => 4, // DEADLINE_EXCEEDED
+            NoHealthyUpstream | AuthUnavailable | ConnectFailed | UpstreamReset => 14, // UNAVAILABLE
+            BadUpstreamResponse { .. } | UpstreamTls => 13,                            // INTERNAL
         }
     }
 
@@ -165,11 +195,11 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Appends a complete error response to `out` and returns the length of its body. `allow`: value
+/// Appends the HTTP/1.1 rendering of `err` to `out` and returns the length of its body. `allow`: value
 /// of the Allow header (405); `extra`: complete header lines to add (rate-limit fields).
-pub fn write_error(
+pub fn render_h1(
     out: &mut Vec<u8>,
-    err: &ProxyError,
+    err: &Reply,
     request_id: &[u8],
     keep_alive: bool,
     allow: Option<&str>,
@@ -239,8 +269,8 @@ mod tests {
     #[test]
     fn error_json_shape() {
         let mut out = Vec::new();
-        let e = ProxyError::new(ErrorKind::MethodNotAllowed);
-        write_error(&mut out, &e, b"abc-1", true, Some("GET, HEAD"), b"");
+        let e = Reply::new(ErrorKind::MethodNotAllowed);
+        render_h1(&mut out, &e, b"abc-1", true, Some("GET, HEAD"), b"");
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(s.contains("\r\nallow: GET, HEAD\r\n"));
@@ -261,7 +291,7 @@ mod tests {
     #[test]
     fn unauthorized_challenge_has_an_error_only_for_a_presented_token() {
         let challenge = |presented, bearer| {
-            let e = ProxyError::new(ErrorKind::Unauthorized {
+            let e = Reply::new(ErrorKind::Unauthorized {
                 reason: if presented {
                     "token expired"
                 } else {
@@ -271,7 +301,7 @@ mod tests {
                 presented,
             });
             let mut out = Vec::new();
-            write_error(&mut out, &e, b"r", true, None, b"");
+            render_h1(&mut out, &e, b"r", true, None, b"");
             let s = String::from_utf8(out).unwrap();
             assert!(s.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{s}");
             s.lines()
@@ -289,13 +319,13 @@ mod tests {
 
     #[test]
     fn framing_errors_close() {
-        let e = ProxyError::new(ErrorKind::BadBody);
+        let e = Reply::new(ErrorKind::BadBody);
         let mut out = Vec::new();
-        write_error(&mut out, &e, b"x", true, None, b"");
+        render_h1(&mut out, &e, b"x", true, None, b"");
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("connection: close"));
-        assert_eq!(ProxyError::new(ErrorKind::ConnectTimeout).status(), 504);
-        assert_eq!(ProxyError::new(ErrorKind::NoHealthyUpstream).status(), 503);
+        assert_eq!(Reply::new(ErrorKind::ConnectTimeout).status(), 504);
+        assert_eq!(Reply::new(ErrorKind::NoHealthyUpstream).status(), 503);
     }
 }

@@ -63,7 +63,7 @@ fn push_framing(out: &mut Vec<u8>, framing: OutFraming) {
 }
 
 /// What the driver knows about the request beyond its head.
-pub struct RequestContext<'a> {
+pub struct Forwarding<'a> {
     /// Request target to send (already prefix-rewritten).
     pub target: &'a [u8],
     /// Replaces Host when the route says so.
@@ -86,7 +86,15 @@ pub struct RequestContext<'a> {
     pub traceparent: &'a [u8],
     /// Forward the client's `tracestate` (only when its `traceparent` was continued).
     pub keep_tracestate: bool,
+    /// The verified client certificate's SHA-256 fingerprint (hex) and subject, sent as
+    /// [`CLIENT_CERT_FINGERPRINT`] and [`CLIENT_CERT_SUBJECT`]. Client-sent copies of those two
+    /// fields are always dropped, on every listener.
+    pub client_cert: Option<(&'a [u8], &'a [u8])>,
 }
+
+/// Fields the gateway alone sets, from the TLS session's verified client certificate.
+pub const CLIENT_CERT_FINGERPRINT: &[u8] = b"x-client-cert-fingerprint";
+pub const CLIENT_CERT_SUBJECT: &[u8] = b"x-client-cert-subject";
 
 /// Field-name equality as backends see it: ASCII case-insensitive, and `_` equal to `-` (CGI-style
 /// frameworks map both to the same variable, so `X_User_Id` would impersonate a managed
@@ -107,7 +115,7 @@ pub fn write_upstream_request(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &RequestHead,
-    ctx: &RequestContext<'_>,
+    ctx: &Forwarding<'_>,
 ) {
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
@@ -148,7 +156,10 @@ pub fn write_upstream_request(
                 if head.conn_named && named_by_connection(buf, &head.headers, name) {
                     continue;
                 }
-                if ctx.strip.iter().any(|s| same_field_name(name, s)) {
+                if ctx.strip.iter().any(|s| same_field_name(name, s))
+                    || same_field_name(name, CLIENT_CERT_FINGERPRINT)
+                    || same_field_name(name, CLIENT_CERT_SUBJECT)
+                {
                     continue;
                 }
                 if let Some(c) = ctx
@@ -195,6 +206,10 @@ pub fn write_upstream_request(
     }
     for (name, value) in ctx.add {
         push_header(out, name.as_bytes(), value.as_bytes());
+    }
+    if let Some((fingerprint, subject)) = ctx.client_cert {
+        push_header(out, CLIENT_CERT_FINGERPRINT, fingerprint);
+        push_header(out, CLIENT_CERT_SUBJECT, subject);
     }
     match head.body {
         BodyKind::None | BodyKind::UntilClose => {}
@@ -345,7 +360,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
         let mut head = RequestHead::default();
         parse_request(raw, &LIMITS, &mut head).unwrap().unwrap();
         let mut out = Vec::new();
-        let ctx = RequestContext {
+        let ctx = Forwarding {
             target: b"/x",
             host_rewrite: None,
             fallback_host: b"127.0.0.1:1",
@@ -357,6 +372,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             add: &[],
             traceparent: b"",
             keep_tracestate: true,
+            client_cert: None,
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
@@ -392,7 +408,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
         let mut head = RequestHead::default();
         parse_request(raw, &LIMITS, &mut head).unwrap().unwrap();
         let strip: [Box<[u8]>; 1] = [b"x-token".as_slice().into()];
-        let ctx = RequestContext {
+        let ctx = Forwarding {
             target: b"/a",
             host_rewrite: None,
             fallback_host: b"127.0.0.1:1",
@@ -404,6 +420,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             add: &[],
             traceparent: b"",
             keep_tracestate: true,
+            client_cert: None,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, raw, &head, &ctx);

@@ -213,6 +213,9 @@ pub struct LimitMetrics {
 pub struct WorkerStats {
     pub open_connections: Gauge,
     pub accepted_connections: Counter,
+    /// TLS handshakes completed / failed (timeout, protocol error, refused certificate).
+    pub tls_handshakes: Counter,
+    pub tls_handshake_failures: Counter,
     /// Requests that matched no route.
     pub unmatched: RouteStats,
     pub redis_errors: Rc<Counter>,
@@ -334,6 +337,8 @@ impl WorkerStats {
             worker,
             open_connections: self.open_connections.get(),
             accepted_connections: self.accepted_connections.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_handshake_failures: self.tls_handshake_failures.get(),
             unmatched: route(&self.unmatched),
             routes,
             upstreams,

@@ -292,6 +292,24 @@ fn render_connections(s: &mut String, m: &Merged) {
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
     family(
         s,
+        names::TLS_HANDSHAKES_TOTAL,
+        "counter",
+        "TLS handshakes on TLS listeners, by result.",
+    );
+    let _ = writeln!(
+        s,
+        "{}{{result=\"ok\"}} {}",
+        names::TLS_HANDSHAKES_TOTAL,
+        m.tls_handshakes
+    );
+    let _ = writeln!(
+        s,
+        "{}{{result=\"error\"}} {}",
+        names::TLS_HANDSHAKES_TOTAL,
+        m.tls_handshake_failures
+    );
+    family(
+        s,
         names::WORKER_OPEN_CONNECTIONS,
         "gauge",
         "Open client connections, per worker (how SO_REUSEPORT spread them).",

@@ -107,6 +107,8 @@ pub struct WorkerSnap {
     pub worker: usize,
     pub open_connections: i64,
     pub accepted_connections: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
     pub unmatched: RouteSnap,
     pub routes: Vec<RouteSnap>,
     pub upstreams: Vec<UpstreamSnap>,
@@ -142,6 +144,8 @@ pub struct Merged {
     pub limits: Vec<LimitSnap>,
     pub open_connections: i64,
     pub accepted_connections: u64,
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
     pub redis_errors: u64,
     pub redis_fallback: i64,
     pub extra: Extra,
@@ -186,6 +190,8 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
     for w in &workers {
         m.open_connections += w.open_connections;
         m.accepted_connections += w.accepted_connections;
+        m.tls_handshakes += w.tls_handshakes;
+        m.tls_handshake_failures += w.tls_handshake_failures;
         m.redis_errors += w.redis_errors;
         m.redis_fallback = m.redis_fallback.max(w.redis_fallback);
         add_route(&mut m.unmatched, &w.unmatched);

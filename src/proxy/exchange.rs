@@ -25,12 +25,13 @@
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::io::{self, IoFail};
 use super::{relay, BodyLeft, ClientConn, Fail};
 use crate::http::head::{self, HeaderKind, ResponseHead};
-use crate::http::respond::{ErrorKind, ProxyError};
+use crate::http::respond::{ErrorKind, Reply};
 use crate::metrics::UpstreamError;
-use crate::runtime::worker::WorkerCtx;
+use crate::net::tls::{HandshakeFail, TlsStream};
+use crate::net::{IoFail, Stream};
+use crate::runtime::worker::Generation;
 use crate::upstream::balance::Ejection;
 use crate::upstream::pool::{keep_alive_limit, UpConn};
 use crate::upstream::UpstreamRt;
@@ -44,7 +45,7 @@ const EARLY_RESPONSE_WAIT: std::time::Duration = std::time::Duration::from_secs(
 const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What the exchange needs to know about the request.
-pub(crate) struct Request<'a> {
+pub(crate) struct ExchangePlan<'a> {
     pub up: &'a UpstreamRt,
     pub key: Option<u64>,
     pub idempotent: bool,
@@ -93,16 +94,40 @@ fn failed(up: &UpstreamRt, ep: usize, kind: UpstreamError) {
     up.stats.error(kind);
 }
 
+/// Most one TLS failure line per upstream per worker in this interval.
+const TLS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects to endpoint `ep`, with the TLS handshake when the upstream has `tls`: both within
+/// `connect_timeout`. A handshake failure (certificate not trusted, wrong name...) is logged (at
+/// most once per `TLS_LOG_EVERY`) and answered 502.
 async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
     let addr = up.addrs[ep];
-    match monoio::time::timeout(up.cfg.connect_timeout, TcpStream::connect_addr(addr)).await {
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(UpConn::new(s, ep, up.stats.clone()))
+    let deadline = Instant::now() + up.cfg.connect_timeout;
+    let tcp = match monoio::time::timeout_at(deadline, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return Err(ErrorKind::ConnectFailed),
+        Err(_) => return Err(ErrorKind::ConnectTimeout),
+    };
+    let _ = tcp.set_nodelay(true);
+    let stream = match &up.cfg.tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            let name = tls.server_name(addr);
+            match TlsStream::connect(tcp, tls.config.clone(), name, deadline).await {
+                Ok(s) => Stream::tls(s),
+                Err(HandshakeFail::Timeout) => return Err(ErrorKind::ConnectTimeout),
+                Err(e) => {
+                    let now = std::time::Instant::now();
+                    if up.tls_logged.get().is_none_or(|t| now - t >= TLS_LOG_EVERY) {
+                        up.tls_logged.set(Some(now));
+                        eprintln!("coregate: upstream {} endpoint {addr}: {e}", up.name);
+                    }
+                    return Err(ErrorKind::UpstreamTls);
+                }
+            }
         }
-        Ok(Err(_)) => Err(ErrorKind::ConnectFailed),
-        Err(_) => Err(ErrorKind::ConnectTimeout),
-    }
+    };
+    Ok(UpConn::new(stream, ep, up.stats.clone()))
 }
 
 async fn read_response_head(
@@ -113,7 +138,7 @@ async fn read_response_head(
 ) -> Result<(), HeadFail> {
     conn.buf.clear();
     loop {
-        match io::read_some(&mut conn.stream, &mut conn.buf, deadline).await {
+        match conn.stream.read_some(&mut conn.buf, deadline).await {
             Ok(0) | Err(IoFail::Error) => {
                 return Err(HeadFail::Closed {
                     got_bytes: !conn.buf.is_empty(),
@@ -180,14 +205,14 @@ async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head:
 /// it sends bytes (a pipelined request: the connection stays, and the bytes stay in the socket).
 /// The watch starts `CLIENT_WATCH_AFTER` into the wait: most responses come sooner, and arming and
 /// cancelling a poll on every request measured ~0.5 µs of CPU per request.
-async fn client_gone(stream: &TcpStream) {
-    use crate::net::{peek, Peeked};
+async fn client_gone(stream: &mut Stream) {
+    use crate::net::Peeked;
     monoio::time::sleep(CLIENT_WATCH_AFTER).await;
     loop {
-        if stream.readable(false).await.is_err() {
+        if stream.tcp().readable(false).await.is_err() {
             return;
         }
-        match peek(stream) {
+        match stream.peek() {
             Peeked::Closed => return,
             Peeked::Data => std::future::pending::<()>().await,
             Peeked::Empty => {}
@@ -197,8 +222,8 @@ async fn client_gone(stream: &TcpStream) {
 
 /// Runs the attempt loop; see the module doc.
 pub(crate) async fn exchange<'a>(
-    ctx: &WorkerCtx,
-    req: &Request<'a>,
+    ctx: &Generation,
+    req: &ExchangePlan<'a>,
     c: &mut ClientConn,
     body: &mut BodyLeft,
     resp: &mut ResponseHead,
@@ -209,7 +234,7 @@ pub(crate) async fn exchange<'a>(
     let mut tried = 0u64;
     let mut failures = 0u32;
     let mut stale_retry = true;
-    let mut last_err: Option<ProxyError> = None;
+    let mut last_err: Option<Reply> = None;
     let mut attempts = 0u32;
     loop {
         let now = std::time::Instant::now();
@@ -223,7 +248,7 @@ pub(crate) async fn exchange<'a>(
         };
         let Some(ep) = picked else {
             return Err(last_err
-                .unwrap_or(ProxyError::new(ErrorKind::NoHealthyUpstream))
+                .unwrap_or(Reply::new(ErrorKind::NoHealthyUpstream))
                 .into());
         };
         if attempts > 0 {
@@ -245,7 +270,7 @@ pub(crate) async fn exchange<'a>(
                 Err(kind) => {
                     up.stats.pool_misses.inc();
                     failed(up, ep, UpstreamError::Connect);
-                    last_err = Some(ProxyError::new(kind));
+                    last_err = Some(Reply::new(kind));
                     failures += 1;
                     if failures > up.cfg.retries {
                         return Err(last_err.unwrap().into());
@@ -269,7 +294,9 @@ pub(crate) async fn exchange<'a>(
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
         up.stats.bytes_sent.add(c.out.len() as u64);
-        let mut sent = io::write_all(&mut conn.stream, &mut c.out, send_deadline)
+        let mut sent = conn
+            .stream
+            .write_all(&mut c.out, send_deadline)
             .await
             .is_ok();
         if sent && !matches!(body, BodyLeft::Done) {
@@ -299,14 +326,14 @@ pub(crate) async fn exchange<'a>(
             } else {
                 failed(up, ep, UpstreamError::Reset);
             }
-            return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+            return Err(Reply::new(ErrorKind::UpstreamReset).into());
         }
         let deadline = Instant::now() + up.cfg.response_timeout;
         // the client may leave while the upstream works: then the exchange is cancelled (the
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
             r = read_response_head(&mut conn, resp, deadline, req.method_head) => Some(r),
-            _ = client_gone(&c.stream) => None,
+            _ = client_gone(&mut c.stream) => None,
         };
         let Some(got) = got else {
             return Err(Fail::Close);
@@ -326,11 +353,11 @@ pub(crate) async fn exchange<'a>(
                     tried &= !(1u64 << (ep & 63));
                     continue;
                 }
-                return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                return Err(Reply::new(ErrorKind::UpstreamReset).into());
             }
             Err(HeadFail::Closed { .. }) => {
                 failed(up, ep, UpstreamError::Reset);
-                last_err = Some(ProxyError::new(ErrorKind::UpstreamReset));
+                last_err = Some(Reply::new(ErrorKind::UpstreamReset));
                 failures += 1;
                 if !retry_safe || failures > up.cfg.retries {
                     return Err(last_err.unwrap().into());
@@ -338,11 +365,11 @@ pub(crate) async fn exchange<'a>(
             }
             Err(HeadFail::Timeout) => {
                 failed(up, ep, UpstreamError::Timeout);
-                return Err(ProxyError::new(ErrorKind::ResponseTimeout).into());
+                return Err(Reply::new(ErrorKind::ResponseTimeout).into());
             }
             Err(HeadFail::Bad(reason)) => {
                 up.stats.error(UpstreamError::BadResponse);
-                return Err(ProxyError::new(ErrorKind::BadUpstreamResponse { reason }).into());
+                return Err(Reply::new(ErrorKind::BadUpstreamResponse { reason }).into());
             }
         }
     }

@@ -12,30 +12,34 @@
 
 use monoio::time::Instant;
 
-use super::io::{self, IoFail};
 use super::{BodyLeft, ClientConn, Fail};
 use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
 use crate::http::head::{BodyKind, ResponseHead};
-use crate::http::respond::{ErrorKind, ProxyError};
+use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite::{write_client_response, OutFraming};
 use crate::metrics::UpstreamError;
-use crate::runtime::worker::WorkerCtx;
+use crate::net::IoFail;
+use crate::runtime::worker::Generation;
 use crate::upstream::pool::UpConn;
 
 /// The client-facing error for a malformed or oversized chunked request body.
-pub(crate) fn chunk_error(e: ChunkedError) -> ProxyError {
+pub(crate) fn chunk_error(e: ChunkedError) -> Reply {
     match e {
-        ChunkedError::BodyTooLarge => ProxyError::new(ErrorKind::BodyTooLarge),
-        _ => ProxyError::new(ErrorKind::BadBody),
+        ChunkedError::BodyTooLarge => Reply::new(ErrorKind::BodyTooLarge),
+        _ => Reply::new(ErrorKind::BadBody),
     }
 }
 
 /// Reads the next piece of request body from the client into its (empty) buffer.
 async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result<(), Fail> {
     debug_assert!(c.buf.is_empty());
-    match io::read_some(&mut c.stream, &mut c.buf, Instant::now() + timeout).await {
+    match c
+        .stream
+        .read_some(&mut c.buf, Instant::now() + timeout)
+        .await
+    {
         Ok(0) | Err(IoFail::Error) => Err(Fail::Close),
-        Err(IoFail::Timeout) => Err(ProxyError::new(ErrorKind::BadRequest {
+        Err(IoFail::Timeout) => Err(Reply::new(ErrorKind::BadRequest {
             status: 408,
             reason: "request body not received in time",
         })
@@ -48,7 +52,11 @@ async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result
 /// end of stream. Err when the upstream failed or stalled past `timeout`.
 async fn read_upstream(conn: &mut UpConn, timeout: std::time::Duration) -> Result<usize, ()> {
     conn.buf.clear();
-    let n = match io::read_some(&mut conn.stream, &mut conn.buf, Instant::now() + timeout).await {
+    let n = match conn
+        .stream
+        .read_some(&mut conn.buf, Instant::now() + timeout)
+        .await
+    {
         Ok(n) => n,
         Err(IoFail::Timeout) => {
             conn.stats.error(UpstreamError::Timeout);
@@ -77,7 +85,7 @@ async fn read_upstream_more(conn: &mut UpConn, timeout: std::time::Duration) -> 
 
 /// Streams the part of the request body that did not arrive with the head.
 pub(crate) async fn request_body(
-    ctx: &WorkerCtx,
+    ctx: &Generation,
     c: &mut ClientConn,
     conn: &mut UpConn,
     body: &mut BodyLeft,
@@ -91,11 +99,13 @@ pub(crate) async fn request_body(
                 let take = (c.buf.len() as u64).min(*rem) as usize;
                 c.body_recv += take as u64;
                 conn.stats.bytes_sent.add(take as u64);
-                if io::write_prefix(&mut conn.stream, &mut c.buf, take, Instant::now() + timeout)
+                if conn
+                    .stream
+                    .write_prefix(&mut c.buf, take, Instant::now() + timeout)
                     .await
                     .is_err()
                 {
-                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
                 }
                 c.buf.drain(..take);
                 *rem -= take as u64;
@@ -120,11 +130,13 @@ pub(crate) async fn request_body(
                 }
                 c.buf.drain(..p.consumed);
                 conn.stats.bytes_sent.add(c.out.len() as u64);
-                if io::write_all(&mut conn.stream, &mut c.out, Instant::now() + timeout)
+                if conn
+                    .stream
+                    .write_all(&mut c.out, Instant::now() + timeout)
                     .await
                     .is_err()
                 {
-                    return Err(ProxyError::new(ErrorKind::UpstreamReset).into());
+                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
                 }
                 if p.done {
                     *body = BodyLeft::Done;
@@ -156,7 +168,7 @@ fn push_data(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
 }
 
 /// What the response relay needs to know about the request.
-pub(crate) struct ResponseCtx<'a> {
+pub(crate) struct RelayPlan<'a> {
     pub rid: &'a [u8],
     /// The client wants keep-alive and we are not draining.
     pub keep: bool,
@@ -182,11 +194,11 @@ impl From<()> for RelayFail {
 
 /// Sends the response head and streams the body to the client.
 pub(crate) async fn response(
-    ctx: &WorkerCtx,
+    ctx: &Generation,
     c: &mut ClientConn,
     conn: &mut UpConn,
     resp: &ResponseHead,
-    how: &ResponseCtx<'_>,
+    how: &RelayPlan<'_>,
 ) -> Result<Relayed, RelayFail> {
     let (rid, keep, client_minor, up_timeout) =
         (how.rid, how.keep, how.client_minor, how.up_timeout);
@@ -205,7 +217,7 @@ pub(crate) async fn response(
         rid,
         client_keep,
         framing,
-        &c.limits.headers,
+        &c.extra,
     );
     c.body_sent = 0;
     let head_len = resp.head_len;
@@ -228,14 +240,10 @@ pub(crate) async fn response(
                 let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
-                io::write_prefix(
-                    &mut c.stream,
-                    &mut conn.buf,
-                    k,
-                    Instant::now() + client_timeout,
-                )
-                .await
-                .map_err(|_| ())?;
+                c.stream
+                    .write_prefix(&mut conn.buf, k, Instant::now() + client_timeout)
+                    .await
+                    .map_err(|_| ())?;
                 rem -= k as u64;
                 c.body_sent += k as u64;
             }
@@ -302,7 +310,7 @@ pub(crate) async fn response(
 
 /// Writes and clears `c.out`.
 async fn write(c: &mut ClientConn, deadline: Instant) -> Result<(), ()> {
-    let r = io::write_all(&mut c.stream, &mut c.out, deadline).await;
+    let r = c.stream.write_all(&mut c.out, deadline).await;
     c.out.clear();
     r.map_err(|_| ())
 }

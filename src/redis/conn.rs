@@ -1,10 +1,12 @@
 //! One Redis connection: its socket, a reusable read buffer and a reusable write buffer.
 //!
 //! Owns: connecting (bounded by `connect_timeout`), the AUTH/SELECT handshake, and one request's
-//! round trip (write the encoded command, read until one whole reply is parsed). IO is rent-style
-//! like `proxy::io`: each buffer moves into the operation and is put back when it completes. The
-//! caller bounds a round trip with `monoio::time::timeout`; if that fires, the in-flight operation
-//! is cancelled and keeps the moved buffer, and the caller drops the connection.
+//! round trip (write the encoded command, read until one whole reply is parsed). IO is `net`'s
+//! timed rent-style IO over a [`Stream`] (plain TCP today): each buffer moves into the operation
+//! and is put back when it completes, and every read and write is bounded by the round trip's
+//! deadline, which the caller passes in. When the deadline fires the in-flight operation is
+//! cancelled and keeps the moved buffer (the slot gets an empty one), and the caller drops the
+//! connection.
 //!
 //! Errors: any failure leaves the connection unusable (the reply stream may be out of sync), so the
 //! caller drops it. [`Failed::before_reply`] says no byte of the reply arrived, which is what lets
@@ -13,9 +15,10 @@
 use std::io;
 use std::net::SocketAddr;
 
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::time::Instant;
+
+use crate::net::{IoFail, Stream};
 
 use super::resp::{self, Reply, Value};
 use super::{RedisError, RedisOpts};
@@ -35,7 +38,7 @@ pub(crate) struct Failed {
 }
 
 pub(crate) struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     /// Bytes read; `rbuf[rpos..]` is not yet parsed.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -65,7 +68,7 @@ impl Conn {
         // Requests are single small writes; never wait for Nagle.
         let _ = stream.set_nodelay(true);
         let mut conn = Conn {
-            stream,
+            stream: Stream::Plain(stream),
             rbuf: Vec::with_capacity(BUF),
             rpos: 0,
             wbuf: Vec::with_capacity(BUF),
@@ -92,40 +95,31 @@ impl Conn {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        let exchange = async {
-            self.send().await?;
-            let mut first_err = None;
-            for step in steps.into_iter().flatten() {
-                match self.read_reply().await? {
-                    Ok(Value::Simple(s)) if s == "OK" => {}
-                    Ok(_) => {
-                        return Err(fail(RedisError::Protocol(
-                            "unexpected handshake reply".into(),
-                        )))
-                    }
-                    Err(msg) => {
-                        first_err.get_or_insert(RedisError::Server(format!("{step}: {msg}")));
-                    }
+        let deadline = Instant::now() + opts.op_timeout;
+        self.send(deadline).await.map_err(|f| f.err)?;
+        let mut first_err = None;
+        for step in steps.into_iter().flatten() {
+            match self.read_reply(deadline).await.map_err(|f| f.err)? {
+                Ok(Value::Simple(s)) if s == "OK" => {}
+                Ok(_) => {
+                    return Err(RedisError::Protocol("unexpected handshake reply".into()));
+                }
+                Err(msg) => {
+                    first_err.get_or_insert(RedisError::Server(format!("{step}: {msg}")));
                 }
             }
-            Ok(first_err)
-        };
-        match monoio::time::timeout(opts.op_timeout, exchange).await {
-            Ok(Ok(None)) => Ok(()),
-            Ok(Ok(Some(server_err))) => Err(server_err),
-            Ok(Err(f)) => Err(f.err),
-            Err(_) => Err(RedisError::Timeout),
+        }
+        match first_err {
+            None => Ok(()),
+            Some(server_err) => Err(server_err),
         }
     }
 
-    /// Sends `wbuf` and reads exactly one reply; anything after it is a protocol error. Not timed:
-    /// the caller wraps it in `monoio::time::timeout`.
-    pub async fn round_trip(&mut self) -> Result<Reply, Failed> {
-        self.send().await.map_err(|mut f| {
-            f.before_reply = true;
-            f
-        })?;
-        let reply = self.read_reply().await?;
+    /// Sends `wbuf` and reads exactly one reply by `deadline`; anything after it is a protocol
+    /// error.
+    pub async fn round_trip(&mut self, deadline: Instant) -> Result<Reply, Failed> {
+        self.send(deadline).await?;
+        let reply = self.read_reply(deadline).await?;
         if self.rpos != self.rbuf.len() {
             return Err(fail(RedisError::Protocol(
                 "unexpected bytes after reply".into(),
@@ -147,18 +141,20 @@ impl Conn {
         }
     }
 
-    async fn send(&mut self) -> Result<(), Failed> {
-        let owned = std::mem::take(&mut self.wbuf);
-        let (res, buf) = self.stream.write_all(owned).await;
-        self.wbuf = buf;
-        res.map(|_| ()).map_err(|e| Failed {
-            err: RedisError::Io(e),
-            before_reply: true,
-        })
+    /// Writes `wbuf`. A failed write is `before_reply` (the server answered nothing); a timeout is
+    /// not, since the server may have the command and still be working on it.
+    async fn send(&mut self, deadline: Instant) -> Result<(), Failed> {
+        match self.stream.write_all(&mut self.wbuf, deadline).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Failed {
+                err: io_error(e),
+                before_reply: e == IoFail::Error,
+            }),
+        }
     }
 
-    /// Parses one reply from the read buffer, reading more until it is complete.
-    async fn read_reply(&mut self) -> Result<Reply, Failed> {
+    /// Parses one reply from the read buffer, reading more until it is complete or `deadline`.
+    async fn read_reply(&mut self, deadline: Instant) -> Result<Reply, Failed> {
         loop {
             match resp::parse(&self.rbuf[self.rpos..]) {
                 Ok(Some((reply, used))) => {
@@ -173,7 +169,7 @@ impl Conn {
                 Err(why) => return Err(fail(RedisError::Protocol(why.into()))),
             }
             let before_reply = self.rpos == self.rbuf.len();
-            match self.fill().await {
+            match self.fill(deadline).await {
                 Ok(0) => {
                     return Err(Failed {
                         err: RedisError::Io(io::Error::new(
@@ -186,29 +182,34 @@ impl Conn {
                 Ok(_) => {}
                 Err(e) => {
                     return Err(Failed {
-                        err: RedisError::Io(e),
-                        before_reply,
-                    })
+                        err: io_error(e),
+                        // a timeout is no sign the server is gone: never retried
+                        before_reply: before_reply && e == IoFail::Error,
+                    });
                 }
             }
         }
     }
 
     /// One read into the spare capacity of `rbuf`, growing it when full. `Ok(0)` is end of stream.
-    async fn fill(&mut self) -> io::Result<usize> {
+    async fn fill(&mut self, deadline: Instant) -> Result<usize, IoFail> {
         if self.rpos > 0 && self.rbuf.len() == self.rbuf.capacity() {
             // Slide the unparsed tail to the front before growing.
             self.rbuf.drain(..self.rpos);
             self.rpos = 0;
         }
-        if self.rbuf.len() == self.rbuf.capacity() {
-            self.rbuf.reserve(self.rbuf.capacity().max(BUF));
-        }
-        let len = self.rbuf.len();
-        let owned = std::mem::take(&mut self.rbuf);
-        let (res, slice) = self.stream.read(owned.slice_mut(len..)).await;
-        self.rbuf = slice.into_inner();
-        res
+        self.stream.read_some(&mut self.rbuf, deadline).await
+    }
+}
+
+/// A failed timed read or write as the caller sees it.
+fn io_error(e: IoFail) -> RedisError {
+    match e {
+        IoFail::Timeout => RedisError::Timeout,
+        IoFail::Error => RedisError::Io(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "connection reset or socket error",
+        )),
     }
 }
 

@@ -278,17 +278,8 @@ impl RedisClient {
     ) -> Result<Result<Value, RedisError>, Failed> {
         conn.wbuf.clear();
         encode(&mut conn.wbuf);
-        let reply = match monoio::time::timeout(self.inner.opts.op_timeout, conn.round_trip()).await
-        {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(failed)) => return Err(failed),
-            Err(_) => {
-                return Err(Failed {
-                    err: RedisError::Timeout,
-                    before_reply: false,
-                })
-            }
-        };
+        let deadline = monoio::time::Instant::now() + self.inner.opts.op_timeout;
+        let reply = conn.round_trip(deadline).await?;
         self.put_back(conn);
         Ok(reply.map_err(RedisError::Server))
     }

@@ -72,6 +72,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         rate_limits: Vec::new(),
         quotas: Vec::new(),
         cost: None,
+        require_client_cert: false,
+        client_cert_sans: Vec::new(),
     }
 }
 

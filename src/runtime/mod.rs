@@ -94,7 +94,12 @@ pub fn start(
     if let Some(a) = admin_addr {
         listen::probe(a).map_err(|why| format!("admin listener: {why}"))?;
     }
-    let listen = listen::bind_all(&cfg.server.listen, workers, opts.share_listeners)?;
+    // `[server] listen` addresses, then the `[[listener]]` ones: worker accept loops find a
+    // listener's options by this order (`worker::accept_loop`)
+    let all: Vec<SocketAddr> = (cfg.server.listen.iter().copied())
+        .chain(cfg.listeners.iter().map(|l| l.listen))
+        .collect();
+    let listen = listen::bind_all(&all, workers, opts.share_listeners)?;
     let addrs: Vec<SocketAddr> = listen.addrs.clone();
     let drain_timeout = cfg.server.drain_timeout;
     let shared = reload::Shared::first(Arc::new(cfg), workers)?;
@@ -128,7 +133,7 @@ pub fn start(
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
-                let cur = worker::Current::new(worker::WorkerCtx::new(id, shared));
+                let cur = worker::Current::new(worker::Generation::new(id, shared));
                 let fut = worker::run(cur, socks, rx, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
                     let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));

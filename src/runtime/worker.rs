@@ -1,9 +1,9 @@
 //! One worker: a monoio runtime pinned to one core, owning everything its requests touch.
 //!
-//! Owns: [`WorkerCtx`], one config *generation* as this worker sees it (compiled router, upstream
+//! Owns: [`Generation`], one config *generation* as this worker sees it (compiled router, upstream
 //! balancers and pools, auth and limiter state, counters), built on the worker's own thread from a
 //! [`Shared`] generation, and [`Current`], the slot holding the generation new requests use. A
-//! reload builds the next `WorkerCtx` from the previous one (upstreams whose config did not change
+//! reload builds the next `Generation` from the previous one (upstreams whose config did not change
 //! are reused whole, pools of changed ones adopt idle connections to remaining endpoints, limiter
 //! and auth state carry over when their config is unchanged, counters are looked up by name) and
 //! swaps it into the slot: requests already running keep their `Rc` to the old generation and
@@ -33,6 +33,9 @@ use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
 use crate::metrics::{RouteStats, WorkerStats};
+use crate::proxy::filter;
+use crate::proxy::pipeline::RouteChain;
+use crate::proxy::target::Target;
 use crate::ratelimit::LimitsRt;
 use crate::router::Router;
 use crate::trace::SpanIds;
@@ -46,11 +49,13 @@ const DRAIN_POLL: Duration = Duration::from_millis(5);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 
 /// One config generation as one worker runs it.
-pub struct WorkerCtx {
+pub struct Generation {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub cfg: Arc<Config>,
     pub router: Router,
+    /// Per route (config order): its filter chain and target.
+    pub chains: Vec<RouteChain>,
     pub upstreams: Vec<Rc<UpstreamRt>>,
     /// Per route (config order): its counters.
     pub routes: Vec<Rc<RouteStats>>,
@@ -71,7 +76,7 @@ pub struct WorkerCtx {
     auth_log: Rc<Cell<Option<std::time::Instant>>>,
 }
 
-impl WorkerCtx {
+impl Generation {
     /// The first generation of worker `id`.
     pub fn new(id: usize, shared: Arc<Shared>) -> Self {
         let stats = Rc::new(WorkerStats::default());
@@ -81,7 +86,7 @@ impl WorkerCtx {
             .iter()
             .map(|u| Rc::new(UpstreamRt::new(u, id, stats.upstream(&u.name))))
             .collect();
-        WorkerCtx::build(
+        Generation::build(
             id,
             shared.clone(),
             upstreams,
@@ -133,7 +138,7 @@ impl WorkerCtx {
             self.log.flush();
             Rc::new(LogBuf::new(shared.log.clone()))
         };
-        WorkerCtx::build(
+        Generation::build(
             self.id,
             shared,
             upstreams,
@@ -162,9 +167,17 @@ impl WorkerCtx {
     ) -> Self {
         let cfg = shared.cfg.clone();
         let s = &cfg.server;
-        WorkerCtx {
+        Generation {
             id,
             router: Router::new(&cfg.routes),
+            chains: cfg
+                .routes
+                .iter()
+                .map(|r| RouteChain {
+                    filters: filter::chain(r, ratelimit.applies(r)),
+                    target: Target::Upstream(r.upstream),
+                })
+                .collect(),
             routes: cfg.routes.iter().map(|r| w.stats.route(&r.name)).collect(),
             upstreams,
             limits: HeadLimits {
@@ -223,15 +236,15 @@ fn limit_metrics(stats: &WorkerStats, shared: &Shared) -> crate::metrics::LimitM
 }
 
 /// The generation new requests on this worker use.
-pub struct Current(RefCell<Rc<WorkerCtx>>);
+pub struct Current(RefCell<Rc<Generation>>);
 
 impl Current {
-    pub fn new(ctx: WorkerCtx) -> Rc<Current> {
+    pub fn new(ctx: Generation) -> Rc<Current> {
         Rc::new(Current(RefCell::new(Rc::new(ctx))))
     }
 
     #[inline]
-    pub fn get(&self) -> Rc<WorkerCtx> {
+    pub fn get(&self) -> Rc<Generation> {
         self.0.borrow().clone()
     }
 
@@ -262,10 +275,13 @@ pub async fn run(
         let g = cur.get();
         (g.id, g.drain.clone(), g.open.clone())
     };
-    for l in listeners {
+    let plain = cur.get().cfg.server.listen.len();
+    for (i, l) in listeners.into_iter().enumerate() {
+        // past the `[server] listen` ones come the `[[listener]]` entries, in config order
+        let options = i.checked_sub(plain);
         match TcpListener::from_std(l) {
             Ok(l) => {
-                monoio::spawn(accept_loop(cur.clone(), l));
+                monoio::spawn(accept_loop(cur.clone(), l, options));
             }
             Err(e) => {
                 let _ = started.send(Err(format!("worker {id}: listener: {e}")));
@@ -348,7 +364,9 @@ async fn contained(fut: impl std::future::Future<Output = ()>) {
     .await
 }
 
-async fn accept_loop(cur: Rc<Current>, listener: TcpListener) {
+/// Accepts connections until the drain. `options`: index of the `[[listener]]` entry this socket
+/// serves (None for `[server] listen`); a TLS listener hands each connection to [`serve_tls`].
+async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<usize>) {
     let drain = cur.get().drain.clone();
     loop {
         let accepted = monoio::select! {
@@ -358,7 +376,17 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener) {
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                monoio::spawn(contained(crate::proxy::serve(cur.clone(), stream, peer)));
+                let tls = options.is_some_and(|i| cur.get().cfg.listeners[i].tls.is_some());
+                if tls {
+                    let i = options.unwrap_or_default();
+                    monoio::spawn(contained(serve_tls(cur.clone(), stream, peer, i)));
+                } else {
+                    monoio::spawn(contained(crate::proxy::serve(
+                        cur.clone(),
+                        crate::net::Stream::Plain(stream),
+                        peer,
+                    )));
+                }
             }
             Some(Err(e)) => {
                 if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE)
@@ -367,5 +395,33 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener) {
                 }
             }
         }
+    }
+}
+
+/// Runs the TLS handshake of an accepted connection (within the listener's `handshake_timeout`,
+/// with the certificates of the generation current at accept time), then serves it. A failed
+/// handshake is counted and closes the connection; the reason is not logged per connection (a
+/// scanner would flood the log), the counter says how many.
+async fn serve_tls(
+    cur: Rc<Current>,
+    tcp: monoio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    i: usize,
+) {
+    let (config, timeout, stats) = {
+        let g = cur.get();
+        let Some(tls) = g.cfg.listeners[i].tls.as_ref() else {
+            return;
+        };
+        (tls.config.clone(), tls.handshake_timeout, g.stats.clone())
+    };
+    let _ = tcp.set_nodelay(true);
+    let deadline = monoio::time::Instant::now() + timeout;
+    match crate::net::tls::TlsStream::accept(tcp, config, deadline).await {
+        Ok(session) => {
+            stats.tls_handshakes.inc();
+            crate::proxy::serve(cur, crate::net::Stream::tls(session), peer).await
+        }
+        Err(_) => stats.tls_handshake_failures.inc(),
     }
 }

@@ -420,6 +420,7 @@ mod tests {
             // the floor has tests of its own; these test the policies with it wide open
             max_ejection_percent: 100,
             panic_threshold: 0,
+            tls: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct UpstreamRt {
     pub cfg: UpstreamConfig,
     /// This upstream's counters on this worker (kept across reloads by name).
     pub stats: Rc<UpstreamStats>,
+    /// When this worker last logged a TLS handshake failure to this upstream (at most one line per
+    /// `TLS_LOG_EVERY`: a broken certificate fails every connect).
+    pub tls_logged: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 impl UpstreamRt {
@@ -40,6 +43,7 @@ impl UpstreamRt {
                 cfg.idle_timeout,
             )),
             cfg: cfg.clone(),
+            tls_logged: Default::default(),
         }
     }
 

@@ -21,7 +21,7 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
+use crate::net::Stream;
 
 use crate::metrics::UpstreamStats;
 
@@ -38,7 +38,7 @@ pub const UPSTREAM_BUF: usize = 16 * 1024;
 /// One upstream connection and its read buffer. Counted in its upstream's open-connections gauge
 /// from connect to drop.
 pub struct UpConn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub buf: Vec<u8>,
     pub endpoint: usize,
     pub idle_since: Instant,
@@ -48,7 +48,7 @@ pub struct UpConn {
 }
 
 impl UpConn {
-    pub fn new(stream: TcpStream, endpoint: usize, stats: Rc<UpstreamStats>) -> Self {
+    pub fn new(stream: Stream, endpoint: usize, stats: Rc<UpstreamStats>) -> Self {
         stats.open_connections.add(1);
         UpConn {
             stream,
@@ -62,8 +62,8 @@ impl UpConn {
 
     /// Whether the upstream closed (or wrote on) this idle connection: nothing may arrive on an
     /// idle HTTP/1.1 connection, so only silence means it can be reused.
-    fn peer_closed(&self) -> bool {
-        crate::net::peek(&self.stream) != crate::net::Peeked::Empty
+    fn peer_closed(&mut self) -> bool {
+        self.stream.peek() != crate::net::Peeked::Empty
     }
 
     fn fresh(&self, now: Instant, idle_timeout: Duration) -> bool {
@@ -121,7 +121,7 @@ impl Pool {
     /// the upstream's end (stale ones are closed and counted on the way).
     pub fn take(&mut self, endpoint: usize, now: Instant) -> Option<UpConn> {
         let stack = &mut self.idle[endpoint];
-        while let Some(c) = stack.pop() {
+        while let Some(mut c) = stack.pop() {
             if !c.fresh(now, self.idle_timeout) {
                 continue;
             }

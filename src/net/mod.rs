@@ -1,10 +1,21 @@
-//! Socket probes shared by the client and upstream sides of the proxy.
+//! Connections below HTTP: plain and TLS streams, timed socket IO, and socket probes.
 //!
-//! Owns [`peek`]: a non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte that tells what a
+//! - `timed.rs`: rent-style reads and writes on a TCP socket, each bounded by a deadline.
+//! - `tls.rs`: a TLS session (rustls) over a TCP socket, using the same timed IO.
+//! - `stream.rs`: [`Stream`], plain or TLS, which the proxy, the pool and the outbound client use.
+//!
+//! This file owns [`peek`]: a non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte that tells what a
 //! socket holds without consuming it. The upstream pool uses it to notice an idle keep-alive
 //! connection the upstream closed (`upstream/pool.rs`); the exchange uses it to tell a client that
 //! went away from one that pipelined its next request (`proxy/exchange.rs`). Works the same under
 //! io_uring and epoll: it is a plain syscall on the socket, outside the driver.
+
+mod stream;
+mod timed;
+pub mod tls;
+
+pub use stream::{Stream, TlsConn, TlsInfo};
+pub use timed::IoFail;
 
 use std::os::fd::AsRawFd;
 
@@ -21,6 +32,22 @@ pub enum Peeked {
 
 /// Peeks at one byte of `socket` without blocking or consuming it.
 pub fn peek(socket: &impl AsRawFd) -> Peeked {
+    peek_byte(socket).0
+}
+
+/// TLS record content type of an alert.
+const TLS_ALERT: u8 = 21;
+
+/// Like [`peek`] on a socket carrying TLS: a waiting alert record (`close_notify`, or a fatal
+/// alert) means the peer is leaving, so it reads as closed.
+pub fn peek_tls(socket: &impl AsRawFd) -> Peeked {
+    match peek_byte(socket) {
+        (Peeked::Data, TLS_ALERT) => Peeked::Closed,
+        (p, _) => p,
+    }
+}
+
+fn peek_byte(socket: &impl AsRawFd) -> (Peeked, u8) {
     let mut byte = 0u8;
     // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
     let n = unsafe {
@@ -31,12 +58,13 @@ pub fn peek(socket: &impl AsRawFd) -> Peeked {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    match n {
+    let p = match n {
         0 => Peeked::Closed,
         n if n > 0 => Peeked::Data,
         _ => match std::io::Error::last_os_error().raw_os_error() {
             Some(libc::EAGAIN) | Some(libc::EINTR) => Peeked::Empty,
             _ => Peeked::Closed,
         },
-    }
+    };
+    (p, byte)
 }

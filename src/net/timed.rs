@@ -1,4 +1,6 @@
-//! Timed, rent-style socket IO used by the connection driver.
+//! Timed, rent-style IO on a TCP socket: the one set of socket helpers under every connection
+//! (client and upstream sides of the proxy, TLS sessions in `tls.rs`, the outbound HTTP client and
+//! the Redis client).
 //!
 //! Owns: reading into a `Vec`'s spare capacity and writing a whole `Vec`, each bounded by a deadline.
 //! monoio's ownership IO moves the buffer into the operation and hands it back; these helpers put it
@@ -78,7 +80,7 @@ const LINGER_BYTES: usize = 4 << 20;
 /// did not want) until it closes, `LINGER_TIME` passes or `LINGER_BYTES` were read. Closing a socket
 /// with unread input makes the kernel send a reset, which can destroy the answer still in flight to
 /// the client; this is the lingering close of RFC 9112 §9.6.
-pub async fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
+pub(super) async fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid open socket fd; shutdown has no memory effects.
     unsafe {

@@ -1,0 +1,153 @@
+//! Per-route filters: the steps between routing and the route's target, with documented phases.
+//!
+//! Owns [`Filter`] and [`chain`], which builds a route's filter list when a config generation is
+//! compiled (a boxed slice of enum values: no trait objects, no allocation per request). The
+//! pipeline (`pipeline.rs`) runs each phase over the chain:
+//!
+//! - **request** (`Filter::request`): runs in chain order once the request head is parsed and
+//!   routed, before any of the body is read. Reads only the protocol-neutral [`RequestView`]. `Ok`
+//!   passes the request on; `Err(reply)` answers it (the gateway's own [`Reply`]: 401, 403, 413,
+//!   429, 503...) and skips the rest of the chain and the target. What a filter learns (the caller's
+//!   identity, rate-limit decisions) goes into [`Admission`] for later filters, the target and
+//!   the access log. Default for a route with no filters: straight to the target.
+//! - **response** (`Filter::response`): runs in reverse order for every response the client gets
+//!   (the upstream's, or the gateway's own answer, including one a filter gave), but only for the
+//!   filters whose request phase ran. It sees the status and may add header lines to the response
+//!   head (`extra`); it never touches the body. Default: adds nothing.
+//! - **request_body** is reserved for filters that need the request body (schema validation,
+//!   transforms): none of today's filters do, so every body streams to the target unbuffered.
+//!
+//! Today's chain, in order: client certificate (mTLS routes), authentication, body size, rate
+//! limits and quotas.
+
+use std::rc::Rc;
+
+use crate::auth::identity::Identity;
+use crate::auth::jwt::Reject;
+use crate::auth::Denied;
+use crate::config::RouteConfig;
+use crate::http::head::BodyKind;
+use crate::http::respond::{ErrorKind, Reply};
+use crate::http::view::RequestView;
+use crate::ratelimit::key::KeyInput;
+use crate::ratelimit::Limited;
+use crate::runtime::worker::Generation;
+
+/// One step of a route's chain.
+#[derive(Debug, Clone)]
+pub enum Filter {
+    /// A verified client certificate is required (`require_client_cert`), carrying one of `sans`
+    /// when that allow-list is not empty (`client_cert_sans`).
+    ClientCert { sans: Box<[String]> },
+    /// Authentication by `[[auth]]` policy `policy`, then the route's `require` (roles, scopes).
+    Auth { policy: usize },
+    /// A declared body (Content-Length) larger than the route's `max_body`: 413 before any byte of
+    /// it is read. Chunked bodies are counted as they stream.
+    BodyLimit { max: u64 },
+    /// The route's and the caller's tier's rate limits and quotas.
+    RateLimit,
+}
+
+/// What the request phase established, for later filters, the target and the log.
+#[derive(Default)]
+pub struct Admission {
+    pub identity: Option<Rc<Identity>>,
+    /// The rate-limit decision for the access log ("" when no policy applied).
+    pub ratelimit: &'static str,
+}
+
+/// Builds route `route`'s chain.
+pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
+    let mut f = Vec::new();
+    if route.require_client_cert || !route.client_cert_sans.is_empty() {
+        f.push(Filter::ClientCert {
+            sans: route.client_cert_sans.clone().into_boxed_slice(),
+        });
+    }
+    if let Some(policy) = route.auth {
+        f.push(Filter::Auth { policy });
+    }
+    f.push(Filter::BodyLimit {
+        max: route.max_body,
+    });
+    if ratelimited {
+        f.push(Filter::RateLimit);
+    }
+    f.into_boxed_slice()
+}
+
+impl Filter {
+    /// The request phase; see the module doc.
+    pub async fn request(
+        &self,
+        gen: &Generation,
+        route: &RouteConfig,
+        req: &RequestView<'_>,
+        body: BodyKind,
+        limits: &mut crate::ratelimit::Output,
+        adm: &mut Admission,
+    ) -> Result<(), Reply> {
+        match self {
+            Filter::ClientCert { sans } => {
+                let cert = req.peer.tls.and_then(|t| t.client_cert.as_ref());
+                match cert {
+                    Some(c) if sans.is_empty() || c.has_any_san(sans) => Ok(()),
+                    Some(_) => Err(Reply::new(ErrorKind::ClientCertNotAllowed)),
+                    None => Err(Reply::new(ErrorKind::ClientCertRequired)),
+                }
+            }
+            Filter::Auth { policy } => {
+                let id = match gen.auth.authenticate(*policy, req).await {
+                    Ok(id) if route.require.as_ref().is_none_or(|r| id.satisfies(r)) => id,
+                    Ok(_) | Err(Denied::Forbidden) => return Err(Reply::new(ErrorKind::Forbidden)),
+                    Err(Denied::Unauthorized { reject, bearer }) => {
+                        return Err(Reply::new(ErrorKind::Unauthorized {
+                            reason: reject.reason(),
+                            bearer,
+                            presented: reject != Reject::Missing,
+                        }))
+                    }
+                    Err(Denied::Unavailable(why)) => {
+                        gen.auth_unavailable(&why);
+                        return Err(Reply::new(ErrorKind::AuthUnavailable));
+                    }
+                };
+                adm.identity = Some(id);
+                Ok(())
+            }
+            Filter::BodyLimit { max } => match body {
+                BodyKind::Length(n) if n > *max => Err(Reply::new(ErrorKind::BodyTooLarge)),
+                _ => Ok(()),
+            },
+            Filter::RateLimit => {
+                let input = KeyInput {
+                    headers: &req.fields,
+                    client_ip: req.peer.ip.as_bytes(),
+                    identity: adm.identity.as_deref(),
+                    route: &route.name,
+                };
+                let admitted = gen.ratelimit.admit(route, &input, limits).await;
+                adm.ratelimit = match admitted {
+                    // tiers exist, but none of their policies (nor the route's) applied
+                    Ok(()) if !limits.applied() => "",
+                    Ok(()) => "allowed",
+                    Err(Limited::Rate) => "limited",
+                    Err(Limited::Quota) => "quota_exceeded",
+                };
+                match admitted {
+                    Ok(()) => Ok(()),
+                    Err(Limited::Rate) => Err(Reply::new(ErrorKind::RateLimited)),
+                    Err(Limited::Quota) => Err(Reply::new(ErrorKind::QuotaExceeded)),
+                }
+            }
+        }
+    }
+
+    /// The response phase; see the module doc. `extra` collects header lines for the response head.
+    pub fn response(&self, limits: &crate::ratelimit::Output, extra: &mut Vec<u8>) {
+        if let Filter::RateLimit = self {
+            // RateLimit-Policy / RateLimit / Retry-After, rendered when the request was admitted
+            extra.extend_from_slice(&limits.headers);
+        }
+    }
+}

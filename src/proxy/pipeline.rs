@@ -1,0 +1,175 @@
+//! One request through the pipeline: request id and trace span, path normalisation, the
+//! protocol-neutral view, routing, the route's filter chain, then the route's target.
+//!
+//! Owns [`run`]. Data flow: the parsed head (spans over the connection buffer) becomes a
+//! [`RequestView`] without copying; the router and the request phase of every filter
+//! (`filter.rs`) read only the view. A filter's `Err(reply)` or a routing miss goes to the one
+//! answer path (`answer` in mod.rs), which runs the response phase of the filters that ran and
+//! renders the [`Reply`]. An admitted request goes to its route's [`Target`] (`target.rs`).
+
+use std::rc::Rc;
+
+use super::filter::{Admission, Filter};
+use super::target::{self, Call, Target};
+use super::{answer, ClientConn, Consumed, Outcome};
+use crate::http::head::{self, ResponseHead};
+use crate::http::respond::{ErrorKind, Reply};
+use crate::http::rewrite;
+use crate::http::view::{Peer, RequestView};
+use crate::router::{self, Match};
+use crate::runtime::worker::Generation;
+use crate::trace::Span;
+
+/// What a route runs: its filter chain and its target, compiled with the config generation.
+pub struct RouteChain {
+    pub filters: Box<[Filter]>,
+    pub target: Target,
+}
+
+/// Runs one parsed request to completion.
+pub(super) async fn run(
+    gen: &Rc<Generation>,
+    c: &mut ClientConn,
+    resp: &mut ResponseHead,
+) -> Outcome {
+    let head = &c.head;
+    let buf = &c.buf;
+    // request id: keep a sane one, else generate
+    let mut rid_store = [0u8; 128];
+    let rid_len = match head
+        .headers
+        .iter()
+        .find(|h| h.kind == head::HeaderKind::XRequestId)
+        .map(|h| h.value.get(buf))
+    {
+        Some(v) if rewrite::sane_request_id(v) => {
+            rid_store[..v.len()].copy_from_slice(v);
+            v.len()
+        }
+        _ => {
+            let mut gen_id = [0u8; 40];
+            let n = gen.request_ids.borrow_mut().next(&mut gen_id);
+            rid_store[..n].copy_from_slice(&gen_id[..n]);
+            n
+        }
+    };
+    let rid = &rid_store[..rid_len];
+    c.info.rid[..rid_len].copy_from_slice(rid);
+    c.info.rid_len = rid_len;
+    if gen.log.enabled() {
+        c.info.method.extend_from_slice(head.method(buf));
+        c.info.target.extend_from_slice(head.target(buf));
+    }
+    let span = Span::start(
+        head.header(buf, b"traceparent"),
+        &mut gen.span_ids.borrow_mut(),
+    );
+    c.info.span = Some(span);
+
+    // routing and the upstream see the normalised path (router/normalize.rs); the query is kept
+    let raw_path = head.path(buf);
+    let (path, target, normalized) =
+        match router::normalize(raw_path, &gen.cfg.server.path_normalization, &mut c.norm) {
+            Ok(false) => (raw_path, head.target(buf), false),
+            Ok(true) => {
+                let path_len = c.norm.len();
+                c.norm
+                    .extend_from_slice(&head.target(buf)[raw_path.len()..]);
+                (&c.norm[..path_len], &c.norm[..], true)
+            }
+            Err(router::PathError(reason)) => {
+                let kind = ErrorKind::BadRequest {
+                    status: 400,
+                    reason,
+                };
+                return answer(
+                    gen,
+                    c,
+                    None,
+                    rid,
+                    &Reply::new(kind),
+                    None,
+                    &[],
+                    Consumed::Head,
+                )
+                .await;
+            }
+        };
+    let peer = Peer {
+        ip: &c.peer_ip,
+        tls: c.stream.tls_info(),
+    };
+    let view = RequestView::h1(head, buf, path, target, peer);
+    let route_idx = match gen
+        .router
+        .lookup(view.host, view.method, view.path, &view.fields)
+    {
+        Match::Route(i) => i,
+        Match::MethodNotAllowed(allow) => {
+            let reply = Reply::new(ErrorKind::MethodNotAllowed);
+            return answer(gen, c, None, rid, &reply, Some(&allow), &[], Consumed::Head).await;
+        }
+        Match::NotFound => {
+            let reply = Reply::new(ErrorKind::NoRoute);
+            return answer(gen, c, None, rid, &reply, None, &[], Consumed::Head).await;
+        }
+    };
+    let route = &gen.cfg.routes[route_idx];
+    c.info.route = Some(route_idx);
+    // a credential the route does not forward is not written to the access log either
+    gen.auth.hidden(route.auth).strip_target(&mut c.info.target);
+
+    // the request phase, in chain order
+    let chain = &gen.chains[route_idx];
+    let mut adm = Admission::default();
+    let mut ran = 0;
+    let mut refused = None;
+    for f in chain.filters.iter() {
+        ran += 1;
+        if let Err(reply) = f
+            .request(gen, route, &view, head.body, &mut c.limits, &mut adm)
+            .await
+        {
+            refused = Some(reply);
+            break;
+        }
+    }
+    c.info.ratelimit = adm.ratelimit;
+    if gen.log.enabled() {
+        if let Some(who) = adm
+            .identity
+            .as_ref()
+            .and_then(|id| id.consumer.as_ref().or(id.subject.as_ref()))
+        {
+            c.info.subject.push_str(who);
+        }
+    }
+    let ran = &chain.filters[..ran];
+    if let Some(reply) = refused {
+        return answer(
+            gen,
+            c,
+            Some(route_idx),
+            rid,
+            &reply,
+            None,
+            ran,
+            Consumed::Head,
+        )
+        .await;
+    }
+    match &chain.target {
+        Target::Upstream(up) => {
+            let call = Call {
+                route: route_idx,
+                upstream: *up,
+                rid,
+                span: &span,
+                identity: adm.identity.as_deref(),
+                normalized,
+                filters: ran,
+            };
+            target::upstream(gen, c, resp, &call).await
+        }
+    }
+}

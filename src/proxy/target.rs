@@ -1,0 +1,290 @@
+//! Route targets: what an admitted request is sent to.
+//!
+//! Owns [`Target`] (today only `Upstream`: an `[[upstream]]` group through the balancer, the pool,
+//! `exchange.rs` and `relay.rs`) and [`upstream`], the upstream target's whole run:
+//!
+//! ```text
+//! balance key (post-auth) -> upstream request head + buffered body into `out`
+//!  -> 100-continue -> exchange (pick, connect or reuse, send, stream body, response head)
+//!  -> response phase of the filters that ran -> relay the response to the client
+//!  -> connection back to the pool, byte quotas charged
+//! ```
+//! Failures go to the one answer path (`answer` in mod.rs) with how much of the request was read.
+
+use std::time::Instant as StdInstant;
+
+use monoio::time::Instant;
+
+use super::filter::Filter;
+use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outcome, CONTINUE};
+use crate::auth::identity::Identity;
+use crate::http::chunked::{self, ChunkedDecoder};
+use crate::http::head::{BodyKind, RequestHead, ResponseHead};
+use crate::http::respond::{ErrorKind, Reply};
+use crate::http::rewrite::{self, Forwarding};
+use crate::router;
+use crate::runtime::worker::Generation;
+use crate::trace::Span;
+use crate::upstream::balance::hash_key;
+
+/// Where a route sends admitted requests.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Index of an `[[upstream]]` group.
+    Upstream(usize),
+}
+
+/// What the upstream target needs from the pipeline.
+pub(super) struct Call<'a> {
+    pub route: usize,
+    pub upstream: usize,
+    pub rid: &'a [u8],
+    pub span: &'a Span,
+    pub identity: Option<&'a Identity>,
+    /// The path was rewritten into `c.norm` (else the head's own target is forwarded).
+    pub normalized: bool,
+    /// The filters whose request phase ran (their response phase runs before the answer).
+    pub filters: &'a [Filter],
+}
+
+/// The hash-balancing key of a request, read from what the upstream will receive: a header the
+/// gateway sets from the verified identity hashes that value, a header it strips (managed identity
+/// and credential headers) hashes as absent, so a client-sent copy can never steer balancing.
+fn balance_key(
+    balance: &crate::config::Balance,
+    head: &RequestHead,
+    buf: &[u8],
+    peer_ip: &str,
+    identity: Option<&Identity>,
+    strip: &[Box<[u8]>],
+) -> Option<u64> {
+    use crate::config::{Balance, HashKey};
+    let Balance::Hash(key) = balance else {
+        return None;
+    };
+    match key {
+        HashKey::ClientIp => Some(hash_key(peer_ip.as_bytes())),
+        HashKey::Identity => identity
+            .and_then(|id| id.subject.as_ref().or(id.consumer.as_ref()))
+            .map(|who| hash_key(who.as_bytes())),
+        HashKey::Header(name) => {
+            let name = name.as_bytes();
+            if let Some((_, v)) = identity.and_then(|id| {
+                id.headers
+                    .iter()
+                    .find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            }) {
+                return Some(hash_key(v.as_bytes()));
+            }
+            if strip.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                return None;
+            }
+            head.header(buf, name).map(hash_key)
+        }
+    }
+}
+
+/// Sends an admitted request to upstream `call.upstream` and relays its response.
+pub(super) async fn upstream(
+    gen: &Generation,
+    c: &mut ClientConn,
+    resp: &mut ResponseHead,
+    call: &Call<'_>,
+) -> Outcome {
+    let route = &gen.cfg.routes[call.route];
+    let up = &gen.upstreams[call.upstream];
+    let (rid, route_idx) = (call.rid, call.route);
+    let head = &c.head;
+    let buf = &c.buf;
+    let hidden = gen.auth.hidden(route.auth);
+
+    // everything the response phase needs from the head, before the buffer moves on
+    let method_head = head.method(buf) == b"HEAD";
+    let idempotent = head.is_idempotent(buf);
+    let client_minor = head.minor;
+    let client_keep = head.keep_alive;
+    let key = balance_key(
+        &up.cfg.balance,
+        head,
+        buf,
+        &c.peer_ip,
+        call.identity,
+        gen.auth.strip_list(route.auth),
+    );
+
+    // upstream request head + whatever body arrived with it
+    let target = if call.normalized {
+        &c.norm[..]
+    } else {
+        head.target(buf)
+    };
+    c.target.clear();
+    router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
+    hidden.strip_target(&mut c.target);
+    c.out.clear();
+    let fwd = Forwarding {
+        target: &c.target,
+        host_rewrite: route.host_rewrite.as_deref().map(str::as_bytes),
+        fallback_host: up.host_text[0].as_bytes(),
+        client_ip: c.peer_ip.as_bytes(),
+        request_id: rid,
+        proto: if c.stream.tls_info().is_some() {
+            b"https"
+        } else {
+            b"http"
+        },
+        strip: gen.auth.strip_list(route.auth),
+        strip_cookie: hidden.cookie,
+        add: call.identity.map_or(&[][..], |i| &i.headers),
+        traceparent: &call.span.traceparent(),
+        keep_tracestate: call.span.continued(),
+        client_cert: c
+            .stream
+            .tls_info()
+            .and_then(|t| t.client_cert.as_ref())
+            .map(|cert| (cert.fingerprint.as_bytes(), cert.subject.as_bytes())),
+    };
+    rewrite::write_upstream_request(&mut c.out, buf, head, &fwd);
+    let head_len = head.head_len;
+    let avail = &buf[head_len..];
+    let (mut body, consumed) = match head.body {
+        BodyKind::None | BodyKind::UntilClose => (BodyLeft::Done, 0),
+        BodyKind::Length(n) => {
+            let take = (avail.len() as u64).min(n) as usize;
+            c.out.extend_from_slice(&avail[..take]);
+            c.body_recv = take as u64;
+            if take as u64 == n {
+                (BodyLeft::Done, take)
+            } else {
+                (BodyLeft::Length(n - take as u64), take)
+            }
+        }
+        BodyKind::Chunked => {
+            let mut dec = Box::new(ChunkedDecoder::new(route.max_body));
+            let (out, recv) = (&mut c.out, &mut c.body_recv);
+            let res = dec.decode(avail, &mut |data: &[u8]| {
+                *recv += data.len() as u64;
+                chunked::write_chunk_header(out, data.len());
+                out.extend_from_slice(data);
+                out.extend_from_slice(chunked::CHUNK_END);
+            });
+            match res {
+                Ok(p) if p.done => {
+                    c.out.extend_from_slice(chunked::LAST_CHUNK);
+                    (BodyLeft::Done, p.consumed)
+                }
+                Ok(p) => (BodyLeft::Chunked(dec), p.consumed),
+                Err(e) => {
+                    let reply = relay::chunk_error(e);
+                    let (route, f) = (Some(route_idx), call.filters);
+                    return answer(gen, c, route, rid, &reply, None, f, Consumed::Part).await;
+                }
+            }
+        }
+    };
+    c.buf.drain(..head_len + consumed);
+    if c.head.expect_continue && !matches!(body, BodyLeft::Done) {
+        let deadline = Instant::now() + gen.cfg.server.client_body_timeout;
+        let mut cont = std::mem::take(&mut c.target);
+        cont.clear();
+        cont.extend_from_slice(CONTINUE);
+        let r = c.stream.write_all(&mut cont, deadline).await;
+        c.target = cont;
+        if r.is_err() {
+            return Outcome::Close;
+        }
+    }
+
+    let up_start = StdInstant::now();
+    let plan = exchange::ExchangePlan {
+        up,
+        key,
+        idempotent,
+        method_head,
+    };
+    let read = |body: &BodyLeft| {
+        if client_keep && matches!(body, BodyLeft::Done) {
+            Consumed::Whole
+        } else {
+            Consumed::Part
+        }
+    };
+    let exchange::Exchanged {
+        mut conn,
+        inflight,
+        early,
+    } = match exchange::exchange(gen, &plan, c, &mut body, resp).await {
+        Ok(v) => v,
+        Err(Fail::Close) => return Outcome::Close,
+        Err(Fail::Respond(e)) => {
+            let consumed = read(&body);
+            return answer(
+                gen,
+                c,
+                Some(route_idx),
+                rid,
+                &e,
+                None,
+                call.filters,
+                consumed,
+            )
+            .await;
+        }
+    };
+    // an early answer leaves the rest of the request body unread: the connection closes after it
+    let body_unread = !matches!(body, BodyLeft::Done);
+    let how = relay::RelayPlan {
+        rid,
+        keep: client_keep && !gen.drain.is_set() && !body_unread,
+        client_minor,
+        up_timeout: up.cfg.response_timeout,
+    };
+    c.info.status = resp.status;
+    c.info.upstream = Some((call.upstream, conn.endpoint));
+    super::response_phase(c, call.filters);
+    let result = relay::response(gen, c, &mut conn, resp, &how).await;
+    drop(inflight);
+    if !c.limits.charges.is_empty() {
+        gen.ratelimit.charge(&c.limits.charges, c.body_sent);
+    }
+    let up_us = up_start.elapsed().as_micros() as u64;
+    c.info.upstream_us = Some(up_us);
+    up.stats.latency.record_us(up_us);
+    match result {
+        Ok(r) => {
+            up.stats.record(resp.status);
+            if r.upstream_reusable && !early {
+                up.pool.borrow_mut().put(conn, std::time::Instant::now());
+            }
+            if body_unread {
+                // let the client read the answer before its unread body makes our close a reset
+                c.stream.linger_close(&mut c.buf).await;
+            }
+            if r.client_keep {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Close
+            }
+        }
+        Err(relay::RelayFail::Close) => {
+            up.stats.record(resp.status);
+            Outcome::Close
+        }
+        Err(relay::RelayFail::BadUpstream(reason)) => {
+            c.info.upstream_us = None;
+            let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
+            let consumed = read(&body);
+            answer(
+                gen,
+                c,
+                Some(route_idx),
+                rid,
+                &e,
+                None,
+                call.filters,
+                consumed,
+            )
+            .await
+        }
+    }
+}
