@@ -1,6 +1,6 @@
 //! Certificates reload with the config (`POST /reload` on the admin listener), both drivers:
-//! - rotation under load: a client thread opens a new TLS connection per request in a loop while
-//!   the certificate files are rewritten and the gateway reloads: zero failed requests, a
+//! - rotation under load: four client threads open a new TLS connection per request in a loop
+//!   while the certificate files are rewritten and the gateway reloads: zero failed requests, a
 //!   keep-alive TLS connection opened before the reload keeps working, and every new connection
 //!   after the 200 gets the new certificate;
 //! - a bad certificate (garbage PEM, or a key that does not match it) fails the reload with 422,
@@ -64,30 +64,33 @@ fn cert_rotation_under_load_fails_no_request() {
 
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(LoadStats::default());
-        let load = {
-            let (stop, stats, cfg, new) =
-                (stop.clone(), stats.clone(), cfg.clone(), next.der.clone());
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    match tls_get(addr, &cfg, "api.test", "/load") {
-                        Ok((r, s)) if r.status == 200 => {
-                            stats.ok.fetch_add(1, Ordering::SeqCst);
-                            if s.leaf.as_deref() == Some(new.as_slice()) {
-                                stats.saw_new.fetch_add(1, Ordering::SeqCst);
+        // four clients, each opening a new connection per request
+        let load: Vec<_> = (0..4)
+            .map(|_| {
+                let (stop, stats, cfg, new) =
+                    (stop.clone(), stats.clone(), cfg.clone(), next.der.clone());
+                std::thread::spawn(move || {
+                    let mut failures = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        match tls_get(addr, &cfg, "api.test", "/load") {
+                            Ok((r, s)) if r.status == 200 => {
+                                stats.ok.fetch_add(1, Ordering::SeqCst);
+                                if s.leaf.as_deref() == Some(new.as_slice()) {
+                                    stats.saw_new.fetch_add(1, Ordering::SeqCst);
+                                }
+                                continue;
                             }
-                            continue;
+                            Ok((r, _)) => {
+                                failures.push(format!("status {}: {}", r.status, r.body_str()))
+                            }
+                            Err(e) => failures.push(e),
                         }
-                        Ok((r, _)) => {
-                            failures.push(format!("status {}: {}", r.status, r.body_str()))
-                        }
-                        Err(e) => failures.push(e),
+                        stats.failed.fetch_add(1, Ordering::SeqCst);
                     }
-                    stats.failed.fetch_add(1, Ordering::SeqCst);
-                }
-                failures
+                    failures
+                })
             })
-        };
+            .collect();
         let progress = || {
             format!(
                 "{} ok, {} failed, {} saw the new cert",
@@ -97,7 +100,7 @@ fn cert_rotation_under_load_fails_no_request() {
             )
         };
         assert!(
-            wait_until(deadline(secs(10)), || stats.ok.load(Ordering::SeqCst) >= 20),
+            wait_until(deadline(secs(10)), || stats.ok.load(Ordering::SeqCst) >= 40),
             "[{driver}] load before the reload: {}",
             progress()
         );
@@ -115,14 +118,15 @@ fn cert_rotation_under_load_fails_no_request() {
         let after = stats.ok.load(Ordering::SeqCst);
         assert!(
             wait_until(deadline(secs(10)), || {
-                stats.ok.load(Ordering::SeqCst) >= after + 20
+                stats.ok.load(Ordering::SeqCst) >= after + 40
                     && stats.saw_new.load(Ordering::SeqCst) > 0
             }),
             "[{driver}] load after the reload: {}",
             progress()
         );
         stop.store(true, Ordering::SeqCst);
-        let failures = load.join().unwrap();
+        let failures: Vec<String> = load.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        eprintln!("[{driver}] rotation under load: {}", progress());
         assert!(
             failures.is_empty(),
             "[{driver}] {} failed of {} requests during the rotation: {failures:?}",
