@@ -1,6 +1,7 @@
 //! Shared harness for coregate's integration tests: spawning the real binary (`gateway`),
 //! mock upstreams (`upstream`), a blocking HTTP/1.1 client (`client`), wire/checksum helpers
-//! (`wire`), and polling with a deadline instead of sleeping.
+//! (`wire`), TLS certificates, a rustls client and a rustls upstream (`tls`), and polling with
+//! a deadline instead of sleeping.
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 // The harness shares state between its own threads with Mutex; the lint guards the gateway's
@@ -11,6 +12,7 @@ pub mod client;
 pub mod gateway;
 pub mod jwt;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 pub mod wire;
 
