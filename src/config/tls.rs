@@ -341,11 +341,8 @@ pub(super) fn route_client_cert(
 /// Why a reload cannot apply `new`: the set of `[[listener]]` addresses changed (the sockets are
 /// bound at start). `None` when they are the same; certificates and TLS settings may change.
 pub fn listeners_need_restart(old: &Config, new: &Config) -> Option<String> {
-    let addrs = |c: &Config| {
-        let mut a: Vec<SocketAddr> = c.listeners.iter().map(|l| l.listen).collect();
-        a.sort();
-        a
-    };
+    // in order: each worker's accept loop finds its listener's options by position
+    let addrs = |c: &Config| -> Vec<SocketAddr> { c.listeners.iter().map(|l| l.listen).collect() };
     let (a, b) = (addrs(old), addrs(new));
     let text = |v: &[SocketAddr]| {
         let s: Vec<String> = v.iter().map(|x| x.to_string()).collect();
@@ -353,7 +350,7 @@ pub fn listeners_need_restart(old: &Config, new: &Config) -> Option<String> {
     };
     (a != b).then(|| {
         format!(
-            "listener: changing [[listener]] addresses ({} -> {}) needs a restart",
+            "listener: changing or reordering [[listener]] addresses ({} -> {}) needs a restart",
             text(&a),
             text(&b)
         )

@@ -279,7 +279,7 @@ fn only_listener_addresses_need_a_restart() {
     let moved = parse(&moved, dir.path()).unwrap();
     assert_eq!(
         listeners_need_restart(&old, &moved).as_deref(),
-        Some("listener: changing [[listener]] addresses ([127.0.0.1:8443] -> [127.0.0.1:8444]) needs a restart")
+        Some("listener: changing or reordering [[listener]] addresses ([127.0.0.1:8443] -> [127.0.0.1:8444]) needs a restart")
     );
     // A new internal CA under the same path is an upstream change (pools do not carry over).
     dir.write("certs/internal-ca.pem", Ca::new("rotated").pem());

@@ -241,6 +241,9 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), Vec<String>> {
             fmt_addrs(&b)
         ));
     }
+    if let Some(e) = crate::config::tls::listeners_need_restart(old, new) {
+        errors.push(e);
+    }
     if old.server.workers != new.server.workers {
         errors.push(format!(
             "server.workers: changing the worker count ({} -> {}) needs a restart",
