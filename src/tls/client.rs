@@ -71,20 +71,7 @@ impl UpstreamTls {
             (Some(path), false) => pem::read(path)
                 .and_then(|b| {
                     digest.add("ca", &b);
-                    pem::certs(path, &b)
-                })
-                .and_then(|certs| {
-                    let mut roots = RootCertStore::empty();
-                    for (n, c) in certs.into_iter().enumerate() {
-                        roots.add(c).map_err(|e| {
-                            format!(
-                                "{}: certificate {} is not a usable CA certificate: {e}",
-                                path.display(),
-                                n + 1
-                            )
-                        })?;
-                    }
-                    Ok(Some(roots))
+                    pem::roots(path, &b).map(Some)
                 })
                 .map_err(|m| problems.push(TlsProblem::setting("ca_file", m)))
                 .unwrap_or(None),

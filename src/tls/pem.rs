@@ -33,6 +33,21 @@ pub(super) fn certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'sta
     }
 }
 
+/// A trust store of every certificate in a PEM file (CA certificates); at least one.
+pub(super) fn roots(path: &Path, bytes: &[u8]) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for (n, c) in certs(path, bytes)?.into_iter().enumerate() {
+        roots.add(c).map_err(|e| {
+            format!(
+                "{}: certificate {} is not a usable CA certificate: {e}",
+                path.display(),
+                n + 1
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
 /// The first private key of a PEM file: PKCS#8 (`PRIVATE KEY`), PKCS#1 (`RSA PRIVATE KEY`) or
 /// SEC1 (`EC PRIVATE KEY`).
 pub(super) fn key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyDer<'static>, String> {

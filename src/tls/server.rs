@@ -30,7 +30,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, SignatureScheme};
+use rustls::SignatureScheme;
 use x509_parser::extensions::GeneralName;
 
 use super::pem::{self, Digest};
@@ -396,20 +396,7 @@ fn client_verifier(
         .and_then(|b| {
             digest.add("client_ca", &b);
             trust.add("client_ca", &b);
-            pem::certs(ca_path, &b)
-        })
-        .and_then(|certs| {
-            let mut roots = RootCertStore::empty();
-            for (n, c) in certs.into_iter().enumerate() {
-                roots.add(c).map_err(|e| {
-                    format!(
-                        "{}: certificate {} is not a usable CA certificate: {e}",
-                        ca_path.display(),
-                        n + 1
-                    )
-                })?;
-            }
-            Ok(roots)
+            pem::roots(ca_path, &b)
         })
         .map_err(|m| problems.push(TlsProblem::setting("client_ca_file", m)))
         .ok();
