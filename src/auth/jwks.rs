@@ -149,7 +149,7 @@ pub async fn fetch(source: &JwksSource) -> Result<KeySet, String> {
         connect_timeout: FETCH_TIMEOUT,
         timeout: FETCH_TIMEOUT,
         max_body: 1 << 20,
-        tls: None,
+        tls: source.tls.clone(),
     };
     let resp = client::send(&req, &opts).await.map_err(|e| e.to_string())?;
     if resp.status != 200 {

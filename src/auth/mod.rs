@@ -277,9 +277,15 @@ impl AuthRt {
                         url,
                         client_id,
                         client_secret,
+                        tls,
                     } => {
-                        phantom::introspect(url, client_id, client_secret, cred, rules.timeout)
-                            .await
+                        let endpoint = phantom::Endpoint {
+                            url,
+                            client_id,
+                            client_secret,
+                            tls: tls.clone(),
+                        };
+                        phantom::introspect(&endpoint, cred, rules.timeout).await
                     }
                 };
                 let answer = answer.map_err(|u| Denied::Unavailable(u.0))?;

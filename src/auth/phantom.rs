@@ -53,13 +53,21 @@ pub async fn redis_lookup(
 }
 
 /// RFC 7662 introspection call.
+/// An RFC 7662 introspection endpoint and how to reach it.
+pub struct Endpoint<'a> {
+    pub url: &'a Url,
+    pub client_id: &'a str,
+    pub client_secret: &'a str,
+    /// Roots from the policy's `ca_file`; None = the system roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
 pub async fn introspect(
-    url: &Url,
-    client_id: &str,
-    client_secret: &str,
+    ep: &Endpoint<'_>,
     token: &[u8],
     timeout: Duration,
 ) -> Result<Answer, Unavailable> {
+    let (url, client_id, client_secret) = (ep.url, ep.client_id, ep.client_secret);
     let token = std::str::from_utf8(token).map_err(|_| Unavailable("token is not text".into()))?;
     let body = client::form_urlencode(&[("token", token), ("token_type_hint", "access_token")]);
     let auth = client::basic_auth(client_id, client_secret);
@@ -78,7 +86,7 @@ pub async fn introspect(
         connect_timeout: timeout,
         timeout,
         max_body: 256 * 1024,
-        tls: None,
+        tls: ep.tls.clone(),
     };
     let resp = client::send(&req, &opts)
         .await

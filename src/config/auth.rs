@@ -34,6 +34,9 @@ pub(crate) struct RawAuth {
     pub public_key_files: Option<Vec<String>>,
     pub jwks_file: Option<String>,
     pub jwks_url: Option<String>,
+    /// CA certificates (PEM) that verify an `https://` jwks_url or introspection_url in place of
+    /// the system roots.
+    pub ca_file: Option<String>,
     pub jwks_refresh: Option<DurationValue>,
     pub jwks_min_refresh: Option<DurationValue>,
     pub issuer: Option<OneOrMany>,
@@ -119,6 +122,7 @@ pub struct KeySources {
     pub inline_keys: Vec<KeyRef>,
     pub keys_file: Option<std::path::PathBuf>,
     pub client_secret_env: Option<String>,
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How an inline API key was written.
@@ -183,6 +187,8 @@ impl fmt::Debug for JwtRules {
 #[derive(Debug, Clone)]
 pub struct JwksSource {
     pub url: Url,
+    /// Roots from the policy's `ca_file`; None = the system roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     pub refresh: Duration,
     /// At most one fetch per this interval when tokens name unknown `kid`s.
     pub min_refresh: Duration,
@@ -229,6 +235,8 @@ pub enum PhantomBackend {
         url: Url,
         client_id: String,
         client_secret: String,
+        /// Roots from the policy's `ca_file`; None = the system roots.
+        tls: Option<Arc<rustls::ClientConfig>>,
     },
 }
 
@@ -349,6 +357,7 @@ pub(super) fn policy(
             .collect(),
         keys_file: a.keys_file.as_deref().map(|f| resolve(base, f)),
         client_secret_env: a.client_secret_env.clone(),
+        ca_file: a.ca_file.as_deref().map(|f| resolve(base, f)),
     };
     let identity = identity_map(cx, p, &mut a);
     let cache_size = cx.int(
@@ -361,7 +370,7 @@ pub(super) fn policy(
     let kind = match a.kind.take().as_deref() {
         Some("jwt") => AuthKind::Jwt(Arc::new(jwt_rules(cx, p, &mut a, base)?)),
         Some("api_key") => AuthKind::ApiKey(Arc::new(api_keys(cx, p, &mut a, base))),
-        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(cx, p, &mut a, jwt_names)?)),
+        Some("phantom") => AuthKind::Phantom(Arc::new(phantom(cx, p, &mut a, base, jwt_names)?)),
         Some(other) => {
             cx.err(
                 p.key("type"),
@@ -467,9 +476,12 @@ fn jwt_rules(cx: &mut Ctx, p: &KeyPath, a: &mut RawAuth, base: &Path) -> Option<
         30,
         false,
     );
+    let https = a.jwks_url.as_deref().is_some_and(is_https);
+    let tls = ca_file(cx, p, a.ca_file.take(), base, https, "jwks_url");
     let jwks = a.jwks_url.take().and_then(|u| match Url::parse(&u) {
         Ok(url) => Some(JwksSource {
             url,
+            tls,
             refresh,
             min_refresh,
         }),
@@ -579,12 +591,46 @@ fn decode_hex32(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+fn is_https(url: &str) -> bool {
+    url.get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+}
+
+/// The client TLS config for a policy's `ca_file`, which only an `https://` `url_key` may use.
+fn ca_file(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    file: Option<String>,
+    base: &Path,
+    https: bool,
+    url_key: &str,
+) -> Option<Arc<rustls::ClientConfig>> {
+    let file = file?;
+    if !https {
+        cx.err(
+            p.key("ca_file"),
+            format!("only for an https:// {url_key} (it verifies that server's certificate)"),
+        );
+        return None;
+    }
+    match crate::tls::ca_file_roots(&resolve(base, &file)) {
+        Ok(roots) => Some(crate::client::tls::config(roots)),
+        Err(m) => {
+            cx.err(p.key("ca_file"), m);
+            None
+        }
+    }
+}
+
 fn phantom(
     cx: &mut Ctx,
     p: &KeyPath,
     a: &mut RawAuth,
+    base: &Path,
     jwt_names: &BTreeMap<String, usize>,
 ) -> Option<PhantomRules> {
+    let https = a.introspection_url.as_deref().is_some_and(is_https);
+    let tls = ca_file(cx, p, a.ca_file.take(), base, https, "introspection_url");
     let backend = match (a.redis.take(), a.introspection_url.take()) {
         (Some(addr), None) => {
             let addr = cx.check(
@@ -619,6 +665,7 @@ fn phantom(
                 url: url?,
                 client_id: client_id?,
                 client_secret: secret?,
+                tls,
             })
         }
         (Some(_), Some(_)) => {

@@ -347,6 +347,10 @@ fn auth_policy(cfg: &Config, p: &AuthPolicy) -> Value {
     };
     put("name", s(&p.name));
     let src = &p.sources;
+    let ca_file = src
+        .ca_file
+        .as_ref()
+        .and_then(|f| s(f.display().to_string()));
     let paths = |ps: &[std::path::PathBuf]| {
         Some(list(
             ps.iter()
@@ -371,6 +375,7 @@ fn auth_policy(cfg: &Config, p: &AuthPolicy) -> Value {
             );
             if let Some(w) = &j.jwks {
                 put("jwks_url", s(w.url.to_string()));
+                put("ca_file", ca_file.clone());
                 put("jwks_refresh", duration(w.refresh));
                 put("jwks_min_refresh", duration(w.min_refresh));
             }
@@ -413,6 +418,7 @@ fn auth_policy(cfg: &Config, p: &AuthPolicy) -> Value {
                 }
                 PhantomBackend::Introspection { url, client_id, .. } => {
                     put("introspection_url", s(url.to_string()));
+                    put("ca_file", ca_file.clone());
                     put("client_id", s(client_id));
                     let secret = src.client_secret_env.as_deref().unwrap_or(REDACTED);
                     put("client_secret_env", s(secret));

@@ -34,6 +34,11 @@
 //! Secrets: private keys are read, handed to rustls, and dropped. No type here prints one: the
 //! `Debug` impls are written by hand and show file paths and settings only.
 
+/// A trust store of the CA certificates in a PEM file (the `[[auth]]` policies' `ca_file`).
+pub fn ca_file_roots(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    pem::read(path).and_then(|b| pem::roots(path, &b))
+}
+
 mod client;
 mod peer;
 mod pem;

@@ -34,6 +34,8 @@ pub struct TlsUpstreamOpts<'a> {
     pub client_crl: Option<&'a Crl>,
     /// Answer every request with `connection: close`.
     pub close_each: bool,
+    /// The body of every response (default `tls NAME`).
+    pub body: Option<String>,
 }
 
 struct TlsShared {
@@ -44,6 +46,7 @@ struct TlsShared {
     failures: Mutex<Vec<String>>,
     records: Mutex<Vec<Recorded>>,
     close_each: bool,
+    body: Option<String>,
     stop: AtomicBool,
 }
 
@@ -87,6 +90,7 @@ impl TlsUpstream {
             failures: Mutex::new(Vec::new()),
             records: Mutex::new(Vec::new()),
             close_each: opts.close_each,
+            body: opts.body.clone(),
             stop: AtomicBool::new(false),
         });
         let sh = shared.clone();
@@ -206,7 +210,10 @@ fn serve_tls(sh: &TlsShared, cfg: Arc<ServerConfig>, tcp: TcpStream, conn_id: us
         if read.is_err() {
             return;
         }
-        let payload = format!("tls {}", sh.name);
+        let payload = sh
+            .body
+            .clone()
+            .unwrap_or_else(|| format!("tls {}", sh.name));
         let resp = format!(
             "HTTP/1.1 200 OK\r\nx-upstream: {}\r\ncontent-length: {}\r\n{}\r\n{payload}",
             sh.name,
