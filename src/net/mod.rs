@@ -47,7 +47,8 @@ pub fn peek_tls(socket: &impl AsRawFd) -> Peeked {
     }
 }
 
-fn peek_byte(socket: &impl AsRawFd) -> (Peeked, u8) {
+/// Like [`peek`], with the byte itself when there is one.
+pub fn peek_byte(socket: &impl AsRawFd) -> (Peeked, u8) {
     let mut byte = 0u8;
     // SAFETY: a valid open socket fd and a one-byte buffer we own; MSG_PEEK consumes nothing.
     let n = unsafe {

@@ -398,6 +398,42 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
     }
 }
 
+/// Answers a client that speaks plain HTTP to a TLS port (a TLS connection starts with a
+/// handshake record, 0x16; an HTTP request with an upper-case method letter) with a readable 400
+/// and closes, as nginx does, instead of a TLS alert the client cannot show. Hands the socket
+/// back for the handshake otherwise; `None` when it answered, or when the client sent nothing
+/// before `deadline` or left.
+async fn plain_http_on_tls(
+    cur: &Current,
+    tcp: monoio::net::TcpStream,
+    deadline: monoio::time::Instant,
+) -> Option<monoio::net::TcpStream> {
+    match monoio::time::timeout_at(deadline, tcp.readable(false)).await {
+        Ok(Ok(())) => {}
+        _ => return None,
+    }
+    match crate::net::peek_byte(&tcp) {
+        (crate::net::Peeked::Data, b) if b.is_ascii_uppercase() => {}
+        (crate::net::Peeked::Closed, _) => return None,
+        _ => return Some(tcp),
+    }
+    let gen = cur.get();
+    let mut rid = [0u8; 40];
+    let n = gen.request_ids.borrow_mut().next(&mut rid);
+    let reply = crate::http::respond::Reply::new(crate::http::respond::ErrorKind::BadRequest {
+        status: 400,
+        reason: "plain HTTP request sent to a TLS port (use https://)",
+    });
+    let mut out = Vec::with_capacity(256);
+    crate::http::respond::render_h1(&mut out, &reply, &rid[..n], false, None, b"");
+    let mut stream = crate::net::Stream::Plain(tcp);
+    let mut buf = Vec::new();
+    let _ = stream.write_all(&mut out, deadline).await;
+    // the unread request is discarded so the close does not reset the answer away
+    stream.linger_close(&mut buf).await;
+    None
+}
+
 /// Runs the TLS handshake of an accepted connection (within the listener's `handshake_timeout`,
 /// with the certificates of the generation current at accept time), then serves it. A failed
 /// handshake is counted and closes the connection; the reason is not logged per connection (a
@@ -417,6 +453,10 @@ async fn serve_tls(
     };
     let _ = tcp.set_nodelay(true);
     let deadline = monoio::time::Instant::now() + timeout;
+    let Some(tcp) = plain_http_on_tls(&cur, tcp, deadline).await else {
+        stats.tls_handshake_failures.inc();
+        return;
+    };
     match crate::net::tls::TlsStream::accept(tcp, config, deadline).await {
         Ok(session) => {
             stats.tls_handshakes.inc();
