@@ -318,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn grpc_status_follows_the_http_mapping() {
+        let g = |k| Reply::new(k).grpc_status();
+        let unauth = ErrorKind::Unauthorized {
+            reason: "x",
+            bearer: true,
+            presented: false,
+        };
+        assert_eq!(g(unauth), 16, "UNAUTHENTICATED");
+        assert_eq!(g(ErrorKind::Forbidden), 7, "PERMISSION_DENIED");
+        assert_eq!(g(ErrorKind::ClientCertRequired), 7);
+        assert_eq!(g(ErrorKind::RateLimited), 8, "RESOURCE_EXHAUSTED");
+        assert_eq!(g(ErrorKind::NoRoute), 12, "UNIMPLEMENTED");
+        assert_eq!(g(ErrorKind::ResponseTimeout), 4, "DEADLINE_EXCEEDED");
+        assert_eq!(g(ErrorKind::ConnectFailed), 14, "UNAVAILABLE");
+        assert_eq!(g(ErrorKind::UpstreamTls), 13, "INTERNAL");
+    }
+
+    #[test]
     fn framing_errors_close() {
         let e = Reply::new(ErrorKind::BadBody);
         let mut out = Vec::new();
