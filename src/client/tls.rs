@@ -72,21 +72,22 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
 
 /// A failed handshake with `host` as one line (the timeout is the caller's to report).
 pub fn handshake_error(host: &str, fail: &HandshakeFail) -> String {
-    const BAD_CERT: &str = "invalid peer certificate: ";
+    use rustls::{CertificateError, Error};
     match fail {
         HandshakeFail::Timeout => format!("TLS handshake with {host} timed out"),
         HandshakeFail::Closed => {
             format!("connection to {host} closed or reset during the TLS handshake")
         }
-        HandshakeFail::Tls(why) => match why.to_string().strip_prefix(BAD_CERT) {
-            Some(detail @ "UnknownIssuer") => format!(
-                "certificate verification failed for {host}: {detail} (not issued by a trusted CA)"
-            ),
-            Some(detail) => {
-                format!("certificate verification failed for {host}: {detail}")
-            }
-            None => format!("TLS handshake with {host} failed: {why}"),
-        },
+        HandshakeFail::Tls(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            format!(
+                "certificate verification failed for {host}: UnknownIssuer (not issued by a \
+                 trusted CA)"
+            )
+        }
+        HandshakeFail::Tls(Error::InvalidCertificate(detail)) => {
+            format!("certificate verification failed for {host}: {detail}")
+        }
+        HandshakeFail::Tls(why) => format!("TLS handshake with {host} failed: {why}"),
     }
 }
 

@@ -53,7 +53,7 @@ impl std::fmt::Display for HandshakeFail {
             HandshakeFail::Closed => f.write_str("connection closed during the TLS handshake"),
             HandshakeFail::Tls(rustls::Error::InvalidCertificate(why)) => write!(
                 f,
-                "TLS handshake failed: certificate verification failed ({why:?})"
+                "TLS handshake failed: certificate verification failed ({why})"
             ),
             HandshakeFail::Tls(why) => write!(f, "TLS handshake failed: {why}"),
         }

@@ -18,10 +18,21 @@ pub(super) fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Every `CERTIFICATE` block of a PEM file, in order; at least one.
 pub(super) fn certs(path: &Path, bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let found: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(bytes).collect();
+    blocks(path, bytes, "certificate", "BEGIN CERTIFICATE")
+}
+
+/// Every block of type `T` in a PEM file, in order; at least one (`what`, `begin`: for the
+/// message when there is none).
+fn blocks<T: PemObject>(
+    path: &Path,
+    bytes: &[u8],
+    what: &str,
+    begin: &str,
+) -> Result<Vec<T>, String> {
+    let found: Result<Vec<T>, _> = T::pem_slice_iter(bytes).collect();
     match found {
         Ok(v) if v.is_empty() => Err(format!(
-            "no certificate in {} (expected PEM \"BEGIN CERTIFICATE\" blocks)",
+            "no {what} in {} (expected PEM \"{begin}\" blocks)",
             path.display()
         )),
         Ok(v) => Ok(v),
@@ -67,19 +78,7 @@ pub(super) fn crls(
     path: &Path,
     bytes: &[u8],
 ) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let found: Result<Vec<_>, _> = CertificateRevocationListDer::pem_slice_iter(bytes).collect();
-    match found {
-        Ok(v) if v.is_empty() => Err(format!(
-            "no CRL in {} (expected PEM \"BEGIN X509 CRL\" blocks)",
-            path.display()
-        )),
-        Ok(v) => Ok(v),
-        Err(e) => Err(format!(
-            "{} is not valid PEM: {}",
-            path.display(),
-            public(&e)
-        )),
-    }
+    blocks(path, bytes, "CRL", "BEGIN X509 CRL")
 }
 
 /// A DER OCSP response to staple, as fetched (`openssl ocsp -respout`): checked to be a DER
