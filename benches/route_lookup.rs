@@ -53,6 +53,7 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         cost: None,
         require_client_cert: false,
         client_cert_sans: Vec::new(),
+        response_fields: None,
     }
 }
 

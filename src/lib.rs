@@ -26,4 +26,5 @@ pub mod runtime;
 pub mod tls;
 pub mod top;
 pub mod trace;
+pub mod transform;
 pub mod upstream;

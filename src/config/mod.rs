@@ -19,6 +19,7 @@ pub mod preflight;
 mod raw;
 pub mod render;
 pub mod tls;
+mod transform;
 pub mod units;
 mod validate;
 
@@ -490,7 +491,8 @@ upstream = "user"
             "internal",
             "opaque",
             "introspected",
-            "route[12]",
+            "mobile-user",
+            "route[13]",
         ];
         assert_eq!(names, [&expected[..], &with_auth[..]].concat());
         let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
@@ -567,7 +569,9 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[12].max_body, 10 << 20);
+        assert_eq!(c.routes[13].max_body, 10 << 20);
+        let fields = c.routes[12].response_fields.as_ref().map(|f| f.paths());
+        assert_eq!(fields.unwrap(), ["id", "name", "avatar.small"]);
     }
 
     #[test]

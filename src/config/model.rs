@@ -171,6 +171,9 @@ pub struct RouteConfig {
     /// name, e-mail, URI or IP, compared ASCII case-insensitively: `ClientCert::has_any_san`),
     /// else 403. Empty: any verified certificate (when `require_client_cert`).
     pub client_cert_sans: Vec<String>,
+    /// `response_fields`: only these members of a JSON response reach the client
+    /// (`transform::fields`); `None` = the response is relayed as the upstream sent it.
+    pub response_fields: Option<crate::transform::fields::FieldSet>,
 }
 
 /// Host condition: lower-cased, no port.

@@ -109,6 +109,7 @@ pub(crate) struct RawRoute {
     pub cost: Option<i64>,
     pub require_client_cert: Option<bool>,
     pub client_cert_sans: Option<Vec<String>>,
+    pub response_fields: Option<Vec<String>>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

@@ -335,6 +335,10 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
                 .then(|| strs(&r.client_cert_sans))
                 .flatten(),
         ),
+        (
+            "response_fields",
+            r.response_fields.as_ref().and_then(|f| strs(&f.paths())),
+        ),
     ])
 }
 

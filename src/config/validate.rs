@@ -182,11 +182,13 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         }
         let (require, sans) = (r.require_client_cert.take(), r.client_cert_sans.take());
         let certs = super::tls::route_client_cert(&mut cx, &p, require, sans, client_certs);
+        let fields = super::transform::response_fields(&mut cx, &p, r.response_fields.take());
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
         };
         (route.require_client_cert, route.client_cert_sans) = certs;
+        route.response_fields = fields;
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -523,6 +525,8 @@ fn route(
         // Set by the caller (`config::tls::route_client_cert`).
         require_client_cert: false,
         client_cert_sans: Vec::new(),
+        // Set by the caller (`config::transform::response_fields`).
+        response_fields: None,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

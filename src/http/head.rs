@@ -169,7 +169,7 @@ impl RequestHead {
 }
 
 /// A parsed response head from an upstream.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct ResponseHead {
     pub status: u16,
     pub minor: u8,

@@ -13,12 +13,18 @@
 //! - **response** (`Filter::response`): runs in reverse order for every response the client gets
 //!   (the upstream's, or the gateway's own answer, including one a filter gave), but only for the
 //!   filters whose request phase ran. It sees the status and may add header lines to the response
-//!   head (`extra`); it never touches the body. Default: adds nothing.
+//!   head (`extra`). Default: adds nothing.
+//! - **response_body** (`Filter::response_body`): only on routes where a filter asks for the
+//!   response body ([`Filter::wants_response_body`]); the target then relays into a buffer
+//!   (`sink.rs`) instead of the client. Runs in reverse order over a `Complete` buffered response
+//!   (one the buffer admitted and that fit its cap); it may rewrite the body, and the response then
+//!   goes out with a fresh Content-Length. Responses the buffer declined or spilled stream through
+//!   untouched and skip this phase. Default: leaves the body alone.
 //! - **request_body** is reserved for filters that need the request body (schema validation,
 //!   transforms): none of today's filters do, so every body streams to the target unbuffered.
 //!
 //! Today's chain, in order: client certificate (mTLS routes), authentication, body size, rate
-//! limits and quotas.
+//! limits and quotas, response field selection (`response_fields`).
 
 use std::rc::Rc;
 
@@ -32,6 +38,9 @@ use crate::http::view::RequestView;
 use crate::ratelimit::key::KeyInput;
 use crate::ratelimit::Limited;
 use crate::runtime::worker::Generation;
+use crate::transform::fields::FieldSet;
+
+use super::sink::{Collected, Want};
 
 /// One step of a route's chain.
 #[derive(Debug, Clone)]
@@ -46,7 +55,12 @@ pub enum Filter {
     BodyLimit { max: u64 },
     /// The route's and the caller's tier's rate limits and quotas.
     RateLimit,
+    /// `response_fields`: only these members of a successful JSON response reach the client.
+    ResponseFields { fields: Box<FieldSet> },
 }
+
+/// Largest response body a response-body filter works on; a larger one passes through untouched.
+pub const RESPONSE_BODY_MAX: usize = 1 << 20;
 
 /// What the request phase established, for later filters, the target and the log.
 #[derive(Default)]
@@ -72,6 +86,11 @@ pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
     });
     if ratelimited {
         f.push(Filter::RateLimit);
+    }
+    if let Some(fields) = &route.response_fields {
+        f.push(Filter::ResponseFields {
+            fields: Box::new(fields.clone()),
+        });
     }
     f.into_boxed_slice()
 }
@@ -115,6 +134,7 @@ impl Filter {
                 adm.identity = Some(id);
                 Ok(())
             }
+            Filter::ResponseFields { .. } => Ok(()),
             Filter::BodyLimit { max } => match body {
                 BodyKind::Length(n) if n > *max => Err(Reply::new(ErrorKind::BodyTooLarge)),
                 _ => Ok(()),
@@ -148,6 +168,26 @@ impl Filter {
         if let Filter::RateLimit = self {
             // RateLimit-Policy / RateLimit / Retry-After, rendered when the request was admitted
             extra.extend_from_slice(&limits.headers);
+        }
+    }
+
+    /// Which responses this filter needs whole (the response_body phase), if any.
+    pub(crate) fn wants_response_body(&self) -> Option<Want> {
+        match self {
+            Filter::ResponseFields { .. } => Some(Want::Json),
+            _ => None,
+        }
+    }
+
+    /// The response_body phase; see the module doc. A body that is not JSON after all is left as
+    /// the upstream sent it.
+    pub(crate) fn response_body(&self, b: &mut Collected) {
+        if let Filter::ResponseFields { fields } = self {
+            let mut out = Vec::with_capacity(b.body.len());
+            if crate::transform::fields::keep(&b.body, fields, &mut out).is_ok() {
+                b.body = out;
+                b.transformed = true;
+            }
         }
     }
 }

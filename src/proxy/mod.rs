@@ -14,7 +14,8 @@
 //! exchange.rs   -> pick endpoint, pooled or new connection (TLS when configured), send, stream
 //!                  body, read response head (retries, passive health) -> 502 / 503 / 504
 //! filter.rs     -> response phase (reverse order): header lines for the response
-//! relay.rs      -> response head + body to the client, connection back to the pool
+//! relay.rs      -> response into the target's sink (sink.rs): streamed to the client, or buffered
+//!                  for the response-body phase (filter.rs) and then sent; connection back to the pool
 //! record.rs     -> counters, histograms, one access-log line
 //! ```
 //! Every answer the gateway makes itself goes through [`answer`] (response phase, `Reply`
@@ -30,6 +31,7 @@ pub mod filter;
 pub mod pipeline;
 mod record;
 mod relay;
+mod sink;
 pub mod target;
 
 use std::net::SocketAddr;

@@ -9,9 +9,11 @@
 
 use std::rc::Rc;
 
-use super::filter::{Admission, Filter};
+use super::filter::{self, Admission, Filter, RESPONSE_BODY_MAX};
+use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call, Target};
 use super::{answer, ClientConn, Consumed, Outcome};
+use crate::config::RouteConfig;
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite;
@@ -24,6 +26,20 @@ use crate::trace::Span;
 pub struct RouteChain {
     pub filters: Box<[Filter]>,
     pub target: Target,
+    /// A filter needs the response body: the target relays into a buffer (`sink.rs`).
+    buffer: Option<Want>,
+}
+
+impl RouteChain {
+    pub fn new(route: &RouteConfig, ratelimited: bool) -> Self {
+        let filters = filter::chain(route, ratelimited);
+        let buffer = filters.iter().find_map(Filter::wants_response_body);
+        RouteChain {
+            filters,
+            target: Target::Upstream(route.upstream),
+            buffer,
+        }
+    }
 }
 
 /// Runs one parsed request to completion.
@@ -158,6 +174,14 @@ pub(super) async fn run(
         )
         .await;
     }
+    // a response-body filter: the target relays into a buffer (allocated on such routes only)
+    let mut collected = chain
+        .buffer
+        .map(|want| Collected::new(RESPONSE_BODY_MAX, want));
+    let mut sink = match &mut collected {
+        Some(b) => Sink::Buffer(b),
+        None => Sink::Client,
+    };
     match &chain.target {
         Target::Upstream(up) => {
             let call = Call {
@@ -169,7 +193,7 @@ pub(super) async fn run(
                 normalized,
                 filters: ran,
             };
-            target::upstream(gen, c, resp, &call).await
+            target::upstream(gen, c, resp, &call, &mut sink).await
         }
     }
 }

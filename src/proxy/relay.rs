@@ -12,9 +12,10 @@
 
 use monoio::time::Instant;
 
+use super::sink::{Collected, Sink, State};
 use super::{BodyLeft, ClientConn, Fail};
 use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
-use crate::http::head::{BodyKind, ResponseHead};
+use crate::http::head::{BodyKind, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite::{write_client_response, OutFraming};
 use crate::metrics::UpstreamError;
@@ -192,58 +193,148 @@ impl From<()> for RelayFail {
     }
 }
 
-/// Sends the response head and streams the body to the client.
+/// Relays the response into `sink`: to the client (head, then the body as it arrives), or into a
+/// buffer (see `sink.rs`: a declined or spilled response still reaches the client untouched).
 pub(crate) async fn response(
     ctx: &Generation,
     c: &mut ClientConn,
     conn: &mut UpConn,
     resp: &ResponseHead,
     how: &RelayPlan<'_>,
+    sink: &mut Sink<'_>,
 ) -> Result<Relayed, RelayFail> {
-    let (rid, keep, client_minor, up_timeout) =
-        (how.rid, how.keep, how.client_minor, how.up_timeout);
     let framing = match resp.body {
         BodyKind::None => OutFraming::None,
         BodyKind::Length(n) => OutFraming::Length(n),
-        BodyKind::Chunked | BodyKind::UntilClose if client_minor == 1 => OutFraming::Chunked,
+        BodyKind::Chunked | BodyKind::UntilClose if how.client_minor == 1 => OutFraming::Chunked,
         BodyKind::Chunked | BodyKind::UntilClose => OutFraming::Close,
     };
-    let client_keep = keep && framing != OutFraming::Close;
-    c.out.clear();
-    write_client_response(
-        &mut c.out,
-        &conn.buf,
-        resp,
-        rid,
-        client_keep,
+    let mut to = To {
+        buffer: match sink {
+            Sink::Buffer(b) => b.admit(resp, &conn.buf).then_some(&mut **b),
+            Sink::Client => None,
+        },
+        rid: how.rid,
+        keep: how.keep && framing != OutFraming::Close,
         framing,
-        &c.extra,
-    );
+        client_timeout: ctx.cfg.server.client_body_timeout,
+    };
+    c.out.clear();
+    if to.buffer.is_none() {
+        to.client_head(c, &conn.buf, resp);
+    }
+    let relayed = body(c, conn, resp, how.up_timeout, &mut to).await;
+    match (relayed, to.buffer) {
+        (Ok(upstream_reusable), Some(b)) => {
+            b.state = State::Complete;
+            Ok(Relayed {
+                upstream_reusable,
+                // the buffered response goes out with a Content-Length
+                client_keep: how.keep,
+            })
+        }
+        (Ok(upstream_reusable), None) => Ok(Relayed {
+            upstream_reusable,
+            client_keep: to.keep,
+        }),
+        // still buffering: the client has seen nothing, so it gets a 502 rather than a cut
+        (Err(RelayFail::Close), Some(_)) => {
+            Err(RelayFail::BadUpstream("upstream response body failed"))
+        }
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// Where the body goes while it streams: the buffer, until (unless) it spills to the client.
+struct To<'s> {
+    buffer: Option<&'s mut Collected>,
+    rid: &'s [u8],
+    /// The client connection stays open after a streamed response.
+    keep: bool,
+    framing: OutFraming,
+    client_timeout: std::time::Duration,
+}
+
+impl To<'_> {
+    /// Renders the client's response head into `c.out`.
+    fn client_head(&self, c: &mut ClientConn, buf: &[u8], resp: &ResponseHead) {
+        let (rid, keep, framing) = (self.rid, self.keep, self.framing);
+        write_client_response(&mut c.out, buf, resp, rid, keep, framing, &c.extra);
+    }
+
+    /// Body bytes, into the buffer or framed into `c.out`.
+    fn push(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        match &mut self.buffer {
+            Some(b) => b.body.extend_from_slice(data),
+            None => push_data(out, data, self.framing),
+        }
+    }
+
+    /// Sends `c.out` to the client; while buffering, spills first when the body outgrew the cap.
+    async fn flush(&mut self, c: &mut ClientConn) -> Result<(), ()> {
+        if let Some(b) = &mut self.buffer {
+            if b.body.len() <= b.cap {
+                return Ok(());
+            }
+            b.state = State::Spilled;
+            c.out.clear();
+            let (head, resp) = (&b.head, &b.resp);
+            let (rid, keep, framing) = (self.rid, self.keep, self.framing);
+            write_client_response(&mut c.out, head, resp, rid, keep, framing, &c.extra);
+            push_data(&mut c.out, &b.body, framing);
+            b.body = Vec::new();
+            self.buffer = None;
+        }
+        write(c, Instant::now() + self.client_timeout).await
+    }
+
+    /// Moves the first `k` bytes of `src` on: rent-style to the client, or into the buffer.
+    async fn pass(&mut self, c: &mut ClientConn, src: &mut Vec<u8>, k: usize) -> Result<(), ()> {
+        match &mut self.buffer {
+            Some(b) => {
+                b.body.extend_from_slice(&src[..k]);
+                Ok(())
+            }
+            None => {
+                let deadline = Instant::now() + self.client_timeout;
+                c.stream
+                    .write_prefix(src, k, deadline)
+                    .await
+                    .map_err(|_| ())
+            }
+        }
+    }
+}
+
+/// Relays the body (after the head, already in `c.out` when streaming); returns whether the
+/// upstream connection is clean for the pool.
+async fn body(
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    resp: &ResponseHead,
+    up_timeout: std::time::Duration,
+    to: &mut To<'_>,
+) -> Result<bool, RelayFail> {
     c.body_sent = 0;
     let head_len = resp.head_len;
-    let client_timeout = ctx.cfg.server.client_body_timeout;
-    let upstream_reusable = match resp.body {
+    Ok(match resp.body {
         BodyKind::None => {
-            write(c, Instant::now() + client_timeout).await?;
+            to.flush(c).await?;
             resp.keep_alive && conn.buf.len() == head_len
         }
         BodyKind::Length(n) => {
             let avail = conn.buf.len() - head_len;
             let take = (avail as u64).min(n) as usize;
-            c.out
-                .extend_from_slice(&conn.buf[head_len..head_len + take]);
+            to.push(&mut c.out, &conn.buf[head_len..head_len + take]);
             c.body_sent = take as u64;
             let mut extra = avail > take;
-            write(c, Instant::now() + client_timeout).await?;
+            to.flush(c).await?;
             let mut rem = n - take as u64;
             while rem > 0 {
                 let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
-                c.stream
-                    .write_prefix(&mut conn.buf, k, Instant::now() + client_timeout)
-                    .await
-                    .map_err(|_| ())?;
+                to.pass(c, &mut conn.buf, k).await?;
                 rem -= k as u64;
                 c.body_sent += k as u64;
             }
@@ -257,13 +348,13 @@ pub(crate) async fn response(
                 let (out, sent) = (&mut c.out, &mut c.body_sent);
                 let decoded = dec.decode(&conn.buf[start..], &mut |data: &[u8]| {
                     *sent += data.len() as u64;
-                    push_data(out, data, framing)
+                    to.push(out, data)
                 });
                 let p = match decoded {
                     Ok(p) => p,
                     Err(_) => {
                         conn.stats.error(UpstreamError::BadResponse);
-                        if first {
+                        if first || to.buffer.is_some() {
                             // nothing was written to the client yet: it gets a 502, not a cut
                             c.out.clear();
                             c.body_sent = 0;
@@ -274,38 +365,73 @@ pub(crate) async fn response(
                 };
                 first = false;
                 if p.done {
-                    if framing == OutFraming::Chunked {
+                    let streaming = to.buffer.is_none();
+                    let chunked = to.framing == OutFraming::Chunked;
+                    if streaming && chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);
                     }
-                    write(c, Instant::now() + client_timeout).await?;
+                    to.flush(c).await?;
+                    if !streaming && to.buffer.is_none() && chunked {
+                        // spilled by its last piece: the body still needs its last chunk
+                        c.out.extend_from_slice(chunked::LAST_CHUNK);
+                        write(c, Instant::now() + to.client_timeout).await?;
+                    }
                     break resp.keep_alive && start + p.consumed == conn.buf.len();
                 }
-                write(c, Instant::now() + client_timeout).await?;
+                to.flush(c).await?;
                 start = 0;
                 read_upstream_more(conn, up_timeout).await?;
             }
         }
         BodyKind::UntilClose => {
-            push_data(&mut c.out, &conn.buf[head_len..], framing);
+            to.push(&mut c.out, &conn.buf[head_len..]);
             c.body_sent = (conn.buf.len() - head_len) as u64;
             loop {
-                write(c, Instant::now() + client_timeout).await?;
+                to.flush(c).await?;
                 if read_upstream(conn, up_timeout).await? == 0 {
-                    if framing == OutFraming::Chunked {
+                    if to.buffer.is_none() && to.framing == OutFraming::Chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);
-                        write(c, Instant::now() + client_timeout).await?;
+                        write(c, Instant::now() + to.client_timeout).await?;
                     }
                     break false;
                 }
-                push_data(&mut c.out, &conn.buf, framing);
+                to.push(&mut c.out, &conn.buf);
                 c.body_sent += conn.buf.len() as u64;
             }
         }
-    };
-    Ok(Relayed {
-        upstream_reusable,
-        client_keep,
     })
+}
+
+/// Sends a `Complete` buffered response to the client with a Content-Length (a transformed body
+/// keeps its `ETag` only as a weak one).
+pub(crate) async fn deliver(
+    ctx: &Generation,
+    c: &mut ClientConn,
+    b: &mut Collected,
+    rid: &[u8],
+    keep: bool,
+) -> Result<(), ()> {
+    if b.transformed {
+        let head = &b.head;
+        if let Some(i) = b.resp.headers.iter().position(|h| {
+            h.kind == HeaderKind::Other && h.name.get(head).eq_ignore_ascii_case(b"etag")
+        }) {
+            let v = b.resp.headers.remove(i).value.get(head);
+            c.extra.extend_from_slice(b"etag: ");
+            if !v.starts_with(b"W/") {
+                c.extra.extend_from_slice(b"W/");
+            }
+            c.extra.extend_from_slice(v);
+            c.extra.extend_from_slice(b"\r\n");
+        }
+    }
+    let len = b.body.len();
+    c.out.clear();
+    let framing = OutFraming::Length(len as u64);
+    write_client_response(&mut c.out, &b.head, &b.resp, rid, keep, framing, &c.extra);
+    c.out.extend_from_slice(&b.body);
+    c.body_sent = len as u64;
+    write(c, Instant::now() + ctx.cfg.server.client_body_timeout).await
 }
 
 /// Writes and clears `c.out`.

@@ -1,12 +1,15 @@
 //! Route targets: what an admitted request is sent to.
 //!
 //! Owns [`Target`] (today only `Upstream`: an `[[upstream]]` group through the balancer, the pool,
-//! `exchange.rs` and `relay.rs`) and [`upstream`], the upstream target's whole run:
+//! `exchange.rs` and `relay.rs`) and [`upstream`], the upstream target's whole run. A target is
+//! called with a [`Sink`] (`sink.rs`) saying where the response goes: to the client as it
+//! streams, or into a buffer.
 //!
 //! ```text
 //! balance key (post-auth) -> upstream request head + buffered body into `out`
 //!  -> 100-continue -> exchange (pick, connect or reuse, send, stream body, response head)
-//!  -> response phase of the filters that ran -> relay the response to the client
+//!  -> response phase of the filters that ran -> relay the response into the sink
+//!  -> (buffered: response-body phase, then the response goes out with its new length)
 //!  -> connection back to the pool, byte quotas charged
 //! ```
 //! Failures go to the one answer path (`answer` in mod.rs) with how much of the request was read.
@@ -16,6 +19,7 @@ use std::time::Instant as StdInstant;
 use monoio::time::Instant;
 
 use super::filter::Filter;
+use super::sink::{Sink, State};
 use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outcome, CONTINUE};
 use crate::auth::identity::Identity;
 use crate::http::chunked::{self, ChunkedDecoder};
@@ -90,6 +94,7 @@ pub(super) async fn upstream(
     c: &mut ClientConn,
     resp: &mut ResponseHead,
     call: &Call<'_>,
+    sink: &mut Sink<'_>,
 ) -> Outcome {
     let route = &gen.cfg.routes[call.route];
     let up = &gen.upstreams[call.upstream];
@@ -242,7 +247,18 @@ pub(super) async fn upstream(
     c.info.status = resp.status;
     c.info.upstream = Some((call.upstream, conn.endpoint));
     super::response_phase(c, call.filters);
-    let result = relay::response(gen, c, &mut conn, resp, &how).await;
+    let mut result = relay::response(gen, c, &mut conn, resp, &how, sink).await;
+    if let (Ok(r), Sink::Buffer(b)) = (&mut result, sink) {
+        if b.state == State::Complete {
+            // the response_body phase (reverse order), then the buffered response goes out
+            for f in call.filters.iter().rev() {
+                f.response_body(b);
+            }
+            if relay::deliver(gen, c, b, rid, r.client_keep).await.is_err() {
+                r.client_keep = false;
+            }
+        }
+    }
     drop(inflight);
     if !c.limits.charges.is_empty() {
         gen.ratelimit.charge(&c.limits.charges, c.body_sent);

@@ -74,6 +74,7 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         cost: None,
         require_client_cert: false,
         client_cert_sans: Vec::new(),
+        response_fields: None,
     }
 }
 

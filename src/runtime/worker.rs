@@ -33,9 +33,7 @@ use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
 use crate::metrics::{RouteStats, WorkerStats};
-use crate::proxy::filter;
 use crate::proxy::pipeline::RouteChain;
-use crate::proxy::target::Target;
 use crate::ratelimit::LimitsRt;
 use crate::router::Router;
 use crate::trace::SpanIds;
@@ -173,10 +171,7 @@ impl Generation {
             chains: cfg
                 .routes
                 .iter()
-                .map(|r| RouteChain {
-                    filters: filter::chain(r, ratelimit.applies(r)),
-                    target: Target::Upstream(r.upstream),
-                })
+                .map(|r| RouteChain::new(r, ratelimit.applies(r)))
                 .collect(),
             routes: cfg.routes.iter().map(|r| w.stats.route(&r.name)).collect(),
             upstreams,

@@ -1,0 +1,47 @@
+# One request's life
+
+From accept to log line, for an HTTPS request on a keep-alive connection to a route with an auth
+policy and a rate limit. Anchors are `file:line`; each module's `//!` doc says more. Generated:
+edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecycle.tpl`.
+
+1. **Accept.** Each worker runs one accept loop per listening socket ({{src/runtime/worker.rs|async fn accept_loop}}).
+   `[server] listen` sockets come first, then `[[listener]]` ones in config order
+   ({{src/runtime/mod.rs|let all: Vec<SocketAddr>}}); a TLS listener's connection goes to
+   `serve_tls` ({{src/runtime/worker.rs|async fn serve_tls}}).
+2. **Handshake.** `TlsStream::accept` ({{src/net/tls.rs|pub async fn accept}}) runs the rustls server
+   handshake within `handshake_timeout`, with the certificates of the config generation current at
+   accept time: SNI picks the chain, ALPN is negotiated, a client certificate is verified when the
+   listener asks for one. The session's facts (SNI, ALPN, version, resumption, client certificate)
+   are read once into `TlsInfo` ({{src/net/stream.rs|pub fn of(session}}).
+3. **Connection loop.** `proxy::serve` ({{src/proxy/mod.rs|pub async fn serve}}) owns the connection's
+   buffers for its whole life and loops: read a head (`read_head`, {{src/proxy/mod.rs|async fn read_head}}),
+   parse it strictly into spans over the buffer ({{src/http/head.rs|pub fn parse_request}}), take the
+   worker's current generation, run the request, record it.
+4. **Pipeline.** `pipeline::run` ({{src/proxy/pipeline.rs|pub(super) async fn run}}): request id, trace
+   span, path normalisation, then the protocol-neutral `RequestView` ({{src/http/view.rs|pub fn h1(}}) and
+   the route lookup ({{src/proxy/pipeline.rs|let route_idx = match gen}}).
+5. **Filters, request phase.** The route's chain, compiled with the generation
+   ({{src/proxy/filter.rs|pub fn chain(}}), runs in order ({{src/proxy/pipeline.rs|the request phase, in chain order}}):
+   client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
+   ({{src/proxy/filter.rs|Filter::RateLimit =>}}). A refusal goes to `answer` (step 9).
+6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) writes the upstream
+   head ({{src/http/rewrite.rs|pub fn write_upstream_request}}: hop-by-hop fields dropped, X-Forwarded-*,
+   identity and client-certificate fields set by the gateway only) and the body bytes that came with it.
+7. **Exchange.** `exchange::exchange` ({{src/proxy/exchange.rs|pub(crate) async fn exchange}}): the balancer
+   picks an endpoint, the pool hands out an idle connection or `connect` opens one (TLS to the upstream
+   when it has `tls`, {{src/proxy/exchange.rs|async fn connect}}), the request and the rest of its body
+   are sent, and the response head is read while the client socket is watched for a close.
+8. **Response.** The response phase of the filters that ran adds its header lines
+   ({{src/proxy/target.rs|super::response_phase}}), then `relay::response`
+   ({{src/proxy/relay.rs|pub(crate) async fn response}}) relays head and body into the target's sink
+   ({{src/proxy/sink.rs|pub(crate) enum Sink}}): straight to the client, or, on a route whose filters
+   need the body (`response_fields`), into a buffer that the response-body phase rewrites before
+   `relay::deliver` ({{src/proxy/relay.rs|pub(crate) async fn deliver}}) sends it. A clean
+   upstream connection goes back to the pool.
+9. **The gateway's own answers.** Every 4xx/5xx the gateway makes itself leaves through `answer`
+   ({{src/proxy/mod.rs|async fn answer(}}): response phase, `Reply` rendered by `render_h1`
+   ({{src/http/respond.rs|pub fn render_h1(}}), keep-alive decided by how much of the request was read.
+10. **Record.** `record::finish` ({{src/proxy/record.rs|pub(super) fn finish(}}) counts the request once
+    (route and upstream counters, latency histograms) and appends one access-log line to the worker's
+    buffer, which a writer thread flushes. The loop then reads the next head; on close, a TLS
+    connection sends `close_notify` ({{src/net/stream.rs|pub async fn close(}}).
