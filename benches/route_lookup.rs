@@ -54,6 +54,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         require_client_cert: false,
         client_cert_sans: Vec::new(),
         response_fields: None,
+        websocket: false,
+        tunnel_idle_timeout: std::time::Duration::from_secs(300),
     }
 }
 

@@ -492,7 +492,8 @@ upstream = "user"
             "opaque",
             "introspected",
             "mobile-user",
-            "route[13]",
+            "live",
+            "route[14]",
         ];
         assert_eq!(names, [&expected[..], &with_auth[..]].concat());
         let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
@@ -569,7 +570,9 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[13].max_body, 10 << 20);
+        assert_eq!(c.routes[14].max_body, 10 << 20);
+        let live = &c.routes[13];
+        assert!(live.websocket && live.tunnel_idle_timeout == std::time::Duration::from_secs(60));
         let fields = c.routes[12].response_fields.as_ref().map(|f| f.paths());
         assert_eq!(fields.unwrap(), ["id", "name", "avatar.small"]);
     }

@@ -174,6 +174,11 @@ pub struct RouteConfig {
     /// `response_fields`: only these members of a JSON response reach the client
     /// (`transform::fields`); `None` = the response is relayed as the upstream sent it.
     pub response_fields: Option<crate::transform::fields::FieldSet>,
+    /// `websocket = true`: a clean WebSocket handshake is passed on (`http::upgrade`) and a 101
+    /// becomes a tunnel; otherwise `Upgrade` is stripped like any hop-by-hop field.
+    pub websocket: bool,
+    /// A tunnel with no bytes moving (or a peer not reading) for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// Host condition: lower-cased, no port.

@@ -110,6 +110,8 @@ pub(crate) struct RawRoute {
     pub require_client_cert: Option<bool>,
     pub client_cert_sans: Option<Vec<String>>,
     pub response_fields: Option<Vec<String>>,
+    pub websocket: Option<bool>,
+    pub tunnel_idle_timeout: Option<DurationValue>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

@@ -335,6 +335,8 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
                 .then(|| strs(&r.client_cert_sans))
                 .flatten(),
         ),
+        ("websocket", r.websocket.then_some(Value::Boolean(true))),
+        ("tunnel_idle_timeout", duration(r.tunnel_idle_timeout)),
         (
             "response_fields",
             r.response_fields.as_ref().and_then(|f| strs(&f.paths())),

@@ -23,6 +23,9 @@ pub(crate) type Problems = Vec<(KeyPath, String)>;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY: u64 = 10 << 20;
+/// `route.tunnel_idle_timeout` (nginx `proxy_read_timeout` is 60 s; WebSocket pings are often
+/// 30-60 s apart, so the default leaves room for a few missed ones).
+const DEFAULT_TUNNEL_IDLE_SECS: u64 = 300;
 /// Envoy's outlier-detection cap is 10%; with nginx-style `max_fails = 1` on two or three endpoints
 /// that would forbid any ejection, so half: one of two endpoints may be out, never both.
 const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
@@ -527,6 +530,13 @@ fn route(
         client_cert_sans: Vec::new(),
         // Set by the caller (`config::transform::response_fields`).
         response_fields: None,
+        websocket: r.websocket.unwrap_or(false),
+        tunnel_idle_timeout: cx.duration(
+            p.key("tunnel_idle_timeout"),
+            r.tunnel_idle_timeout,
+            DEFAULT_TUNNEL_IDLE_SECS,
+            false,
+        ),
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

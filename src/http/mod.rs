@@ -11,4 +11,5 @@ pub mod credentials;
 pub mod head;
 pub mod respond;
 pub mod rewrite;
+pub mod upgrade;
 pub mod view;

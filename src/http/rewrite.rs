@@ -39,7 +39,7 @@ fn named_by_connection(buf: &[u8], headers: &[Header], name: &[u8]) -> bool {
 }
 
 #[inline]
-fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub(crate) fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
@@ -90,6 +90,9 @@ pub struct Forwarding<'a> {
     /// [`CLIENT_CERT_FINGERPRINT`] and [`CLIENT_CERT_SUBJECT`]. Client-sent copies of those two
     /// fields are always dropped, on every listener.
     pub client_cert: Option<(&'a [u8], &'a [u8])>,
+    /// A WebSocket handshake passed on: `Connection: upgrade` and `Upgrade: websocket` are sent
+    /// in place of the stripped hop-by-hop fields.
+    pub upgrade: bool,
 }
 
 /// Fields the gateway alone sets, from the TLS session's verified client certificate.
@@ -210,6 +213,9 @@ pub fn write_upstream_request(
     if let Some((fingerprint, subject)) = ctx.client_cert {
         push_header(out, CLIENT_CERT_FINGERPRINT, fingerprint);
         push_header(out, CLIENT_CERT_SUBJECT, subject);
+    }
+    if ctx.upgrade {
+        out.extend_from_slice(super::upgrade::WEBSOCKET_REQUEST);
     }
     match head.body {
         BodyKind::None | BodyKind::UntilClose => {}
@@ -373,6 +379,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
+            upgrade: false,
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
@@ -421,6 +428,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
+            upgrade: false,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, raw, &head, &ctx);

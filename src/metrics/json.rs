@@ -91,7 +91,7 @@ pub fn render(m: &Merged) -> String {
         "workers_answered": m.workers.len(),
         "generation": x.generation,
         "reloads": {"ok": x.reloads_ok, "failed": x.reloads_failed, "last_ok": x.last_reload_ok},
-        "connections": {"open": m.open_connections, "accepted": m.accepted_connections},
+        "connections": {"open": m.open_connections, "accepted": m.accepted_connections, "tunnels": m.tunnels_open},
         "unmatched": {"requests": classes(&m.unmatched.requests)},
         "routes": routes,
         "upstreams": upstreams,

@@ -216,6 +216,8 @@ pub struct WorkerStats {
     /// TLS handshakes completed / failed (timeout, protocol error, refused certificate).
     pub tls_handshakes: Counter,
     pub tls_handshake_failures: Counter,
+    /// Upgraded connections (WebSocket tunnels) open now.
+    pub tunnels_open: Gauge,
     /// Requests that matched no route.
     pub unmatched: RouteStats,
     pub redis_errors: Rc<Counter>,
@@ -339,6 +341,7 @@ impl WorkerStats {
             accepted_connections: self.accepted_connections.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_handshake_failures: self.tls_handshake_failures.get(),
+            tunnels_open: self.tunnels_open.get(),
             unmatched: route(&self.unmatched),
             routes,
             upstreams,

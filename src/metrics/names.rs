@@ -30,6 +30,7 @@ pub const UPSTREAM_DURATION_QUANTILE: &str = "coregate_upstream_duration_quantil
 pub const OPEN_CONNECTIONS: &str = "coregate_open_connections";
 pub const ACCEPTED_TOTAL: &str = "coregate_accepted_connections_total";
 pub const TLS_HANDSHAKES_TOTAL: &str = "coregate_tls_handshakes_total";
+pub const TUNNELS_OPEN: &str = "coregate_tunnels_open";
 // the same per worker, in families of their own so `sum()` over the totals stays right
 pub const WORKER_OPEN_CONNECTIONS: &str = "coregate_worker_open_connections";
 pub const WORKER_ACCEPTED_TOTAL: &str = "coregate_worker_accepted_connections_total";

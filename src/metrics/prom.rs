@@ -292,6 +292,13 @@ fn render_connections(s: &mut String, m: &Merged) {
     let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
     family(
         s,
+        names::TUNNELS_OPEN,
+        "gauge",
+        "Upgraded connections (WebSocket tunnels) open now.",
+    );
+    let _ = writeln!(s, "{} {}", names::TUNNELS_OPEN, m.tunnels_open.max(0));
+    family(
+        s,
         names::TLS_HANDSHAKES_TOTAL,
         "counter",
         "TLS handshakes on TLS listeners, by result.",

@@ -109,6 +109,7 @@ pub struct WorkerSnap {
     pub accepted_connections: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
+    pub tunnels_open: i64,
     pub unmatched: RouteSnap,
     pub routes: Vec<RouteSnap>,
     pub upstreams: Vec<UpstreamSnap>,
@@ -146,6 +147,7 @@ pub struct Merged {
     pub accepted_connections: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
+    pub tunnels_open: i64,
     pub redis_errors: u64,
     pub redis_fallback: i64,
     pub extra: Extra,
@@ -192,6 +194,7 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
         m.accepted_connections += w.accepted_connections;
         m.tls_handshakes += w.tls_handshakes;
         m.tls_handshake_failures += w.tls_handshake_failures;
+        m.tunnels_open += w.tunnels_open;
         m.redis_errors += w.redis_errors;
         m.redis_fallback = m.redis_fallback.max(w.redis_fallback);
         add_route(&mut m.unmatched, &w.unmatched);

@@ -136,6 +136,29 @@ impl Stream {
         }
     }
 
+    /// Resolves when a read would make progress: decrypted or not yet decrypted bytes are waiting,
+    /// or the socket is readable (data, end of stream or an error). Dropping it loses nothing, so
+    /// it can be raced against other events (a tunnel waits on both of its sides this way).
+    pub async fn readable(&mut self) {
+        if let Stream::Tls(t) = self {
+            if t.session.has_buffered() {
+                return;
+            }
+        }
+        let _ = self.tcp().readable(false).await;
+    }
+
+    /// Closes our sending direction (TLS: `close_notify` first) while reads go on: the peer sees
+    /// end of stream.
+    pub async fn shutdown_write(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.session
+                .close_notify(Instant::now() + CLOSE_NOTIFY_WAIT)
+                .await;
+        }
+        timed::shutdown_write(self.tcp());
+    }
+
     /// Ends the connection after an answer while the peer may still be sending: TLS says
     /// `close_notify` first, then see `timed::linger_close`.
     pub async fn linger_close(&mut self, buf: &mut Vec<u8>) {

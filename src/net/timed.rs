@@ -70,6 +70,15 @@ pub async fn write_prefix(
     }
 }
 
+/// Closes our sending direction: the peer reads end of stream; we can still read.
+pub(super) fn shutdown_write(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid open socket fd; shutdown has no memory effects.
+    unsafe {
+        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+    }
+}
+
 /// Longest a lingering close waits for the client to stop sending (nginx `lingering_time` is 30 s,
 /// `lingering_timeout` 5 s; a gateway answering early needs only long enough for the answer to land).
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
@@ -81,11 +90,7 @@ const LINGER_BYTES: usize = 4 << 20;
 /// with unread input makes the kernel send a reset, which can destroy the answer still in flight to
 /// the client; this is the lingering close of RFC 9112 §9.6.
 pub(super) async fn linger_close(stream: &mut TcpStream, buf: &mut Vec<u8>) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid open socket fd; shutdown has no memory effects.
-    unsafe {
-        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
-    }
+    shutdown_write(stream);
     let deadline = Instant::now() + LINGER_TIME;
     let mut total = 0;
     while total < LINGER_BYTES {

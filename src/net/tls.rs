@@ -223,6 +223,12 @@ impl TlsStream {
         matches!(self.conn.reader().fill_buf(), Ok(chunk) if !chunk.is_empty())
     }
 
+    /// Whether a read can make progress without the socket: decrypted bytes, or ciphertext
+    /// already read but not yet given to rustls.
+    pub fn has_buffered(&mut self) -> bool {
+        self.rx_pos < self.rx.len() || self.has_plaintext()
+    }
+
     /// Sends `close_notify` (best effort, bounded by `deadline`), so the peer can tell our close
     /// from a truncation.
     pub async fn close_notify(&mut self, deadline: Instant) {

@@ -50,6 +50,8 @@ pub(crate) struct ExchangePlan<'a> {
     pub key: Option<u64>,
     pub idempotent: bool,
     pub method_head: bool,
+    /// A WebSocket handshake was passed on: a 101 is the final answer.
+    pub upgrade: bool,
 }
 
 /// Counts a request in flight on an endpoint for least_conn / p2c; ends it on drop.
@@ -135,6 +137,7 @@ async fn read_response_head(
     resp: &mut ResponseHead,
     deadline: Instant,
     method_head: bool,
+    upgrade: bool,
 ) -> Result<(), HeadFail> {
     conn.buf.clear();
     loop {
@@ -158,7 +161,7 @@ async fn read_response_head(
                         break;
                     }
                 }
-                Ok(Some(())) if resp.status == 101 => {
+                Ok(Some(())) if resp.status == 101 && !upgrade => {
                     return Err(HeadFail::Bad(
                         "upstream switched protocols without an upgrade",
                     ))
@@ -196,7 +199,7 @@ fn learn_keep_alive(conn: &mut UpConn, resp: &ResponseHead) {
 /// within a short wait.
 async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head: bool) -> bool {
     let deadline = Instant::now() + EARLY_RESPONSE_WAIT;
-    read_response_head(conn, resp, deadline, method_head)
+    read_response_head(conn, resp, deadline, method_head, false)
         .await
         .is_ok()
 }
@@ -332,7 +335,7 @@ pub(crate) async fn exchange<'a>(
         // the client may leave while the upstream works: then the exchange is cancelled (the
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
-            r = read_response_head(&mut conn, resp, deadline, req.method_head) => Some(r),
+            r = read_response_head(&mut conn, resp, deadline, req.method_head, req.upgrade) => Some(r),
             _ = client_gone(&mut c.stream) => None,
         };
         let Some(got) = got else {

@@ -33,6 +33,7 @@ mod record;
 mod relay;
 mod sink;
 pub mod target;
+mod tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -20,16 +20,20 @@ use monoio::time::Instant;
 
 use super::filter::Filter;
 use super::sink::{Sink, State};
+use super::tunnel;
 use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outcome, CONTINUE};
 use crate::auth::identity::Identity;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{BodyKind, RequestHead, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite::{self, Forwarding};
+use crate::http::upgrade;
+use crate::metrics::UpstreamError;
 use crate::router;
 use crate::runtime::worker::Generation;
 use crate::trace::Span;
 use crate::upstream::balance::hash_key;
+use crate::upstream::pool::UpConn;
 
 /// Where a route sends admitted requests.
 #[derive(Debug, Clone)]
@@ -108,6 +112,7 @@ pub(super) async fn upstream(
     let idempotent = head.is_idempotent(buf);
     let client_minor = head.minor;
     let client_keep = head.keep_alive;
+    let upgrade = route.websocket && upgrade::websocket_request(head, buf);
     let key = balance_key(
         &up.cfg.balance,
         head,
@@ -148,6 +153,7 @@ pub(super) async fn upstream(
             .tls_info()
             .and_then(|t| t.client_cert.as_ref())
             .map(|cert| (cert.fingerprint.as_bytes(), cert.subject.as_bytes())),
+        upgrade,
     };
     rewrite::write_upstream_request(&mut c.out, buf, head, &fwd);
     let head_len = head.head_len;
@@ -206,6 +212,7 @@ pub(super) async fn upstream(
         key,
         idempotent,
         method_head,
+        upgrade,
     };
     let read = |body: &BodyLeft| {
         if client_keep && matches!(body, BodyLeft::Done) {
@@ -236,6 +243,18 @@ pub(super) async fn upstream(
             .await;
         }
     };
+    if resp.status == 101 {
+        // only asked-for upgrades get here (the exchange refuses any other 101)
+        c.info.status = 101;
+        c.info.upstream = Some((call.upstream, conn.endpoint));
+        let up_us = up_start.elapsed().as_micros() as u64;
+        c.info.upstream_us = Some(up_us);
+        up.stats.latency.record_us(up_us);
+        up.stats.record(101);
+        let outcome = switch(gen, c, &mut conn, resp, call).await;
+        drop(inflight);
+        return outcome;
+    }
     // an early answer leaves the rest of the request body unread: the connection closes after it
     let body_unread = !matches!(body, BodyLeft::Done);
     let how = relay::RelayPlan {
@@ -303,4 +322,62 @@ pub(super) async fn upstream(
             .await
         }
     }
+}
+
+/// After the upstream's 101: the client gets the 101 head, then the connection is a tunnel
+/// (`tunnel.rs`) until it ends; it is never reused on either side.
+async fn switch(
+    gen: &Generation,
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    resp: &ResponseHead,
+    call: &Call<'_>,
+) -> Outcome {
+    let route = &gen.cfg.routes[call.route];
+    if !upgrade::websocket_response(resp, &conn.buf) {
+        conn.stats.error(UpstreamError::BadResponse);
+        let reason = "upstream switched to a protocol other than websocket";
+        let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
+        return answer(
+            gen,
+            c,
+            Some(call.route),
+            call.rid,
+            &e,
+            None,
+            call.filters,
+            Consumed::Part,
+        )
+        .await;
+    }
+    super::response_phase(c, call.filters);
+    c.out.clear();
+    upgrade::write_switching(&mut c.out, &conn.buf, resp, call.rid, &c.extra);
+    // frames the upstream sent right behind its 101
+    let early = conn.buf.len() - resp.head_len;
+    c.out.extend_from_slice(&conn.buf[resp.head_len..]);
+    let deadline = Instant::now() + route.tunnel_idle_timeout;
+    if c.stream.write_all(&mut c.out, deadline).await.is_err() {
+        return Outcome::Close;
+    }
+    c.out.clear();
+    // frames the client sent right behind its handshake
+    if !c.buf.is_empty() {
+        let n = c.buf.len() as u64;
+        if conn.stream.write_all(&mut c.buf, deadline).await.is_err() {
+            return Outcome::Close;
+        }
+        c.body_recv += n;
+        c.buf.clear();
+    }
+    gen.stats.tunnels_open.add(1);
+    let t = tunnel::run(&mut c.stream, &mut c.buf, conn, route.tunnel_idle_timeout).await;
+    gen.stats.tunnels_open.add(-1);
+    c.body_sent = early as u64 + t.to_client;
+    c.body_recv += t.to_upstream;
+    if !c.limits.charges.is_empty() {
+        // byte quotas count what the tunnel delivered to the client
+        gen.ratelimit.charge(&c.limits.charges, c.body_sent);
+    }
+    Outcome::Close
 }

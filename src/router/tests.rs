@@ -75,6 +75,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         require_client_cert: false,
         client_cert_sans: Vec::new(),
         response_fields: None,
+        websocket: false,
+        tunnel_idle_timeout: std::time::Duration::from_secs(300),
     }
 }
 
