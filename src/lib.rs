@@ -15,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod h2;
 pub mod http;
 pub mod metrics;
 pub mod net;

@@ -236,8 +236,16 @@ fn buffers_are_reused() {
         std::thread::sleep(Duration::from_millis(1));
     }
     w.record(&record("second"));
-    // The hand-off took the spare instead of allocating a new buffer.
-    assert!(log.spare.is_empty());
+    // The hand-off took the spare instead of allocating a new buffer: once the writer has handed
+    // the batch back there is one buffer on the spare channel again, not two. (Checking for an
+    // empty channel right after the hand-off raced the writer, which may already be done.)
+    wait_written(&log, 2);
+    let deadline = Instant::now() + WAIT;
+    while log.spare.is_empty() {
+        assert!(Instant::now() < deadline, "no spare buffer came back");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(log.spare.len(), 1, "a second buffer was allocated");
     log.close(WAIT);
     assert_eq!(log.lines_written(), 2);
 }

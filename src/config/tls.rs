@@ -30,7 +30,7 @@ use super::units::resolve_addr;
 use super::validate::Ctx;
 use crate::tls::{
     CertificateFiles, ClientAuth, ServerTls, ServerTlsOptions, TlsKey, TlsProblem, TlsVersion,
-    UnknownSni, UpstreamTls, UpstreamTlsOptions, ALPN_HTTP11,
+    UnknownSni, UpstreamTls, UpstreamTlsOptions, ALPN_H2, ALPN_HTTP11,
 };
 
 /// One `[[listener]]` as written.
@@ -212,20 +212,20 @@ fn server_tls(cx: &mut Ctx, p: &KeyPath, t: RawListenerTls, base: &Path) -> Resu
     built(cx, p, None, ServerTls::build(opts))
 }
 
-/// `alpn`: today only `"http/1.1"`.
+/// `alpn`: `"h2"` and `"http/1.1"`, in the server's order of preference.
 fn alpn_list(cx: &mut Ctx, p: &KeyPath, alpn: Vec<String>) -> Vec<String> {
     if alpn.is_empty() {
-        cx.err(p.clone(), "empty list (expected [\"http/1.1\"])");
+        cx.err(
+            p.clone(),
+            "empty list (expected [\"h2\", \"http/1.1\"] or one of them)",
+        );
     }
     let mut out: Vec<String> = Vec::new();
     for (i, a) in alpn.into_iter().enumerate() {
-        if a == "h2" {
-            let m = "h2 comes with HTTP/2 support (not built yet): only \"http/1.1\" for now";
-            cx.err(p.index(i), m);
-        } else if a != ALPN_HTTP11 {
+        if a != ALPN_HTTP11 && a != ALPN_H2 {
             cx.err(
                 p.index(i),
-                format!("unknown protocol \"{a}\" (only \"http/1.1\" for now)"),
+                format!("unknown protocol \"{a}\" (expected \"h2\" or \"http/1.1\")"),
             );
         } else if out.contains(&a) {
             cx.err(p.index(i), format!("duplicate protocol \"{a}\""));

@@ -137,15 +137,14 @@ fn listener_keys_with_positions() {
             l("unknown_sni = \"drop\"\nalpn = [\"http/1.1\", \"h2\", \"spdy\", \"http/1.1\"]\nmin_version = \"1.1\"\nhandshake_timeout = \"0s\"\nclient_auth = \"always\"\n"),
             &[
                 "8:listener[0].tls.unknown_sni: unknown value \"drop\" (expected \"default\" or \"reject\")",
-                "9:listener[0].tls.alpn[1]: h2 comes with HTTP/2 support (not built yet): only \"http/1.1\" for now",
-                "9:listener[0].tls.alpn[2]: unknown protocol \"spdy\" (only \"http/1.1\" for now)",
+                "9:listener[0].tls.alpn[2]: unknown protocol \"spdy\" (expected \"h2\" or \"http/1.1\")",
                 "9:listener[0].tls.alpn[3]: duplicate protocol \"http/1.1\"",
                 "10:listener[0].tls.min_version: unknown version \"1.1\" (expected \"1.2\" or \"1.3\")",
                 "11:listener[0].tls.handshake_timeout: must be greater than 0",
                 "12:listener[0].tls.client_auth: unknown mode \"always\" (expected none, optional or required)",
             ],
         ),
-        (l("alpn = []\n"), &["8:listener[0].tls.alpn: empty list (expected [\"http/1.1\"])"]),
+        (l("alpn = []\n"), &["8:listener[0].tls.alpn: empty list (expected [\"h2\", \"http/1.1\"] or one of them)"]),
         (
             l("client_ca_file = \"certs/clients-ca.pem\"\nclient_crl_file = \"certs/clients.crl\"\n"),
             &[

@@ -14,10 +14,12 @@ use super::timed::{self, IoFail};
 use super::tls::TlsStream;
 use super::Peeked;
 
-/// A plain or TLS connection.
+/// A plain or TLS connection, or one HTTP/2 stream of a connection (`h2::stream`: the same byte
+/// interface, so an h2 request runs the HTTP/1.1 pipeline unchanged).
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsConn>),
+    H2(Box<crate::h2::H2Stream>),
 }
 
 /// A TLS session and what the handshake established.
@@ -75,11 +77,12 @@ impl Stream {
         Stream::Tls(Box::new(TlsConn { session, info }))
     }
 
-    /// The socket under the stream.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The socket under the stream (an h2 stream shares its connection's: none of its own).
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(t) => t.session.tcp(),
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(t) => Some(t.session.tcp()),
+            Stream::H2(_) => None,
         }
     }
 
@@ -87,6 +90,30 @@ impl Stream {
         match self {
             Stream::Plain(_) => None,
             Stream::Tls(t) => Some(&t.info),
+            Stream::H2(s) => s.tls_info(),
+        }
+    }
+
+    /// Resolves when the peer is gone (end of stream or an error on the socket; an h2 stream: the
+    /// client reset it); pending forever once the peer sends bytes (a pipelined request: the
+    /// connection stays, and the bytes stay in the socket).
+    pub async fn gone(&mut self) {
+        if let Stream::H2(s) = self {
+            return s.gone().await;
+        }
+        loop {
+            let readable = match self.tcp() {
+                Some(tcp) => tcp.readable(false).await,
+                None => return,
+            };
+            if readable.is_err() {
+                return;
+            }
+            match self.peek() {
+                Peeked::Closed => return,
+                Peeked::Data => std::future::pending::<()>().await,
+                Peeked::Empty => {}
+            }
         }
     }
 
@@ -99,6 +126,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => timed::read_some(s, buf, deadline).await,
             Stream::Tls(t) => t.session.read_some(buf, deadline).await,
+            Stream::H2(s) => s.read_some(buf, deadline).await,
         }
     }
 
@@ -118,6 +146,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => timed::write_prefix(s, buf, n, deadline).await,
             Stream::Tls(t) => t.session.write_all(&buf[..n], deadline).await,
+            Stream::H2(s) => s.write_all(&buf[..n], deadline).await,
         }
     }
 
@@ -133,6 +162,7 @@ impl Stream {
                 }
                 super::peek_tls(t.session.tcp())
             }
+            Stream::H2(_) => Peeked::Empty,
         }
     }
 
@@ -145,7 +175,13 @@ impl Stream {
                 return;
             }
         }
-        let _ = self.tcp().readable(false).await;
+        match self.tcp() {
+            Some(tcp) => {
+                let _ = tcp.readable(false).await;
+            }
+            // never tunnelled (an h2 request cannot ask for an HTTP/1.1 upgrade)
+            None => std::future::pending::<()>().await,
+        }
     }
 
     /// Closes our sending direction (TLS: `close_notify` first) while reads go on: the peer sees
@@ -156,7 +192,14 @@ impl Stream {
                 .close_notify(Instant::now() + CLOSE_NOTIFY_WAIT)
                 .await;
         }
-        timed::shutdown_write(self.tcp());
+        match self {
+            Stream::H2(s) => s.close(),
+            _ => {
+                if let Some(tcp) = self.tcp() {
+                    timed::shutdown_write(tcp);
+                }
+            }
+        }
     }
 
     /// Ends the connection after an answer while the peer may still be sending: TLS says
@@ -171,16 +214,22 @@ impl Stream {
                 let tcp = t.session.tcp_mut();
                 timed::linger_close(tcp, buf).await
             }
+            // the stream ends; the connection's other streams go on
+            Stream::H2(s) => s.close(),
         }
     }
 
     /// Ends the connection politely: TLS sends `close_notify` (so a body delimited by the close is
     /// not mistaken for a truncation); plain TCP has nothing to say.
     pub async fn close(&mut self) {
-        if let Stream::Tls(t) = self {
-            t.session
-                .close_notify(Instant::now() + CLOSE_NOTIFY_WAIT)
-                .await;
+        match self {
+            Stream::Plain(_) => {}
+            Stream::Tls(t) => {
+                t.session
+                    .close_notify(Instant::now() + CLOSE_NOTIFY_WAIT)
+                    .await
+            }
+            Stream::H2(s) => s.close(),
         }
     }
 }

@@ -218,6 +218,14 @@ impl TlsStream {
         Ok(())
     }
 
+    /// The session's parts, for a protocol driver with its own IO (HTTP/2 over poll-io): the
+    /// socket, the rustls session and the ciphertext read but not yet given to rustls. Nothing is
+    /// waiting to be written after a handshake (its last flight was flushed).
+    pub fn into_parts(self) -> (TcpStream, rustls::Connection, Vec<u8>) {
+        let rest = self.rx[self.rx_pos..].to_vec();
+        (self.tcp, self.conn, rest)
+    }
+
     /// Whether decrypted bytes are waiting to be read.
     pub fn has_plaintext(&mut self) -> bool {
         matches!(self.conn.reader().fill_buf(), Ok(chunk) if !chunk.is_empty())

@@ -209,18 +209,8 @@ async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head:
 /// The watch starts `CLIENT_WATCH_AFTER` into the wait: most responses come sooner, and arming and
 /// cancelling a poll on every request measured ~0.5 µs of CPU per request.
 async fn client_gone(stream: &mut Stream) {
-    use crate::net::Peeked;
     monoio::time::sleep(CLIENT_WATCH_AFTER).await;
-    loop {
-        if stream.tcp().readable(false).await.is_err() {
-            return;
-        }
-        match stream.peek() {
-            Peeked::Closed => return,
-            Peeked::Data => std::future::pending::<()>().await,
-            Peeked::Empty => {}
-        }
-    }
+    stream.gone().await
 }
 
 /// Runs the attempt loop; see the module doc.

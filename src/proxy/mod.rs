@@ -122,26 +122,40 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
             stats: ctx.stats.clone(),
         }
     };
-    let _ = stream.tcp().set_nodelay(true);
-    let mut c = ClientConn {
-        stream,
-        buf: Vec::with_capacity(CLIENT_BUF),
-        out: Vec::with_capacity(4096),
-        target: Vec::with_capacity(256),
-        norm: Vec::new(),
-        head: RequestHead::default(),
-        peer_ip: peer.ip().to_string(),
-        limits: Default::default(),
-        extra: Vec::new(),
-        body_sent: 0,
-        body_recv: 0,
-        info: record::RequestRecord::new(),
+    if let Some(tcp) = stream.tcp() {
+        let _ = tcp.set_nodelay(true);
+    }
+    let stream = match stream {
+        Stream::Tls(t) if t.info.alpn.as_deref() == Some(b"h2") => {
+            // ALPN chose HTTP/2: the session goes to the h2 driver
+            let conn = *t;
+            crate::h2::server::serve_tls(cur, conn.session, peer.ip().to_string()).await;
+            return;
+        }
+        s => s,
     };
+    let mut c = ClientConn::new(stream, peer.ip().to_string());
     let mut resp = ResponseHead::default();
     let mut first = true;
     loop {
         c.limits.clear();
-        let head = read_head(&cur, &mut c, first).await;
+        let head = match read_head(&cur, &mut c, first).await {
+            Ok(Head::H2) => {
+                // an h2c connection preface: the socket and what was read go to the h2 driver
+                let ClientConn {
+                    stream,
+                    buf,
+                    peer_ip,
+                    ..
+                } = c;
+                if let Stream::Plain(tcp) = stream {
+                    crate::h2::server::serve(cur, tcp, buf, peer_ip).await;
+                }
+                return;
+            }
+            Ok(Head::H1) => Ok(()),
+            Err(e) => Err(e),
+        };
         // the generation this request runs on
         let ctx = cur.get();
         c.info.begin(ctx.log.enabled());
@@ -171,9 +185,76 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
     }
 }
 
+impl ClientConn {
+    fn new(stream: Stream, peer_ip: String) -> Self {
+        ClientConn {
+            stream,
+            buf: Vec::with_capacity(CLIENT_BUF),
+            out: Vec::with_capacity(4096),
+            target: Vec::with_capacity(256),
+            norm: Vec::new(),
+            head: RequestHead::default(),
+            peer_ip,
+            limits: Default::default(),
+            extra: Vec::new(),
+            body_sent: 0,
+            body_recv: 0,
+            info: record::RequestRecord::new(),
+        }
+    }
+}
+
+/// Serves one HTTP/2 stream (`h2::server`): `head` is the request written as an HTTP/1.1 head, the
+/// stream's body and response go through `stream` (`Stream::H2`). The same pipeline as
+/// [`serve`], for one request.
+pub(crate) async fn serve_stream(cur: Rc<Current>, stream: Stream, head: Vec<u8>, peer_ip: String) {
+    let ctx = cur.get();
+    let mut c = ClientConn::new(stream, peer_ip);
+    c.buf = head;
+    c.info.begin(ctx.log.enabled());
+    let mut resp = ResponseHead::default();
+    match head::parse_request(&c.buf, &ctx.limits, &mut c.head) {
+        Ok(Some(())) => {
+            let _ = pipeline::run(&ctx, &mut c, &mut resp).await;
+        }
+        Ok(None) | Err(_) => {
+            let reply = Reply::new(ErrorKind::BadRequest {
+                status: 400,
+                reason: "malformed request header fields",
+            });
+            let mut rid = [0u8; 40];
+            let n = ctx.request_ids.borrow_mut().next(&mut rid);
+            c.info.rid[..n].copy_from_slice(&rid[..n]);
+            c.info.rid_len = n;
+            let _ = answer(
+                &ctx,
+                &mut c,
+                None,
+                &rid[..n],
+                &reply,
+                None,
+                &[],
+                Consumed::Part,
+            )
+            .await;
+        }
+    }
+    record::finish(&ctx, &mut c);
+    c.stream.close().await;
+}
+
+/// What the first bytes of a connection turned out to be.
+enum Head {
+    /// An HTTP/1.x request head, parsed into `c.head`.
+    H1,
+    /// The HTTP/2 connection preface (h2c with prior knowledge), in `c.buf`.
+    H2,
+}
+
 /// Reads until a complete request head is buffered and parsed into `c.head`. Holds no generation
-/// while it waits (an idle keep-alive connection must not keep an old config alive).
-async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<(), Fail> {
+/// while it waits (an idle keep-alive connection must not keep an old config alive). On a plain
+/// connection's first request, the HTTP/2 preface is recognised instead.
+async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<Head, Fail> {
     let (server, limits, drain) = {
         let g = cur.get();
         let s = &g.cfg.server;
@@ -203,9 +284,22 @@ async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<(),
         }
     }
     loop {
+        if first && matches!(c.stream, Stream::Plain(_)) && c.buf.len() >= 3 {
+            let n = c.buf.len().min(crate::h2::PREFACE.len());
+            if c.buf[..n] == crate::h2::PREFACE[..n] {
+                if n == crate::h2::PREFACE.len() {
+                    return Ok(Head::H2);
+                }
+                // part of the preface: read on
+                match c.stream.read_some(&mut c.buf, deadline).await {
+                    Ok(n) if n > 0 => continue,
+                    _ => return Err(Fail::Close),
+                }
+            }
+        }
         if !c.buf.is_empty() {
             match head::parse_request(&c.buf, &limits, &mut c.head) {
-                Ok(Some(())) => return Ok(()),
+                Ok(Some(())) => return Ok(Head::H1),
                 Ok(None) => {}
                 Err(e) => {
                     return Err(Fail::Respond(Reply::new(ErrorKind::BadRequest {

@@ -74,6 +74,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// The ALPN protocol spoken today (HTTP/1.1); `h2` comes with HTTP/2 support.
 pub const ALPN_HTTP11: &str = "http/1.1";
+pub const ALPN_H2: &str = "h2";
 
 /// A TLS listener's server side, built once per config generation.
 pub struct ServerTls {

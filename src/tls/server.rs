@@ -35,7 +35,7 @@ use x509_parser::extensions::GeneralName;
 
 use super::pem::{self, Digest};
 use super::{provider, Built, CertificateInfo, ClientAuth, ServerTls, TlsProblem, TlsVersion};
-use super::{UnknownSni, ALPN_HTTP11};
+use super::{UnknownSni, ALPN_H2, ALPN_HTTP11};
 
 /// TLS 1.2 sessions remembered per listener config (rustls' memory cache; about 1 KiB each). A
 /// client with tickets never needs it.
@@ -76,7 +76,8 @@ impl ServerTlsOptions {
         ServerTlsOptions {
             certificates,
             unknown_sni: UnknownSni::Default,
-            alpn: vec![ALPN_HTTP11.to_owned()],
+            // HTTP/2 first: a client offering both gets h2 (RFC 7301 lets the server choose)
+            alpn: vec![ALPN_H2.to_owned(), ALPN_HTTP11.to_owned()],
             min_version: TlsVersion::Tls12,
             session_tickets: true,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,

@@ -1,0 +1,168 @@
+//! HTTP/2 from clients: h2c with prior knowledge on a plain listener, with real HTTP/2 clients
+//! (the `h2` crate, and curl where installed), both drivers. Each h2 stream runs the same pipeline
+//! as an HTTP/1.1 request to an HTTP/1.1 upstream: what the upstream receives (Host from
+//! `:authority`, joined cookies, the body with and without a content-length) and what the client
+//! gets (no connection-specific fields, the gateway's own errors), many concurrent streams on one
+//! connection, and a large download through flow control.
+
+mod common;
+use common::h2c::*;
+use common::*;
+
+fn h2_config(up: &Upstream) -> String {
+    config(
+        "",
+        &(upstream_toml("u", &[up.addr], "") + &route_toml("api", "u", "path_prefix = \"/api\"")),
+    )
+}
+
+#[test]
+fn requests_run_the_pipeline_and_reach_an_http1_upstream() {
+    let up = Upstream::echo("echo");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        up.clear();
+        let (get, missing, post_len, post_stream) = with_h2(gw.addr, |mut send| async move {
+            let req = http::Request::get("http://a.test/api/items?x=1")
+                .header("x-test", "yes")
+                .header("cookie", "a=1")
+                .header("cookie", "b=2")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            let get = h2_request(&mut send, req, b"", 0).await.unwrap();
+            let missing = h2_request(&mut send, h2_get("/nowhere"), b"", 0)
+                .await
+                .unwrap();
+            let body = vec![7u8; 100_000];
+            let req = http::Request::post("http://a.test/api/upload")
+                .header("content-length", body.len().to_string())
+                .body(())
+                .unwrap();
+            let post_len = h2_request(&mut send, req, &body, 16_000).await.unwrap();
+            let req = http::Request::post("http://a.test/api/stream")
+                .body(())
+                .unwrap();
+            let post_stream = h2_request(&mut send, req, b"abcdefghij", 3).await.unwrap();
+            (get, missing, post_len, post_stream)
+        });
+        assert_eq!(get.status, 200, "[{driver}] {}", get.body_str());
+        assert!(get.header("x-request-id").is_some(), "[{driver}]");
+        assert!(get.header("connection").is_none() && get.header("keep-alive").is_none());
+        assert_eq!(missing.status, 404, "[{driver}]");
+        assert!(
+            missing.body_str().contains("\"status\":404") || missing.body_str().contains("404")
+        );
+        assert_eq!(post_len.status, 200, "[{driver}]");
+        assert_eq!(post_stream.status, 200, "[{driver}]");
+        let seen = up.wait_requests(3, secs(5));
+        let get_seen = seen
+            .iter()
+            .find(|r| r.target.starts_with("/api/items"))
+            .expect("GET seen");
+        assert_eq!(get_seen.target, "/api/items?x=1");
+        assert_eq!(get_seen.version, "HTTP/1.1");
+        assert_eq!(
+            get_seen.header("host").as_deref(),
+            Some("a.test"),
+            "[{driver}]"
+        );
+        assert_eq!(get_seen.header("x-test").as_deref(), Some("yes"));
+        assert_eq!(get_seen.header_all("cookie"), ["a=1; b=2"], "[{driver}]");
+        assert!(
+            get_seen.header("te").is_none(),
+            "[{driver}] te is hop-by-hop"
+        );
+        assert!(get_seen.header("x-forwarded-for").is_some());
+        let upload = seen
+            .iter()
+            .find(|r| r.target == "/api/upload")
+            .expect("upload seen");
+        assert_eq!(upload.header("content-length").as_deref(), Some("100000"));
+        assert_eq!(upload.body, vec![7u8; 100_000], "[{driver}]");
+        let streamed = seen
+            .iter()
+            .find(|r| r.target == "/api/stream")
+            .expect("stream seen");
+        assert_eq!(streamed.body, b"abcdefghij", "[{driver}]");
+    });
+}
+
+#[test]
+fn many_concurrent_streams_share_one_connection() {
+    let up = Upstream::slow("slow", 50, "ok");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        let started = std::time::Instant::now();
+        let statuses = with_h2(gw.addr, |send| async move {
+            let mut tasks = Vec::new();
+            for i in 0..100 {
+                let mut send = send.clone();
+                tasks.push(monoio::spawn(async move {
+                    let r = h2_request(&mut send, h2_get(&format!("/api/{i}")), b"", 0).await;
+                    r.map(|r| (r.status, r.body_str()))
+                }));
+            }
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await);
+            }
+            out
+        });
+        let took = started.elapsed();
+        for (i, s) in statuses.iter().enumerate() {
+            match s {
+                Ok((200, body)) if body == "ok" => {}
+                other => panic!("[{driver}] stream {i}: {other:?}"),
+            }
+        }
+        // 100 streams of a 50 ms upstream ran concurrently, not one after another (5 s)
+        assert!(took < secs(4), "[{driver}] took {took:?}");
+    });
+}
+
+#[test]
+fn a_large_download_goes_through_flow_control_intact() {
+    let len = 8 << 20;
+    let up = Upstream::download("big", len);
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        let r = with_h2(gw.addr, |mut send| async move {
+            h2_request(&mut send, h2_get("/api/big"), b"", 0)
+                .await
+                .unwrap()
+        });
+        assert_eq!(r.status, 200, "[{driver}]");
+        assert_eq!(r.body.len() as u64, len, "[{driver}]");
+        assert_eq!(fnv64(&r.body), pattern_fnv(len), "[{driver}] body differs");
+    });
+}
+
+#[test]
+fn curl_speaks_h2c_with_prior_knowledge() {
+    let up = Upstream::fixed("f", 200, "hello over h2");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        let url = format!("http://{}/api/x", gw.addr);
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--http2-prior-knowledge",
+                "-w",
+                "\n%{http_version} %{http_code}",
+                &url,
+            ])
+            .output();
+        let Ok(out) = out else {
+            eprintln!("SKIP: curl not installed");
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("\n2 200"),
+            "[{driver}] curl said: {text:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("hello over h2"), "[{driver}] {text:?}");
+    });
+}
