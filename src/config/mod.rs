@@ -10,6 +10,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod http2;
 #[cfg(test)]
 mod key_list;
 pub mod limits;

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// How request paths are normalised before routing and forwarding (`router::normalize`).
     pub path_normalization: crate::router::PathPolicy,
+    /// Downstream HTTP/2 limits (`[server] http2`).
+    pub http2: super::http2::Http2Config,
 }
 
 /// `[admin]`: the admin listener (healthz, readyz, metrics).

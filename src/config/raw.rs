@@ -51,6 +51,7 @@ pub(crate) struct RawServer {
     pub max_header_bytes: Option<SizeValue>,
     pub max_headers: Option<i64>,
     pub path_normalization: Option<RawPathNormalization>,
+    pub http2: Option<super::http2::RawHttp2>,
 }
 
 /// `[server] path_normalization = { ... }`

@@ -129,6 +129,19 @@ fn table(cfg: &Config) -> Table {
                     ),
                 ])),
             ),
+            (
+                "http2",
+                Some(tbl([
+                    (
+                        "max_concurrent_streams",
+                        int(sv.http2.max_concurrent_streams),
+                    ),
+                    ("stream_window", int(sv.http2.stream_window)),
+                    ("connection_window", int(sv.http2.connection_window)),
+                    ("max_client_resets", int(sv.http2.max_client_resets)),
+                    ("max_error_resets", int(sv.http2.max_error_resets)),
+                ])),
+            ),
         ]),
     );
     if let Some(a) = &cfg.admin {

@@ -295,6 +295,7 @@ fn server(cx: &mut Ctx, s: RawServer, listener_tables: bool) -> ServerConfig {
             crate::http::head::MAX_HEADERS_HARD as i64,
         ),
         path_normalization: path_policy(cx, &p.key("path_normalization"), s.path_normalization),
+        http2: super::http2::http2(cx, &p.key("http2"), s.http2),
     }
 }
 

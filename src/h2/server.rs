@@ -8,13 +8,13 @@
 //! ([`request_head`]: the canonical in-memory form of a request in this gateway, parsed by the same
 //! strict parser) and served on an [`H2Stream`].
 //!
-//! Limits (RFC 9113 §6.5.2 SETTINGS, plus the h2 crate's abuse guards): at most
-//! [`MAX_CONCURRENT_STREAMS`] streams at a time (more are refused with RST_STREAM), a header list
-//! of at most `server.max_header_bytes` (the h2 crate closes connections that send 4x that, and
-//! bounds CONTINUATION frames), stream and connection receive windows of [`STREAM_WINDOW`] and
-//! [`CONNECTION_WINDOW`] (so one connection holds at most 1 MiB of unread request bodies), at most
-//! 20 streams reset by the client before the server saw them (Rapid Reset, CVE-2023-44487: GOAWAY
-//! ENHANCE_YOUR_CALM) and 1024 streams reset by us for protocol errors.
+//! Limits (RFC 9113 §6.5.2 SETTINGS, plus the h2 crate's abuse guards), from `[server] http2`
+//! (`config/http2.rs`, defaults there): concurrent streams (more are refused with RST_STREAM),
+//! stream and connection receive windows (the connection window bounds the unread request bodies
+//! one connection holds), streams reset by the client before they were served (Rapid Reset,
+//! CVE-2023-44487) and streams reset by us for protocol errors (both answered with GOAWAY
+//! ENHANCE_YOUR_CALM past the limit), and a header list of at most `server.max_header_bytes` (the
+//! h2 crate closes connections that send 4x that, and bounds CONTINUATION frames).
 
 use std::cell::Cell;
 use std::io;
@@ -34,10 +34,6 @@ use super::stream::{BodyFraming, H2Stream};
 use super::tls_io::PollTls;
 use crate::net::Stream;
 use crate::runtime::worker::Current;
-
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
-pub const STREAM_WINDOW: u32 = 256 * 1024;
-pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
 
 /// A stream that replays bytes already read before reading the socket.
 pub struct Rewind<T> {
@@ -123,23 +119,24 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     peer_ip: String,
     tls: Option<Rc<crate::net::TlsInfo>>,
 ) {
-    let (header_timeout, idle, max_header, drain) = {
+    let (header_timeout, idle, max_header, limits, drain) = {
         let g = cur.get();
         let s = &g.cfg.server;
         (
             s.header_timeout,
             s.keepalive_timeout,
             s.max_header_bytes,
+            s.http2.clone(),
             g.drain.clone(),
         )
     };
     let handshake = h2::server::Builder::new()
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(max_header as u32)
-        .initial_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_pending_accept_reset_streams(20)
-        .max_local_error_reset_streams(Some(1024))
+        .initial_window_size(limits.stream_window)
+        .initial_connection_window_size(limits.connection_window)
+        .max_pending_accept_reset_streams(limits.max_client_resets)
+        .max_local_error_reset_streams(Some(limits.max_error_resets))
         .handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout_at(Instant::now() + header_timeout, handshake).await
     {
