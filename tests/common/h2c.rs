@@ -99,3 +99,148 @@ pub fn h2_get(path: &str) -> http::Request<()> {
         .body(())
         .unwrap()
 }
+
+/// A hand-driven HTTP/2 client that writes raw frames, for abuse tests: the `h2` crate client
+/// obeys the protocol (and the server's SETTINGS), an attacker does not.
+pub struct RawH2 {
+    pub stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+/// One frame as read: (type, flags, stream id, payload).
+pub type Frame = (u8, u8, u32, Vec<u8>);
+
+pub const DATA: u8 = 0;
+pub const HEADERS: u8 = 1;
+pub const RST_STREAM: u8 = 3;
+pub const SETTINGS: u8 = 4;
+pub const PING: u8 = 6;
+pub const GOAWAY: u8 = 7;
+pub const CONTINUATION: u8 = 9;
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+pub const REFUSED_STREAM: u32 = 0x7;
+pub const CANCEL: u32 = 0x8;
+pub const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+impl RawH2 {
+    /// Connects and sends the preface and an empty SETTINGS frame.
+    pub fn connect(addr: SocketAddr) -> RawH2 {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).unwrap();
+        let mut c = RawH2 {
+            stream,
+            buf: Vec::new(),
+        };
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(frame(SETTINGS, 0, 0, &[]));
+        c.send(&hello);
+        c
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stream.write_all(bytes).expect("write frames");
+    }
+
+    /// Like `send`, false when the server has closed.
+    pub fn try_send(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write;
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// The next frame within `within`; None at end of stream, on a reset or at the deadline.
+    pub fn next_frame(&mut self, within: std::time::Duration) -> Option<Frame> {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.buf.len() >= 9 {
+                let len = u32::from_be_bytes([0, self.buf[0], self.buf[1], self.buf[2]]) as usize;
+                if self.buf.len() >= 9 + len {
+                    let f: Vec<u8> = self.buf.drain(..9 + len).collect();
+                    let id = u32::from_be_bytes([f[5], f[6], f[7], f[8]]) & 0x7fff_ffff;
+                    return Some((f[3], f[4], id, f[9..].to_vec()));
+                }
+            }
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(std::time::Duration::from_millis(1))))
+                .ok()?;
+            let mut b = [0u8; 16384];
+            match self.stream.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+            }
+        }
+    }
+
+    /// Reads frames until one matches `want` (returned) or the connection ends or `within` passes.
+    pub fn until(
+        &mut self,
+        within: std::time::Duration,
+        want: impl Fn(&Frame) -> bool,
+    ) -> Option<Frame> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            let f = self.next_frame(left)?;
+            if want(&f) {
+                return Some(f);
+            }
+        }
+    }
+}
+
+/// A frame's bytes.
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1), `first` holding the pattern bits.
+fn hpack_int(out: &mut Vec<u8>, first: u8, n: u32, mut v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(first | v as u8);
+        return;
+    }
+    out.push(first | max as u8);
+    v -= max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+/// One header field as an HPACK literal without indexing, new name, no Huffman (RFC 7541 §6.2.2).
+pub fn hpack_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.push(0x00);
+    hpack_int(out, 0, 7, name.len());
+    out.extend_from_slice(name.as_bytes());
+    hpack_int(out, 0, 7, value.len());
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// The header block of `GET http://a.test{path}`.
+pub fn get_block(path: &str) -> Vec<u8> {
+    let mut b = Vec::new();
+    hpack_field(&mut b, ":method", "GET");
+    hpack_field(&mut b, ":scheme", "http");
+    hpack_field(&mut b, ":path", path);
+    hpack_field(&mut b, ":authority", "a.test");
+    b
+}
+
+/// A GOAWAY frame's error code.
+pub fn goaway_code(f: &Frame) -> u32 {
+    u32::from_be_bytes([f.3[4], f.3[5], f.3[6], f.3[7]])
+}
+
+/// An RST_STREAM frame's error code.
+pub fn rst_code(f: &Frame) -> u32 {
+    u32::from_be_bytes([f.3[0], f.3[1], f.3[2], f.3[3]])
+}
