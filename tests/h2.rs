@@ -166,3 +166,64 @@ fn curl_speaks_h2c_with_prior_knowledge() {
         assert!(text.starts_with("hello over h2"), "[{driver}] {text:?}");
     });
 }
+
+#[test]
+fn the_gateways_own_answers_to_grpc_calls_are_trailers_only() {
+    let up = Upstream::fixed("f", 200, "ok");
+    let digest = coregate::auth::apikey::digest(b"grpc-key");
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let cfg = config(
+        "",
+        &(format!(
+            "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\nkeys = [{{ sha256 = \"{hex}\", consumer = \"g\" }}]\n\n"
+        ) + &upstream_toml("u", &[up.addr], "")
+            + &route_toml("svc", "u", "path_prefix = \"/pkg.Greeter/\"\nauth = \"keys\"")),
+    );
+    let grpc = |path: &str| {
+        http::Request::post(format!("http://a.test{path}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        let (unauth, unimplemented, plain) = with_h2(gw.addr, |mut send| async move {
+            let mut headers_only = Vec::new();
+            for path in ["/pkg.Greeter/Hello", "/other.Svc/Call"] {
+                send = send.ready().await.unwrap();
+                let (resp, _) = send.send_request(grpc(path), true).unwrap();
+                let resp = resp.await.unwrap();
+                let ended = resp.body().is_end_stream();
+                headers_only.push((resp.status().as_u16(), resp.headers().clone(), ended));
+            }
+            let plain = h2_request(&mut send, h2_get("/pkg.Greeter/Hello"), b"", 0)
+                .await
+                .unwrap();
+            (headers_only.remove(0), headers_only.remove(0), plain)
+        });
+        let (status, headers, ended) = unauth;
+        assert_eq!(
+            (status, ended),
+            (200, true),
+            "[{driver}] trailers-only: HEADERS with END_STREAM"
+        );
+        assert_eq!(headers["content-type"], "application/grpc", "[{driver}]");
+        assert_eq!(headers["grpc-status"], "16", "[{driver}] UNAUTHENTICATED");
+        assert!(headers.contains_key("grpc-message") && headers.contains_key("x-request-id"));
+        let (status, headers, ended) = unimplemented;
+        assert_eq!((status, ended), (200, true), "[{driver}]");
+        assert_eq!(
+            headers["grpc-status"], "12",
+            "[{driver}] UNIMPLEMENTED for no route"
+        );
+        // a non-gRPC request on the same route still gets the JSON answer
+        assert_eq!(plain.status, 401, "[{driver}]");
+        assert!(
+            plain.body_str().contains("\"status\":401"),
+            "[{driver}] {}",
+            plain.body_str()
+        );
+        assert_eq!(up.request_count(), 0, "[{driver}]");
+    });
+}

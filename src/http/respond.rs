@@ -262,9 +262,60 @@ pub fn render_h1(
     body.len()
 }
 
+/// Is this request gRPC (`content-type: application/grpc` or `application/grpc+proto` ...; not
+/// gRPC-Web, whose clients read ordinary responses)?
+pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
+    content_type.is_some_and(|ct| {
+        let ct = ct.trim_ascii();
+        ct.len() >= 16
+            && ct[..16].eq_ignore_ascii_case(b"application/grpc")
+            && matches!(ct.get(16), None | Some(b'+' | b';'))
+    })
+}
+
+/// Renders `err` for a gRPC client: a trailers-only response (gRPC over HTTP/2 spec) as an
+/// HTTP/1.1 head the h2 adapter turns into one HEADERS frame with END_STREAM: status 200,
+/// `content-type: application/grpc`, the mapped `grpc-status` and the message as `grpc-message`
+/// (percent-encoded where the spec asks). Returns the body length (0).
+pub fn render_grpc(out: &mut Vec<u8>, err: &Reply, request_id: &[u8], extra: &[u8]) -> usize {
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ");
+    out.extend_from_slice(err.grpc_status().to_string().as_bytes());
+    out.extend_from_slice(b"\r\ngrpc-message: ");
+    for &b in err.message().as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\ncontent-length: 0\r\nx-request-id: ");
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"connection: keep-alive\r\n\r\n");
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_requests_get_trailers_only_answers() {
+        assert!(is_grpc(Some(b"application/grpc")));
+        assert!(is_grpc(Some(b"application/grpc+proto")));
+        assert!(is_grpc(Some(b"Application/GRPC; charset=x")));
+        assert!(!is_grpc(Some(b"application/grpc-web")));
+        assert!(!is_grpc(Some(b"application/json")) && !is_grpc(None));
+        let mut out = Vec::new();
+        let e = Reply::new(ErrorKind::RateLimited);
+        render_grpc(&mut out, &e, b"r1", b"retry-after: 1\r\n");
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 8\r\ngrpc-message: "
+        ));
+        assert!(s.ends_with("content-length: 0\r\nx-request-id: r1\r\nretry-after: 1\r\nconnection: keep-alive\r\n\r\n"));
+    }
 
     #[test]
     fn error_json_shape() {

@@ -42,7 +42,7 @@ use monoio::time::Instant;
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
-use crate::http::respond::{render_h1, ErrorKind, Reply};
+use crate::http::respond::{render_grpc, render_h1, ErrorKind, Reply};
 use crate::net::{IoFail, Stream};
 use crate::runtime::worker::{Current, Generation};
 
@@ -68,6 +68,9 @@ pub(crate) struct ClientConn {
     body_sent: u64,
     /// Request body bytes received from the client for the current request.
     body_recv: u64,
+    /// The current request is gRPC: the gateway's own answers are trailers-only gRPC responses.
+    /// Set by the pipeline once the head is known good.
+    grpc: bool,
     info: record::RequestRecord,
 }
 
@@ -161,6 +164,7 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
         c.info.begin(ctx.log.enabled());
         c.body_sent = 0;
         c.body_recv = 0;
+        c.grpc = false;
         let outcome = match head {
             Ok(()) => pipeline::run(&ctx, &mut c, &mut resp).await,
             Err(Fail::Close) => return,
@@ -199,6 +203,7 @@ impl ClientConn {
             extra: Vec::new(),
             body_sent: 0,
             body_recv: 0,
+            grpc: false,
             info: record::RequestRecord::new(),
         }
     }
@@ -367,7 +372,12 @@ async fn answer(
     let keep = keep && !reply.closes_connection() && !gen.drain.is_set();
     response_phase(c, ran);
     c.out.clear();
-    let body = render_h1(&mut c.out, reply, rid, keep, allow, &c.extra);
+    let body = if c.grpc {
+        // a gRPC client reads the outcome from grpc-status, not the HTTP status
+        render_grpc(&mut c.out, reply, rid, &c.extra)
+    } else {
+        render_h1(&mut c.out, reply, rid, keep, allow, &c.extra)
+    };
     c.info.route = route;
     c.info.status = reply.status();
     c.body_sent = body as u64;

@@ -48,6 +48,7 @@ pub(super) async fn run(
     c: &mut ClientConn,
     resp: &mut ResponseHead,
 ) -> Outcome {
+    c.grpc = crate::http::respond::is_grpc(c.head.header(&c.buf, b"content-type"));
     let head = &c.head;
     let buf = &c.buf;
     // request id: keep a sane one, else generate
