@@ -227,3 +227,59 @@ fn the_gateways_own_answers_to_grpc_calls_are_trailers_only() {
         assert_eq!(up.request_count(), 0, "[{driver}]");
     });
 }
+
+#[test]
+fn drain_and_idle_connections_get_a_graceful_goaway() {
+    let up = Upstream::slow("slow", 400, "finished");
+    let cfg = config(
+        "keepalive_timeout = \"300ms\"",
+        &(upstream_toml("u", &[up.addr], "") + &route_toml("api", "u", "path_prefix = \"/api\"")),
+    );
+    for_each_driver(|driver| {
+        // idle: no stream for keepalive_timeout -> GOAWAY(NO_ERROR), then the close
+        let gw = Gateway::start(&cfg, driver);
+        let mut c = RawH2::connect(gw.addr);
+        let t = std::time::Instant::now();
+        let frames = c.until_closed(secs(5));
+        let frames = frames.unwrap_or_else(|| panic!("[{driver}] idle connection still open"));
+        let f = frames.iter().find(|f| f.0 == GOAWAY);
+        let f = f.unwrap_or_else(|| panic!("[{driver}] no GOAWAY on an idle connection"));
+        assert_eq!(goaway_code(f), 0, "[{driver}] NO_ERROR");
+        assert!(
+            t.elapsed() >= std::time::Duration::from_millis(250),
+            "[{driver}] {:?}",
+            t.elapsed()
+        );
+        // drain: a stream in flight finishes after the GOAWAY, then the process exits
+        let mut gw = Gateway::start(&cfg, driver);
+        let mut c = RawH2::connect(gw.addr);
+        c.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get_block("/api/slow"),
+        ));
+        assert!(up
+            .wait_requests(1, secs(5))
+            .iter()
+            .any(|r| r.target == "/api/slow"));
+        gw.signal(libc::SIGTERM);
+        let frames = c.until_closed(secs(5));
+        let frames = frames.unwrap_or_else(|| panic!("[{driver}] still open 5 s into the drain"));
+        let goaway = frames.iter().position(|f| f.0 == GOAWAY);
+        let end = frames
+            .iter()
+            .position(|f| f.2 == 1 && f.1 & END_STREAM != 0 && (f.0 == DATA || f.0 == HEADERS));
+        assert!(
+            goaway.is_some(),
+            "[{driver}] no GOAWAY on drain: {frames:?}"
+        );
+        assert!(
+            end.is_some(),
+            "[{driver}] the in-flight stream was cut by the drain: {frames:?}"
+        );
+        let status = gw.wait_exit(deadline(secs(10)));
+        assert!(status.success(), "[{driver}] exit {status:?}");
+        up.clear();
+    });
+}

@@ -105,6 +105,8 @@ pub fn h2_get(path: &str) -> http::Request<()> {
 pub struct RawH2 {
     pub stream: std::net::TcpStream,
     buf: Vec<u8>,
+    /// The server closed the connection (end of stream or reset seen).
+    pub closed: bool,
 }
 
 /// One frame as read: (type, flags, stream id, payload).
@@ -131,6 +133,7 @@ impl RawH2 {
         let mut c = RawH2 {
             stream,
             buf: Vec::new(),
+            closed: false,
         };
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         hello.extend(frame(SETTINGS, 0, 0, &[]));
@@ -168,7 +171,18 @@ impl RawH2 {
                 .ok()?;
             let mut b = [0u8; 16384];
             match self.stream.read(&mut b) {
-                Ok(0) | Err(_) => return None,
+                Ok(0) => {
+                    self.closed = true;
+                    return None;
+                }
+                Err(e)
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::TimedOut =>
+                {
+                    self.closed = true;
+                    return None;
+                }
+                Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&b[..n]),
             }
         }
@@ -188,6 +202,25 @@ impl RawH2 {
                 return Some(f);
             }
         }
+    }
+}
+
+impl RawH2 {
+    /// Reads (answering PINGs, as h2's graceful shutdown waits for one) until the server closes
+    /// the connection: the frames seen, or None if it was still open after `within`.
+    pub fn until_closed(&mut self, within: std::time::Duration) -> Option<Vec<Frame>> {
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while !self.closed {
+            let left = deadline.checked_duration_since(std::time::Instant::now())?;
+            if let Some(f) = self.next_frame(left) {
+                if f.0 == PING && f.1 & 1 == 0 {
+                    self.try_send(&frame(PING, 1, 0, &f.3));
+                }
+                seen.push(f);
+            }
+        }
+        Some(seen)
     }
 }
 
