@@ -5,7 +5,9 @@
 # server's threads from /proc over each run, divided by the requests h2load completed.
 #   m1    CONNS connections, 1 stream at a time on each (h2load -m 1)
 #   m100  CONNS100 connections, 100 concurrent streams on each (h2load -m 100)
-# Interleaved rounds, medians printed. Goal (issue 14): at most 0.8x nginx's CPU per h2 request.
+# Both keep up to 512 idle upstream connections (m100 has 400 requests in flight: a smaller pool
+# makes either server open and close upstream connections all the time). Interleaved rounds,
+# medians printed. Goal (issue 14): at most 0.8x nginx's CPU per h2 request.
 #
 # Usage: benches/e2e/h2_cost.sh [rounds=3] [seconds=5]
 #   env: CONNS=16 CONNS100=4 PROXY_CPU / OTHER_CPUS as in observability_cost.sh
@@ -30,6 +32,7 @@ listen = "127.0.0.1:19472"
 [[upstream]]
 name = "be"
 endpoints = ["127.0.0.1:19471"]
+max_idle_per_endpoint = 512
 [[route]]
 name = "x"
 path_prefix = "/x"
@@ -43,7 +46,7 @@ cat > $W/ng/nginx.conf <<NG
 worker_processes 1; worker_cpu_affinity $(printf '1%0*d' $PCPU 0); daemon off; pid $W/ng/nginx.pid; error_log $W/ng/err;
 events { worker_connections 10000; }
 http { keepalive_requests 10000000; access_log off; http2_max_concurrent_streams 128;
-  upstream be { server 127.0.0.1:19471; keepalive 256; keepalive_requests 10000000; }
+  upstream be { server 127.0.0.1:19471; keepalive 512; keepalive_requests 10000000; }
   server { listen 127.0.0.1:19473 http2 reuseport;
     location /x { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 NG

@@ -191,10 +191,15 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
 
 impl ClientConn {
     fn new(stream: Stream, peer_ip: String) -> Self {
+        Self::with_buf(stream, peer_ip, Vec::with_capacity(CLIENT_BUF), 4096)
+    }
+
+    /// `buf` as the read buffer (an h2 stream's request head), `out` starting at `out_cap`.
+    fn with_buf(stream: Stream, peer_ip: String, buf: Vec<u8>, out_cap: usize) -> Self {
         ClientConn {
             stream,
-            buf: Vec::with_capacity(CLIENT_BUF),
-            out: Vec::with_capacity(4096),
+            buf,
+            out: Vec::with_capacity(out_cap),
             target: Vec::with_capacity(256),
             norm: Vec::new(),
             head: RequestHead::default(),
@@ -214,8 +219,8 @@ impl ClientConn {
 /// [`serve`], for one request.
 pub(crate) async fn serve_stream(cur: Rc<Current>, stream: Stream, head: Vec<u8>, peer_ip: String) {
     let ctx = cur.get();
-    let mut c = ClientConn::new(stream, peer_ip);
-    c.buf = head;
+    // one request per stream: no connection-sized read buffer (the head is all it reads into)
+    let mut c = ClientConn::with_buf(stream, peer_ip, head, 1024);
     c.info.begin(ctx.log.enabled());
     let mut resp = ResponseHead::default();
     match head::parse_request(&c.buf, &ctx.limits, &mut c.head) {
