@@ -209,3 +209,42 @@ fn ping_and_settings_floods_stay_bounded() {
         still_serves(&gw, driver);
     });
 }
+
+#[test]
+fn a_body_that_disagrees_with_its_content_length_never_reaches_the_upstream_whole() {
+    let up = Upstream::echo("echo");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&abuse_config(&up, ""), driver);
+        up.clear();
+        let post = |path: &str, len: &str| {
+            let mut b = Vec::new();
+            hpack_field(&mut b, ":method", "POST");
+            hpack_field(&mut b, ":scheme", "http");
+            hpack_field(&mut b, ":path", path);
+            hpack_field(&mut b, ":authority", "a.test");
+            hpack_field(&mut b, "content-length", len);
+            b
+        };
+        // more DATA than declared, and less
+        for (path, declared, sent) in [("/more", "10", 20usize), ("/less", "10", 5)] {
+            let mut c = RawH2::connect(gw.addr);
+            c.send(&frame(HEADERS, END_HEADERS, 1, &post(path, declared)));
+            c.send(&frame(DATA, END_STREAM, 1, &vec![b'x'; sent]));
+            let f = c.until(secs(5), |f| {
+                f.2 == 1 && (f.0 == RST_STREAM || f.0 == HEADERS)
+            });
+            let f = f.unwrap_or_else(|| panic!("[{driver}] {path}: no answer"));
+            assert_eq!(
+                f.0, RST_STREAM,
+                "[{driver}] {path}: the stream must be reset, got {f:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let complete: Vec<_> = up.requests().into_iter().filter(|r| r.complete).collect();
+        assert!(
+            complete.is_empty(),
+            "[{driver}] forwarded whole: {complete:?}"
+        );
+        still_serves(&gw, driver);
+    });
+}
