@@ -283,3 +283,104 @@ fn drain_and_idle_connections_get_a_graceful_goaway() {
         up.clear();
     });
 }
+
+/// A client WebSocket text frame (FIN, masked, payload under 126 bytes).
+fn ws_text(payload: &[u8]) -> bytes::Bytes {
+    let mask = [0x11, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f.into()
+}
+
+#[test]
+fn websocket_over_h2_extended_connect_reaches_an_http1_websocket_upstream() {
+    use common::ws::Echo;
+    let echo = Echo::start();
+    let cfg = config(
+        "",
+        &(upstream_toml("echo", &[echo.addr], "")
+            + &route_toml("ws", "echo", "path = \"/ws\"\nwebsocket = true")
+            + &route_toml("no", "echo", "path = \"/nows\"")),
+    );
+    let connect = |path: &str| {
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://a.test{path}"))
+            .header("sec-websocket-version", "13")
+            .body(())
+            .unwrap();
+        req.extensions_mut()
+            .insert(h2::ext::Protocol::from_static("websocket"));
+        req
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        let (status, echoed, refused) = with_h2(gw.addr, |send| async move {
+            let mut send = send.ready().await.unwrap();
+            // the server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive after the handshake
+            for _ in 0..200 {
+                if send.is_extended_connect_protocol_enabled() {
+                    break;
+                }
+                monoio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            assert!(
+                send.is_extended_connect_protocol_enabled(),
+                "no SETTINGS_ENABLE_CONNECT_PROTOCOL"
+            );
+            let (resp, mut tx) = send.send_request(connect("/ws"), false).unwrap();
+            let resp = resp.await.unwrap();
+            let status = resp.status().as_u16();
+            let mut rx = resp.into_body();
+            let mut echoed = Vec::new();
+            for msg in [&b"hello over h2"[..], b"and again"] {
+                tx.send_data(ws_text(msg), false).unwrap();
+                let want = echoed.len() + 2 + msg.len();
+                while echoed.len() < want {
+                    match rx.data().await {
+                        Some(Ok(d)) => {
+                            let _ = rx.flow_control().release_capacity(d.len());
+                            echoed.extend_from_slice(&d);
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            send = send.ready().await.unwrap();
+            let (resp, _tx) = send.send_request(connect("/nows"), false).unwrap();
+            let refused = resp.await.map(|r| r.status().as_u16()).unwrap_or(0);
+            (status, echoed, refused)
+        });
+        assert_eq!(
+            status, 200,
+            "[{driver}] RFC 8441: 2xx for a switched stream"
+        );
+        let mut want = vec![0x81, 13];
+        want.extend_from_slice(b"hello over h2");
+        want.extend_from_slice(&[0x81, 9]);
+        want.extend_from_slice(b"and again");
+        assert_eq!(echoed, want, "[{driver}] echoed frames");
+        let h = echo.handshakes.lock().unwrap()[0].clone();
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        assert_eq!(
+            get("upgrade").as_deref(),
+            Some("websocket"),
+            "[{driver}] {h:?}"
+        );
+        assert_eq!(
+            get("sec-websocket-version").as_deref(),
+            Some("13"),
+            "[{driver}]"
+        );
+        assert!(
+            get("sec-websocket-key").is_some_and(|k| k.len() == 24),
+            "[{driver}]"
+        );
+        assert_ne!(
+            refused, 200,
+            "[{driver}] a route without websocket = true must not switch"
+        );
+        echo.handshakes.lock().unwrap().clear();
+    });
+}

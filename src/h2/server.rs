@@ -137,6 +137,8 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         .initial_connection_window_size(limits.connection_window)
         .max_pending_accept_reset_streams(limits.max_client_resets)
         .max_local_error_reset_streams(Some(limits.max_error_resets))
+        // RFC 8441: WebSocket over HTTP/2 (extended CONNECT with :protocol = websocket)
+        .enable_connect_protocol()
         .handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout_at(Instant::now() + header_timeout, handshake).await
     {
@@ -200,7 +202,14 @@ async fn stream_task(
     tls: Option<Rc<crate::net::TlsInfo>>,
 ) {
     let (parts, recv) = req.into_parts();
-    let framing = if recv.is_end_stream() {
+    let websocket = parts.method == http::Method::CONNECT
+        && parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    let framing = if websocket {
+        BodyFraming::Tunnel
+    } else if recv.is_end_stream() {
         BodyFraming::None
     } else if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
         BodyFraming::Raw
@@ -227,17 +236,22 @@ pub struct Malformed;
 /// Writes the HTTP/1.1 head that stands for an h2 request: the method and `:path`, `Host` from
 /// `:authority` (a different `Host` field as well is malformed, RFC 9113 §8.3.1), the fields (the h2
 /// codec already refused connection-specific ones, RFC 9113 §8.2.2), `Cookie` fields joined into
-/// one (§8.2.3), and the body framing `framing` announces.
+/// one (§8.2.3), and the body framing `framing` announces. A WebSocket extended CONNECT
+/// (`BodyFraming::Tunnel`, RFC 8441 §5) becomes the HTTP/1.1 handshake (RFC 6455 §4.1): GET with
+/// `Connection: upgrade`, `Upgrade: websocket` and a fresh `Sec-WebSocket-Key`; the route must
+/// allow WebSocket like any other handshake.
 pub fn request_head(
     parts: &http::request::Parts,
     framing: BodyFraming,
     out: &mut Vec<u8>,
 ) -> Result<(), Malformed> {
     use http::header::{CONTENT_LENGTH, COOKIE, HOST};
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+    let tunnel = framing == BodyFraming::Tunnel;
+    let method = if tunnel { "GET" } else { parts.method.as_str() };
+    out.extend_from_slice(method.as_bytes());
     out.push(b' ');
     let target = match parts.uri.path_and_query() {
-        Some(pq) if parts.method != http::Method::CONNECT => pq.as_str(),
+        Some(pq) if parts.method != http::Method::CONNECT || tunnel => pq.as_str(),
         _ => return Err(Malformed),
     };
     out.extend_from_slice(target.as_bytes());
@@ -269,16 +283,34 @@ pub fn request_head(
             || name == COOKIE
             || name == http::header::EXPECT
             || (name == CONTENT_LENGTH && framing != BodyFraming::Raw)
+            || (tunnel && name == http::header::SEC_WEBSOCKET_KEY)
         {
             continue;
         }
         push(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    if framing == BodyFraming::Chunked {
-        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    match framing {
+        BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        BodyFraming::Tunnel => {
+            out.extend_from_slice(crate::http::upgrade::WEBSOCKET_REQUEST);
+            push(out, b"sec-websocket-key", &websocket_key());
+        }
+        _ => {}
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 random bytes, base64 (RFC 6455 §4.1).
+fn websocket_key() -> Vec<u8> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut nonce = [0u8; 16];
+    // the key only has to differ between handshakes; a failed RNG still leaves a valid key
+    let _ = ring::rand::SystemRandom::new().fill(&mut nonce);
+    base64::engine::general_purpose::STANDARD
+        .encode(nonce)
+        .into_bytes()
 }
 
 fn push(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {

@@ -43,6 +43,8 @@ pub enum BodyFraming {
     Raw,
     /// Chunked framing around each DATA frame.
     Chunked,
+    /// A WebSocket over HTTP/2 stream (RFC 8441): raw bytes both ways once the upstream switched.
+    Tunnel,
 }
 
 /// Where the response stands.
@@ -58,6 +60,16 @@ enum Out {
 enum Left {
     Length(u64),
     Chunked(Box<ChunkedDecoder>),
+    /// Tunnel bytes, until the gateway ends the stream.
+    Tunnel,
+}
+
+/// What `readable` took from the stream ahead of `read_some`.
+enum Ahead {
+    Nothing,
+    Data(Bytes),
+    End,
+    Failed,
 }
 
 /// An HTTP/2 stream as a byte stream; see the module doc.
@@ -69,6 +81,7 @@ pub struct H2Stream {
     respond: Option<SendResponse<Bytes>>,
     out: Out,
     tls: Option<Rc<TlsInfo>>,
+    ahead: Ahead,
 }
 
 impl H2Stream {
@@ -85,6 +98,7 @@ impl H2Stream {
             respond: Some(respond),
             out: Out::Head(Vec::new()),
             tls,
+            ahead: Ahead::Nothing,
         }
     }
 
@@ -102,7 +116,12 @@ impl H2Stream {
             return Ok(0);
         }
         let start = buf.len();
-        let got = monoio::time::timeout_at(deadline, self.recv.data()).await;
+        let got = match std::mem::replace(&mut self.ahead, Ahead::Nothing) {
+            Ahead::Data(d) => Ok(Some(Ok(d))),
+            Ahead::End => Ok(None),
+            Ahead::Failed => return Err(IoFail::Error),
+            Ahead::Nothing => monoio::time::timeout_at(deadline, self.recv.data()).await,
+        };
         match got {
             Err(_) => Err(IoFail::Timeout),
             Ok(Some(Err(_))) => Err(IoFail::Error),
@@ -148,11 +167,15 @@ impl H2Stream {
                         _ => return self.fail(),
                     }
                     let head_bytes = std::mem::take(head);
-                    let Some(response) = to_h2(&head_bytes, &resp) else {
+                    // a WebSocket over h2 stream: the upstream's 101 is our 200 (RFC 8441 §5)
+                    let tunnel = resp.status == 101 && self.framing == BodyFraming::Tunnel;
+                    let status = if tunnel { 200 } else { resp.status };
+                    let Some(response) = to_h2(&head_bytes, &resp, status) else {
                         return self.fail();
                     };
                     let body = head_bytes[resp.head_len..].to_vec();
                     let left = match resp.body {
+                        _ if tunnel => Some(Left::Tunnel),
                         BodyKind::None | BodyKind::Length(0) => None,
                         BodyKind::Length(n) => Some(Left::Length(n)),
                         BodyKind::Chunked => {
@@ -186,6 +209,11 @@ impl H2Stream {
                             data = &data[take..];
                             (piece, *rem == 0)
                         }
+                        Left::Tunnel => {
+                            let piece = Bytes::copy_from_slice(data);
+                            data = &[];
+                            (piece, false)
+                        }
                         Left::Chunked(dec) => {
                             let mut plain = Vec::new();
                             let p = match dec
@@ -210,6 +238,35 @@ impl H2Stream {
             }
         }
         Ok(())
+    }
+
+    /// Resolves when a read would make progress (DATA, the end of the stream or an error is
+    /// waiting); what arrived is kept for `read_some`. Dropping it loses nothing.
+    pub async fn readable(&mut self) {
+        if !matches!(self.ahead, Ahead::Nothing) || self.recv_done {
+            return;
+        }
+        self.ahead = match self.recv.data().await {
+            Some(Ok(d)) => Ahead::Data(d),
+            Some(Err(_)) => Ahead::Failed,
+            None => Ahead::End,
+        };
+    }
+
+    /// Ends our sending direction of a tunnel (END_STREAM); reads go on.
+    pub fn end_stream(&mut self) {
+        match std::mem::replace(&mut self.out, Out::Done) {
+            Out::Body {
+                mut send,
+                left: Left::Tunnel,
+            } => {
+                let _ = send.send_data(Bytes::new(), true);
+            }
+            other => {
+                self.out = other;
+                self.close();
+            }
+        }
     }
 
     /// Resolves when the client reset the stream (or the connection went away).
@@ -278,8 +335,8 @@ async fn send_flow(
 
 /// The HEADERS of an HTTP/1.1 response head: the status and every field an h2 response may carry
 /// (connection-specific fields dropped, RFC 9113 §8.2.2).
-fn to_h2(buf: &[u8], resp: &ResponseHead) -> Option<http::Response<()>> {
-    let mut b = http::Response::builder().status(resp.status);
+fn to_h2(buf: &[u8], resp: &ResponseHead, status: u16) -> Option<http::Response<()>> {
+    let mut b = http::Response::builder().status(status);
     for h in &resp.headers {
         match h.kind {
             HeaderKind::Connection | HeaderKind::HopByHop | HeaderKind::TransferEncoding => {
@@ -288,6 +345,10 @@ fn to_h2(buf: &[u8], resp: &ResponseHead) -> Option<http::Response<()>> {
             _ => {}
         }
         let name = h.name.get(buf);
+        // the HTTP/1.1 handshake's proof; RFC 8441 has none
+        if status != resp.status && name.eq_ignore_ascii_case(b"sec-websocket-accept") {
+            continue;
+        }
         let value = h.value.get(buf);
         b = b.header(
             http::HeaderName::from_bytes(&name.to_ascii_lowercase()).ok()?,

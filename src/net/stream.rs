@@ -179,8 +179,11 @@ impl Stream {
             Some(tcp) => {
                 let _ = tcp.readable(false).await;
             }
-            // never tunnelled (an h2 request cannot ask for an HTTP/1.1 upgrade)
-            None => std::future::pending::<()>().await,
+            None => {
+                if let Stream::H2(s) = self {
+                    s.readable().await
+                }
+            }
         }
     }
 
@@ -193,7 +196,7 @@ impl Stream {
                 .await;
         }
         match self {
-            Stream::H2(s) => s.close(),
+            Stream::H2(s) => s.end_stream(),
             _ => {
                 if let Some(tcp) = self.tcp() {
                     timed::shutdown_write(tcp);

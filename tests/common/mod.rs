@@ -16,6 +16,7 @@ pub mod redis;
 pub mod tls;
 pub mod upstream;
 pub mod wire;
+pub mod ws;
 
 pub use client::*;
 pub use gateway::*;
