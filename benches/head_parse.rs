@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
                     traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                     keep_tracestate: false,
                     client_cert: None,
-                    upgrade: false,
+                    upgrade: None,
                 };
                 write_upstream_request(&mut out, raw, &head, &ctx);
                 black_box(out.len())

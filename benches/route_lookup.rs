@@ -55,6 +55,7 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         client_cert_sans: Vec::new(),
         response_fields: None,
         websocket: false,
+        upgrades: Vec::new(),
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
     }
 }

@@ -272,3 +272,95 @@ fn abrupt_closes_and_idle_tunnels_end_both_sides() {
         );
     });
 }
+
+/// An upstream that switches to `echo-proto` when asked (and says what it was asked), then echoes
+/// bytes until the client closes.
+fn echo_proto() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if !text.contains("\r\nupgrade: echo-proto\r\n") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nno upgrade");
+                    return;
+                }
+                let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n");
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn configured_upgrade_protocols_are_tunnelled_too() {
+    let up = echo_proto();
+    let cfg = config(
+        "",
+        &(upstream_toml("p", &[up], "")
+            + &route_toml(
+                "custom",
+                "p",
+                "path = \"/custom\"\nupgrades = [\"echo-proto\"]",
+            )
+            + &route_toml("plain", "p", "path = \"/plain\"")),
+    );
+    let ask = |path: &str, proto: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: {proto}\r\n\r\n")
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        // the client offers two protocols; the gateway passes on the one the route allows
+        let mut s = TcpStream::connect(gw.addr).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.write_all(ask("/custom", "other/1, Echo-Proto").as_bytes())
+            .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(
+                s.read(&mut b).unwrap(),
+                1,
+                "[{driver}] closed in the head: {head:?}"
+            );
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head);
+        assert!(text.starts_with("HTTP/1.1 101 "), "[{driver}] {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("upgrade: echo-proto"),
+            "[{driver}] {text}"
+        );
+        for msg in [&b"ping through the tunnel"[..], b"and back"] {
+            s.write_all(msg).unwrap();
+            let mut got = vec![0u8; msg.len()];
+            s.read_exact(&mut got).unwrap();
+            assert_eq!(got, msg, "[{driver}]");
+        }
+        // not a protocol the route lists, or a route that lists none: an ordinary request
+        for (path, proto) in [("/custom", "other/1"), ("/plain", "echo-proto")] {
+            let r = Client::connect(gw.addr).request(ask(path, proto).as_bytes());
+            assert_eq!(
+                (r.status, r.body_str().as_str()),
+                (200, "no upgrade"),
+                "[{driver}] {path} {proto}"
+            );
+        }
+    });
+}

@@ -22,6 +22,7 @@ pub mod render;
 pub mod tls;
 mod transform;
 pub mod units;
+mod upgrade;
 mod validate;
 
 pub use model::*;

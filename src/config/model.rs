@@ -179,6 +179,9 @@ pub struct RouteConfig {
     /// `websocket = true`: a clean WebSocket handshake is passed on (`http::upgrade`) and a 101
     /// becomes a tunnel; otherwise `Upgrade` is stripped like any hop-by-hop field.
     pub websocket: bool,
+    /// Other `Upgrade` protocols passed on (lower-case tokens, `route.upgrades`), tunnelled the
+    /// same way after the upstream's 101.
+    pub upgrades: Vec<String>,
     /// A tunnel with no bytes moving (or a peer not reading) for this long is closed.
     pub tunnel_idle_timeout: Duration,
 }

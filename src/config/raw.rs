@@ -112,6 +112,7 @@ pub(crate) struct RawRoute {
     pub client_cert_sans: Option<Vec<String>>,
     pub response_fields: Option<Vec<String>>,
     pub websocket: Option<bool>,
+    pub upgrades: Option<Vec<String>>,
     pub tunnel_idle_timeout: Option<DurationValue>,
 }
 

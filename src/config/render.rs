@@ -349,6 +349,12 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
                 .flatten(),
         ),
         ("websocket", r.websocket.then_some(Value::Boolean(true))),
+        (
+            "upgrades",
+            (!r.upgrades.is_empty())
+                .then(|| strs(&r.upgrades))
+                .flatten(),
+        ),
         ("tunnel_idle_timeout", duration(r.tunnel_idle_timeout)),
         (
             "response_fields",

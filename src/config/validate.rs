@@ -532,6 +532,7 @@ fn route(
         // Set by the caller (`config::transform::response_fields`).
         response_fields: None,
         websocket: r.websocket.unwrap_or(false),
+        upgrades: super::upgrade::upgrades(cx, &p.key("upgrades"), r.upgrades),
         tunnel_idle_timeout: cx.duration(
             p.key("tunnel_idle_timeout"),
             r.tunnel_idle_timeout,

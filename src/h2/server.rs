@@ -292,7 +292,7 @@ pub fn request_head(
     match framing {
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::Tunnel => {
-            out.extend_from_slice(crate::http::upgrade::WEBSOCKET_REQUEST);
+            crate::http::upgrade::write_request(out, b"websocket");
             push(out, b"sec-websocket-key", &websocket_key());
         }
         _ => {}

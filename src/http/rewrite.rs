@@ -90,9 +90,9 @@ pub struct Forwarding<'a> {
     /// [`CLIENT_CERT_FINGERPRINT`] and [`CLIENT_CERT_SUBJECT`]. Client-sent copies of those two
     /// fields are always dropped, on every listener.
     pub client_cert: Option<(&'a [u8], &'a [u8])>,
-    /// A WebSocket handshake passed on: `Connection: upgrade` and `Upgrade: websocket` are sent
-    /// in place of the stripped hop-by-hop fields.
-    pub upgrade: bool,
+    /// An upgrade passed on (its protocol token): `Connection: upgrade` and `Upgrade: token` are
+    /// sent in place of the stripped hop-by-hop fields.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Fields the gateway alone sets, from the TLS session's verified client certificate.
@@ -214,8 +214,8 @@ pub fn write_upstream_request(
         push_header(out, CLIENT_CERT_FINGERPRINT, fingerprint);
         push_header(out, CLIENT_CERT_SUBJECT, subject);
     }
-    if ctx.upgrade {
-        out.extend_from_slice(super::upgrade::WEBSOCKET_REQUEST);
+    if let Some(token) = ctx.upgrade {
+        super::upgrade::write_request(out, token);
     }
     match head.body {
         BodyKind::None | BodyKind::UntilClose => {}
@@ -379,7 +379,7 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
-            upgrade: false,
+            upgrade: None,
         };
         write_upstream_request(&mut out, raw, &head, &ctx);
         let s = String::from_utf8(out).unwrap();
@@ -428,7 +428,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
-            upgrade: false,
+            upgrade: None,
         };
         let mut out = Vec::new();
         write_upstream_request(&mut out, raw, &head, &ctx);

@@ -1,12 +1,12 @@
-//! HTTP/1.1 protocol upgrades (RFC 9110 §7.8), today WebSocket (RFC 6455 §4): recognising a
-//! handshake the gateway may pass on, checking the upstream's `101 Switching Protocols`, and the
-//! 101 head the client gets.
+//! HTTP/1.1 protocol upgrades (RFC 9110 §7.8): WebSocket (RFC 6455 §4) and the tokens a route
+//! lists in `upgrades`: recognising a handshake the gateway may pass on, checking the upstream's
+//! `101 Switching Protocols`, and the 101 head the client gets.
 //!
 //! Owns only byte-level decisions over parsed heads; the tunnel that follows a 101 is
-//! `proxy/tunnel.rs`. A request only counts as an upgrade when everything about it is clean: GET,
+//! `proxy/tunnel.rs`. A request only counts as an upgrade when everything about it is clean:
 //! HTTP/1.1, no body (a handshake with a body is a smuggling shape, so it is forwarded as an
 //! ordinary request with `Upgrade` stripped), `Connection` naming `upgrade`, and exactly one
-//! `Upgrade` field offering `websocket`.
+//! `Upgrade` field offering a protocol the route allows (`websocket` on GET only).
 
 use super::head::{BodyKind, Header};
 use super::head::{HeaderKind, RequestHead, ResponseHead};
@@ -34,30 +34,47 @@ fn upgrade_fields<'a>(headers: &'a [Header], buf: &'a [u8]) -> impl Iterator<Ite
     })
 }
 
-/// The request is a clean WebSocket handshake (see the module doc).
-pub fn websocket_request(head: &RequestHead, buf: &[u8]) -> bool {
-    head.method(buf) == b"GET"
-        && head.minor == 1
-        && head.body == BodyKind::None
-        && lists(
+/// The protocol a clean upgrade request asks for that the route allows (see the module doc):
+/// `websocket` when `websocket` is set (GET only, RFC 6455 §4.1), or one of `others` (lower-case
+/// tokens, any method without a body), the first the client lists. None: not an upgrade the
+/// gateway passes on; the request is forwarded with `Upgrade` stripped.
+pub fn requested<'a>(
+    head: &RequestHead,
+    buf: &'a [u8],
+    websocket: bool,
+    others: &[String],
+) -> Option<&'a [u8]> {
+    if head.minor != 1
+        || head.body != BodyKind::None
+        || !lists(
             &head.headers,
             buf,
             HeaderKind::Connection,
             b"connection",
             b"upgrade",
         )
-        && upgrade_fields(&head.headers, buf).count() == 1
-        && lists(
-            &head.headers,
-            buf,
-            HeaderKind::HopByHop,
-            b"upgrade",
-            b"websocket",
-        )
+    {
+        return None;
+    }
+    let mut fields = upgrade_fields(&head.headers, buf);
+    let field = fields.next()?;
+    if fields.next().is_some() {
+        return None;
+    }
+    let get = head.method(buf) == b"GET";
+    tokens(field.value.get(buf)).find(|t| {
+        (websocket && get && t.eq_ignore_ascii_case(b"websocket"))
+            || others.iter().any(|o| o.as_bytes().eq_ignore_ascii_case(t))
+    })
 }
 
-/// The upstream's 101 switches to WebSocket, as asked.
-pub fn websocket_response(resp: &ResponseHead, buf: &[u8]) -> bool {
+/// The request is a clean WebSocket handshake.
+pub fn websocket_request(head: &RequestHead, buf: &[u8]) -> bool {
+    requested(head, buf, true, &[]).is_some()
+}
+
+/// The upstream's 101 switches to `token`, as asked.
+pub fn switched(resp: &ResponseHead, buf: &[u8], token: &[u8]) -> bool {
     resp.status == 101
         && lists(
             &resp.headers,
@@ -66,26 +83,28 @@ pub fn websocket_response(resp: &ResponseHead, buf: &[u8]) -> bool {
             b"connection",
             b"upgrade",
         )
-        && lists(
-            &resp.headers,
-            buf,
-            HeaderKind::HopByHop,
-            b"upgrade",
-            b"websocket",
-        )
+        && lists(&resp.headers, buf, HeaderKind::HopByHop, b"upgrade", token)
 }
 
-/// The header lines a WebSocket handshake carries upstream in place of the stripped hop-by-hop
-/// ones.
-pub const WEBSOCKET_REQUEST: &[u8] = b"connection: upgrade\r\nupgrade: websocket\r\n";
+/// The upstream's 101 switches to WebSocket.
+pub fn websocket_response(resp: &ResponseHead, buf: &[u8]) -> bool {
+    switched(resp, buf, b"websocket")
+}
+
+/// The header lines an upgrade request carries upstream in place of the stripped hop-by-hop ones.
+pub fn write_request(out: &mut Vec<u8>, token: &[u8]) {
+    out.extend_from_slice(b"connection: upgrade\r\n");
+    push_header(out, b"upgrade", token);
+}
 
 /// Appends the 101 head sent to the client: the upstream's end-to-end fields
 /// (`Sec-WebSocket-Accept`, `Sec-WebSocket-Protocol`, ...), our request id and `extra`, then
-/// `Connection: upgrade` and `Upgrade: websocket`.
+/// `Connection: upgrade` and `Upgrade: token`.
 pub fn write_switching(
     out: &mut Vec<u8>,
     buf: &[u8],
     resp: &ResponseHead,
+    token: &[u8],
     rid: &[u8],
     extra: &[u8],
 ) {
@@ -95,7 +114,8 @@ pub fn write_switching(
     }
     push_header(out, b"x-request-id", rid);
     out.extend_from_slice(extra);
-    out.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n\r\n");
+    write_request(out, token);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -143,7 +163,14 @@ mod tests {
             .unwrap();
         assert!(websocket_response(&resp, raw.as_bytes()));
         let mut out = Vec::new();
-        write_switching(&mut out, raw.as_bytes(), &resp, b"rid1", b"x-extra: 1\r\n");
+        write_switching(
+            &mut out,
+            raw.as_bytes(),
+            &resp,
+            b"websocket",
+            b"rid1",
+            b"x-extra: 1\r\n",
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: abc\r\nx-request-id: rid1\r\nx-extra: 1\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
@@ -153,5 +180,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!websocket_response(&resp, h2c.as_bytes()));
+        assert!(switched(&resp, h2c.as_bytes(), b"h2c"));
+    }
+
+    #[test]
+    fn configured_tokens_are_upgrades_too() {
+        let raw =
+            "POST /t HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo/2, Bar\r\n\r\n";
+        let mut head = RequestHead::default();
+        parse_request(raw.as_bytes(), &LIMITS, &mut head)
+            .unwrap()
+            .unwrap();
+        let b = raw.as_bytes();
+        assert_eq!(
+            requested(&head, b, true, &["bar".into()]),
+            Some(&b"Bar"[..])
+        );
+        assert_eq!(
+            requested(&head, b, true, &["foo/2".into(), "bar".into()]),
+            Some(&b"foo/2"[..])
+        );
+        assert_eq!(requested(&head, b, true, &["foo".into()]), None);
+        assert_eq!(requested(&head, b, false, &[]), None);
     }
 }

@@ -112,7 +112,15 @@ pub(super) async fn upstream(
     let idempotent = head.is_idempotent(buf);
     let client_minor = head.minor;
     let client_keep = head.keep_alive;
-    let upgrade = route.websocket && upgrade::websocket_request(head, buf);
+    // the upgrade token (copied: the client buffer moves on before the 101 is checked)
+    let mut token = [0u8; 64];
+    let upgrade = upgrade::requested(head, buf, route.websocket, &route.upgrades)
+        .filter(|t| t.len() <= token.len())
+        .map(|t| {
+            token[..t.len()].copy_from_slice(t);
+            t.len()
+        });
+    let upgrade = upgrade.map(|n| &token[..n]);
     let key = balance_key(
         &up.cfg.balance,
         head,
@@ -212,7 +220,7 @@ pub(super) async fn upstream(
         key,
         idempotent,
         method_head,
-        upgrade,
+        upgrade: upgrade.is_some(),
     };
     let read = |body: &BodyLeft| {
         if client_keep && matches!(body, BodyLeft::Done) {
@@ -251,7 +259,7 @@ pub(super) async fn upstream(
         c.info.upstream_us = Some(up_us);
         up.stats.latency.record_us(up_us);
         up.stats.record(101);
-        let outcome = switch(gen, c, &mut conn, resp, call).await;
+        let outcome = switch(gen, c, &mut conn, resp, call, upgrade.unwrap_or_default()).await;
         drop(inflight);
         return outcome;
     }
@@ -332,11 +340,12 @@ async fn switch(
     conn: &mut UpConn,
     resp: &ResponseHead,
     call: &Call<'_>,
+    token: &[u8],
 ) -> Outcome {
     let route = &gen.cfg.routes[call.route];
-    if !upgrade::websocket_response(resp, &conn.buf) {
+    if !upgrade::switched(resp, &conn.buf, token) {
         conn.stats.error(UpstreamError::BadResponse);
-        let reason = "upstream switched to a protocol other than websocket";
+        let reason = "upstream switched to a protocol other than the one asked for";
         let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
         return answer(
             gen,
@@ -352,7 +361,7 @@ async fn switch(
     }
     super::response_phase(c, call.filters);
     c.out.clear();
-    upgrade::write_switching(&mut c.out, &conn.buf, resp, call.rid, &c.extra);
+    upgrade::write_switching(&mut c.out, &conn.buf, resp, token, call.rid, &c.extra);
     // frames the upstream sent right behind its 101
     let early = conn.buf.len() - resp.head_len;
     c.out.extend_from_slice(&conn.buf[resp.head_len..]);

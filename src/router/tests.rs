@@ -76,6 +76,7 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         client_cert_sans: Vec::new(),
         response_fields: None,
         websocket: false,
+        upgrades: Vec::new(),
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
     }
 }
