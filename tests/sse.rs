@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc;
 
@@ -18,14 +18,7 @@ fn gated_events() -> (SocketAddr, mpsc::Sender<()>) {
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
-            let mut head = Vec::new();
-            let mut b = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") {
-                if s.read(&mut b).unwrap_or(0) == 0 {
-                    break;
-                }
-                head.push(b[0]);
-            }
+            let head = read_head_bytes(&mut s).unwrap_or_default();
             let chunked = head.starts_with(b"GET /chunked");
             let frame = |e: &str| match chunked {
                 true => format!("{:x}\r\n{e}\r\n", e.len()),

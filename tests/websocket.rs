@@ -282,17 +282,12 @@ fn echo_proto() -> SocketAddr {
         for s in l.incoming() {
             let Ok(mut s) = s else { return };
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
+                let Some(head) = read_head_bytes(&mut s) else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 if !text.contains("\r\nupgrade: echo-proto\r\n") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nno upgrade");
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nno upgrade");
                     return;
                 }
                 let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n");
@@ -331,16 +326,8 @@ fn configured_upgrade_protocols_are_tunnelled_too() {
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         s.write_all(ask("/custom", "other/1, Echo-Proto").as_bytes())
             .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            assert_eq!(
-                s.read(&mut b).unwrap(),
-                1,
-                "[{driver}] closed in the head: {head:?}"
-            );
-            head.push(b[0]);
-        }
+        let head =
+            read_head_bytes(&mut s).unwrap_or_else(|| panic!("[{driver}] closed in the head"));
         let text = String::from_utf8_lossy(&head);
         assert!(text.starts_with("HTTP/1.1 101 "), "[{driver}] {text}");
         assert!(

@@ -407,3 +407,17 @@ pub fn pattern_fnv(len: u64) -> u64 {
     }
     f.finish()
 }
+
+/// Reads one message head byte by byte (so nothing after it is consumed), up to and including the
+/// blank line; None when the peer closed (or failed) first. For raw test peers.
+pub fn read_head_bytes(s: &mut impl Read) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => return None,
+        }
+    }
+    Some(head)
+}
