@@ -384,3 +384,24 @@ fn websocket_over_h2_extended_connect_reaches_an_http1_websocket_upstream() {
         echo.handshakes.lock().unwrap().clear();
     });
 }
+
+#[test]
+fn head_requests_end_their_stream() {
+    let up = Upstream::fixed("f", 200, "hello");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        let r = with_h2(gw.addr, |mut send| async move {
+            let req = http::Request::head("http://a.test/api/h").body(()).unwrap();
+            let head = h2_request(&mut send, req, b"", 0);
+            monoio::time::timeout(secs(5), head).await
+        });
+        let r = r.unwrap_or_else(|_| panic!("[{driver}] the HEAD stream never ended"));
+        let r = r.unwrap();
+        assert_eq!((r.status, r.body.len()), (200, 0), "[{driver}]");
+        assert_eq!(
+            r.header("content-length").as_deref(),
+            Some("5"),
+            "[{driver}]"
+        );
+    });
+}

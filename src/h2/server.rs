@@ -225,7 +225,9 @@ async fn stream_task(
         let _ = respond.send_response(resp, true);
         return;
     }
-    let stream = Stream::H2(Box::new(H2Stream::new(recv, respond, framing, tls)));
+    let head_request = parts.method == http::Method::HEAD;
+    let stream = H2Stream::new(recv, respond, framing, tls, head_request);
+    let stream = Stream::H2(Box::new(stream));
     crate::proxy::serve_stream(cur, stream, head, ip).await;
 }
 

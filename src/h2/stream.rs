@@ -82,6 +82,8 @@ pub struct H2Stream {
     out: Out,
     tls: Option<Rc<TlsInfo>>,
     ahead: Ahead,
+    /// The request is HEAD: the response's `content-length` announces no body.
+    head_request: bool,
 }
 
 impl H2Stream {
@@ -90,6 +92,7 @@ impl H2Stream {
         respond: SendResponse<Bytes>,
         framing: BodyFraming,
         tls: Option<Rc<TlsInfo>>,
+        head_request: bool,
     ) -> Self {
         H2Stream {
             recv,
@@ -99,6 +102,7 @@ impl H2Stream {
             out: Out::Head(Vec::new()),
             tls,
             ahead: Ahead::Nothing,
+            head_request,
         }
     }
 
@@ -116,40 +120,39 @@ impl H2Stream {
             return Ok(0);
         }
         let start = buf.len();
-        let got = match std::mem::replace(&mut self.ahead, Ahead::Nothing) {
-            Ahead::Data(d) => Ok(Some(Ok(d))),
-            Ahead::End => Ok(None),
-            Ahead::Failed => return Err(IoFail::Error),
-            Ahead::Nothing => monoio::time::timeout_at(deadline, self.recv.data()).await,
-        };
-        match got {
-            Err(_) => Err(IoFail::Timeout),
-            Ok(Some(Err(_))) => Err(IoFail::Error),
-            Ok(Some(Ok(data))) => {
-                let _ = self.recv.flow_control().release_capacity(data.len());
-                if data.is_empty() {
-                    // an empty DATA frame: nothing to hand out; ask again
-                    return Box::pin(self.read_some(buf, deadline)).await;
-                }
-                match self.framing {
-                    BodyFraming::Chunked => {
-                        chunked::write_chunk_header(buf, data.len());
-                        buf.extend_from_slice(&data);
-                        buf.extend_from_slice(chunked::CHUNK_END);
+        // empty DATA frames hand out nothing: read on (a loop, so a flood of them costs no stack)
+        let data = loop {
+            let got = match std::mem::replace(&mut self.ahead, Ahead::Nothing) {
+                Ahead::Data(d) => Ok(Some(Ok(d))),
+                Ahead::End => Ok(None),
+                Ahead::Failed => return Err(IoFail::Error),
+                Ahead::Nothing => monoio::time::timeout_at(deadline, self.recv.data()).await,
+            };
+            match got {
+                Err(_) => return Err(IoFail::Timeout),
+                Ok(Some(Err(_))) => return Err(IoFail::Error),
+                Ok(Some(Ok(data))) if data.is_empty() => continue,
+                Ok(Some(Ok(data))) => break data,
+                Ok(None) => {
+                    self.recv_done = true;
+                    if self.framing == BodyFraming::Chunked {
+                        buf.extend_from_slice(chunked::LAST_CHUNK);
+                        return Ok(buf.len() - start);
                     }
-                    _ => buf.extend_from_slice(&data),
+                    return Ok(0);
                 }
-                Ok(buf.len() - start)
             }
-            Ok(None) => {
-                self.recv_done = true;
-                if self.framing == BodyFraming::Chunked {
-                    buf.extend_from_slice(chunked::LAST_CHUNK);
-                    return Ok(buf.len() - start);
-                }
-                Ok(0)
+        };
+        let _ = self.recv.flow_control().release_capacity(data.len());
+        match self.framing {
+            BodyFraming::Chunked => {
+                chunked::write_chunk_header(buf, data.len());
+                buf.extend_from_slice(&data);
+                buf.extend_from_slice(chunked::CHUNK_END);
             }
+            _ => buf.extend_from_slice(&data),
         }
+        Ok(buf.len() - start)
     }
 
     /// Takes response bytes as an HTTP/1.1 client would read them (see the module doc).
@@ -161,7 +164,7 @@ impl H2Stream {
                     head.extend_from_slice(data);
                     data = &[];
                     let mut resp = ResponseHead::default();
-                    match head::parse_response(head, MAX_HEAD, false, &mut resp) {
+                    match head::parse_response(head, MAX_HEAD, self.head_request, &mut resp) {
                         Ok(None) if head.len() < MAX_HEAD => return Ok(()),
                         Ok(Some(())) => {}
                         _ => return self.fail(),
