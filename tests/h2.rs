@@ -405,3 +405,49 @@ fn head_requests_end_their_stream() {
         );
     });
 }
+
+#[test]
+fn a_reload_sends_goaway_and_new_connections_get_the_new_config() {
+    let (a, b) = (
+        Upstream::fixed("a", 200, "A"),
+        Upstream::fixed("b", 200, "B"),
+    );
+    let cfg = |up: &Upstream| {
+        config(
+            "keepalive_timeout = \"60s\"",
+            &(upstream_toml("u", &[up.addr], "")
+                + &route_toml("api", "u", "path_prefix = \"/api\"")),
+        )
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg(&a), driver);
+        let mut c = RawH2::connect(gw.addr);
+        assert!(
+            c.until(secs(5), |f| f.0 == SETTINGS).is_some(),
+            "[{driver}] no SETTINGS"
+        );
+        std::fs::write(&gw.config_path, cfg(&b)).unwrap();
+        let r = Client::connect(gw.admin.expect("admin")).request(&req(
+            "POST",
+            "/reload",
+            "admin",
+            &[],
+            b"",
+        ));
+        assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
+        let frames = c.until_closed(secs(5));
+        let frames =
+            frames.unwrap_or_else(|| panic!("[{driver}] connection still open after the reload"));
+        let goaway = frames.iter().find(|f| f.0 == GOAWAY);
+        assert!(
+            goaway.is_some_and(|f| goaway_code(f) == 0),
+            "[{driver}] {frames:?}"
+        );
+        let r = with_h2(gw.addr, |mut send| async move {
+            h2_request(&mut send, h2_get("/api/x"), b"", 0)
+                .await
+                .unwrap()
+        });
+        assert_eq!(r.body_str(), "B", "[{driver}]");
+    });
+}

@@ -1,5 +1,5 @@
 //! The HTTP/2 connection driver: handshake with our limits, accept streams, run each one as its
-//! own task through the pipeline (`proxy::serve_stream`), GOAWAY on drain and when idle.
+//! own task through the pipeline (`proxy::serve_stream`), GOAWAY on drain, on reload and when idle.
 //!
 //! Data flow: the connection driver in `proxy/mod.rs` reads the first bytes of a plain connection;
 //! when they are the h2 preface it hands the socket and those bytes here. The socket becomes a
@@ -119,7 +119,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     peer_ip: String,
     tls: Option<Rc<crate::net::TlsInfo>>,
 ) {
-    let (header_timeout, idle, max_header, limits, drain) = {
+    let (header_timeout, idle, max_header, limits, drain, retired) = {
         let g = cur.get();
         let s = &g.cfg.server;
         (
@@ -128,6 +128,7 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             s.max_header_bytes,
             s.http2.clone(),
             g.drain.clone(),
+            g.retired.clone(),
         )
     };
     let handshake = h2::server::Builder::new()
@@ -162,11 +163,14 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         let next = monoio::select! {
             r = conn.accept() => Some(r),
             _ = drain.wait(), if !shutting => None,
+            // a reload: the client reconnects onto the new generation's settings (as nginx's
+            // old workers do)
+            _ = retired.wait(), if !shutting => None,
             _ = idle_wait => None,
         };
         match next {
             None => {
-                // drain, or no stream for keepalive_timeout: GOAWAY, finish the open streams
+                // drain, reload, or no stream for keepalive_timeout: GOAWAY, finish the open streams
                 conn.graceful_shutdown();
                 shutting = true;
             }

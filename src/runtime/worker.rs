@@ -62,6 +62,9 @@ pub struct Generation {
     pub auth: Rc<AuthRt>,
     /// Rate limits and quotas: this core's leases, Redis client.
     pub ratelimit: Rc<LimitsRt>,
+    /// Triggered when a reload replaces this generation: long-lived connections that took their
+    /// settings from it (HTTP/2) say GOAWAY so their clients reconnect onto the new one.
+    pub retired: Rc<Drain>,
     /// This worker's access-log buffer (`log.enabled()`: requests copy what their line needs).
     pub log: Rc<LogBuf>,
     // worker-lifetime parts, shared by every generation
@@ -182,6 +185,7 @@ impl Generation {
             },
             auth,
             ratelimit,
+            retired: Rc::default(),
             log,
             stats: w.stats,
             drain: w.drain,
@@ -246,7 +250,8 @@ impl Current {
     /// Builds the next generation from the current one and switches to it.
     fn switch(&self, shared: Arc<Shared>) {
         let next = Rc::new(self.get().next(shared));
-        *self.0.borrow_mut() = next;
+        let old = std::mem::replace(&mut *self.0.borrow_mut(), next);
+        old.retired.trigger();
     }
 }
 
