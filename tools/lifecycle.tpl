@@ -16,7 +16,10 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
 3. **Connection loop.** `proxy::serve` ({{src/proxy/mod.rs|pub async fn serve}}) owns the connection's
    buffers for its whole life and loops: read a head (`read_head`, {{src/proxy/mod.rs|async fn read_head}}),
    parse it strictly into spans over the buffer ({{src/http/head.rs|pub fn parse_request}}), take the
-   worker's current generation, run the request, record it.
+   worker's current generation, run the request, record it. (An HTTP/2 connection, h2c preface or
+   ALPN `h2`, goes to `h2::server` instead ({{src/h2/server.rs|async fn run<}}): each stream is a task
+   that writes its request as an HTTP/1.1 head and runs the steps below through `Stream::H2`,
+   {{src/proxy/mod.rs|pub(crate) async fn serve_stream}}.)
 4. **Pipeline.** `pipeline::run` ({{src/proxy/pipeline.rs|pub(super) async fn run}}): request id, trace
    span, path normalisation, then the protocol-neutral `RequestView` ({{src/http/view.rs|pub fn h1(}}) and
    the route lookup ({{src/proxy/pipeline.rs|let route_idx = match gen}}).
