@@ -20,6 +20,20 @@ fn abuse_config(up: &Upstream, http2: &str) -> String {
     )
 }
 
+/// A gateway that has served one h2 request, and its RSS then.
+fn warmed(up: &Upstream, driver: &str) -> (Gateway, u64) {
+    let gw = Gateway::start(&abuse_config(up, ""), driver);
+    still_serves(&gw, driver);
+    let base = gw.rss_kib();
+    (gw, base)
+}
+
+/// The gateway's RSS grew less than `MAX_GROWTH_KIB` since `base`.
+fn assert_bounded(gw: &Gateway, base: u64, what: &str) {
+    let growth = gw.rss_kib().saturating_sub(base);
+    assert!(growth < MAX_GROWTH_KIB, "{what}: RSS grew {growth} KiB");
+}
+
 /// A well-behaved h2 client still gets answers.
 fn still_serves(gw: &Gateway, driver: &str) {
     let r = with_h2(gw.addr, |mut send| async move {
@@ -127,9 +141,7 @@ fn rapid_reset_gets_goaway_and_spares_the_upstream() {
 fn continuation_flood_and_huge_headers_end_with_bounded_memory() {
     let up = Upstream::fixed("f", 200, "ok");
     for_each_driver(|driver| {
-        let gw = Gateway::start(&abuse_config(&up, ""), driver);
-        still_serves(&gw, driver);
-        let base = gw.rss_kib();
+        let (gw, base) = warmed(&up, driver);
         // HEADERS without END_HEADERS, then CONTINUATION frames of 1 KiB fields, never ending
         let mut c = RawH2::connect(gw.addr);
         c.send(&frame(HEADERS, END_STREAM, 1, &get_block("/c")));
@@ -172,8 +184,7 @@ fn continuation_flood_and_huge_headers_end_with_bounded_memory() {
         }
         // refused: a reset, a GOAWAY, a 431 answer or a close; never forwarded
         let _ = c.until(secs(5), |f| f.2 == 1 || f.0 == GOAWAY);
-        let growth = gw.rss_kib().saturating_sub(base);
-        assert!(growth < MAX_GROWTH_KIB, "[{driver}] RSS grew {growth} KiB");
+        assert_bounded(&gw, base, &format!("[{driver}] floods"));
         assert!(
             !up.requests().iter().any(|r| r.target == "/big"),
             "[{driver}] oversized header list forwarded"
@@ -186,9 +197,7 @@ fn continuation_flood_and_huge_headers_end_with_bounded_memory() {
 fn ping_and_settings_floods_stay_bounded() {
     let up = Upstream::fixed("f", 200, "ok");
     for_each_driver(|driver| {
-        let gw = Gateway::start(&abuse_config(&up, ""), driver);
-        still_serves(&gw, driver);
-        let base = gw.rss_kib();
+        let (gw, base) = warmed(&up, driver);
         let mut c = RawH2::connect(gw.addr);
         // never reading the PONGs / SETTINGS ACKs: what the gateway owes must not pile up
         let mut burst = Vec::new();
@@ -200,11 +209,7 @@ fn ping_and_settings_floods_stay_bounded() {
         while rounds < 200 && c.try_send(&burst) {
             rounds += 1;
         }
-        let growth = gw.rss_kib().saturating_sub(base);
-        assert!(
-            growth < MAX_GROWTH_KIB,
-            "[{driver}] RSS grew {growth} KiB after {rounds}k PING+SETTINGS"
-        );
+        assert_bounded(&gw, base, &format!("[{driver}] {rounds}k PING+SETTINGS"));
         drop(c);
         still_serves(&gw, driver);
     });

@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 const USER: &str = r#"{"id":7,"password":"hunter2","name":"Ada \"L\" \u00e9","avatar":{"big":"b.png","small":"s.png"},"n":1.50e3}"#;
@@ -76,24 +76,16 @@ fn raw_upstream() -> SocketAddr {
         // the chunked framing breaks after the first chunk
         b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n3\r\n{\"i\r\nzz\r\n",
     ];
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let Some(head) = read_head_bytes(&mut s) else {
-                    return;
-                };
-                let n = head
-                    .iter()
-                    .position(|&c| c.is_ascii_digit())
-                    .map(|i| head[i] - b'0');
-                let _ = s.write_all(SCRIPTS[n.unwrap_or(0) as usize % SCRIPTS.len()]);
-            });
-        }
-    });
-    addr
+    raw_server(|mut s| {
+        let Some(head) = read_head_bytes(&mut s) else {
+            return;
+        };
+        let n = head
+            .iter()
+            .position(|&c| c.is_ascii_digit())
+            .map(|i| head[i] - b'0');
+        let _ = s.write_all(SCRIPTS[n.unwrap_or(0) as usize % SCRIPTS.len()]);
+    })
 }
 
 #[test]

@@ -14,7 +14,7 @@ use common::tls::*;
 use common::ws::*;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use tungstenite::{Message, WebSocket};
 
@@ -48,20 +48,14 @@ fn ws_config(echo: SocketAddr, plain: SocketAddr, raw: SocketAddr, listener: &st
 
 /// An upstream that answers any request with a 101 to another protocol.
 fn wrong_switch() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut b = [0u8; 4096];
-                let _ = s.read(&mut b);
-                let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
-                let _ = s.read(&mut b);
-            });
-        }
-    });
-    addr
+    raw_server(|mut s| {
+        let mut b = [0u8; 4096];
+        let _ = s.read(&mut b);
+        let _ = s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+        );
+        let _ = s.read(&mut b);
+    })
 }
 
 fn connect(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
@@ -276,31 +270,25 @@ fn abrupt_closes_and_idle_tunnels_end_both_sides() {
 /// An upstream that switches to `echo-proto` when asked (and says what it was asked), then echoes
 /// bytes until the client closes.
 fn echo_proto() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let Some(head) = read_head_bytes(&mut s) else {
-                    return;
-                };
-                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                if !text.contains("\r\nupgrade: echo-proto\r\n") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nno upgrade");
-                    return;
-                }
-                let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n");
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
+    raw_server(|mut s| {
+        let Some(head) = read_head_bytes(&mut s) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if !text.contains("\r\nupgrade: echo-proto\r\n") {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nno upgrade",
+            );
+            return;
         }
-    });
-    addr
+        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo-proto\r\n\r\n");
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    })
 }
 
 #[test]

@@ -421,3 +421,16 @@ pub fn read_head_bytes(s: &mut impl Read) -> Option<Vec<u8>> {
     }
     Some(head)
 }
+
+/// A raw test peer on 127.0.0.1: each accepted connection runs `serve` on a thread of its own.
+pub fn raw_server(serve: fn(std::net::TcpStream)) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind raw server");
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            std::thread::spawn(move || serve(s));
+        }
+    });
+    addr
+}
