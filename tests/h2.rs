@@ -451,3 +451,35 @@ fn a_reload_sends_goaway_and_new_connections_get_the_new_config() {
         assert_eq!(r.body_str(), "B", "[{driver}]");
     });
 }
+
+#[test]
+fn a_stream_reset_by_the_client_cancels_its_upstream_exchange() {
+    let up = Upstream::slow("slow", 3000, "late");
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&h2_config(&up), driver);
+        up.clear();
+        let mut c = RawH2::connect(gw.addr);
+        c.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get_block("/api/slow"),
+        ));
+        assert!(
+            wait_until(deadline(secs(5)), || up
+                .requests()
+                .iter()
+                .any(|r| r.target == "/api/slow")),
+            "[{driver}] the request never reached the upstream"
+        );
+        let t = std::time::Instant::now();
+        c.send(&frame(RST_STREAM, 0, 1, &CANCEL.to_be_bytes()));
+        // logged as 499 (a 4xx) as soon as the reset is seen, not when the upstream answers (3 s)
+        let cancelled = wait_until(deadline(secs(2)), || {
+            gw.metrics()
+                .contains("coregate_requests_total{route=\"api\",class=\"4xx\"} 1")
+        });
+        assert!(cancelled, "[{driver}] not cancelled: {}", gw.metrics());
+        assert!(t.elapsed() < secs(2), "[{driver}] {:?}", t.elapsed());
+    });
+}
