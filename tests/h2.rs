@@ -236,9 +236,21 @@ fn drain_and_idle_connections_get_a_graceful_goaway() {
         &(upstream_toml("u", &[up.addr], "") + &route_toml("api", "u", "path_prefix = \"/api\"")),
     );
     for_each_driver(|driver| {
-        // idle: no stream for keepalive_timeout -> GOAWAY(NO_ERROR), then the close
+        // idle: no stream for keepalive_timeout -> GOAWAY(NO_ERROR), then the close; also after a
+        // stream has come and gone
         let gw = Gateway::start(&cfg, driver);
         let mut c = RawH2::connect(gw.addr);
+        c.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get_block("/api/one"),
+        ));
+        let answered = c.until(secs(5), |f| f.2 == 1 && f.1 & END_STREAM != 0);
+        assert!(
+            answered.is_some(),
+            "[{driver}] the first stream was not answered"
+        );
         let t = std::time::Instant::now();
         let frames = c.until_closed(secs(5));
         let frames = frames.unwrap_or_else(|| panic!("[{driver}] idle connection still open"));
@@ -259,10 +271,11 @@ fn drain_and_idle_connections_get_a_graceful_goaway() {
             1,
             &get_block("/api/slow"),
         ));
-        assert!(up
-            .wait_requests(1, secs(5))
-            .iter()
-            .any(|r| r.target == "/api/slow"));
+        let slow_seen = || up.requests().iter().any(|r| r.target == "/api/slow");
+        assert!(
+            wait_until(deadline(secs(5)), slow_seen),
+            "[{driver}] the slow request never reached the upstream"
+        );
         gw.signal(libc::SIGTERM);
         let frames = c.until_closed(secs(5));
         let frames = frames.unwrap_or_else(|| panic!("[{driver}] still open 5 s into the drain"));

@@ -153,12 +153,16 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
             conn.graceful_shutdown();
             shutting = true;
         }
+        // no stream for keepalive_timeout (streams still open are looked at again every 250 ms:
+        // the last one may end while no other event wakes this loop)
         let idle_wait = async {
-            if open.get() == 0 && !shutting {
-                monoio::time::sleep(idle).await
-            } else {
+            if shutting {
                 std::future::pending::<()>().await
             }
+            while open.get() > 0 {
+                monoio::time::sleep(idle.min(IDLE_CHECK)).await;
+            }
+            monoio::time::sleep(idle).await
         };
         let next = monoio::select! {
             r = conn.accept() => Some(r),
@@ -189,6 +193,9 @@ async fn run<T: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// How often a connection with open streams checks whether it has become idle.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 struct OpenGuard(Rc<Cell<usize>>);
 
