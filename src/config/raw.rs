@@ -84,6 +84,7 @@ pub(crate) struct RawUpstream {
     pub max_ejection_percent: Option<i64>,
     pub panic_threshold: Option<i64>,
     pub tls: Option<super::tls::RawUpstreamTls>,
+    pub protocol: Option<String>,
 }
 
 /// One `[[route]]`.

@@ -450,6 +450,21 @@ mod tests {
         );
     }
 
+    /// `[[upstream]] protocol`: "http1" until upstream HTTP/2 is built.
+    #[test]
+    fn upstream_protocol_is_http1_for_now() {
+        let up = |p: &str| {
+            format!(
+                "[[upstream]]\nname = \"v\"\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"{p}\"\n"
+            )
+        };
+        check_cases(&[
+            (&up("http1"), &[]),
+            (&up("http2"), &["upstream[1].protocol: HTTP/2 to upstreams is not built yet: only \"http1\" for now"]),
+            (&up("h3"), &["upstream[1].protocol: unknown protocol \"h3\" (expected \"http1\", \"http2\" or \"auto\")"]),
+        ]);
+    }
+
     /// The rules above, checked end to end through validation.
     #[test]
     fn route_value_rules() {
