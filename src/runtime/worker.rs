@@ -347,10 +347,26 @@ pub async fn run(
 }
 
 /// Runs a connection task so that a bug (a panic) ends that connection only, not the worker and
-/// every other connection on it: monoio does not catch panics in tasks.
-async fn contained(fut: impl std::future::Future<Output = ()>) {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
+/// every other connection on it: monoio does not catch panics in tasks. A future type of its own
+/// rather than an `async fn`: an async fn keeps its argument and the pinned local apart in its
+/// state, which doubled every connection task's size (20.8 KB instead of 10.4 KB, measured with
+/// `-Zprint-type-sizes`).
+fn contained<F: std::future::Future<Output = ()>>(fut: F) -> Contained<F> {
+    Contained(fut)
+}
+
+struct Contained<F>(F);
+
+impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        // SAFETY: structural pinning of the only field: it is never moved out of the pinned
+        // `Contained`, nor handed out other than pinned.
+        let mut fut = unsafe { self.map_unchecked_mut(|c| &mut c.0) };
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
             Ok(p) => p,
             Err(_) => {
@@ -360,8 +376,7 @@ async fn contained(fut: impl std::future::Future<Output = ()>) {
                 std::task::Poll::Ready(())
             }
         }
-    })
-    .await
+    }
 }
 
 /// Accepts connections until the drain. `options`: index of the `[[listener]]` entry this socket
@@ -463,5 +478,34 @@ async fn serve_tls(
             crate::proxy::serve(cur, crate::net::Stream::tls(session), peer).await
         }
         Err(_) => stats.tls_handshake_failures.inc(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contained;
+
+    #[test]
+    fn a_panicking_connection_task_ends_alone_and_stays_small() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .expect("runtime");
+        let ran = std::rc::Rc::new(std::cell::Cell::new(false));
+        let r = ran.clone();
+        rt.block_on(async move {
+            let boom = monoio::spawn(contained(async { panic!("a bug") }));
+            boom.await;
+            contained(async move { r.set(true) }).await;
+        });
+        assert!(ran.get(), "the worker went on after the panic");
+        // a task holding 4 KiB across an await: wrapped, it must not take twice that
+        let task = async {
+            let held = [1u8; 4096];
+            std::future::ready(()).await;
+            std::hint::black_box(held);
+        };
+        let inner = std::mem::size_of_val(&task);
+        let wrapped = contained(task);
+        assert!(inner >= 4096 && std::mem::size_of_val(&wrapped) < inner + 64);
     }
 }
