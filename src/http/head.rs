@@ -154,10 +154,7 @@ impl RequestHead {
     }
     /// First header with this (lower-case) name.
     pub fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
-            .map(|h| h.value.get(buf))
+        first_header(&self.headers, buf, name)
     }
     /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE: safe to retry on another connection.
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
@@ -166,6 +163,14 @@ impl RequestHead {
             b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
         )
     }
+}
+
+/// The value of the first of `headers` called `name` (case-insensitive).
+fn first_header<'a>(headers: &[Header], buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        .map(|h| h.value.get(buf))
 }
 
 /// A parsed response head from an upstream.
@@ -180,6 +185,13 @@ pub struct ResponseHead {
     /// The upstream will keep the connection open after this response.
     pub keep_alive: bool,
     pub conn_named: bool,
+}
+
+impl ResponseHead {
+    /// First header with this (lower-case) name.
+    pub fn header<'a>(&self, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+        first_header(&self.headers, buf, name)
+    }
 }
 
 fn classify(name: &[u8]) -> HeaderKind {

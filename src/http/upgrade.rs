@@ -68,11 +68,6 @@ pub fn requested<'a>(
     })
 }
 
-/// The request is a clean WebSocket handshake.
-pub fn websocket_request(head: &RequestHead, buf: &[u8]) -> bool {
-    requested(head, buf, true, &[]).is_some()
-}
-
 /// The upstream's 101 switches to `token`, as asked.
 pub fn switched(resp: &ResponseHead, buf: &[u8], token: &[u8]) -> bool {
     resp.status == 101
@@ -84,11 +79,6 @@ pub fn switched(resp: &ResponseHead, buf: &[u8], token: &[u8]) -> bool {
             b"upgrade",
         )
         && lists(&resp.headers, buf, HeaderKind::HopByHop, b"upgrade", token)
-}
-
-/// The upstream's 101 switches to WebSocket.
-pub fn websocket_response(resp: &ResponseHead, buf: &[u8]) -> bool {
-    switched(resp, buf, b"websocket")
 }
 
 /// The header lines an upgrade request carries upstream in place of the stripped hop-by-hop ones.
@@ -134,7 +124,7 @@ mod tests {
         parse_request(raw.as_bytes(), &LIMITS, &mut head)
             .unwrap()
             .unwrap();
-        websocket_request(&head, raw.as_bytes())
+        requested(&head, raw.as_bytes(), true, &[]).is_some()
     }
 
     #[test]
@@ -161,7 +151,7 @@ mod tests {
         parse_response(raw.as_bytes(), 65536, false, &mut resp)
             .unwrap()
             .unwrap();
-        assert!(websocket_response(&resp, raw.as_bytes()));
+        assert!(switched(&resp, raw.as_bytes(), b"websocket"));
         let mut out = Vec::new();
         write_switching(
             &mut out,
@@ -179,7 +169,7 @@ mod tests {
         parse_response(h2c.as_bytes(), 65536, false, &mut resp)
             .unwrap()
             .unwrap();
-        assert!(!websocket_response(&resp, h2c.as_bytes()));
+        assert!(!switched(&resp, h2c.as_bytes(), b"websocket"));
         assert!(switched(&resp, h2c.as_bytes(), b"h2c"));
     }
 

@@ -16,7 +16,7 @@
 //! The consumer checks [`Collected::state`] afterwards: only a `Complete` response is in the buffer;
 //! the client has not seen any of it yet.
 
-use crate::http::head::{BodyKind, HeaderKind, ResponseHead};
+use crate::http::head::{BodyKind, ResponseHead};
 
 /// Where the relay puts a response.
 pub(crate) enum Sink<'a> {
@@ -76,12 +76,7 @@ impl Collected {
     /// Decides from the response head (`buf` holds it) whether to collect this response; if so,
     /// keeps a copy of the head. Otherwise the state becomes `Declined`.
     pub fn admit(&mut self, resp: &ResponseHead, buf: &[u8]) -> bool {
-        let header = |name: &[u8]| {
-            resp.headers
-                .iter()
-                .find(|h| h.kind == HeaderKind::Other && h.name.get(buf).eq_ignore_ascii_case(name))
-                .map(|h| h.value.get(buf))
-        };
+        let header = |name: &[u8]| resp.header(buf, name);
         let fits = match resp.body {
             BodyKind::None => false,
             BodyKind::Length(n) => n <= self.cap as u64,
