@@ -146,9 +146,7 @@ impl H2Stream {
         let _ = self.recv.flow_control().release_capacity(data.len());
         match self.framing {
             BodyFraming::Chunked => {
-                chunked::write_chunk_header(buf, data.len());
-                buf.extend_from_slice(&data);
-                buf.extend_from_slice(chunked::CHUNK_END);
+                chunked::write_chunk(buf, &data);
             }
             _ => buf.extend_from_slice(&data),
         }

@@ -2,7 +2,7 @@
 //!
 //! Owns the parsing of chunked message bodies (RFC 9112 §7.1) and the few helpers used to re-encode
 //! them. The proxy feeds client (or upstream) bytes to [`ChunkedDecoder::decode`] as they arrive and
-//! forwards the decoded data re-chunked with [`write_chunk_header`], [`CHUNK_END`] and [`LAST_CHUNK`];
+//! forwards the decoded data re-chunked with [`write_chunk`] and [`LAST_CHUNK`];
 //! chunk extensions and trailers are validated and then dropped, so what we send is canonical.
 //!
 //! Key parts: a byte-level state machine (`State`) for chunk-size lines, extensions and trailer field
@@ -331,6 +331,14 @@ pub fn write_chunk_header(out: &mut Vec<u8>, len: usize) {
     buf[16] = b'\r';
     buf[17] = b'\n';
     out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `data` as one chunk: size line, data, CRLF. Empty `data` would write what reads as
+/// the last chunk.
+pub fn write_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    write_chunk_header(out, data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(CHUNK_END);
 }
 
 #[cfg(test)]

@@ -121,9 +121,7 @@ pub(crate) async fn request_body(
                 let p = dec
                     .decode(&c.buf, &mut |data: &[u8]| {
                         *recv += data.len() as u64;
-                        chunked::write_chunk_header(out, data.len());
-                        out.extend_from_slice(data);
-                        out.extend_from_slice(chunked::CHUNK_END);
+                        chunked::write_chunk(out, data);
                     })
                     .map_err(chunk_error)?;
                 if p.done {
@@ -160,9 +158,7 @@ fn push_data(out: &mut Vec<u8>, data: &[u8], framing: OutFraming) {
         return;
     }
     if framing == OutFraming::Chunked {
-        chunked::write_chunk_header(out, data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(chunked::CHUNK_END);
+        chunked::write_chunk(out, data);
     } else {
         out.extend_from_slice(data);
     }

@@ -183,9 +183,7 @@ pub(super) async fn upstream(
             let (out, recv) = (&mut c.out, &mut c.body_recv);
             let res = dec.decode(avail, &mut |data: &[u8]| {
                 *recv += data.len() as u64;
-                chunked::write_chunk_header(out, data.len());
-                out.extend_from_slice(data);
-                out.extend_from_slice(chunked::CHUNK_END);
+                chunked::write_chunk(out, data);
             });
             match res {
                 Ok(p) if p.done => {
