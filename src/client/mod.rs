@@ -350,7 +350,9 @@ impl Conn {
     fn fail(&self, e: IoFail) -> ClientError {
         let why = match (e, &self.stream) {
             (IoFail::Timeout, _) => return ClientError::Timeout,
-            (IoFail::Error, Stream::Plain(_) | Stream::H2(_)) => "connection reset or socket error",
+            (IoFail::Error, Stream::Plain(_) | Stream::H2(_) | Stream::H2Up(_)) => {
+                "connection reset or socket error"
+            }
             // rustls reports a TCP close without close_notify as an error: a close-delimited
             // body cut short by an attacker must not read as complete
             (IoFail::Error, Stream::Tls(_)) => {

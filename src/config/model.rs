@@ -100,6 +100,20 @@ pub struct UpstreamConfig {
     /// `tls = { ... }`: connections to the endpoints use TLS. Equal when the settings and the
     /// files' contents are (a new CA or client certificate is a change).
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
+    /// `protocol`: what the gateway speaks to the endpoints.
+    pub protocol: UpstreamProtocol,
+}
+
+/// `[[upstream]] protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (the default).
+    #[default]
+    Http1,
+    /// HTTP/2 always: prior knowledge on cleartext, `h2` by ALPN over TLS.
+    Http2,
+    /// Over TLS, what the endpoint picks by ALPN (`h2` preferred); HTTP/1.1 on cleartext.
+    Auto,
 }
 
 /// One upstream endpoint.

@@ -244,6 +244,7 @@ pub(super) fn upstream_tls(
     name: Option<&str>,
     raw: Option<RawUpstreamTls>,
     base: &Path,
+    protocol: super::UpstreamProtocol,
 ) -> Result<Option<Arc<UpstreamTls>>, ()> {
     let Some(t) = raw else {
         return Ok(None);
@@ -256,6 +257,11 @@ pub(super) fn upstream_tls(
         insecure_skip_verify: t.insecure_skip_verify.unwrap_or(false),
         client_cert_file: file(t.client_cert_file),
         client_key_file: file(t.client_key_file),
+        alpn: match protocol {
+            super::UpstreamProtocol::Http1 => vec![ALPN_HTTP11],
+            super::UpstreamProtocol::Http2 => vec![ALPN_H2],
+            super::UpstreamProtocol::Auto => vec![ALPN_H2, ALPN_HTTP11],
+        },
     };
     let who = name.map(|n| format!("upstream \"{n}\""));
     built(cx, &p, who.as_deref(), UpstreamTls::build(opts)).map(|t| Some(Arc::new(t)))

@@ -450,9 +450,9 @@ mod tests {
         );
     }
 
-    /// `[[upstream]] protocol`: "http1" until upstream HTTP/2 is built.
+    /// `[[upstream]] protocol`: "http1", "http2" or "auto".
     #[test]
-    fn upstream_protocol_is_http1_for_now() {
+    fn upstream_protocol_values() {
         let up = |p: &str| {
             format!(
                 "[[upstream]]\nname = \"v\"\nendpoints = [\"127.0.0.1:1\"]\nprotocol = \"{p}\"\n"
@@ -460,7 +460,8 @@ mod tests {
         };
         check_cases(&[
             (&up("http1"), &[]),
-            (&up("http2"), &["upstream[1].protocol: HTTP/2 to upstreams is not built yet: only \"http1\" for now"]),
+            (&up("http2"), &[]),
+            (&up("auto"), &[]),
             (&up("h3"), &["upstream[1].protocol: unknown protocol \"h3\" (expected \"http1\", \"http2\" or \"auto\")"]),
         ]);
     }

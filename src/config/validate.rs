@@ -358,18 +358,19 @@ fn upstream(
         }
     }
     let balance = balance(cx, p, u.balance, u.hash_key);
-    let tls = super::tls::upstream_tls(cx, p, name.as_deref(), u.tls, base);
-    match u.protocol.as_deref() {
-        None | Some("http1") => {}
-        Some("http2" | "auto") => cx.err(
-            p.key("protocol"),
-            "HTTP/2 to upstreams is not built yet: only \"http1\" for now",
-        ),
-        Some(other) => cx.err(
-            p.key("protocol"),
-            format!("unknown protocol \"{other}\" (expected \"http1\", \"http2\" or \"auto\")"),
-        ),
-    }
+    let protocol = match u.protocol.as_deref() {
+        None | Some("http1") => UpstreamProtocol::Http1,
+        Some("http2") => UpstreamProtocol::Http2,
+        Some("auto") => UpstreamProtocol::Auto,
+        Some(other) => {
+            cx.err(
+                p.key("protocol"),
+                format!("unknown protocol \"{other}\" (expected \"http1\", \"http2\" or \"auto\")"),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
+    let tls = super::tls::upstream_tls(cx, p, name.as_deref(), u.tls, base, protocol);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -398,6 +399,7 @@ fn upstream(
         endpoints,
         balance: balance?,
         tls: tls.ok()?,
+        protocol,
     })
 }
 

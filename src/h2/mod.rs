@@ -6,6 +6,8 @@
 //! which every h2 stream runs the same pipeline as an HTTP/1.1 request, and TLS over poll-based
 //! IO for the codec ([`tls_io`]).
 
+pub mod call;
+pub mod client;
 pub mod server;
 pub mod stream;
 pub mod tls_io;

@@ -180,7 +180,9 @@ impl H2Stream {
                         BodyKind::None | BodyKind::Length(0) => None,
                         BodyKind::Length(n) => Some(Left::Length(n)),
                         BodyKind::Chunked => {
-                            Some(Left::Chunked(Box::new(ChunkedDecoder::new(u64::MAX))))
+                            let mut dec = Box::new(ChunkedDecoder::new(u64::MAX));
+                            dec.keep_trailers();
+                            Some(Left::Chunked(dec))
                         }
                         // the gateway never writes close-delimited bodies to h2 clients
                         BodyKind::UntilClose => return self.fail(),
@@ -224,6 +226,21 @@ impl H2Stream {
                                 Err(_) => return self.fail(),
                             };
                             data = &data[p.consumed..];
+                            if p.done && !dec.trailers().is_empty() {
+                                // the relay passed trailers on (the client sent `te: trailers`)
+                                let Some(fields) = trailer_map(dec.trailers()) else {
+                                    return self.fail();
+                                };
+                                if send_flow(send, Bytes::from(plain), false, deadline)
+                                    .await
+                                    .is_err()
+                                    || send.send_trailers(fields).is_err()
+                                {
+                                    return self.fail();
+                                }
+                                self.out = Out::Done;
+                                return Ok(());
+                            }
                             (Bytes::from(plain), p.done)
                         }
                     };
@@ -304,8 +321,24 @@ impl H2Stream {
     }
 }
 
+/// Trailer field lines (as the chunked decoder keeps them) as an h2 trailer block (lower-cased
+/// names; fields that may not be trailers left out).
+fn trailer_map(lines: &[u8]) -> Option<http::HeaderMap> {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in chunked::for_each_trailer(lines) {
+        if !chunked::trailer_allowed(name) {
+            continue;
+        }
+        map.append(
+            http::HeaderName::from_bytes(&name.to_ascii_lowercase()).ok()?,
+            http::HeaderValue::from_bytes(value).ok()?,
+        );
+    }
+    Some(map)
+}
+
 /// Sends `data` as DATA frames as the peer's window allows; `end` ends the stream with the last one.
-async fn send_flow(
+pub(super) async fn send_flow(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,

@@ -128,6 +128,8 @@ pub struct ChunkedDecoder {
     digits: u8,
     line_len: usize,
     trailer_len: usize,
+    /// The trailer field lines (each with its CRLF), when kept ([`ChunkedDecoder::keep_trailers`]).
+    trailers: Option<Vec<u8>>,
 }
 
 #[inline]
@@ -162,7 +164,19 @@ impl ChunkedDecoder {
             digits: 0,
             line_len: 0,
             trailer_len: 0,
+            trailers: None,
         }
+    }
+
+    /// Keeps the trailer section's field lines (validated as ever) for [`Self::trailers`] instead
+    /// of dropping them: for a peer that reads trailers (gRPC's status travels there).
+    pub fn keep_trailers(&mut self) {
+        self.trailers = Some(Vec::new());
+    }
+
+    /// The kept trailer field lines, each ending in CRLF (empty when none came or none were kept).
+    pub fn trailers(&self) -> &[u8] {
+        self.trailers.as_deref().unwrap_or_default()
     }
 
     /// Decodes as much of `input` as possible, calling `sink` once per contiguous run of chunk data
@@ -240,6 +254,12 @@ impl ChunkedDecoder {
             if self.trailer_len > MAX_TRAILER_BYTES {
                 return Err(TrailersTooLarge);
             }
+            if let Some(t) = &mut self.trailers {
+                // field lines only: not the final CRLF
+                if !matches!((self.state, b), (TrailerStart, b'\r') | (FinalLf, _)) {
+                    t.push(b);
+                }
+            }
         }
         self.state = match (self.state, b) {
             (Size, _) if hex_value(b).is_some() => {
@@ -312,6 +332,60 @@ impl ChunkedDecoder {
     pub fn decoded_len(&self) -> u64 {
         self.decoded
     }
+}
+
+/// May a field travel as a trailer? Not the ones that frame, route, authenticate or describe the
+/// message (RFC 9110 §6.5.1): those are dropped from forwarded trailer sections.
+pub fn trailer_allowed(name: &[u8]) -> bool {
+    const DENY: [&[u8]; 22] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"authorization",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+        b"www-authenticate",
+        b"cookie",
+        b"set-cookie",
+        b"content-encoding",
+        b"content-type",
+        b"content-range",
+        b"cache-control",
+        b"expect",
+        b"range",
+        b"location",
+        b"vary",
+    ];
+    !DENY.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// Appends the last chunk with `lines` (trailer field lines as [`ChunkedDecoder::trailers`] keeps
+/// them) as its trailer section, fields [`trailer_allowed`] refuses left out.
+pub fn write_last_chunk(out: &mut Vec<u8>, lines: &[u8]) {
+    out.extend_from_slice(b"0\r\n");
+    for line in for_each_trailer(lines) {
+        if trailer_allowed(line.0) {
+            out.extend_from_slice(line.0);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(line.1);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// (name, value) of each kept trailer line; values trimmed.
+pub fn for_each_trailer(lines: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    lines.split(|&b| b == b'\n').filter_map(|l| {
+        let l = l.strip_suffix(b"\r")?;
+        let colon = memchr::memchr(b':', l)?;
+        Some((&l[..colon], l[colon + 1..].trim_ascii()))
+    })
 }
 
 /// Appends a chunk header for `len` data bytes: `"{len:x}\r\n"`.
@@ -573,5 +647,31 @@ mod tests {
             write_chunk_header(&mut h, len);
             assert_eq!(h, format!("{len:x}\r\n").as_bytes());
         }
+    }
+
+    #[test]
+    fn trailers_kept_when_asked_and_filtered_on_the_way_out() {
+        let body =
+            b"3\r\nabc\r\n0\r\ngrpc-status: 0\r\nContent-Length: 9\r\ngrpc-message: ok%20x\r\n\r\n";
+        let mut dec = ChunkedDecoder::new(u64::MAX);
+        dec.keep_trailers();
+        // split at every byte: the kept lines do not depend on how input arrives
+        for b in body.chunks(1) {
+            dec.decode(b, &mut |_| {}).unwrap();
+        }
+        assert!(dec.is_done());
+        assert_eq!(
+            dec.trailers(),
+            b"grpc-status: 0\r\nContent-Length: 9\r\ngrpc-message: ok%20x\r\n"
+        );
+        let mut out = Vec::new();
+        write_last_chunk(&mut out, dec.trailers());
+        assert_eq!(out, b"0\r\ngrpc-status: 0\r\ngrpc-message: ok%20x\r\n\r\n");
+        let mut plain = ChunkedDecoder::new(u64::MAX);
+        plain.decode(body, &mut |_| {}).unwrap();
+        assert_eq!(plain.trailers(), b"", "dropped unless kept");
+        let mut out = Vec::new();
+        write_last_chunk(&mut out, plain.trailers());
+        assert_eq!(out, LAST_CHUNK);
     }
 }

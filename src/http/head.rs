@@ -118,6 +118,9 @@ pub struct RequestHead {
     /// The client asked to keep the connection open (HTTP/1.1 default, or 1.0 with keep-alive).
     pub keep_alive: bool,
     pub expect_continue: bool,
+    /// `TE: trailers`: the client reads trailer fields (gRPC clients always say so); upstream
+    /// trailers are passed on to it.
+    pub te_trailers: bool,
     /// The Connection header named fields other than close/keep-alive: they are dropped too.
     pub conn_named: bool,
     /// The authority of an absolute-form target (`GET http://host/path`): it replaces Host (RFC 9112
@@ -335,6 +338,7 @@ pub fn parse_request(
     head.headers.clear();
     head.host = None;
     head.expect_continue = false;
+    head.te_trailers = false;
     head.conn_named = false;
     head.keep_alive = head.minor == 1;
 
@@ -400,6 +404,12 @@ pub fn parse_request(
                 if err {
                     return Err(bad("invalid Connection header"));
                 }
+            }
+            HeaderKind::HopByHop if name.len() == 2 => {
+                // `te` (the only two-letter hop-by-hop field)
+                for_each_token(value, |t| {
+                    head.te_trailers |= t.eq_ignore_ascii_case(b"trailers")
+                });
             }
             HeaderKind::Expect => {
                 if value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {

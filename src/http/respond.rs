@@ -273,6 +273,26 @@ pub fn is_grpc(content_type: Option<&[u8]>) -> bool {
     })
 }
 
+/// A `grpc-timeout` value (gRPC over HTTP/2: 1 to 8 digits and a unit, `H` `M` `S` `m` `u` `n`)
+/// as a duration; `None` when malformed (then the route's own timeouts apply).
+pub fn grpc_timeout(v: &[u8]) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (&unit, digits) = v.trim_ascii().split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// Renders `err` for a gRPC client: a trailers-only response (gRPC over HTTP/2 spec) as an
 /// HTTP/1.1 head the h2 adapter turns into one HEADERS frame with END_STREAM: status 200,
 /// `content-type: application/grpc`, the mapped `grpc-status` and the message as `grpc-message`
@@ -384,6 +404,34 @@ mod tests {
         assert_eq!(g(ErrorKind::ResponseTimeout), 4, "DEADLINE_EXCEEDED");
         assert_eq!(g(ErrorKind::ConnectFailed), 14, "UNAVAILABLE");
         assert_eq!(g(ErrorKind::UpstreamTls), 13, "INTERNAL");
+    }
+
+    #[test]
+    fn grpc_timeout_units() {
+        use std::time::Duration;
+        assert_eq!(grpc_timeout(b"100m"), Some(Duration::from_millis(100)));
+        assert_eq!(grpc_timeout(b"2S"), Some(Duration::from_secs(2)));
+        assert_eq!(grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            grpc_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in [
+            &b"m"[..],
+            b"100",
+            b"123456789S",
+            b"-1S",
+            b"1x",
+            b"1.5S",
+            b"",
+        ] {
+            assert_eq!(
+                grpc_timeout(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

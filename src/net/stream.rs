@@ -20,6 +20,8 @@ pub enum Stream {
     Plain(TcpStream),
     Tls(Box<TlsConn>),
     H2(Box<crate::h2::H2Stream>),
+    /// One request on an upstream HTTP/2 connection (`h2::call`).
+    H2Up(Box<crate::h2::call::H2Call>),
 }
 
 /// A TLS session and what the handshake established.
@@ -82,7 +84,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(t) => Some(t.session.tcp()),
-            Stream::H2(_) => None,
+            Stream::H2(_) | Stream::H2Up(_) => None,
         }
     }
 
@@ -91,6 +93,7 @@ impl Stream {
             Stream::Plain(_) => None,
             Stream::Tls(t) => Some(&t.info),
             Stream::H2(s) => s.tls_info(),
+            Stream::H2Up(_) => None,
         }
     }
 
@@ -98,8 +101,11 @@ impl Stream {
     /// client reset it); pending forever once the peer sends bytes (a pipelined request: the
     /// connection stays, and the bytes stay in the socket).
     pub async fn gone(&mut self) {
-        if let Stream::H2(s) = self {
-            return s.gone().await;
+        match self {
+            Stream::H2(s) => return s.gone().await,
+            // never asked of an upstream request
+            Stream::H2Up(_) => std::future::pending::<()>().await,
+            _ => {}
         }
         loop {
             let readable = match self.tcp() {
@@ -127,6 +133,7 @@ impl Stream {
             Stream::Plain(s) => timed::read_some(s, buf, deadline).await,
             Stream::Tls(t) => t.session.read_some(buf, deadline).await,
             Stream::H2(s) => s.read_some(buf, deadline).await,
+            Stream::H2Up(s) => s.read_some(buf, deadline).await,
         }
     }
 
@@ -147,6 +154,7 @@ impl Stream {
             Stream::Plain(s) => timed::write_prefix(s, buf, n, deadline).await,
             Stream::Tls(t) => t.session.write_all(&buf[..n], deadline).await,
             Stream::H2(s) => s.write_all(&buf[..n], deadline).await,
+            Stream::H2Up(s) => s.write_all(&buf[..n], deadline).await,
         }
     }
 
@@ -162,7 +170,7 @@ impl Stream {
                 }
                 super::peek_tls(t.session.tcp())
             }
-            Stream::H2(_) => Peeked::Empty,
+            Stream::H2(_) | Stream::H2Up(_) => Peeked::Empty,
         }
     }
 
@@ -179,11 +187,11 @@ impl Stream {
             Some(tcp) => {
                 let _ = tcp.readable(false).await;
             }
-            None => {
-                if let Stream::H2(s) = self {
-                    s.readable().await
-                }
-            }
+            None => match self {
+                Stream::H2(s) => s.readable().await,
+                // upstream h2 requests are never tunnels
+                _ => std::future::pending::<()>().await,
+            },
         }
     }
 
@@ -197,6 +205,7 @@ impl Stream {
         }
         match self {
             Stream::H2(s) => s.end_stream(),
+            Stream::H2Up(_) => {}
             _ => {
                 if let Some(tcp) = self.tcp() {
                     timed::shutdown_write(tcp);
@@ -219,6 +228,7 @@ impl Stream {
             }
             // the stream ends; the connection's other streams go on
             Stream::H2(s) => s.close(),
+            Stream::H2Up(_) => {}
         }
     }
 
@@ -233,7 +243,14 @@ impl Stream {
                     .await
             }
             Stream::H2(s) => s.close(),
+            Stream::H2Up(_) => {}
         }
+    }
+
+    /// The request on this stream was never processed by the upstream (an h2 stream refused or
+    /// left out by GOAWAY): safe to retry whatever its method.
+    pub fn unprocessed(&self) -> bool {
+        matches!(self, Stream::H2Up(s) if s.unprocessed())
     }
 }
 

@@ -26,21 +26,27 @@ use monoio::net::TcpStream;
 use monoio::time::Instant;
 
 use super::{relay, BodyLeft, ClientConn, Fail};
+use crate::config::UpstreamProtocol;
+use crate::h2::call::H2Call;
 use crate::http::head::{self, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::metrics::UpstreamError;
 use crate::net::tls::{HandshakeFail, TlsStream};
 use crate::net::{IoFail, Stream};
 use crate::runtime::worker::Generation;
+use crate::tls::ALPN_H2;
 use crate::upstream::balance::Ejection;
 use crate::upstream::pool::{keep_alive_limit, UpConn};
 use crate::upstream::UpstreamRt;
+use monoio::io::IntoPollIo;
 
 /// Upstream response heads larger than this are rejected (502).
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// After a write to the upstream failed, how long its (early) answer may take to be readable: it was
 /// sent before the upstream closed, so it is normally there already.
 const EARLY_RESPONSE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Retries of one request that HTTP/2 upstreams refused unprocessed (REFUSED_STREAM, GOAWAY).
+const REFUSED_RETRIES: u32 = 2;
 /// How long the upstream may work before the client socket is watched for a close.
 const CLIENT_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -52,6 +58,9 @@ pub(crate) struct ExchangePlan<'a> {
     pub method_head: bool,
     /// A WebSocket handshake was passed on: a 101 is the final answer.
     pub upgrade: bool,
+    /// How long the response head may take: the upstream's `response_timeout`, or a gRPC
+    /// request's shorter `grpc-timeout`.
+    pub response_timeout: std::time::Duration,
 }
 
 /// Counts a request in flight on an endpoint for least_conn / p2c; ends it on drop.
@@ -101,7 +110,9 @@ const TLS_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connects to endpoint `ep`, with the TLS handshake when the upstream has `tls`: both within
 /// `connect_timeout`. A handshake failure (certificate not trusted, wrong name...) is logged (at
-/// most once per `TLS_LOG_EVERY`) and answered 502.
+/// most once per `TLS_LOG_EVERY`) and answered 502. An HTTP/2 connection (the upstream's
+/// `protocol`, or ALPN under `auto`) joins the upstream's h2 pool and the request gets a stream
+/// on it.
 async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
     let addr = up.addrs[ep];
     let deadline = Instant::now() + up.cfg.connect_timeout;
@@ -111,12 +122,32 @@ async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
         Err(_) => return Err(ErrorKind::ConnectTimeout),
     };
     let _ = tcp.set_nodelay(true);
+    let h2 = up.cfg.protocol == UpstreamProtocol::Http2;
     let stream = match &up.cfg.tls {
+        None if h2 => {
+            let io = tcp.into_poll_io().map_err(|_| ErrorKind::ConnectFailed)?;
+            return h2_connect(up, ep, io, false, deadline).await;
+        }
         None => Stream::Plain(tcp),
         Some(tls) => {
             let name = tls.server_name(addr);
             match TlsStream::connect(tcp, tls.config.clone(), name, deadline).await {
-                Ok(s) => Stream::tls(s),
+                Ok(s) => {
+                    let alpn_h2 = s.session().alpn_protocol() == Some(ALPN_H2.as_bytes());
+                    // `http2` speaks h2 unless the endpoint chose http/1.1 outright
+                    let speak_h2 = match up.cfg.protocol {
+                        UpstreamProtocol::Http1 => false,
+                        UpstreamProtocol::Http2 => alpn_h2 || s.session().alpn_protocol().is_none(),
+                        UpstreamProtocol::Auto => alpn_h2,
+                    };
+                    if speak_h2 {
+                        let (tcp, conn, pending) = s.into_parts();
+                        let io = tcp.into_poll_io().map_err(|_| ErrorKind::ConnectFailed)?;
+                        let io = crate::h2::tls_io::PollTls::new(io, conn, pending);
+                        return h2_connect(up, ep, io, true, deadline).await;
+                    }
+                    Stream::tls(s)
+                }
                 Err(HandshakeFail::Timeout) => return Err(ErrorKind::ConnectTimeout),
                 Err(e) => {
                     let now = std::time::Instant::now();
@@ -130,6 +161,54 @@ async fn connect(up: &UpstreamRt, ep: usize) -> Result<UpConn, ErrorKind> {
         }
     };
     Ok(UpConn::new(stream, ep, up.stats.clone()))
+}
+
+/// The HTTP/2 handshake on a new connection to `ep` (within the connect deadline); the
+/// connection joins the h2 pool and the request gets its first stream.
+async fn h2_connect<T>(
+    up: &UpstreamRt,
+    ep: usize,
+    io: T,
+    tls: bool,
+    deadline: Instant,
+) -> Result<UpConn, ErrorKind>
+where
+    T: monoio::io::poll_io::AsyncRead + monoio::io::poll_io::AsyncWrite + Unpin + 'static,
+{
+    let shake = crate::h2::client::handshake(io, tls, up.stats.clone());
+    let conn = match monoio::time::timeout_at(deadline, shake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(())) => return Err(ErrorKind::ConnectFailed),
+        Err(_) => return Err(ErrorKind::ConnectTimeout),
+    };
+    let (send, lease) = conn.lease();
+    up.h2.borrow_mut().add(ep, conn);
+    let call = H2Call::new(send, lease, tls);
+    Ok(UpConn::h2_call(call, ep, up.stats.clone()))
+}
+
+/// A connection for one attempt on `ep`: a free stream on a pooled h2 connection, a pooled
+/// HTTP/1.1 connection, or a new one. `true` with it when it was pooled.
+async fn checkout(
+    up: &UpstreamRt,
+    ep: usize,
+    now: std::time::Instant,
+) -> Result<(UpConn, bool), ErrorKind> {
+    if up.cfg.protocol != UpstreamProtocol::Http1 {
+        let slot = up.h2.borrow_mut().take(ep);
+        if let Some((send, lease, tls)) = slot {
+            up.stats.pool_hits.inc();
+            let call = H2Call::new(send, lease, tls);
+            return Ok((UpConn::h2_call(call, ep, up.stats.clone()), true));
+        }
+    }
+    let pooled = up.pool.borrow_mut().take(ep, now);
+    if let Some(conn) = pooled {
+        up.stats.pool_hits.inc();
+        return Ok((conn, true));
+    }
+    up.stats.pool_misses.inc();
+    Ok((connect(up, ep).await?, false))
 }
 
 async fn read_response_head(
@@ -227,6 +306,8 @@ pub(crate) async fn exchange<'a>(
     let mut tried = 0u64;
     let mut failures = 0u32;
     let mut stale_retry = true;
+    // retries of requests an h2 upstream never processed
+    let mut refused_left = REFUSED_RETRIES;
     let mut last_err: Option<Reply> = None;
     let mut attempts = 0u32;
     loop {
@@ -249,28 +330,17 @@ pub(crate) async fn exchange<'a>(
         }
         attempts += 1;
         tried |= 1u64 << (ep & 63);
-        let pooled = up.pool.borrow_mut().take(ep, now);
-        let (mut conn, reused) = match pooled {
-            Some(conn) => {
-                up.stats.pool_hits.inc();
-                (conn, true)
+        let (mut conn, reused) = match checkout(up, ep, now).await {
+            Ok(c) => c,
+            Err(kind) => {
+                failed(up, ep, UpstreamError::Connect);
+                last_err = Some(Reply::new(kind));
+                failures += 1;
+                if failures > up.cfg.retries {
+                    return Err(last_err.unwrap().into());
+                }
+                continue;
             }
-            None => match connect(up, ep).await {
-                Ok(conn) => {
-                    up.stats.pool_misses.inc();
-                    (conn, false)
-                }
-                Err(kind) => {
-                    up.stats.pool_misses.inc();
-                    failed(up, ep, UpstreamError::Connect);
-                    last_err = Some(Reply::new(kind));
-                    failures += 1;
-                    if failures > up.cfg.retries {
-                        return Err(last_err.unwrap().into());
-                    }
-                    continue;
-                }
-            },
         };
         // A failure on a reused connection before any response byte is the upstream having closed
         // it while idle: never an endpoint failure. One retry on a fresh connection when safe.
@@ -308,6 +378,12 @@ pub(crate) async fn exchange<'a>(
                     early: true,
                 });
             }
+            if conn.stream.unprocessed() && replayable && refused_left > 0 {
+                refused_left -= 1;
+                up.h2.borrow_mut().clear(ep);
+                tried &= !(1u64 << (ep & 63));
+                continue;
+            }
             if reused {
                 // a write failed on a connection the upstream had closed: nothing of a fully
                 // buffered request reached it, so any method may retry (a timed-out write gave
@@ -321,7 +397,7 @@ pub(crate) async fn exchange<'a>(
             }
             return Err(Reply::new(ErrorKind::UpstreamReset).into());
         }
-        let deadline = Instant::now() + up.cfg.response_timeout;
+        let deadline = Instant::now() + req.response_timeout;
         // the client may leave while the upstream works: then the exchange is cancelled (the
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
@@ -340,6 +416,16 @@ pub(crate) async fn exchange<'a>(
                     inflight,
                     early: false,
                 });
+            }
+            // an h2 stream the upstream refused or left out of a graceful GOAWAY: it never saw
+            // the request, so any method may go again (RFC 9113 §8.7) on a new connection
+            Err(HeadFail::Closed { got_bytes: false })
+                if conn.stream.unprocessed() && replayable && refused_left > 0 =>
+            {
+                refused_left -= 1;
+                up.h2.borrow_mut().clear(ep);
+                tried &= !(1u64 << (ep & 63));
+                continue;
             }
             Err(HeadFail::Closed { got_bytes: false }) if reused => {
                 if stale(retry_safe, &mut stale_retry) {

@@ -172,6 +172,9 @@ pub(crate) struct RelayPlan<'a> {
     pub client_minor: u8,
     /// Longest wait for each read of the upstream body.
     pub up_timeout: std::time::Duration,
+    /// The client reads trailers (`TE: trailers`): a chunked response's trailer fields are
+    /// passed on (those that may be trailers), else dropped.
+    pub trailers: bool,
 }
 
 /// Why the response relay stopped early.
@@ -214,6 +217,7 @@ pub(crate) async fn response(
         keep: how.keep && framing != OutFraming::Close,
         framing,
         client_timeout: ctx.cfg.server.client_body_timeout,
+        trailers: how.trailers && framing == OutFraming::Chunked,
     };
     c.out.clear();
     if to.buffer.is_none() {
@@ -249,6 +253,8 @@ struct To<'s> {
     keep: bool,
     framing: OutFraming,
     client_timeout: std::time::Duration,
+    /// Trailer fields go to the client.
+    trailers: bool,
 }
 
 impl To<'_> {
@@ -338,6 +344,9 @@ async fn body(
         }
         BodyKind::Chunked => {
             let mut dec = ChunkedDecoder::new(u64::MAX);
+            if to.trailers {
+                dec.keep_trailers();
+            }
             let mut start = head_len;
             let mut first = true;
             loop {
@@ -364,12 +373,12 @@ async fn body(
                     let streaming = to.buffer.is_none();
                     let chunked = to.framing == OutFraming::Chunked;
                     if streaming && chunked {
-                        c.out.extend_from_slice(chunked::LAST_CHUNK);
+                        chunked::write_last_chunk(&mut c.out, dec.trailers());
                     }
                     to.flush(c).await?;
                     if !streaming && to.buffer.is_none() && chunked {
                         // spilled by its last piece: the body still needs its last chunk
-                        c.out.extend_from_slice(chunked::LAST_CHUNK);
+                        chunked::write_last_chunk(&mut c.out, dec.trailers());
                         write(c, Instant::now() + to.client_timeout).await?;
                     }
                     break resp.keep_alive && start + p.consumed == conn.buf.len();

@@ -112,6 +112,15 @@ pub(super) async fn upstream(
     let idempotent = head.is_idempotent(buf);
     let client_minor = head.minor;
     let client_keep = head.keep_alive;
+    let client_trailers = head.te_trailers;
+    // a gRPC call's deadline bounds the wait for the upstream (and each read of its body)
+    let response_timeout = match c.grpc {
+        true => head
+            .header(buf, b"grpc-timeout")
+            .and_then(crate::http::respond::grpc_timeout)
+            .map_or(up.cfg.response_timeout, |t| t.min(up.cfg.response_timeout)),
+        false => up.cfg.response_timeout,
+    };
     // the upgrade token (copied: the client buffer moves on before the 101 is checked)
     let mut token = [0u8; 64];
     let upgrade = upgrade::requested(head, buf, route.websocket, &route.upgrades)
@@ -219,6 +228,7 @@ pub(super) async fn upstream(
         idempotent,
         method_head,
         upgrade: upgrade.is_some(),
+        response_timeout,
     };
     let read = |body: &BodyLeft| {
         if client_keep && matches!(body, BodyLeft::Done) {
@@ -267,7 +277,8 @@ pub(super) async fn upstream(
         rid,
         keep: client_keep && !gen.drain.is_set() && !body_unread,
         client_minor,
-        up_timeout: up.cfg.response_timeout,
+        up_timeout: response_timeout,
+        trailers: client_trailers,
     };
     c.info.status = resp.status;
     c.info.upstream = Some((call.upstream, conn.endpoint));

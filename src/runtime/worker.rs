@@ -297,7 +297,7 @@ pub async fn run(
             monoio::time::sleep(REAP_INTERVAL).await;
             let now = std::time::Instant::now();
             for up in &reaper.get().upstreams {
-                up.pool.borrow_mut().reap(now);
+                up.reap(now);
             }
         }
     });

@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::pem::{self, Digest};
-use super::{provider, Built, TlsProblem, UpstreamTls, ALPN_HTTP11};
+use super::{provider, Built, TlsProblem, UpstreamTls};
 
 /// An upstream's `tls` table (paths already resolved).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub struct UpstreamTlsOptions {
     pub insecure_skip_verify: bool,
     pub client_cert_file: Option<PathBuf>,
     pub client_key_file: Option<PathBuf>,
+    /// Protocols offered by ALPN, in order of preference (from the upstream's `protocol`).
+    pub alpn: Vec<&'static str>,
 }
 
 impl UpstreamTls {
@@ -102,7 +104,7 @@ impl UpstreamTls {
                 .map_err(|e| vec![TlsProblem::setting("client_key_file", e.to_string())])?,
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![ALPN_HTTP11.as_bytes().to_vec()];
+        config.alpn_protocols = opts.alpn.iter().map(|a| a.as_bytes().to_vec()).collect();
         let tls = UpstreamTls {
             config: Arc::new(config),
             sni,

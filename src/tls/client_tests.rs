@@ -33,6 +33,7 @@ fn verifies_against_ca_file_and_name() {
     let up = build(UpstreamTlsOptions {
         sni: Some("billing.internal".into()),
         ca_file: Some(dir.write("ca.pem", ca.pem())),
+        alpn: vec![crate::tls::ALPN_HTTP11],
         ..Default::default()
     });
     let ep: std::net::SocketAddr = "10.0.0.5:8443".parse().unwrap();
@@ -41,6 +42,15 @@ fn verifies_against_ca_file_and_name() {
     let (s, _) = handshake(srv.config.clone(), up.config.clone(), "billing.internal").unwrap();
     assert_eq!(s.alpn_protocol(), Some(&b"http/1.1"[..]));
     assert!(handshake(srv.config.clone(), up.config.clone(), "other.internal").is_err());
+    // `protocol = "auto"` offers h2 first, and the server (which offers both) picks it
+    let auto = build(UpstreamTlsOptions {
+        sni: Some("billing.internal".into()),
+        ca_file: Some(dir.path().join("ca.pem")),
+        alpn: vec![crate::tls::ALPN_H2, crate::tls::ALPN_HTTP11],
+        ..Default::default()
+    });
+    let (s, _) = handshake(srv.config.clone(), auto.config.clone(), "billing.internal").unwrap();
+    assert_eq!(s.alpn_protocol(), Some(&b"h2"[..]));
 
     // Without sni: the endpoint's IP is what is verified.
     let by_ip = build(UpstreamTlsOptions {

@@ -421,6 +421,7 @@ mod tests {
             max_ejection_percent: 100,
             panic_threshold: 0,
             tls: None,
+            protocol: Default::default(),
         }
     }
 

@@ -21,6 +21,8 @@ pub struct UpstreamRt {
     pub host_text: Vec<String>,
     pub balancer: RefCell<balance::Balancer>,
     pub pool: RefCell<pool::Pool>,
+    /// HTTP/2 connections (`protocol = "http2"`, or `"auto"` where ALPN chose h2).
+    pub h2: RefCell<crate::h2::client::H2Pool>,
     pub cfg: UpstreamConfig,
     /// This upstream's counters on this worker (kept across reloads by name).
     pub stats: Rc<UpstreamStats>,
@@ -42,6 +44,7 @@ impl UpstreamRt {
                 cfg.max_idle_per_endpoint,
                 cfg.idle_timeout,
             )),
+            h2: RefCell::new(crate::h2::client::H2Pool::new(cfg.endpoints.len())),
             cfg: cfg.clone(),
             tls_logged: Default::default(),
         }
@@ -50,6 +53,12 @@ impl UpstreamRt {
     /// The next generation's runtime for `cfg`, given this upstream's runtime in the previous one
     /// (same name): reused whole when its config did not change (pool, health and balancer state
     /// carry over); otherwise rebuilt, adopting idle connections to endpoints that remain.
+    /// Closes idle connections past their time, HTTP/1.1 and HTTP/2 (run about once a second).
+    pub fn reap(&self, now: std::time::Instant) {
+        self.pool.borrow_mut().reap(now);
+        self.h2.borrow_mut().reap(now, self.cfg.idle_timeout);
+    }
+
     pub fn reloaded(
         prev: Option<&Rc<UpstreamRt>>,
         cfg: &UpstreamConfig,
@@ -60,11 +69,11 @@ impl UpstreamRt {
             Some(p) if p.cfg == *cfg => p.clone(),
             Some(p) => {
                 let next = UpstreamRt::new(cfg, worker, stats);
-                next.pool
-                    .borrow_mut()
-                    .adopt(&mut p.pool.borrow_mut(), |ep| {
-                        next.addrs.iter().position(|a| *a == p.addrs[ep])
-                    });
+                let map = |ep: usize| next.addrs.iter().position(|a| *a == p.addrs[ep]);
+                next.pool.borrow_mut().adopt(&mut p.pool.borrow_mut(), map);
+                if next.cfg.protocol == p.cfg.protocol && next.cfg.tls == p.cfg.tls {
+                    next.h2.borrow_mut().adopt(&mut p.h2.borrow_mut(), map);
+                }
                 Rc::new(next)
             }
             None => Rc::new(UpstreamRt::new(cfg, worker, stats)),

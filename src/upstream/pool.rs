@@ -45,6 +45,9 @@ pub struct UpConn {
     /// The upstream's `Keep-Alive: timeout=N`, less a margin: it closes idle connections sooner.
     pub idle_limit: Option<Duration>,
     pub stats: Rc<UpstreamStats>,
+    /// Counted in the open-connections gauge (a connection; not one stream of an h2 connection,
+    /// which counts itself).
+    counted: bool,
 }
 
 impl UpConn {
@@ -57,6 +60,25 @@ impl UpConn {
             idle_since: Instant::now(),
             idle_limit: None,
             stats,
+            counted: true,
+        }
+    }
+
+    /// One request on an upstream HTTP/2 connection (never pooled itself: the connection is, in
+    /// the upstream's `H2Pool`). Its buffer grows to what the response's frames need.
+    pub fn h2_call(
+        call: crate::h2::call::H2Call,
+        endpoint: usize,
+        stats: Rc<UpstreamStats>,
+    ) -> Self {
+        UpConn {
+            stream: Stream::H2Up(Box::new(call)),
+            buf: Vec::new(),
+            endpoint,
+            idle_since: Instant::now(),
+            idle_limit: None,
+            stats,
+            counted: false,
         }
     }
 
@@ -76,7 +98,9 @@ impl UpConn {
 
 impl Drop for UpConn {
     fn drop(&mut self) {
-        self.stats.open_connections.add(-1);
+        if self.counted {
+            self.stats.open_connections.add(-1);
+        }
     }
 }
 
@@ -137,6 +161,10 @@ impl Pool {
 
     /// Returns a connection whose last response was fully read. Dropped (closed) when the pool is full.
     pub fn put(&mut self, mut conn: UpConn, now: Instant) {
+        if !conn.counted {
+            // an h2 request: its stream is done, its connection lives in the h2 pool
+            return;
+        }
         let stack = &mut self.idle[conn.endpoint];
         if stack.len() < self.max_idle {
             conn.buf.clear();
