@@ -7,8 +7,9 @@
 //! - **Request out.** `write_all` takes what the exchange writes for an HTTP/1.1 upstream (the
 //!   request head `http::rewrite` produced, then the body in the framing that head announced). The
 //!   head becomes a HEADERS frame: `:method`, `:scheme`, `:authority` from `Host`, `:path` from the
-//!   target, every other field except the connection-specific ones (RFC 9113 §8.2.2; `te:
-//!   trailers` is the one `te` kept). The body becomes DATA frames sent as the upstream's window
+//!   target, every other field except the connection-specific ones (RFC 9113 §8.2.2), and `te:
+//!   trailers` on gRPC requests (gRPC servers require it; TE being hop-by-hop, the HTTP/1.1 head
+//!   never carries it). The body becomes DATA frames sent as the upstream's window
 //!   allows (its window is the backpressure on the client), the end of the body ends the stream.
 //! - **Response in.** `read_some` hands out the response as HTTP/1.1 bytes: a head (status, fields,
 //!   and framing: the upstream's `content-length` when it sent one, else chunked; a response whose
@@ -295,7 +296,7 @@ fn to_h2(head: &[u8], tls: bool) -> Option<(http::Request<()>, Option<Left>)> {
     let mut b = http::Request::builder().method(http::Method::from_bytes(method).ok()?);
     let mut authority: Option<&[u8]> = None;
     let mut left = None;
-    let mut te_trailers = false;
+    let mut grpc = false;
     for l in lines {
         let colon = memchr::memchr(b':', l)?;
         let (name, value) = (&l[..colon], l[colon + 1..].trim_ascii());
@@ -306,10 +307,8 @@ fn to_h2(head: &[u8], tls: bool) -> Option<(http::Request<()>, Option<Left>)> {
             left = (n > 0).then_some(Left::Length(n));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             left = Some(Left::Chunked(Box::new(ChunkedDecoder::new(u64::MAX))));
-        } else if name.eq_ignore_ascii_case(b"te") {
-            let mut t = false;
-            crate::http::head::for_each_token(value, |v| t |= v.eq_ignore_ascii_case(b"trailers"));
-            te_trailers |= t;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            grpc = crate::http::respond::is_grpc(Some(value));
         }
         if connection_specific(name) {
             continue;
@@ -319,7 +318,8 @@ fn to_h2(head: &[u8], tls: bool) -> Option<(http::Request<()>, Option<Left>)> {
             http::HeaderValue::from_bytes(value).ok()?,
         );
     }
-    if te_trailers {
+    if grpc {
+        // TE is hop-by-hop, so the HTTP/1.1 head never carries it; gRPC servers require it
         b = b.header(http::header::TE, "trailers");
     }
     let uri = http::Uri::builder()

@@ -23,6 +23,7 @@ use h2::client::SendRequest;
 use monoio::io::poll_io::{AsyncRead, AsyncWrite};
 
 use crate::metrics::UpstreamStats;
+use crate::runtime::drain::Drain;
 
 /// Stream receive window per upstream stream (the response body the gateway holds unread).
 const STREAM_WINDOW: u32 = 256 * 1024;
@@ -113,12 +114,47 @@ async fn drive<T>(
 #[derive(Default)]
 pub struct H2Pool {
     conns: Vec<Vec<H2Conn>>,
+    /// A connection to the endpoint being opened: set when it is ready (or failed).
+    connecting: Vec<Option<Rc<Drain>>>,
+}
+
+/// Marks an endpoint as connecting until dropped; then wakes the requests that waited for it.
+pub struct Connecting<'a> {
+    pool: &'a std::cell::RefCell<H2Pool>,
+    endpoint: usize,
+    event: Rc<Drain>,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.pool.borrow_mut().connecting[self.endpoint] = None;
+        self.event.trigger();
+    }
 }
 
 impl H2Pool {
     pub fn new(endpoints: usize) -> Self {
         H2Pool {
             conns: (0..endpoints).map(|_| Vec::new()).collect(),
+            connecting: vec![None; endpoints],
+        }
+    }
+
+    /// The event of a connection to `endpoint` being opened, if one is: a request that found no
+    /// free stream waits for it rather than opening a connection of its own (a burst of requests
+    /// at start shares one connection, as HTTP/2 intends).
+    pub fn connecting(&self, endpoint: usize) -> Option<Rc<Drain>> {
+        self.connecting[endpoint].clone()
+    }
+
+    /// Marks `endpoint` as connecting for as long as the returned guard lives.
+    pub fn start_connecting(pool: &std::cell::RefCell<H2Pool>, endpoint: usize) -> Connecting<'_> {
+        let event = Rc::new(Drain::default());
+        pool.borrow_mut().connecting[endpoint] = Some(event.clone());
+        Connecting {
+            pool,
+            endpoint,
+            event,
         }
     }
 
@@ -159,7 +195,8 @@ impl H2Pool {
     pub fn adopt(&mut self, old: &mut H2Pool, map: impl Fn(usize) -> Option<usize>) {
         for (ep, list) in old.conns.iter_mut().enumerate() {
             match map(ep) {
-                Some(to) => self.conns[to].append(list),
+                Some(to) if to < self.conns.len() => self.conns[to].append(list),
+                Some(_) => list.clear(),
                 None => list.clear(),
             }
         }

@@ -216,10 +216,6 @@ pub fn write_upstream_request(
     }
     if let Some(token) = ctx.upgrade {
         super::upgrade::write_request(out, token);
-    } else if head.te_trailers {
-        // the client reads trailers, so the upstream may send them (TE is hop-by-hop: the
-        // Connection option says so, RFC 9110 §10.1.4)
-        out.extend_from_slice(b"te: trailers\r\nconnection: te\r\n");
     }
     match head.body {
         BodyKind::None | BodyKind::UntilClose => {}

@@ -28,6 +28,7 @@ use monoio::time::Instant;
 use super::{relay, BodyLeft, ClientConn, Fail};
 use crate::config::UpstreamProtocol;
 use crate::h2::call::H2Call;
+use crate::h2::client::H2Pool;
 use crate::http::head::{self, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::metrics::UpstreamError;
@@ -194,12 +195,30 @@ async fn checkout(
     ep: usize,
     now: std::time::Instant,
 ) -> Result<(UpConn, bool), ErrorKind> {
+    let mut connecting = None;
     if up.cfg.protocol != UpstreamProtocol::Http1 {
-        let slot = up.h2.borrow_mut().take(ep);
-        if let Some((send, lease, tls)) = slot {
-            up.stats.pool_hits.inc();
-            let call = H2Call::new(send, lease, tls);
-            return Ok((UpConn::h2_call(call, ep, up.stats.clone()), true));
+        let mut waited = false;
+        loop {
+            let slot = up.h2.borrow_mut().take(ep);
+            if let Some((send, lease, tls)) = slot {
+                up.stats.pool_hits.inc();
+                let call = H2Call::new(send, lease, tls);
+                return Ok((UpConn::h2_call(call, ep, up.stats.clone()), true));
+            }
+            // another request is opening a connection: wait for it once, then share it
+            let pending = up.h2.borrow().connecting(ep);
+            match pending {
+                Some(event) if !waited => {
+                    waited = true;
+                    let wait = Instant::now() + up.cfg.connect_timeout;
+                    let _ = monoio::time::timeout_at(wait, event.wait()).await;
+                }
+                Some(_) => break,
+                None => {
+                    connecting = Some(H2Pool::start_connecting(&up.h2, ep));
+                    break;
+                }
+            }
         }
     }
     let pooled = up.pool.borrow_mut().take(ep, now);
@@ -208,7 +227,9 @@ async fn checkout(
         return Ok((conn, true));
     }
     up.stats.pool_misses.inc();
-    Ok((connect(up, ep).await?, false))
+    let conn = connect(up, ep).await;
+    drop(connecting);
+    Ok((conn?, false))
 }
 
 async fn read_response_head(

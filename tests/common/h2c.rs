@@ -14,6 +14,8 @@ pub struct H2Response {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Vec<u8>,
+    /// The trailer block, when the response ended with one.
+    pub trailers: Option<http::HeaderMap>,
 }
 
 impl H2Response {
@@ -86,10 +88,12 @@ pub async fn h2_request(
         let _ = recv.flow_control().release_capacity(d.len());
         out.extend_from_slice(&d);
     }
+    let trailers = recv.trailers().await?;
     Ok(H2Response {
         status: parts.status.as_u16(),
         headers: parts.headers,
         body: out,
+        trailers,
     })
 }
 
