@@ -72,13 +72,13 @@ impl H2Conn {
     }
 }
 
-/// Runs the h2 handshake on an established socket and spawns the connection's driver task.
-/// Counted in the upstream's open connections from here until the driver ends.
+/// Runs the h2 handshake on an established socket, spawns the connection's driver task and
+/// waits for the upstream's SETTINGS (one PING round trip). Counted in the upstream's open connections from here until the driver ends.
 pub async fn handshake<T>(io: T, tls: bool, stats: Rc<UpstreamStats>) -> Result<H2Conn, ()>
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
-    let (send, conn) = h2::client::Builder::new()
+    let (send, mut conn) = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_header_list_size(MAX_HEADER_LIST)
@@ -93,7 +93,13 @@ where
         idle_since: Cell::new(Instant::now()),
     });
     stats.open_connections.add(1);
+    let ping = conn.ping_pong();
     monoio::spawn(drive(conn, shared.clone(), stats));
+    // ready once the upstream's SETTINGS are in: it sends them before it answers our PING, and
+    // until then its stream limit is unknown (a burst would all pile onto this connection)
+    if let Some(mut ping) = ping {
+        ping.ping(h2::Ping::opaque()).await.map_err(|_| ())?;
+    }
     Ok(H2Conn { send, shared, tls })
 }
 

@@ -12,6 +12,7 @@ pub mod client;
 pub mod gateway;
 pub mod grpc;
 pub mod h2c;
+pub mod h2up;
 pub mod jwt;
 pub mod redis;
 pub mod tls;
