@@ -186,3 +186,58 @@ fn a_full_connection_opens_another() {
         );
     });
 }
+
+#[test]
+fn auto_speaks_h2_over_tls_where_alpn_picks_it() {
+    use common::tls::*;
+    // the upstream: a second gateway whose TLS listener speaks only h2, in front of an HTTP/1.1
+    // echo; an HTTP/1.1 client could not complete a handshake with it
+    let ca = Ca::new("h2 upstream CA");
+    let leaf = ca.server("inner", &["inner.test"]);
+    let echo = Upstream::echo("echo");
+    let inner_cfg = config(
+        "",
+        &(tls_listener(&[&leaf], "alpn = [\"h2\"]")
+            + &upstream_toml("e", &[echo.addr], "")
+            + &route_toml("all", "e", "path_prefix = \"/\"")),
+    );
+    let inner = Gateway::start(&inner_cfg, "epoll");
+    let inner_addr = listener_addr(&inner, 0);
+    let outer_cfg = |protocol: &str| {
+        let tls = upstream_tls(&[
+            "sni = \"inner.test\"".to_string(),
+            kv_path("ca_file", &ca.file),
+        ]);
+        config(
+            "",
+            &(upstream_toml(
+                "in",
+                &[inner_addr],
+                &format!("protocol = \"{protocol}\"\n{tls}"),
+            ) + &route_toml("all", "in", "path_prefix = \"/\"")),
+        )
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&outer_cfg("auto"), driver);
+        let mut c = Client::connect(gw.addr);
+        for i in 0..3 {
+            let body = format!("payload {i}");
+            let r = c.request(&req(
+                "POST",
+                &format!("/via-h2/{i}"),
+                "api.test",
+                &[("content-length", &body.len().to_string())],
+                body.as_bytes(),
+            ));
+            assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
+        }
+        let seen = echo.wait_requests(3, secs(5));
+        assert!(seen
+            .iter()
+            .any(|s| s.target == "/via-h2/2" && s.body == b"payload 2"));
+        // an http1 upstream offers only http/1.1: the h2-only server refuses the handshake
+        let gw1 = Gateway::start(&outer_cfg("http1"), driver);
+        let r = get(gw1.addr, "/x", "api.test");
+        assert_eq!(r.status, 502, "[{driver}] {}", r.body_str());
+    });
+}

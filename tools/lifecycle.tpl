@@ -31,9 +31,12 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    head ({{src/http/rewrite.rs|pub fn write_upstream_request}}: hop-by-hop fields dropped, X-Forwarded-*,
    identity and client-certificate fields set by the gateway only) and the body bytes that came with it.
 7. **Exchange.** `exchange::exchange` ({{src/proxy/exchange.rs|pub(crate) async fn exchange}}): the balancer
-   picks an endpoint, the pool hands out an idle connection or `connect` opens one (TLS to the upstream
-   when it has `tls`, {{src/proxy/exchange.rs|async fn connect}}), the request and the rest of its body
-   are sent, and the response head is read while the client socket is watched for a close.
+   picks an endpoint, `checkout` ({{src/proxy/exchange.rs|async fn checkout}}) hands out a stream on a
+   pooled HTTP/2 connection (`protocol = "http2"|"auto"`, {{src/h2/client.rs|pub fn take}}; the request
+   then goes through the h2 byte adapter, {{src/h2/call.rs|pub struct H2Call}}) or an idle HTTP/1.1
+   connection, or `connect` opens one (TLS to the upstream when it has `tls`, ALPN choosing h2 under
+   `auto`, {{src/proxy/exchange.rs|async fn connect}}), the request and the rest of its body are sent,
+   and the response head is read while the client socket is watched for a close.
 8. **Response.** The response phase of the filters that ran adds its header lines
    ({{src/proxy/target.rs|super::response_phase}}), then `relay::response`
    ({{src/proxy/relay.rs|pub(crate) async fn response}}) relays head and body into the target's sink

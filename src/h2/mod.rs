@@ -1,10 +1,12 @@
-//! Downstream HTTP/2: cleartext h2c with prior knowledge (recognised from the connection
+//! HTTP/2. Downstream: cleartext h2c with prior knowledge (recognised from the connection
 //! preface on a plain listener) and h2 over TLS (chosen by ALPN). Built on hyperium `h2` over monoio's poll-io adapter (see
 //! README design notes for why not monoio-http's fork).
 //!
 //! Owns the connection driver ([`server`]), the per-stream byte adapter ([`stream`]) through
 //! which every h2 stream runs the same pipeline as an HTTP/1.1 request, and TLS over poll-based
-//! IO for the codec ([`tls_io`]).
+//! IO for the codec ([`tls_io`]). Upstream HTTP/2: the multiplexed connection pool
+//! ([`client`]) and the per-request byte adapter ([`call`]) through which the upstream exchange
+//! drives an h2 upstream as it drives an HTTP/1.1 one.
 
 pub mod call;
 pub mod client;

@@ -3,7 +3,9 @@
 //! Owns the parsing of chunked message bodies (RFC 9112 §7.1) and the few helpers used to re-encode
 //! them. The proxy feeds client (or upstream) bytes to [`ChunkedDecoder::decode`] as they arrive and
 //! forwards the decoded data re-chunked with [`write_chunk`] and [`LAST_CHUNK`];
-//! chunk extensions and trailers are validated and then dropped, so what we send is canonical.
+//! chunk extensions and trailers are validated and then dropped, so what we send is canonical
+//! (a decoder told to [`ChunkedDecoder::keep_trailers`] keeps the validated trailer lines for a peer
+//! that reads them; [`write_last_chunk`] re-emits those that may be trailers).
 //!
 //! Key parts: a byte-level state machine (`State`) for chunk-size lines, extensions and trailer field
 //! lines; a bulk path for chunk data. Every partial line lives in the state itself (size so far,
@@ -32,7 +34,7 @@ pub const MAX_CHUNK_LINE: usize = 4096;
 pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// Appended after each chunk's data.
 pub const CHUNK_END: &[u8] = b"\r\n";
-/// The terminator we emit (extensions and trailers are dropped).
+/// The terminator we emit when there are no trailers to pass on.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Why a chunked body was rejected.

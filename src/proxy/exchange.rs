@@ -1,8 +1,9 @@
 //! One request/response exchange with an upstream: endpoint choice, connection, send, response head.
 //!
 //! Owns: the attempt loop. Each attempt asks the balancer for an endpoint (preferring untried ones),
-//! takes a pooled connection (checked open at checkout, `upstream/pool.rs`) or connects
-//! (`connect_timeout`), writes the buffered request (head plus the body bytes that came with it),
+//! takes a stream on a pooled HTTP/2 connection (`h2/client.rs`, for `protocol = "http2"|"auto"`),
+//! a pooled HTTP/1.1 connection (checked open at checkout, `upstream/pool.rs`) or connects
+//! (`connect_timeout`; TLS, and ALPN deciding the protocol under `auto`), writes the buffered request (head plus the body bytes that came with it),
 //! streams any remaining request body from the client, then reads the response head
 //! (`response_timeout`) while watching the client socket. Failures feed passive health
 //! (`report_failure`) and decide:
@@ -16,7 +17,9 @@
 //!   idempotent, fully buffered requests; otherwise 502;
 //! - a write that fails because the upstream answered early and closed (413, 401, an early 200 while
 //!   the body was still coming): its answer is read and relayed instead of a 502 (`Exchanged::early`);
-//! - response head timeout: 504, never retried (the upstream may be working on it);
+//! - an h2 stream the upstream refused unprocessed (REFUSED_STREAM, left out by a graceful GOAWAY):
+//!   retried on a new connection for any method when the request is fully buffered (twice at most);
+//! - response head timeout (`response_timeout`, or a gRPC call's shorter `grpc-timeout`): 504, never retried (the upstream may be working on it);
 //! - the client closing while the upstream works: the exchange is cancelled (`Fail::Close`; the
 //!   request is logged as 499) and the upstream connection is dropped, not pooled.
 //!

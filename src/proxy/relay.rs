@@ -3,8 +3,9 @@
 //! Owns: streaming with backpressure. Content-Length bodies move rent-style: a buffer is read full from
 //! one socket and the same buffer is written to the other, so memory stays at one buffer per side
 //! whatever the body size. Chunked bodies are decoded strictly (`http::chunked`) and re-encoded with
-//! our own framing (extensions and trailers dropped), so the peer can never read a different message
-//! than we did. Bodies that end at close are re-chunked for HTTP/1.1 clients.
+//! our own framing (extensions dropped; trailers dropped unless the client sent `TE: trailers`, then
+//! the validated fields that may be trailers are passed on), so the peer can never read a different
+//! message than we did. Bodies that end at close are re-chunked for HTTP/1.1 clients.
 //!
 //! Errors: a client that disappears mid-body ends the exchange silently (the upstream connection is
 //! dropped, never pooled); once a response head has been sent, a failure can only close the client

@@ -1,4 +1,5 @@
-//! Upstreams as one worker sees them: endpoints, a balancer and a connection pool each.
+//! Upstreams as one worker sees them: endpoints, a balancer and connection pools each (idle
+//! HTTP/1.1 connections, and multiplexed HTTP/2 connections, `h2/client.rs`).
 //!
 //! Owns: [`UpstreamRt`], built per worker from an `UpstreamConfig`. The balancer (`balance.rs`) picks an
 //! endpoint and tracks passive health; the pool (`pool.rs`) keeps idle keep-alive connections. Both sit
