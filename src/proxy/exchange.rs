@@ -3,8 +3,9 @@
 //! Owns: the attempt loop. Each attempt asks the balancer for an endpoint (preferring untried ones),
 //! takes a stream on a pooled HTTP/2 connection (`h2/client.rs`, for `protocol = "http2"|"auto"`),
 //! a pooled HTTP/1.1 connection (checked open at checkout, `upstream/pool.rs`) or connects
-//! (`connect_timeout`; TLS, and ALPN deciding the protocol under `auto`), writes the buffered request (head plus the body bytes that came with it),
-//! streams any remaining request body from the client, then reads the response head
+//! (`connect_timeout`; TLS, and ALPN deciding the protocol under `auto`), writes the buffered
+//! request (head plus the body bytes that came with it), streams any remaining request body from
+//! the client, then reads the response head
 //! (`response_timeout`) while watching the client socket. Failures feed passive health
 //! (`report_failure`) and decide:
 //! - connect failure / timeout: nothing was sent, so another attempt is safe for any method, up to
@@ -19,7 +20,8 @@
 //!   the body was still coming): its answer is read and relayed instead of a 502 (`Exchanged::early`);
 //! - an h2 stream the upstream refused unprocessed (REFUSED_STREAM, left out by a graceful GOAWAY):
 //!   retried on a new connection for any method when the request is fully buffered (twice at most);
-//! - response head timeout (`response_timeout`, or a gRPC call's shorter `grpc-timeout`): 504, never retried (the upstream may be working on it);
+//! - response head timeout (`response_timeout`, or a gRPC call's shorter `grpc-timeout`): 504,
+//!   never retried (the upstream may be working on it);
 //! - the client closing while the upstream works: the exchange is cancelled (`Fail::Close`; the
 //!   request is logged as 499) and the upstream connection is dropped, not pooled.
 //!
