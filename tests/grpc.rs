@@ -118,6 +118,36 @@ fn streaming_calls_stream_without_buffering() {
 }
 
 #[test]
+fn bidirectional_calls_are_full_duplex() {
+    // each message waits for the answer to the one before: only works if the gateway relays
+    // the upstream's answers while the request stream is still open
+    let up = GrpcUpstream::start();
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&grpc_config(&up, ""), driver);
+        let replies = with_client(gw.addr, |mut g| async move {
+            let (tx, mut replies) = bidi_open(&mut g, "Chat").await.unwrap();
+            let mut got = Vec::new();
+            for i in 1..=5u32 {
+                tx.send(msg(&format!("m{i}"), i)).await.unwrap();
+                let wait = std::time::Duration::from_secs(5);
+                let r = tokio::time::timeout(wait, replies.message()).await;
+                let r = r.expect("reply before the next message").unwrap().unwrap();
+                got.push((r.text, r.n));
+            }
+            drop(tx);
+            let end = replies.message().await.unwrap();
+            (got, end.is_none())
+        });
+        let expect: Vec<(String, u32)> = (1..=5u32).map(|i| (format!("re:m{i}"), i * 2)).collect();
+        assert_eq!(replies.0, expect, "[{driver}]");
+        assert!(
+            replies.1,
+            "[{driver}] the call ended with OK after the client half-closed"
+        );
+    });
+}
+
+#[test]
 fn grpc_timeout_is_the_upstream_deadline() {
     // an upstream that knows nothing of grpc-timeout (a gRPC server would enforce it itself)
     let slow = Upstream::slow("slow", 3000, "late");

@@ -57,10 +57,14 @@ enum In {
     /// The request is not sent yet.
     NotSent,
     Waiting(ResponseFuture),
-    /// Handing out the body; `chunked`: the head announced chunked framing.
+    /// The response head arrived while `readable` waited (`read_some` renders it).
+    Arrived(Result<http::Response<RecvStream>, h2::Error>),
+    /// Handing out the body; `chunked`: the head announced chunked framing; `ahead`: what
+    /// `readable` took from the stream.
     Body {
         recv: RecvStream,
         chunked: bool,
+        ahead: Option<Option<Result<Bytes, h2::Error>>>,
     },
     Done,
 }
@@ -93,13 +97,14 @@ impl H2Call {
         self.unprocessed
     }
 
+    /// A stream that failed before its response head: was it refused unprocessed?
     fn failed(&mut self, e: &h2::Error) {
         let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM) && e.is_remote();
         // GOAWAY NO_ERROR is a graceful shutdown: streams it left out were never seen. (A stream
         // the upstream did take and then lost to the connection's end reports the same error;
         // a graceful shutdown promises to finish those, so this is the rare broken promise.)
         let goaway = e.is_go_away() && e.is_remote() && e.reason() == Some(h2::Reason::NO_ERROR);
-        if (refused || goaway) && matches!(self.inp, In::Waiting(_) | In::NotSent) {
+        if refused || goaway {
             self.unprocessed = true;
         }
     }
@@ -211,28 +216,52 @@ impl H2Call {
             match &mut self.inp {
                 In::NotSent => return Err(IoFail::Error),
                 In::Done => return Ok(0),
-                In::Waiting(fut) => {
-                    let resp = match monoio::time::timeout_at(deadline, fut).await {
-                        Err(_) => return Err(IoFail::Timeout),
-                        Ok(Err(e)) => {
+                In::Waiting(_) | In::Arrived(_) => {
+                    let got = match std::mem::replace(&mut self.inp, In::NotSent) {
+                        In::Arrived(got) => got,
+                        In::Waiting(mut fut) => {
+                            match monoio::time::timeout_at(deadline, &mut fut).await {
+                                Err(_) => {
+                                    self.inp = In::Waiting(fut);
+                                    return Err(IoFail::Timeout);
+                                }
+                                Ok(got) => got,
+                            }
+                        }
+                        _ => unreachable!("matched above"),
+                    };
+                    let resp = match got {
+                        Err(e) => {
+                            // no response head: the stream may have been refused unprocessed
                             self.failed(&e);
                             self.inp = In::Done;
                             return Err(IoFail::Error);
                         }
-                        Ok(Ok(r)) => r,
+                        Ok(r) => r,
                     };
                     let (parts, recv) = resp.into_parts();
                     let chunked = response_head(&parts, recv.is_end_stream(), buf);
                     self.inp = match recv.is_end_stream() {
                         true => In::Done,
-                        false => In::Body { recv, chunked },
+                        false => In::Body {
+                            recv,
+                            chunked,
+                            ahead: None,
+                        },
                     };
                     return Ok(buf.len() - start);
                 }
-                In::Body { recv, chunked } => {
-                    let got = match monoio::time::timeout_at(deadline, recv.data()).await {
-                        Err(_) => return Err(IoFail::Timeout),
-                        Ok(got) => got,
+                In::Body {
+                    recv,
+                    chunked,
+                    ahead,
+                } => {
+                    let got = match ahead.take() {
+                        Some(got) => got,
+                        None => match monoio::time::timeout_at(deadline, recv.data()).await {
+                            Err(_) => return Err(IoFail::Timeout),
+                            Ok(got) => got,
+                        },
                     };
                     match got {
                         Some(Ok(d)) if d.is_empty() => continue,
@@ -266,6 +295,23 @@ impl H2Call {
                     }
                 }
             }
+        }
+    }
+
+    /// Resolves when `read_some` would make progress (the response head, DATA, the end of the
+    /// body or an error is waiting); what arrived is kept for it. Dropping it loses nothing, so
+    /// the exchange can race it against the client's request body (full duplex).
+    pub async fn readable(&mut self) {
+        match &mut self.inp {
+            In::NotSent => std::future::pending::<()>().await,
+            In::Waiting(fut) => {
+                let got = fut.await;
+                self.inp = In::Arrived(got);
+            }
+            In::Body { recv, ahead, .. } if ahead.is_none() => {
+                *ahead = Some(recv.data().await);
+            }
+            _ => {}
         }
     }
 }

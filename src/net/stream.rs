@@ -189,7 +189,7 @@ impl Stream {
             }
             None => match self {
                 Stream::H2(s) => s.readable().await,
-                // upstream h2 requests are never tunnels
+                Stream::H2Up(s) => s.readable().await,
                 _ => std::future::pending::<()>().await,
             },
         }

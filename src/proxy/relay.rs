@@ -92,58 +92,70 @@ pub(crate) async fn request_body(
     conn: &mut UpConn,
     body: &mut BodyLeft,
 ) -> Result<(), Fail> {
+    while !matches!(body, BodyLeft::Done) {
+        request_body_step(ctx, c, conn, body).await?;
+    }
+    Ok(())
+}
+
+/// Reads the next piece of request body from the client and writes it to the upstream.
+pub(crate) async fn request_body_step(
+    ctx: &Generation,
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    body: &mut BodyLeft,
+) -> Result<(), Fail> {
     let timeout = ctx.cfg.server.client_body_timeout;
-    loop {
-        match body {
-            BodyLeft::Done => return Ok(()),
-            BodyLeft::Length(rem) => {
-                read_client(c, timeout).await?;
-                let take = (c.buf.len() as u64).min(*rem) as usize;
-                c.body_recv += take as u64;
-                conn.stats.bytes_sent.add(take as u64);
-                if conn
-                    .stream
-                    .write_prefix(&mut c.buf, take, Instant::now() + timeout)
-                    .await
-                    .is_err()
-                {
-                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
-                }
-                c.buf.drain(..take);
-                *rem -= take as u64;
-                if *rem == 0 {
-                    *body = BodyLeft::Done;
-                }
+    match body {
+        BodyLeft::Done => {}
+        BodyLeft::Length(rem) => {
+            read_client(c, timeout).await?;
+            let take = (c.buf.len() as u64).min(*rem) as usize;
+            c.body_recv += take as u64;
+            conn.stats.bytes_sent.add(take as u64);
+            if conn
+                .stream
+                .write_prefix(&mut c.buf, take, Instant::now() + timeout)
+                .await
+                .is_err()
+            {
+                return Err(Reply::new(ErrorKind::UpstreamReset).into());
             }
-            BodyLeft::Chunked(dec) => {
-                read_client(c, timeout).await?;
-                c.out.clear();
-                let (out, recv) = (&mut c.out, &mut c.body_recv);
-                let p = dec
-                    .decode(&c.buf, &mut |data: &[u8]| {
-                        *recv += data.len() as u64;
-                        chunked::write_chunk(out, data);
-                    })
-                    .map_err(chunk_error)?;
-                if p.done {
-                    c.out.extend_from_slice(chunked::LAST_CHUNK);
-                }
-                c.buf.drain(..p.consumed);
-                conn.stats.bytes_sent.add(c.out.len() as u64);
-                if conn
-                    .stream
-                    .write_all(&mut c.out, Instant::now() + timeout)
-                    .await
-                    .is_err()
-                {
-                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
-                }
-                if p.done {
-                    *body = BodyLeft::Done;
-                }
+            c.buf.drain(..take);
+            *rem -= take as u64;
+            if *rem == 0 {
+                *body = BodyLeft::Done;
+            }
+        }
+        BodyLeft::Chunked(dec) => {
+            read_client(c, timeout).await?;
+            c.out.clear();
+            let (out, recv) = (&mut c.out, &mut c.body_recv);
+            let p = dec
+                .decode(&c.buf, &mut |data: &[u8]| {
+                    *recv += data.len() as u64;
+                    chunked::write_chunk(out, data);
+                })
+                .map_err(chunk_error)?;
+            if p.done {
+                c.out.extend_from_slice(chunked::LAST_CHUNK);
+            }
+            c.buf.drain(..p.consumed);
+            conn.stats.bytes_sent.add(c.out.len() as u64);
+            let r = conn
+                .stream
+                .write_all(&mut c.out, Instant::now() + timeout)
+                .await;
+            c.out.clear();
+            if r.is_err() {
+                return Err(Reply::new(ErrorKind::UpstreamReset).into());
+            }
+            if p.done {
+                *body = BodyLeft::Done;
             }
         }
     }
+    Ok(())
 }
 
 /// How the response relay ended.
@@ -195,6 +207,8 @@ impl From<()> for RelayFail {
 
 /// Relays the response into `sink`: to the client (head, then the body as it arrives), or into a
 /// buffer (see `sink.rs`: a declined or spilled response still reaches the client untouched).
+/// `duplex`: the request body still to send to an HTTP/2 upstream, moved on while the response
+/// body is awaited (`duplex.rs`).
 pub(crate) async fn response(
     ctx: &Generation,
     c: &mut ClientConn,
@@ -202,6 +216,7 @@ pub(crate) async fn response(
     resp: &ResponseHead,
     how: &RelayPlan<'_>,
     sink: &mut Sink<'_>,
+    duplex: Option<&mut BodyLeft>,
 ) -> Result<Relayed, RelayFail> {
     let framing = match resp.body {
         BodyKind::None => OutFraming::None,
@@ -224,7 +239,8 @@ pub(crate) async fn response(
     if to.buffer.is_none() {
         to.client_head(c, &conn.buf, resp);
     }
-    let relayed = body(c, conn, resp, how.up_timeout, &mut to).await;
+    let mut duplex = duplex.map(|body| Duplex { ctx, body });
+    let relayed = body(c, conn, resp, how.up_timeout, &mut to, &mut duplex).await;
     match (relayed, to.buffer) {
         (Ok(upstream_reusable), Some(b)) => {
             b.state = State::Complete;
@@ -309,6 +325,28 @@ impl To<'_> {
     }
 }
 
+/// The request body still going to an HTTP/2 upstream while its response is relayed.
+struct Duplex<'a> {
+    ctx: &'a Generation,
+    body: &'a mut BodyLeft,
+}
+
+/// Before a read of the upstream body: in duplex, moves request body pieces on until the
+/// upstream has something (a failure here cuts the response).
+async fn pump(
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    duplex: &mut Option<Duplex<'_>>,
+    up_timeout: std::time::Duration,
+) -> Result<(), RelayFail> {
+    if let Some(d) = duplex {
+        super::duplex::pump_until_upstream(d.ctx, c, conn, d.body, up_timeout)
+            .await
+            .map_err(|_| RelayFail::Close)?;
+    }
+    Ok(())
+}
+
 /// Relays the body (after the head, already in `c.out` when streaming); returns whether the
 /// upstream connection is clean for the pool.
 async fn body(
@@ -317,6 +355,7 @@ async fn body(
     resp: &ResponseHead,
     up_timeout: std::time::Duration,
     to: &mut To<'_>,
+    duplex: &mut Option<Duplex<'_>>,
 ) -> Result<bool, RelayFail> {
     c.body_sent = 0;
     let head_len = resp.head_len;
@@ -334,6 +373,7 @@ async fn body(
             to.flush(c).await?;
             let mut rem = n - take as u64;
             while rem > 0 {
+                pump(c, conn, duplex, up_timeout).await?;
                 let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
@@ -386,6 +426,7 @@ async fn body(
                 }
                 to.flush(c).await?;
                 start = 0;
+                pump(c, conn, duplex, up_timeout).await?;
                 read_upstream_more(conn, up_timeout).await?;
             }
         }

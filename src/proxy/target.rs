@@ -272,10 +272,11 @@ pub(super) async fn upstream(
         return outcome;
     }
     // an early answer leaves the rest of the request body unread: the connection closes after it
-    let body_unread = !matches!(body, BodyLeft::Done);
+    // (an h2 upstream's answer is relayed while the body goes on: full duplex, `duplex.rs`)
+    let duplex = super::duplex::applies(&conn, &body);
     let how = relay::RelayPlan {
         rid,
-        keep: client_keep && !gen.drain.is_set() && !body_unread,
+        keep: client_keep && !gen.drain.is_set() && matches!(body, BodyLeft::Done),
         client_minor,
         up_timeout: response_timeout,
         trailers: client_trailers,
@@ -283,7 +284,9 @@ pub(super) async fn upstream(
     c.info.status = resp.status;
     c.info.upstream = Some((call.upstream, conn.endpoint));
     super::response_phase(c, call.filters);
-    let mut result = relay::response(gen, c, &mut conn, resp, &how, sink).await;
+    let rest = duplex.then_some(&mut body);
+    let mut result = relay::response(gen, c, &mut conn, resp, &how, sink, rest).await;
+    let body_unread = !matches!(body, BodyLeft::Done);
     if let (Ok(r), Sink::Buffer(b)) = (&mut result, sink) {
         if b.state == State::Complete {
             // the response_body phase (reverse order), then the buffered response goes out

@@ -302,6 +302,23 @@ pub async fn client_stream(
         .into_inner())
 }
 
+/// Calls a bidirectional method with a request stream fed by the returned sender.
+pub async fn bidi_open(
+    g: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    method: &str,
+) -> Result<(tokio::sync::mpsc::Sender<Msg>, Streaming<Msg>), Status> {
+    g.ready()
+        .await
+        .map_err(|e| Status::unknown(e.to_string()))?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let s = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let replies = g
+        .streaming(Request::new(s), path(method), codec())
+        .await?
+        .into_inner();
+    Ok((tx, replies))
+}
+
 /// Calls a bidirectional method: `msgs` go out, the replies come back as a stream.
 pub async fn bidi(
     g: &mut tonic::client::Grpc<tonic::transport::Channel>,
