@@ -30,7 +30,7 @@
 use monoio::net::TcpStream;
 use monoio::time::Instant;
 
-use super::{duplex, relay, BodyLeft, ClientConn, Fail};
+use super::{duplex, BodyLeft, ClientConn, Fail};
 use crate::config::UpstreamProtocol;
 use crate::h2::call::H2Call;
 use crate::h2::client::H2Pool;
@@ -389,15 +389,11 @@ pub(crate) async fn exchange<'a>(
             .await
             .is_ok();
         if sent && !matches!(body, BodyLeft::Done) {
-            // an h2 upstream may answer while the body still comes (full duplex, `duplex.rs`)
-            let sending = if duplex::applies(&conn, body) {
-                duplex::pump_until_upstream(ctx, c, &mut conn, body, req.response_timeout).await
-            } else {
-                relay::request_body(ctx, c, &mut conn, body).await
-            };
+            // the upstream may answer while the body still comes (full duplex, `duplex.rs`)
+            let sending = duplex::pump_until_upstream(ctx, c, &mut conn, body).await;
             sent = match sending {
-                Ok(()) => true,
-                Err(Fail::Respond(e)) if e.kind == ErrorKind::UpstreamReset => false,
+                Ok(duplex::Pumped::Upstream) => true,
+                Ok(duplex::Pumped::UpstreamStopped) => false,
                 Err(e) => return Err(e),
             };
         }

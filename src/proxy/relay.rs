@@ -85,19 +85,6 @@ async fn read_upstream_more(conn: &mut UpConn, timeout: std::time::Duration) -> 
     }
 }
 
-/// Streams the part of the request body that did not arrive with the head.
-pub(crate) async fn request_body(
-    ctx: &Generation,
-    c: &mut ClientConn,
-    conn: &mut UpConn,
-    body: &mut BodyLeft,
-) -> Result<(), Fail> {
-    while !matches!(body, BodyLeft::Done) {
-        request_body_step(ctx, c, conn, body).await?;
-    }
-    Ok(())
-}
-
 /// Reads the next piece of request body from the client and writes it to the upstream.
 pub(crate) async fn request_body_step(
     ctx: &Generation,
@@ -207,8 +194,8 @@ impl From<()> for RelayFail {
 
 /// Relays the response into `sink`: to the client (head, then the body as it arrives), or into a
 /// buffer (see `sink.rs`: a declined or spilled response still reaches the client untouched).
-/// `duplex`: the request body still to send to an HTTP/2 upstream, moved on while the response
-/// body is awaited (`duplex.rs`).
+/// `duplex`: the request body still to send, moved on while the response body is awaited
+/// (`duplex.rs`).
 pub(crate) async fn response(
     ctx: &Generation,
     c: &mut ClientConn,
@@ -325,24 +312,27 @@ impl To<'_> {
     }
 }
 
-/// The request body still going to an HTTP/2 upstream while its response is relayed.
+/// The request body still going to the upstream while its response is relayed.
 struct Duplex<'a> {
     ctx: &'a Generation,
     body: &'a mut BodyLeft,
 }
 
 /// Before a read of the upstream body: in duplex, moves request body pieces on until the
-/// upstream has something (a failure here cuts the response).
+/// upstream has something. An upstream that stopped reading gets no more of the body (its answer
+/// is still relayed); a client that fails or stalls cuts the response.
 async fn pump(
     c: &mut ClientConn,
     conn: &mut UpConn,
     duplex: &mut Option<Duplex<'_>>,
-    up_timeout: std::time::Duration,
 ) -> Result<(), RelayFail> {
     if let Some(d) = duplex {
-        super::duplex::pump_until_upstream(d.ctx, c, conn, d.body, up_timeout)
+        let pumped = super::duplex::pump_until_upstream(d.ctx, c, conn, d.body)
             .await
             .map_err(|_| RelayFail::Close)?;
+        if pumped == super::duplex::Pumped::UpstreamStopped {
+            *duplex = None;
+        }
     }
     Ok(())
 }
@@ -373,7 +363,7 @@ async fn body(
             to.flush(c).await?;
             let mut rem = n - take as u64;
             while rem > 0 {
-                pump(c, conn, duplex, up_timeout).await?;
+                pump(c, conn, duplex).await?;
                 let got = read_upstream_more(conn, up_timeout).await?;
                 let k = (got as u64).min(rem) as usize;
                 extra |= got > k;
@@ -426,7 +416,7 @@ async fn body(
                 }
                 to.flush(c).await?;
                 start = 0;
-                pump(c, conn, duplex, up_timeout).await?;
+                pump(c, conn, duplex).await?;
                 read_upstream_more(conn, up_timeout).await?;
             }
         }

@@ -271,9 +271,10 @@ pub(super) async fn upstream(
         drop(inflight);
         return outcome;
     }
-    // an early answer leaves the rest of the request body unread: the connection closes after it
-    // (an h2 upstream's answer is relayed while the body goes on: full duplex, `duplex.rs`)
-    let duplex = super::duplex::applies(&conn, &body);
+    // the answer is relayed while the rest of the body goes on (full duplex, `duplex.rs`); the
+    // client connection closes after it unless the whole request was read by then, and an early
+    // answer (the upstream stopped reading) gets no more of the body
+    let duplex = !early && super::duplex::applies(&body);
     let how = relay::RelayPlan {
         rid,
         keep: client_keep && !gen.drain.is_set() && matches!(body, BodyLeft::Done),
@@ -308,7 +309,7 @@ pub(super) async fn upstream(
     match result {
         Ok(r) => {
             up.stats.record(resp.status);
-            if r.upstream_reusable && !early {
+            if r.upstream_reusable && !early && !body_unread {
                 up.pool.borrow_mut().put(conn, std::time::Instant::now());
             }
             if body_unread {
