@@ -30,8 +30,9 @@ use h2::{RecvStream, SendStream};
 use monoio::time::Instant;
 
 use super::client::Lease;
-use super::stream::send_flow;
+use super::stream::{length_piece, send_flow};
 use crate::http::chunked::{self, ChunkedDecoder};
+use crate::http::rewrite::push_header;
 use crate::net::IoFail;
 
 /// Largest request head the adapter accepts from the gateway's own writer.
@@ -133,13 +134,7 @@ impl H2Call {
                 }
                 Out::Body { send, left } => {
                     let (payload, end) = match left {
-                        Left::Length(rem) => {
-                            let take = (data.len() as u64).min(*rem) as usize;
-                            *rem -= take as u64;
-                            let piece = Bytes::copy_from_slice(&data[..take]);
-                            data = &data[take..];
-                            (piece, *rem == 0)
-                        }
+                        Left::Length(rem) => length_piece(&mut data, rem),
                         Left::Chunked(dec) => {
                             let mut plain = Vec::new();
                             let Ok(p) =
@@ -393,7 +388,7 @@ fn response_head(parts: &http::response::Parts, ended: bool, out: &mut Vec<u8>) 
     out.extend_from_slice(b"\r\n");
     let length = parts.headers.contains_key(http::header::CONTENT_LENGTH);
     for (name, value) in &parts.headers {
-        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     let no_body = status == 204 || status == 304 || (100..200).contains(&status);
     let chunked = !length && !ended && !no_body;
@@ -414,15 +409,8 @@ fn last_chunk(out: &mut Vec<u8>, trailers: Option<&http::HeaderMap>) {
         if !crate::http::chunked::trailer_allowed(name.as_str().as_bytes()) {
             continue;
         }
-        push_field(out, name.as_str().as_bytes(), value.as_bytes());
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -32,6 +32,7 @@ use monoio::time::Instant;
 
 use super::stream::{BodyFraming, H2Stream};
 use super::tls_io::PollTls;
+use crate::http::rewrite::push_header;
 use crate::net::Stream;
 use crate::runtime::worker::Current;
 
@@ -281,7 +282,7 @@ pub fn request_head(
         (None, Some(h)) => h,
         (None, None) => return Err(Malformed),
     };
-    push(out, b"host", host);
+    push_header(out, b"host", host);
     let mut cookies = parts.headers.get_all(COOKIE).iter().peekable();
     if cookies.peek().is_some() {
         out.extend_from_slice(b"cookie: ");
@@ -304,13 +305,13 @@ pub fn request_head(
         {
             continue;
         }
-        push(out, name.as_str().as_bytes(), value.as_bytes());
+        push_header(out, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         BodyFraming::Tunnel => {
             crate::http::upgrade::write_request(out, b"websocket");
-            push(out, b"sec-websocket-key", &websocket_key());
+            push_header(out, b"sec-websocket-key", &websocket_key());
         }
         _ => {}
     }
@@ -328,11 +329,4 @@ fn websocket_key() -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .encode(nonce)
         .into_bytes()
-}
-
-fn push(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }

@@ -205,13 +205,7 @@ impl H2Stream {
                 }
                 Out::Body { send, left } => {
                     let (payload, end) = match left {
-                        Left::Length(rem) => {
-                            let take = (data.len() as u64).min(*rem) as usize;
-                            *rem -= take as u64;
-                            let piece = Bytes::copy_from_slice(&data[..take]);
-                            data = &data[take..];
-                            (piece, *rem == 0)
-                        }
+                        Left::Length(rem) => length_piece(&mut data, rem),
                         Left::Tunnel => {
                             let piece = Bytes::copy_from_slice(data);
                             data = &[];
@@ -319,6 +313,16 @@ impl H2Stream {
         self.close();
         Err(IoFail::Error)
     }
+}
+
+/// The next DATA payload of a body with `rem` bytes left: as much of `data` as belongs to it
+/// (taken off `data`), and whether that ends the body.
+pub(super) fn length_piece(data: &mut &[u8], rem: &mut u64) -> (Bytes, bool) {
+    let take = (data.len() as u64).min(*rem) as usize;
+    *rem -= take as u64;
+    let piece = Bytes::copy_from_slice(&data[..take]);
+    *data = &data[take..];
+    (piece, *rem == 0)
 }
 
 /// Trailer field lines (as the chunked decoder keeps them) as an h2 trailer block (lower-cased
