@@ -102,6 +102,8 @@ pub struct UpstreamConfig {
     pub tls: Option<Arc<crate::tls::UpstreamTls>>,
     /// `protocol`: what the gateway speaks to the endpoints.
     pub protocol: UpstreamProtocol,
+    /// `[upstream.circuit_breaker]`.
+    pub circuit_breaker: Option<crate::upstream::breaker::BreakerConfig>,
 }
 
 /// `[[upstream]] protocol`.

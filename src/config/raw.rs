@@ -85,6 +85,7 @@ pub(crate) struct RawUpstream {
     pub panic_threshold: Option<i64>,
     pub tls: Option<super::tls::RawUpstreamTls>,
     pub protocol: Option<String>,
+    pub circuit_breaker: Option<super::breaker::RawBreaker>,
 }
 
 /// One `[[route]]`.

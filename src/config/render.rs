@@ -215,6 +215,40 @@ fn upstream(u: &UpstreamConfig) -> Value {
         ("max_ejection_percent", int(u.max_ejection_percent)),
         ("panic_threshold", int(u.panic_threshold)),
         ("tls", u.tls.as_deref().map(upstream_tls)),
+        (
+            "protocol",
+            s(match u.protocol {
+                UpstreamProtocol::Http1 => "http1",
+                UpstreamProtocol::Http2 => "http2",
+                UpstreamProtocol::Auto => "auto",
+            }),
+        ),
+        ("circuit_breaker", u.circuit_breaker.as_ref().map(breaker)),
+    ])
+}
+
+fn breaker(b: &crate::upstream::breaker::BreakerConfig) -> Value {
+    use crate::upstream::breaker::WindowKind;
+    let (window, window_calls) = match b.window {
+        WindowKind::Time(d) => (duration(d), None),
+        WindowKind::Count(n) => (None, int(n)),
+    };
+    let statuses = b.failure_statuses.iter().map(|&x| Value::Integer(x.into()));
+    tbl([
+        ("failure_rate", Some(Value::Float(b.failure_rate))),
+        // above 1: off, and not writable
+        (
+            "slow_call_rate",
+            (b.slow_call_rate <= 1.0).then_some(Value::Float(b.slow_call_rate)),
+        ),
+        ("slow_call_duration", duration(b.slow_call_duration)),
+        ("min_calls", int(b.min_calls)),
+        ("window", window),
+        ("window_calls", window_calls),
+        ("open_for", duration(b.open_for)),
+        ("open_for_max", duration(b.open_for_max)),
+        ("half_open_calls", int(b.half_open_calls)),
+        ("failure_statuses", Some(Value::Array(statuses.collect()))),
     ])
 }
 

@@ -371,6 +371,7 @@ fn upstream(
         }
     };
     let tls = super::tls::upstream_tls(cx, p, name.as_deref(), u.tls, base, protocol);
+    let circuit_breaker = super::breaker::breaker(cx, &p.key("circuit_breaker"), u.circuit_breaker);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -400,6 +401,7 @@ fn upstream(
         balance: balance?,
         tls: tls.ok()?,
         protocol,
+        circuit_breaker,
     })
 }
 

@@ -33,6 +33,11 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// Every endpoint of the upstream is ejected.
     NoHealthyUpstream,
+    /// 503: the upstream's circuit breaker is open (the upstream was not called); the client may
+    /// try again in `retry_after` seconds (`Retry-After`).
+    CircuitOpen {
+        retry_after: u32,
+    },
     ConnectFailed,
     ConnectTimeout,
     /// The TLS handshake with the upstream failed (certificate, name, protocol).
@@ -84,7 +89,7 @@ impl Reply {
             ClientCertRequired | ClientCertNotAllowed => (Side::Downstream, false),
             RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
-            NoHealthyUpstream => (Side::Internal, false),
+            NoHealthyUpstream | CircuitOpen { .. } => (Side::Internal, false),
             ConnectFailed | ConnectTimeout | UpstreamTls => (Side::Upstream, true),
             UpstreamReset => (Side::Upstream, true),
             ResponseTimeout | BadUpstreamResponse { .. } => (Side::Upstream, false),
@@ -106,7 +111,7 @@ impl Reply {
             HeaderTimeout => 408,
             NoRoute => 404,
             MethodNotAllowed => 405,
-            NoHealthyUpstream | AuthUnavailable => 503,
+            NoHealthyUpstream | AuthUnavailable | CircuitOpen { .. } => 503,
             Unauthorized { .. } => 401,
             Forbidden | ClientCertRequired | ClientCertNotAllowed => 403,
             RateLimited | QuotaExceeded => 429,
@@ -126,6 +131,7 @@ impl Reply {
             NoRoute => "no route matches the request",
             MethodNotAllowed => "method not allowed on this route",
             NoHealthyUpstream => "no healthy upstream endpoint",
+            CircuitOpen { .. } => "upstream circuit breaker is open",
             ConnectFailed => "upstream connection failed",
             ConnectTimeout => "upstream connect timed out",
             UpstreamTls => "upstream TLS handshake failed",
@@ -155,8 +161,12 @@ impl Reply {
             BadRequest { .. } | BadBody => 13, // INTERNAL (malformed frame)
             BodyTooLarge => 8,         // RESOURCE_EXHAUSTED
             ConnectTimeout | ResponseTimeout | HeaderTimeout => 4, // DEADLINE_EXCEEDED
-            NoHealthyUpstream | AuthUnavailable | ConnectFailed | UpstreamReset => 14, // UNAVAILABLE
-            BadUpstreamResponse { .. } | UpstreamTls => 13,                            // INTERNAL
+            NoHealthyUpstream
+            | AuthUnavailable
+            | ConnectFailed
+            | UpstreamReset
+            | CircuitOpen { .. } => 14, // UNAVAILABLE
+            BadUpstreamResponse { .. } | UpstreamTls => 13, // INTERNAL
         }
     }
 
@@ -248,6 +258,9 @@ pub fn render_h1(
             head.push_str(
                 "www-authenticate: Bearer realm=\"coregate\", error=\"insufficient_scope\"\r\n",
             );
+        }
+        ErrorKind::CircuitOpen { retry_after } => {
+            let _ = write!(head, "retry-after: {retry_after}\r\n");
         }
         _ => {}
     }

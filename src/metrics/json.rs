@@ -63,6 +63,7 @@ pub fn render(m: &Merged) -> String {
                 "ejections_spared": u.ejections_spared,
                 "panic_picks": u.panic_picks,
                 "stale_connections": u.stale_connections,
+                "breaker": {"trips": u.breaker_trips, "rejected": u.breaker_rejected, "open_workers": u.breaker_open},
                 "bytes_sent": u.bytes_sent,
                 "bytes_received": u.bytes_received,
                 "open_connections": u.open_connections,

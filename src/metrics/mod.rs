@@ -165,6 +165,11 @@ pub struct UpstreamStats {
     pub panic_picks: Counter,
     /// Pooled connections found closed by the upstream (before or on reuse); never an endpoint failure.
     pub stale_connections: Counter,
+    /// Circuit breaker: trips (closed or half-open to open), calls refused while open, and
+    /// whether this worker's breaker is open or half-open now (summed over workers: how many are).
+    pub breaker_trips: Counter,
+    pub breaker_rejected: Counter,
+    pub breaker_open: Gauge,
     /// Bytes written to / read from upstream connections (heads and bodies).
     pub bytes_sent: Counter,
     pub bytes_received: Counter,
@@ -316,6 +321,9 @@ impl WorkerStats {
                 ejections_spared: u.ejections_spared.get(),
                 panic_picks: u.panic_picks.get(),
                 stale_connections: u.stale_connections.get(),
+                breaker_trips: u.breaker_trips.get(),
+                breaker_rejected: u.breaker_rejected.get(),
+                breaker_open: u.breaker_open.get(),
                 bytes_sent: u.bytes_sent.get(),
                 bytes_received: u.bytes_received.get(),
                 open_connections: u.open_connections.get(),

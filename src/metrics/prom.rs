@@ -192,7 +192,7 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         }
     }
     type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
-    let simple: [(&str, &str, &str, Pick); 10] = [
+    let simple: [(&str, &str, &str, Pick); 13] = [
         (
             names::UPSTREAM_RETRIES_TOTAL,
             "counter",
@@ -236,6 +236,18 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             |u| u.stale_connections,
         ),
         (
+            names::UPSTREAM_BREAKER_TRIPS_TOTAL,
+            "counter",
+            "Circuit breaker trips (closed or half-open to open).",
+            |u| u.breaker_trips,
+        ),
+        (
+            names::UPSTREAM_BREAKER_REJECTED_TOTAL,
+            "counter",
+            "Calls refused at once (503) because the circuit breaker was open.",
+            |u| u.breaker_rejected,
+        ),
+        (
             names::UPSTREAM_SENT_BYTES_TOTAL,
             "counter",
             "Bytes written to upstream connections (heads and bodies).",
@@ -252,6 +264,12 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             "gauge",
             "Upstream connections open now, idle or busy.",
             |u| u.open_connections.max(0) as u64,
+        ),
+        (
+            names::UPSTREAM_BREAKER_OPEN,
+            "gauge",
+            "Workers whose circuit breaker for this upstream is open or half-open now.",
+            |u| u.breaker_open.max(0) as u64,
         ),
     ];
     for (name, kind, help, get) in simple {

@@ -85,6 +85,9 @@ pub struct UpstreamSnap {
     pub ejections_spared: u64,
     pub panic_picks: u64,
     pub stale_connections: u64,
+    pub breaker_trips: u64,
+    pub breaker_rejected: u64,
+    pub breaker_open: i64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub open_connections: i64,
@@ -229,6 +232,9 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
             into.ejections_spared += u.ejections_spared;
             into.panic_picks += u.panic_picks;
             into.stale_connections += u.stale_connections;
+            into.breaker_trips += u.breaker_trips;
+            into.breaker_rejected += u.breaker_rejected;
+            into.breaker_open += u.breaker_open;
             into.bytes_sent += u.bytes_sent;
             into.bytes_received += u.bytes_received;
             into.open_connections += u.open_connections;

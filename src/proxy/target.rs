@@ -25,7 +25,7 @@ use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outco
 use crate::auth::identity::Identity;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{BodyKind, RequestHead, ResponseHead};
-use crate::http::respond::{ErrorKind, Reply};
+use crate::http::respond::{ErrorKind, Reply, Side};
 use crate::http::rewrite::{self, Forwarding};
 use crate::http::upgrade;
 use crate::metrics::UpstreamError;
@@ -34,6 +34,7 @@ use crate::runtime::worker::Generation;
 use crate::trace::Span;
 use crate::upstream::balance::hash_key;
 use crate::upstream::pool::UpConn;
+use crate::upstream::CallEnd;
 
 /// Where a route sends admitted requests.
 #[derive(Debug, Clone)]
@@ -103,6 +104,17 @@ pub(super) async fn upstream(
     let route = &gen.cfg.routes[call.route];
     let up = &gen.upstreams[call.upstream];
     let (rid, route_idx) = (call.rid, call.route);
+    // an open circuit breaker answers at once: the upstream sees nothing
+    let trial = match up.breaker_admit(StdInstant::now()) {
+        Ok(trial) => trial,
+        Err(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let retry_after = secs.clamp(1, u64::from(u32::MAX)) as u32;
+            let e = Reply::new(ErrorKind::CircuitOpen { retry_after });
+            let f = call.filters;
+            return answer(gen, c, Some(route_idx), rid, &e, None, f, Consumed::Head).await;
+        }
+    };
     let head = &c.head;
     let buf = &c.buf;
     let hidden = gen.auth.hidden(route.auth);
@@ -201,6 +213,7 @@ pub(super) async fn upstream(
                 }
                 Ok(p) => (BodyLeft::Chunked(dec), p.consumed),
                 Err(e) => {
+                    up.breaker_record(StdInstant::now(), CallEnd::NoVerdict, trial);
                     let reply = relay::chunk_error(e);
                     let (route, f) = (Some(route_idx), call.filters);
                     return answer(gen, c, route, rid, &reply, None, f, Consumed::Part).await;
@@ -217,6 +230,7 @@ pub(super) async fn upstream(
         let r = c.stream.write_all(&mut cont, deadline).await;
         c.target = cont;
         if r.is_err() {
+            up.breaker_record(StdInstant::now(), CallEnd::NoVerdict, trial);
             return Outcome::Close;
         }
     }
@@ -242,9 +256,21 @@ pub(super) async fn upstream(
         inflight,
         early,
     } = match exchange::exchange(gen, &plan, c, &mut body, resp).await {
-        Ok(v) => v,
-        Err(Fail::Close) => return Outcome::Close,
+        Ok(v) => {
+            let end = CallEnd::Response(resp.status, up_start.elapsed());
+            up.breaker_record(StdInstant::now(), end, trial);
+            v
+        }
+        Err(Fail::Close) => {
+            up.breaker_record(StdInstant::now(), CallEnd::NoVerdict, trial);
+            return Outcome::Close;
+        }
         Err(Fail::Respond(e)) => {
+            let end = match e.side {
+                Side::Upstream | Side::Internal => CallEnd::Failed,
+                Side::Downstream => CallEnd::NoVerdict,
+            };
+            up.breaker_record(StdInstant::now(), end, trial);
             let consumed = read(&body);
             return answer(
                 gen,

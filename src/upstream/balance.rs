@@ -422,6 +422,7 @@ mod tests {
             panic_threshold: 0,
             tls: None,
             protocol: Default::default(),
+            circuit_breaker: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! behind `RefCell` because only this worker's tasks touch them, and borrows never cross an await.
 
 pub mod balance;
+pub mod breaker;
 pub mod pool;
 
 use std::cell::RefCell;
@@ -30,6 +31,18 @@ pub struct UpstreamRt {
     /// When this worker last logged a TLS handshake failure to this upstream (at most one line per
     /// `TLS_LOG_EVERY`: a broken certificate fails every connect).
     pub tls_logged: std::cell::Cell<Option<std::time::Instant>>,
+    /// `[upstream.circuit_breaker]`, this worker's.
+    pub breaker: Option<RefCell<breaker::Breaker>>,
+}
+
+/// How a call the breaker admitted ended, for [`UpstreamRt::breaker_record`].
+pub enum CallEnd {
+    /// A response head arrived: its status, and how long it took.
+    Response(u16, std::time::Duration),
+    /// The upstream failed (connect, reset, timeout, a bad response).
+    Failed,
+    /// No verdict on the upstream (the client left or sent a bad body).
+    NoVerdict,
 }
 
 impl UpstreamRt {
@@ -48,12 +61,59 @@ impl UpstreamRt {
             h2: RefCell::new(crate::h2::client::H2Pool::new(cfg.endpoints.len())),
             cfg: cfg.clone(),
             tls_logged: Default::default(),
+            breaker: cfg
+                .circuit_breaker
+                .clone()
+                .map(|b| RefCell::new(breaker::Breaker::new(b, std::time::Instant::now()))),
         }
     }
 
     /// The next generation's runtime for `cfg`, given this upstream's runtime in the previous one
     /// (same name): reused whole when its config did not change (pool, health and balancer state
     /// carry over); otherwise rebuilt, adopting idle connections to endpoints that remain.
+    /// May a call go to the upstream? `Ok(trial)` (a half-open trial call), or `Err(retry_after)`
+    /// while the breaker is open (counted as rejected). Always `Ok(false)` without a breaker.
+    pub fn breaker_admit(&self, now: std::time::Instant) -> Result<bool, std::time::Duration> {
+        let Some(b) = &self.breaker else {
+            return Ok(false);
+        };
+        match b.borrow_mut().admit(now) {
+            breaker::Admit::Yes => Ok(false),
+            breaker::Admit::Trial => Ok(true),
+            breaker::Admit::No(wait) => {
+                self.stats.breaker_rejected.inc();
+                Err(wait)
+            }
+        }
+    }
+
+    /// Feeds an admitted call's end to the breaker; trips and recoveries move the metrics.
+    pub fn breaker_record(&self, now: std::time::Instant, end: CallEnd, trial: bool) {
+        let Some(b) = &self.breaker else {
+            return;
+        };
+        let mut b = b.borrow_mut();
+        let before = b.state();
+        let outcome = match end {
+            CallEnd::Response(status, took) => b.outcome(status, took),
+            CallEnd::Failed => breaker::Outcome {
+                failed: true,
+                slow: false,
+            },
+            CallEnd::NoVerdict => return b.abandon(trial),
+        };
+        match b.record(now, outcome, trial) {
+            Some(breaker::State::Open) => {
+                self.stats.breaker_trips.inc();
+                if before == breaker::State::Closed {
+                    self.stats.breaker_open.add(1);
+                }
+            }
+            Some(breaker::State::Closed) => self.stats.breaker_open.add(-1),
+            _ => {}
+        }
+    }
+
     /// Closes idle connections past their time, HTTP/1.1 and HTTP/2 (run about once a second).
     pub fn reap(&self, now: std::time::Instant) {
         self.pool.borrow_mut().reap(now);

@@ -1,0 +1,128 @@
+//! `[upstream.circuit_breaker]`: the raw table and its checks, into the runtime's
+//! [`BreakerConfig`](crate::upstream::breaker::BreakerConfig).
+//!
+//! Owns the defaults and the rules: rates in (0, 1], `window` (a duration: a time window) or
+//! `window_calls` (a count window), not both; `open_for_max` at least `open_for`; statuses 100-599
+//! without duplicates. Every problem is reported with its key.
+
+use serde::Deserialize;
+
+use super::limits::ShareValue;
+use super::position::KeyPath;
+use super::raw::DurationValue;
+use super::validate::Ctx;
+use crate::upstream::breaker::{BreakerConfig, WindowKind};
+
+/// `[upstream.circuit_breaker]` as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawBreaker {
+    pub failure_rate: Option<ShareValue>,
+    pub slow_call_rate: Option<ShareValue>,
+    pub slow_call_duration: Option<DurationValue>,
+    pub min_calls: Option<i64>,
+    pub window: Option<DurationValue>,
+    pub window_calls: Option<i64>,
+    pub open_for: Option<DurationValue>,
+    pub open_for_max: Option<DurationValue>,
+    pub half_open_calls: Option<i64>,
+    pub failure_statuses: Option<Vec<i64>>,
+}
+
+/// A rate: a number in (0, 1].
+fn rate(cx: &mut Ctx, p: KeyPath, v: Option<ShareValue>, default: f64) -> f64 {
+    match v {
+        None => default,
+        Some(ShareValue(r)) if r > 0.0 && r <= 1.0 => r,
+        Some(ShareValue(r)) => {
+            cx.err(
+                p,
+                format!("must be a share above 0 and at most 1 (like 0.5), got {r}"),
+            );
+            default
+        }
+    }
+}
+
+/// `upstream.circuit_breaker` (`p`: the table's key).
+pub(super) fn breaker(cx: &mut Ctx, p: &KeyPath, raw: Option<RawBreaker>) -> Option<BreakerConfig> {
+    let b = raw?;
+    let window = match (b.window, b.window_calls) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                p.key("window_calls"),
+                "give window (a time window) or window_calls (a count window), not both",
+            );
+            WindowKind::Time(std::time::Duration::from_secs(10))
+        }
+        (_, Some(n)) => WindowKind::Count(cx.int(p.key("window_calls"), Some(n), 100, 1, 100_000)),
+        (w, None) => WindowKind::Time(cx.duration(p.key("window"), w, 10, false)),
+    };
+    let open_for = cx.duration(p.key("open_for"), b.open_for, 5, false);
+    let open_for_max = match b.open_for_max {
+        None => open_for,
+        Some(v) => {
+            let m = cx.duration(p.key("open_for_max"), Some(v), 5, false);
+            if m < open_for {
+                cx.err(p.key("open_for_max"), "must be at least open_for");
+            }
+            m.max(open_for)
+        }
+    };
+    let mut statuses: Vec<u16> = Vec::new();
+    for (i, s) in b
+        .failure_statuses
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match u16::try_from(s) {
+            Ok(s) if (100..=599).contains(&s) && !statuses.contains(&s) => statuses.push(s),
+            Ok(s) if statuses.contains(&s) => cx.err(
+                p.key("failure_statuses").index(i),
+                format!("duplicate status {s}"),
+            ),
+            _ => cx.err(
+                p.key("failure_statuses").index(i),
+                format!("{s} is not an HTTP status (100-599)"),
+            ),
+        }
+    }
+    Some(BreakerConfig {
+        failure_rate: rate(cx, p.key("failure_rate"), b.failure_rate, 0.5),
+        // above 1: slowness never trips unless slow_call_rate is set
+        slow_call_rate: rate(cx, p.key("slow_call_rate"), b.slow_call_rate, 2.0),
+        slow_call_duration: cx.duration(
+            p.key("slow_call_duration"),
+            b.slow_call_duration,
+            60,
+            false,
+        ),
+        min_calls: cx.int(p.key("min_calls"), b.min_calls, 20, 1, 1_000_000),
+        window,
+        open_for,
+        open_for_max,
+        half_open_calls: cx.int(p.key("half_open_calls"), b.half_open_calls, 3, 1, 1000),
+        failure_statuses: statuses,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::validate::tests::check_cases;
+
+    #[test]
+    fn breaker_rules() {
+        let up = |b: &str| {
+            format!("[[upstream]]\nname = \"v\"\nendpoints = [\"127.0.0.1:1\"]\n[upstream.circuit_breaker]\n{b}\n")
+        };
+        check_cases(&[
+            (&up("failure_rate = 0.5\nmin_calls = 20\nwindow = \"10s\"\nopen_for = \"5s\"\nhalf_open_calls = 3\nfailure_statuses = [500, 502, 503, 504]"), &[]),
+            (&up("window_calls = 50\nslow_call_rate = 1\nslow_call_duration = \"2s\"\nopen_for_max = \"1m\""), &[]),
+            (&up("failure_rate = 1.5"), &["upstream[1].circuit_breaker.failure_rate: must be a share above 0 and at most 1 (like 0.5), got 1.5"]),
+            (&up("window = \"10s\"\nwindow_calls = 5"), &["upstream[1].circuit_breaker.window_calls: give window (a time window) or window_calls (a count window), not both"]),
+            (&up("open_for = \"10s\"\nopen_for_max = \"5s\""), &["upstream[1].circuit_breaker.open_for_max: must be at least open_for"]),
+            (&up("failure_statuses = [500, 500, 99]"), &["upstream[1].circuit_breaker.failure_statuses[1]: duplicate status 500", "upstream[1].circuit_breaker.failure_statuses[2]: 99 is not an HTTP status (100-599)"]),
+            (&up("min_calls = 0"), &["upstream[1].circuit_breaker.min_calls: must be between 1 and 1000000, got 0"]),
+        ]);
+    }
+}

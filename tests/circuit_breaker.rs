@@ -1,0 +1,147 @@
+//! `[upstream.circuit_breaker]` through real sockets: an upstream that fails trips the breaker
+//! once `min_calls` are in; while open the gateway answers 503 with `Retry-After` at once and the
+//! upstream sees nothing; after `open_for` the half-open trials reach the upstream, a failed trial
+//! re-opens it, and successful trials close it. Metrics follow every change. One worker (the
+//! breaker is per worker); both drivers.
+
+mod common;
+use common::*;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn breaker_config(up: &Upstream) -> String {
+    let breaker = "[upstream.circuit_breaker]\nfailure_rate = 0.5\nmin_calls = 4\nwindow = \"10s\"\n\
+                   open_for = \"700ms\"\nhalf_open_calls = 2\nfailure_statuses = [500, 502, 503, 504]";
+    config(
+        "",
+        &(upstream_toml("u", &[up.addr], breaker) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    )
+}
+
+fn metric(gw: &Gateway, name: &str) -> Option<f64> {
+    let m = gw.metrics();
+    let line = m
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}{{upstream=\"u\"}}")))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+#[test]
+fn trips_fails_fast_and_recovers_through_half_open_trials() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let up = Upstream::start(
+        "flaky",
+        false,
+        Arc::new(move |_| match h.load(Ordering::SeqCst) {
+            true => MockResponse::new(200, "fine"),
+            false => MockResponse::new(503, "down"),
+        }),
+    );
+    for_each_driver(|driver| {
+        healthy.store(false, Ordering::SeqCst);
+        let gw = Gateway::start_with_args(&breaker_config(&up), driver, &["--workers", "1"]);
+        up.clear();
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..4 {
+            let r = c.get("/x", "a.test");
+            assert_eq!(
+                (r.status, r.body_str().as_str()),
+                (503, "down"),
+                "[{driver}] the upstream's own 503"
+            );
+        }
+        // 4 of 4 failed: open. The gateway answers; the upstream sees nothing more.
+        let t = Instant::now();
+        let r = c.get("/x", "a.test");
+        assert_eq!(r.status, 503, "[{driver}]");
+        assert!(
+            r.body_str().contains("circuit breaker"),
+            "[{driver}] {}",
+            r.body_str()
+        );
+        assert_eq!(r.header("retry-after").as_deref(), Some("1"), "[{driver}]");
+        assert!(t.elapsed() < Duration::from_millis(500));
+        assert_eq!(
+            up.request_count(),
+            4,
+            "[{driver}] an open breaker never calls the upstream"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_breaker_trips_total"),
+            Some(1.0),
+            "[{driver}]"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_breaker_open"),
+            Some(1.0),
+            "[{driver}]"
+        );
+        assert!(metric(&gw, "coregate_upstream_breaker_rejected_total") >= Some(1.0));
+
+        // half-open after open_for: a failed trial opens it again (for open_for once more)
+        std::thread::sleep(Duration::from_millis(750));
+        let r = c.get("/x", "a.test");
+        assert_eq!(
+            r.body_str(),
+            "down",
+            "[{driver}] the trial reached the upstream"
+        );
+        assert_eq!(up.request_count(), 5);
+        let r = c.get("/x", "a.test");
+        assert!(
+            r.body_str().contains("circuit breaker"),
+            "[{driver}] re-opened"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_breaker_trips_total"),
+            Some(2.0)
+        );
+
+        // the upstream recovers: two good trials close the breaker
+        healthy.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(750));
+        for _ in 0..2 {
+            assert_eq!(c.get("/x", "a.test").body_str(), "fine", "[{driver}] trial");
+        }
+        for _ in 0..5 {
+            assert_eq!(c.get("/x", "a.test").status, 200, "[{driver}] closed again");
+        }
+        assert_eq!(
+            metric(&gw, "coregate_upstream_breaker_open"),
+            Some(0.0),
+            "[{driver}]"
+        );
+        assert_eq!(up.request_count(), 5 + 2 + 5);
+    });
+}
+
+#[test]
+fn connect_failures_trip_without_listed_statuses() {
+    // nothing listens: every call fails to connect, which always counts
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[closed_port()],
+            "retries = 0\n[upstream.circuit_breaker]\nmin_calls = 3\nwindow_calls = 10\nopen_for = \"30s\"",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..3 {
+            assert_eq!(
+                c.get("/x", "a.test").status,
+                502,
+                "[{driver}] connect refused"
+            );
+        }
+        let r = c.get("/x", "a.test");
+        assert_eq!(r.status, 503, "[{driver}] {}", r.body_str());
+        let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((29..=30).contains(&wait), "[{driver}] retry-after {wait}");
+    });
+}
