@@ -11,6 +11,7 @@
 pub mod access_log;
 pub mod auth;
 mod breaker;
+pub mod fallback;
 pub mod http2;
 #[cfg(test)]
 mod key_list;

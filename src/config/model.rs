@@ -200,6 +200,10 @@ pub struct RouteConfig {
     pub upgrades: Vec<String>,
     /// A tunnel with no bytes moving (or a peer not reading) for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// `max_concurrent`: requests in flight on this route, whole process (the bulkhead).
+    pub max_concurrent: Option<u32>,
+    /// `fallback`: the answer when the upstream cannot be asked.
+    pub fallback: Option<std::sync::Arc<super::fallback::Fallback>>,
 }
 
 /// Host condition: lower-cased, no port.

@@ -116,6 +116,8 @@ pub(crate) struct RawRoute {
     pub websocket: Option<bool>,
     pub upgrades: Option<Vec<String>>,
     pub tunnel_idle_timeout: Option<DurationValue>,
+    pub max_concurrent: Option<i64>,
+    pub fallback: Option<super::fallback::RawFallback>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

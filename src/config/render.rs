@@ -394,6 +394,21 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
             "response_fields",
             r.response_fields.as_ref().and_then(|f| strs(&f.paths())),
         ),
+        ("max_concurrent", r.max_concurrent.and_then(int)),
+        ("fallback", r.fallback.as_deref().map(fallback)),
+    ])
+}
+
+fn fallback(f: &super::fallback::Fallback) -> Value {
+    let body = match &f.body_file {
+        Some(_) => None,
+        None => s(String::from_utf8_lossy(&f.body)),
+    };
+    tbl([
+        ("status", int(f.status)),
+        ("content_type", s(&f.content_type)),
+        ("body_file", f.body_file.as_deref().and_then(path)),
+        ("body", body),
     ])
 }
 

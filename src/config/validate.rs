@@ -186,12 +186,15 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         let (require, sans) = (r.require_client_cert.take(), r.client_cert_sans.take());
         let certs = super::tls::route_client_cert(&mut cx, &p, require, sans, client_certs);
         let fields = super::transform::response_fields(&mut cx, &p, r.response_fields.take());
+        let fallback =
+            super::fallback::fallback(&mut cx, &p.key("fallback"), r.fallback.take(), base);
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
         };
         (route.require_client_cert, route.client_cert_sans) = certs;
         route.response_fields = fields;
+        route.fallback = fallback;
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -554,6 +557,11 @@ fn route(
             DEFAULT_TUNNEL_IDLE_SECS,
             false,
         ),
+        max_concurrent: r
+            .max_concurrent
+            .map(|n| cx.int(p.key("max_concurrent"), Some(n), 1u32, 1, 1_000_000)),
+        // Set by the caller (`config::fallback::fallback`).
+        fallback: None,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

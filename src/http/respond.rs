@@ -38,6 +38,8 @@ pub enum ErrorKind {
     CircuitOpen {
         retry_after: u32,
     },
+    /// 503: the route's bulkhead (`max_concurrent`) is full; `Retry-After: 1`.
+    RouteBusy,
     ConnectFailed,
     ConnectTimeout,
     /// The TLS handshake with the upstream failed (certificate, name, protocol).
@@ -90,6 +92,7 @@ impl Reply {
             RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream | CircuitOpen { .. } => (Side::Internal, false),
+            RouteBusy => (Side::Downstream, false),
             ConnectFailed | ConnectTimeout | UpstreamTls => (Side::Upstream, true),
             UpstreamReset => (Side::Upstream, true),
             ResponseTimeout | BadUpstreamResponse { .. } => (Side::Upstream, false),
@@ -111,7 +114,7 @@ impl Reply {
             HeaderTimeout => 408,
             NoRoute => 404,
             MethodNotAllowed => 405,
-            NoHealthyUpstream | AuthUnavailable | CircuitOpen { .. } => 503,
+            NoHealthyUpstream | AuthUnavailable | CircuitOpen { .. } | RouteBusy => 503,
             Unauthorized { .. } => 401,
             Forbidden | ClientCertRequired | ClientCertNotAllowed => 403,
             RateLimited | QuotaExceeded => 429,
@@ -132,6 +135,7 @@ impl Reply {
             MethodNotAllowed => "method not allowed on this route",
             NoHealthyUpstream => "no healthy upstream endpoint",
             CircuitOpen { .. } => "upstream circuit breaker is open",
+            RouteBusy => "route at its concurrency limit",
             ConnectFailed => "upstream connection failed",
             ConnectTimeout => "upstream connect timed out",
             UpstreamTls => "upstream TLS handshake failed",
@@ -165,7 +169,8 @@ impl Reply {
             | AuthUnavailable
             | ConnectFailed
             | UpstreamReset
-            | CircuitOpen { .. } => 14, // UNAVAILABLE
+            | CircuitOpen { .. }
+            | RouteBusy => 14, // UNAVAILABLE
             BadUpstreamResponse { .. } | UpstreamTls => 13, // INTERNAL
         }
     }
@@ -262,6 +267,7 @@ pub fn render_h1(
         ErrorKind::CircuitOpen { retry_after } => {
             let _ = write!(head, "retry-after: {retry_after}\r\n");
         }
+        ErrorKind::RouteBusy => head.push_str("retry-after: 1\r\n"),
         _ => {}
     }
     out.extend_from_slice(head.as_bytes());
@@ -272,6 +278,39 @@ pub fn render_h1(
         b"connection: close\r\n\r\n"
     });
     out.extend_from_slice(body.as_bytes());
+    body.len()
+}
+
+/// Renders a route's fallback answer (`[[route]] fallback`): its status, content type and body,
+/// with `x-fallback: <why>` (circuit_open, busy, no_upstream) so clients and logs can tell a
+/// degraded answer from the upstream's. Returns the body length.
+#[allow(clippy::too_many_arguments)]
+pub fn render_fallback(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    why: &str,
+    request_id: &[u8],
+    keep_alive: bool,
+    extra: &[u8],
+) -> usize {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-fallback: {why}\r\nx-request-id: ",
+        reason_phrase(status),
+        body.len()
+    );
+    out.extend_from_slice(request_id);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(extra);
+    out.extend_from_slice(if keep_alive {
+        b"connection: keep-alive\r\n\r\n"
+    } else {
+        b"connection: close\r\n\r\n"
+    });
+    out.extend_from_slice(body);
     body.len()
 }
 

@@ -26,6 +26,7 @@
 //! read (so a reload applies to the next request of a keep-alive connection, and a request in
 //! flight finishes on the generation it started with).
 
+pub mod bulkhead;
 mod duplex;
 mod exchange;
 pub mod filter;
@@ -43,7 +44,7 @@ use monoio::time::Instant;
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::head::{self, BodyKind, RequestHead, ResponseHead};
-use crate::http::respond::{render_grpc, render_h1, ErrorKind, Reply};
+use crate::http::respond::{render_fallback, render_grpc, render_h1, ErrorKind, Reply};
 use crate::net::{IoFail, Stream};
 use crate::runtime::worker::{Current, Generation};
 
@@ -366,16 +367,7 @@ async fn answer(
     ran: &[filter::Filter],
     consumed: Consumed,
 ) -> Outcome {
-    let keep = match consumed {
-        Consumed::Head => {
-            let head_len = c.head.head_len;
-            c.buf.drain(..head_len);
-            c.head.keep_alive && c.head.body == BodyKind::None
-        }
-        Consumed::Whole => c.head.keep_alive,
-        Consumed::Part => false,
-    };
-    let keep = keep && !reply.closes_connection() && !gen.drain.is_set();
+    let keep = keep_after(gen, c, consumed) && !reply.closes_connection();
     response_phase(c, ran);
     c.out.clear();
     let body = if c.grpc {
@@ -386,10 +378,50 @@ async fn answer(
     };
     c.info.route = route;
     c.info.status = reply.status();
+    send_answer(gen, c, body, keep).await
+}
+
+/// Whether the connection stays open after an answer, given how much of the request was read.
+fn keep_after(gen: &Generation, c: &mut ClientConn, consumed: Consumed) -> bool {
+    let keep = match consumed {
+        Consumed::Head => {
+            let head_len = c.head.head_len;
+            c.buf.drain(..head_len);
+            c.head.keep_alive && c.head.body == BodyKind::None
+        }
+        Consumed::Whole => c.head.keep_alive,
+        Consumed::Part => false,
+    };
+    keep && !gen.drain.is_set()
+}
+
+/// Writes the answer rendered into `c.out` (`body` bytes of body).
+async fn send_answer(gen: &Generation, c: &mut ClientConn, body: usize, keep: bool) -> Outcome {
     c.body_sent = body as u64;
     let deadline = Instant::now() + gen.cfg.server.client_body_timeout;
     match c.stream.write_all(&mut c.out, deadline).await {
         Ok(()) if keep => Outcome::KeepAlive,
         _ => Outcome::Close,
     }
+}
+
+/// A route's fallback answer (`why`: circuit_open, busy, no_upstream) in place of the upstream's.
+async fn answer_fallback(
+    gen: &Generation,
+    c: &mut ClientConn,
+    route: usize,
+    rid: &[u8],
+    fb: &crate::config::fallback::Fallback,
+    why: &str,
+    ran: &[filter::Filter],
+    consumed: Consumed,
+) -> Outcome {
+    let keep = keep_after(gen, c, consumed);
+    response_phase(c, ran);
+    c.out.clear();
+    let (status, ct) = (fb.status, fb.content_type.as_str());
+    let body = render_fallback(&mut c.out, status, ct, &fb.body, why, rid, keep, &c.extra);
+    c.info.route = Some(route);
+    c.info.status = status;
+    send_answer(gen, c, body, keep).await
 }

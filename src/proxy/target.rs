@@ -104,16 +104,17 @@ pub(super) async fn upstream(
     let route = &gen.cfg.routes[call.route];
     let up = &gen.upstreams[call.upstream];
     let (rid, route_idx) = (call.rid, call.route);
-    // an open circuit breaker answers at once: the upstream sees nothing
+    // a full bulkhead or an open circuit breaker answers at once: the upstream sees nothing
+    let _permit = match route.max_concurrent {
+        None => None,
+        Some(max) => match gen.shared.bulkheads.enter(route_idx, max) {
+            Some(p) => Some(p),
+            None => return refuse(gen, c, call, Refusal::Busy, Consumed::Head).await,
+        },
+    };
     let trial = match up.breaker_admit(StdInstant::now()) {
         Ok(trial) => trial,
-        Err(wait) => {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let retry_after = secs.clamp(1, u64::from(u32::MAX)) as u32;
-            let e = Reply::new(ErrorKind::CircuitOpen { retry_after });
-            let f = call.filters;
-            return answer(gen, c, Some(route_idx), rid, &e, None, f, Consumed::Head).await;
-        }
+        Err(wait) => return refuse(gen, c, call, Refusal::Open(wait), Consumed::Head).await,
     };
     let head = &c.head;
     let buf = &c.buf;
@@ -272,6 +273,9 @@ pub(super) async fn upstream(
             };
             up.breaker_record(StdInstant::now(), end, trial);
             let consumed = read(&body);
+            if e.kind == ErrorKind::NoHealthyUpstream {
+                return refuse(gen, c, call, Refusal::NoUpstream, consumed).await;
+            }
             return answer(
                 gen,
                 c,
@@ -369,6 +373,58 @@ pub(super) async fn upstream(
             .await
         }
     }
+}
+
+/// Why the upstream was not asked.
+enum Refusal {
+    /// The route's bulkhead is full.
+    Busy,
+    /// The circuit breaker is open for this long yet.
+    Open(std::time::Duration),
+    /// Every endpoint is ejected.
+    NoUpstream,
+}
+
+/// Answers a request the upstream was not asked about: the route's fallback when it has one (not
+/// for gRPC calls, which get their status), else 503 (`Retry-After` for a full bulkhead or an
+/// open breaker).
+async fn refuse(
+    gen: &Generation,
+    c: &mut ClientConn,
+    call: &Call<'_>,
+    why: Refusal,
+    consumed: Consumed,
+) -> Outcome {
+    let route = &gen.cfg.routes[call.route];
+    let (f, rid) = (call.filters, call.rid);
+    if let Some(fb) = route.fallback.as_deref().filter(|_| !c.grpc) {
+        let why = match why {
+            Refusal::Busy => "busy",
+            Refusal::Open(_) => "circuit_open",
+            Refusal::NoUpstream => "no_upstream",
+        };
+        return super::answer_fallback(gen, c, call.route, rid, fb, why, f, consumed).await;
+    }
+    let kind = match why {
+        Refusal::Busy => ErrorKind::RouteBusy,
+        Refusal::Open(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let retry_after = secs.clamp(1, u64::from(u32::MAX)) as u32;
+            ErrorKind::CircuitOpen { retry_after }
+        }
+        Refusal::NoUpstream => ErrorKind::NoHealthyUpstream,
+    };
+    answer(
+        gen,
+        c,
+        Some(call.route),
+        rid,
+        &Reply::new(kind),
+        None,
+        f,
+        consumed,
+    )
+    .await
 }
 
 /// After the upstream's 101: the client gets the 101 head, then the connection is a tunnel

@@ -42,6 +42,8 @@ pub struct Shared {
     pub auth: Arc<AuthShared>,
     pub limits: Arc<LimitsShared>,
     pub log: Arc<AccessLog>,
+    /// Route bulkheads: in-flight counters every worker shares.
+    pub bulkheads: Arc<crate::proxy::bulkhead::Bulkheads>,
 }
 
 impl Shared {
@@ -52,6 +54,7 @@ impl Shared {
             auth: AuthShared::start(&cfg, None)?,
             limits: LimitsShared::new(&cfg, workers),
             log: AccessLog::start(&cfg.access_log)?,
+            bulkheads: Arc::new(crate::proxy::bulkhead::Bulkheads::new(&cfg, None)),
             cfg,
         }))
     }
@@ -192,8 +195,11 @@ impl Controller {
         } else {
             AccessLog::start(&cfg.access_log).map_err(|e| vec![e])?
         };
+        let bulkheads =
+            crate::proxy::bulkhead::Bulkheads::new(&cfg, Some((&old.cfg, &old.bulkheads)));
         let next = Arc::new(Shared {
             generation: old.generation + 1,
+            bulkheads: Arc::new(bulkheads),
             cfg,
             auth,
             limits,
