@@ -406,6 +406,7 @@ async fn send_answer(gen: &Generation, c: &mut ClientConn, body: usize, keep: bo
 }
 
 /// A route's fallback answer (`why`: circuit_open, busy, no_upstream) in place of the upstream's.
+#[allow(clippy::too_many_arguments)]
 async fn answer_fallback(
     gen: &Generation,
     c: &mut ClientConn,
