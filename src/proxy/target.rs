@@ -112,7 +112,7 @@ pub(super) async fn upstream(
             None => return refuse(gen, c, call, Refusal::Busy, Consumed::Head).await,
         },
     };
-    let trial = match up.breaker_admit(StdInstant::now()) {
+    let trial = match up.breaker_admit() {
         Ok(trial) => trial,
         Err(wait) => return refuse(gen, c, call, Refusal::Open(wait), Consumed::Head).await,
     };
@@ -258,8 +258,11 @@ pub(super) async fn upstream(
         early,
     } = match exchange::exchange(gen, &plan, c, &mut body, resp).await {
         Ok(v) => {
-            let end = CallEnd::Response(resp.status, up_start.elapsed());
-            up.breaker_record(StdInstant::now(), end, trial);
+            if up.breaker.is_some() {
+                let now = StdInstant::now();
+                let end = CallEnd::Response(resp.status, now - up_start);
+                up.breaker_record(now, end, trial);
+            }
             v
         }
         Err(Fail::Close) => {

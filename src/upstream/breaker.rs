@@ -93,7 +93,8 @@ impl Counts {
 #[derive(Debug)]
 enum Window {
     Time {
-        width: Duration,
+        /// Bucket width in nanoseconds.
+        width: u64,
         buckets: [Counts; BUCKETS],
         /// Index of the bucket `since` belongs to, counted from the breaker's start.
         current: u64,
@@ -110,7 +111,9 @@ impl Window {
     fn new(kind: WindowKind, now: Instant) -> Window {
         match kind {
             WindowKind::Time(d) => Window::Time {
-                width: (d / BUCKETS as u32).max(Duration::from_millis(1)),
+                width: (d / BUCKETS as u32)
+                    .max(Duration::from_millis(1))
+                    .as_nanos() as u64,
                 buckets: [Counts::default(); BUCKETS],
                 current: 0,
                 start: now,
@@ -132,7 +135,7 @@ impl Window {
             start,
         } = self
         {
-            let idx = (now.saturating_duration_since(*start).as_nanos() / width.as_nanos()) as u64;
+            let idx = now.saturating_duration_since(*start).as_nanos() as u64 / *width;
             if idx > *current {
                 let stale = (idx - *current).min(BUCKETS as u64);
                 for k in 1..=stale {
@@ -212,12 +215,16 @@ impl Breaker {
         }
     }
 
-    /// May a call go to the upstream now? An open breaker whose time is up turns half-open.
-    pub fn admit(&mut self, now: Instant) -> Admit {
+    /// May a call go to the upstream? `now` is only read when the breaker is not closed. An open
+    /// breaker whose time is up turns half-open.
+    pub fn admit(&mut self, now: impl FnOnce() -> Instant) -> Admit {
         match &mut self.phase {
             Phase::Closed => Admit::Yes,
-            Phase::Open { until } if now < *until => Admit::No(*until - now),
-            Phase::Open { .. } => {
+            Phase::Open { until } => {
+                let now = now();
+                if now < *until {
+                    return Admit::No(*until - now);
+                }
                 self.phase = Phase::HalfOpen {
                     admitted: 1,
                     succeeded: 0,
@@ -347,7 +354,7 @@ mod tests {
             "3 of 4 failed"
         );
         assert_eq!(
-            b.admit(t0 + Duration::from_secs(1)),
+            b.admit(|| t0 + Duration::from_secs(1)),
             Admit::No(Duration::from_secs(4))
         );
     }
@@ -394,26 +401,29 @@ mod tests {
         }
         assert_eq!(b.state(), State::Open);
         let t1 = t0 + Duration::from_secs(5);
-        assert_eq!(b.admit(t1), Admit::Trial);
-        assert_eq!(b.admit(t1), Admit::Trial);
+        assert_eq!(b.admit(|| t1), Admit::Trial);
+        assert_eq!(b.admit(|| t1), Admit::Trial);
         assert!(
-            matches!(b.admit(t1), Admit::No(_)),
+            matches!(b.admit(|| t1), Admit::No(_)),
             "only half_open_calls trials"
         );
         assert_eq!(b.record(t1, FAIL, true), Some(State::Open));
         // re-opened for twice as long
-        assert!(matches!(b.admit(t1 + Duration::from_secs(9)), Admit::No(_)));
+        assert!(matches!(
+            b.admit(|| t1 + Duration::from_secs(9)),
+            Admit::No(_)
+        ));
         let t2 = t1 + Duration::from_secs(10);
-        assert_eq!(b.admit(t2), Admit::Trial);
-        assert_eq!(b.admit(t2), Admit::Trial);
+        assert_eq!(b.admit(|| t2), Admit::Trial);
+        assert_eq!(b.admit(|| t2), Admit::Trial);
         assert_eq!(b.record(t2, OK, true), None);
         assert_eq!(b.record(t2, OK, true), Some(State::Closed));
-        assert_eq!(b.admit(t2), Admit::Yes);
+        assert_eq!(b.admit(|| t2), Admit::Yes);
         // and the next trip is back to open_for
         for _ in 0..4 {
             b.record(t2, FAIL, false);
         }
-        assert_eq!(b.admit(t2 + Duration::from_secs(5)), Admit::Trial);
+        assert_eq!(b.admit(|| t2 + Duration::from_secs(5)), Admit::Trial);
     }
 
     #[test]

@@ -73,11 +73,11 @@ impl UpstreamRt {
     /// carry over); otherwise rebuilt, adopting idle connections to endpoints that remain.
     /// May a call go to the upstream? `Ok(trial)` (a half-open trial call), or `Err(retry_after)`
     /// while the breaker is open (counted as rejected). Always `Ok(false)` without a breaker.
-    pub fn breaker_admit(&self, now: std::time::Instant) -> Result<bool, std::time::Duration> {
+    pub fn breaker_admit(&self) -> Result<bool, std::time::Duration> {
         let Some(b) = &self.breaker else {
             return Ok(false);
         };
-        match b.borrow_mut().admit(now) {
+        match b.borrow_mut().admit(std::time::Instant::now) {
             breaker::Admit::Yes => Ok(false),
             breaker::Admit::Trial => Ok(true),
             breaker::Admit::No(wait) => {
