@@ -1,7 +1,8 @@
 //! `[upstream.circuit_breaker]` through real sockets: an upstream that fails trips the breaker
 //! once `min_calls` are in; while open the gateway answers 503 with `Retry-After` at once and the
 //! upstream sees nothing; after `open_for` the half-open trials reach the upstream, a failed trial
-//! re-opens it, and successful trials close it. Metrics follow every change. One worker (the
+//! re-opens it, and successful trials close it. Metrics follow every change. Outlier detection
+//! ejects an endpoint after consecutive 5xx. One worker (the
 //! breaker is per worker); both drivers.
 
 mod common;
@@ -143,5 +144,37 @@ fn connect_failures_trip_without_listed_statuses() {
         assert_eq!(r.status, 503, "[{driver}] {}", r.body_str());
         let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
         assert!((29..=30).contains(&wait), "[{driver}] retry-after {wait}");
+    });
+}
+
+#[test]
+fn consecutive_5xx_eject_the_failing_endpoint() {
+    let bad = Upstream::fixed("bad", 500, "broken");
+    let good = Upstream::fixed("good", 200, "fine");
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[bad.addr, good.addr],
+            "max_ejection_percent = 50\n[upstream.outlier_detection]\nconsecutive_5xx = 2\nbase_ejection_time = \"30s\"",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        bad.clear();
+        let mut c = Client::connect(gw.addr);
+        let statuses: Vec<u16> = (0..12).map(|_| c.get("/x", "a.test").status).collect();
+        // round robin: the bad endpoint answers twice, then is out for 30 s
+        assert_eq!(bad.request_count(), 2, "[{driver}] {statuses:?}");
+        assert_eq!(
+            statuses.iter().filter(|&&s| s == 500).count(),
+            2,
+            "[{driver}]"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_ejections_total"),
+            Some(1.0),
+            "[{driver}]"
+        );
     });
 }

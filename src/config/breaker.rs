@@ -1,5 +1,6 @@
-//! `[upstream.circuit_breaker]`: the raw table and its checks, into the runtime's
-//! [`BreakerConfig`](crate::upstream::breaker::BreakerConfig).
+//! `[upstream.circuit_breaker]` and `[upstream.outlier_detection]`: the raw tables and their
+//! checks, into the runtime's [`BreakerConfig`](crate::upstream::breaker::BreakerConfig) and
+//! [`OutlierConfig`](super::OutlierConfig).
 //!
 //! Owns the defaults and the rules: rates in (0, 1], `window` (a duration: a time window) or
 //! `window_calls` (a count window), not both; `open_for_max` at least `open_for`; statuses 100-599
@@ -26,6 +27,36 @@ pub(crate) struct RawBreaker {
     pub open_for_max: Option<DurationValue>,
     pub half_open_calls: Option<i64>,
     pub failure_statuses: Option<Vec<i64>>,
+}
+
+/// `[upstream.outlier_detection]` as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawOutlier {
+    pub consecutive_5xx: Option<i64>,
+    pub base_ejection_time: Option<DurationValue>,
+    pub max_ejection_time: Option<DurationValue>,
+}
+
+/// `upstream.outlier_detection` (`p`: the table's key).
+pub(super) fn outlier(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    raw: Option<RawOutlier>,
+) -> Option<super::OutlierConfig> {
+    let o = raw?;
+    let base = cx.duration(p.key("base_ejection_time"), o.base_ejection_time, 30, false);
+    let max = cx.duration(p.key("max_ejection_time"), o.max_ejection_time, 300, false);
+    if max < base {
+        cx.err(
+            p.key("max_ejection_time"),
+            "must be at least base_ejection_time",
+        );
+    }
+    Some(super::OutlierConfig {
+        consecutive_5xx: cx.int(p.key("consecutive_5xx"), o.consecutive_5xx, 5, 1, 1000),
+        base_ejection_time: base,
+        max_ejection_time: max.max(base),
+    })
 }
 
 /// A rate: a number in (0, 1].
@@ -123,6 +154,14 @@ mod tests {
             (&up("open_for = \"10s\"\nopen_for_max = \"5s\""), &["upstream[1].circuit_breaker.open_for_max: must be at least open_for"]),
             (&up("failure_statuses = [500, 500, 99]"), &["upstream[1].circuit_breaker.failure_statuses[1]: duplicate status 500", "upstream[1].circuit_breaker.failure_statuses[2]: 99 is not an HTTP status (100-599)"]),
             (&up("min_calls = 0"), &["upstream[1].circuit_breaker.min_calls: must be between 1 and 1000000, got 0"]),
+        ]);
+        let od = |b: &str| {
+            format!("[[upstream]]\nname = \"v\"\nendpoints = [\"127.0.0.1:1\"]\n[upstream.outlier_detection]\n{b}\n")
+        };
+        check_cases(&[
+            (&od("consecutive_5xx = 5\nbase_ejection_time = \"30s\"\nmax_ejection_time = \"5m\""), &[]),
+            (&od("consecutive_5xx = 0"), &["upstream[1].outlier_detection.consecutive_5xx: must be between 1 and 1000, got 0"]),
+            (&od("base_ejection_time = \"1m\"\nmax_ejection_time = \"10s\""), &["upstream[1].outlier_detection.max_ejection_time: must be at least base_ejection_time"]),
         ]);
     }
 }

@@ -104,6 +104,19 @@ pub struct UpstreamConfig {
     pub protocol: UpstreamProtocol,
     /// `[upstream.circuit_breaker]`.
     pub circuit_breaker: Option<crate::upstream::breaker::BreakerConfig>,
+    /// `[upstream.outlier_detection]`.
+    pub outlier_detection: Option<OutlierConfig>,
+}
+
+/// `[upstream.outlier_detection]`: Envoy's consecutive-5xx detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierConfig {
+    /// 5xx responses in a row that eject an endpoint.
+    pub consecutive_5xx: u32,
+    /// The first ejection's length; the n-th lasts n times this.
+    pub base_ejection_time: Duration,
+    /// The longest ejection.
+    pub max_ejection_time: Duration,
 }
 
 /// `[[upstream]] protocol`.

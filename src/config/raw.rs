@@ -86,6 +86,7 @@ pub(crate) struct RawUpstream {
     pub tls: Option<super::tls::RawUpstreamTls>,
     pub protocol: Option<String>,
     pub circuit_breaker: Option<super::breaker::RawBreaker>,
+    pub outlier_detection: Option<super::breaker::RawOutlier>,
 }
 
 /// One `[[route]]`.

@@ -224,6 +224,16 @@ fn upstream(u: &UpstreamConfig) -> Value {
             }),
         ),
         ("circuit_breaker", u.circuit_breaker.as_ref().map(breaker)),
+        (
+            "outlier_detection",
+            u.outlier_detection.map(|o| {
+                tbl([
+                    ("consecutive_5xx", int(o.consecutive_5xx)),
+                    ("base_ejection_time", duration(o.base_ejection_time)),
+                    ("max_ejection_time", duration(o.max_ejection_time)),
+                ])
+            }),
+        ),
     ])
 }
 

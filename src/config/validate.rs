@@ -375,6 +375,8 @@ fn upstream(
     };
     let tls = super::tls::upstream_tls(cx, p, name.as_deref(), u.tls, base, protocol);
     let circuit_breaker = super::breaker::breaker(cx, &p.key("circuit_breaker"), u.circuit_breaker);
+    let outlier_detection =
+        super::breaker::outlier(cx, &p.key("outlier_detection"), u.outlier_detection);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -405,6 +407,7 @@ fn upstream(
         tls: tls.ok()?,
         protocol,
         circuit_breaker,
+        outlier_detection,
     })
 }
 

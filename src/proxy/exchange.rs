@@ -437,7 +437,20 @@ pub(crate) async fn exchange<'a>(
         };
         match got {
             Ok(()) => {
-                up.balancer.borrow_mut().report_success(ep);
+                let outlier = {
+                    let mut b = up.balancer.borrow_mut();
+                    b.report_success(ep);
+                    match up.cfg.outlier_detection {
+                        // the clock is read only where outlier detection is on
+                        Some(_) => b.report_status(ep, resp.status, std::time::Instant::now()),
+                        None => Ejection::None,
+                    }
+                };
+                match outlier {
+                    Ejection::None => {}
+                    Ejection::Ejected => up.stats.ejections.inc(),
+                    Ejection::Spared => up.stats.ejections_spared.inc(),
+                }
                 learn_keep_alive(&mut conn, resp);
                 return Ok(Exchanged {
                     conn,

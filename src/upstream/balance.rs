@@ -54,6 +54,9 @@ struct Slot {
     ejected_until: Option<Instant>,
     /// Per-endpoint salt for rendezvous hashing (depends only on the index: same on every worker).
     salt: u64,
+    /// Outlier detection: 5xx responses in a row, and how often this endpoint was ejected for it.
+    consecutive_5xx: u32,
+    outlier_ejections: u32,
 }
 
 impl Slot {
@@ -79,6 +82,8 @@ pub struct Balancer {
     panic_threshold: u32,
     /// The last `pick` ignored health (panic mode).
     panicked: bool,
+    /// `[upstream.outlier_detection]`.
+    outlier: Option<crate::config::OutlierConfig>,
 }
 
 /// What a reported failure did to the endpoint.
@@ -136,6 +141,7 @@ impl Balancer {
             max_ejection_percent: cfg.max_ejection_percent,
             panic_threshold: cfg.panic_threshold,
             panicked: false,
+            outlier: cfg.outlier_detection,
         };
         if b.policy == Balance::Weighted && n > 0 {
             let total: u64 = b.slots.iter().map(|s| s.weight as u64).sum();
@@ -298,7 +304,6 @@ impl Balancer {
         if max_fails == 0 {
             return Ejection::None;
         }
-        let n = self.slots.len() as u64;
         let others_ejected = self
             .slots
             .iter()
@@ -325,16 +330,55 @@ impl Balancer {
         }
         s.fails = 0;
         s.window_start = None;
-        // the floor: one healthy endpoint always remains, and at most max_ejection_percent are out
+        self.eject(idx, ft, others_ejected, now)
+    }
+
+    /// Ejects `idx` for `time` unless the safety floor forbids it: one healthy endpoint always
+    /// remains, and at most `max_ejection_percent` are out (every ejection source obeys it).
+    fn eject(&mut self, idx: usize, time: Duration, others_ejected: u64, now: Instant) -> Ejection {
+        let n = self.slots.len() as u64;
         let after = others_ejected + 1;
         if after >= n || after * 100 > u64::from(self.max_ejection_percent) * n {
             return Ejection::Spared;
         }
-        s.ejected_until = Some(
-            now.checked_add(ft)
+        self.slots[idx].ejected_until = Some(
+            now.checked_add(time)
                 .unwrap_or(now + Duration::from_secs(86_400)),
         );
         Ejection::Ejected
+    }
+
+    /// Outlier detection (`[upstream.outlier_detection]`, Envoy's consecutive-5xx detector): a
+    /// response from `idx` with `status`. `consecutive_5xx` 5xx answers in a row eject it for
+    /// `base_ejection_time` times the number of its ejections so far, up to `max_ejection_time`;
+    /// any other status ends the run.
+    pub fn report_status(&mut self, idx: usize, status: u16, now: Instant) -> Ejection {
+        let Some(o) = self.outlier else {
+            return Ejection::None;
+        };
+        let s = &mut self.slots[idx];
+        if status < 500 {
+            s.consecutive_5xx = 0;
+            return Ejection::None;
+        }
+        s.consecutive_5xx += 1;
+        if s.consecutive_5xx < o.consecutive_5xx || !s.healthy(now) {
+            return Ejection::None;
+        }
+        s.consecutive_5xx = 0;
+        let times = s.outlier_ejections.saturating_add(1);
+        let time = o
+            .base_ejection_time
+            .saturating_mul(times)
+            .min(o.max_ejection_time);
+        let others = (self.slots.iter().enumerate())
+            .filter(|&(i, e)| i != idx && !e.healthy(now))
+            .count() as u64;
+        let ejection = self.eject(idx, time, others, now);
+        if ejection == Ejection::Ejected {
+            self.slots[idx].outlier_ejections = times;
+        }
+        ejection
     }
 
     /// A successful exchange with `idx`: resets its failure count (does not end an ejection).
@@ -423,6 +467,7 @@ mod tests {
             tls: None,
             protocol: Default::default(),
             circuit_breaker: None,
+            outlier_detection: None,
         }
     }
 
@@ -745,5 +790,43 @@ mod tests {
         assert_eq!(hash_key(b""), 0xe9e0_033e_3bad_af36);
         assert_eq!(hash_key(b"10.0.0.1"), 0xa04b_979b_d73d_90f7);
         assert_eq!(hash_key(b"x-user-id: 123456789"), 0xa984_2bed_854a_2412);
+    }
+
+    #[test]
+    fn consecutive_5xx_eject_for_growing_times_within_the_floor() {
+        let t0 = Instant::now();
+        let mut c = cfg(&[1; 3], Balance::RoundRobin, 3);
+        c.max_ejection_percent = 100;
+        c.outlier_detection = Some(crate::config::OutlierConfig {
+            consecutive_5xx: 2,
+            base_ejection_time: Duration::from_secs(10),
+            max_ejection_time: Duration::from_secs(15),
+        });
+        let mut b = Balancer::new(&c, 0);
+        assert_eq!(b.report_status(0, 500, t0), Ejection::None);
+        assert_eq!(
+            b.report_status(0, 404, t0),
+            Ejection::None,
+            "a non-5xx ends the run"
+        );
+        assert_eq!(b.report_status(0, 502, t0), Ejection::None);
+        assert_eq!(b.report_status(0, 503, t0), Ejection::Ejected);
+        assert!(b.is_ejected(0, t0 + Duration::from_secs(9)));
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(!b.is_ejected(0, t1));
+        b.report_status(0, 500, t1);
+        assert_eq!(b.report_status(0, 500, t1), Ejection::Ejected);
+        // the second ejection: 2 x 10 s, capped at 15 s
+        assert!(b.is_ejected(0, t1 + Duration::from_secs(14)));
+        assert!(!b.is_ejected(0, t1 + Duration::from_secs(15)));
+        // the floor: with 0 already out, 1 more ejected leaves the last one in
+        b.report_status(1, 500, t1);
+        assert_eq!(b.report_status(1, 500, t1), Ejection::Ejected);
+        b.report_status(2, 500, t1);
+        assert_eq!(
+            b.report_status(2, 500, t1),
+            Ejection::Spared,
+            "the last healthy one stays"
+        );
     }
 }
