@@ -5,6 +5,8 @@
 #[allow(dead_code)]
 #[path = "../tests/common/grpc.rs"]
 mod grpc;
+#[path = "../tests/common/tokio_peer.rs"]
+mod tokio_peer;
 
 fn main() {
     let up = grpc::GrpcUpstream::start();

@@ -311,18 +311,14 @@ impl H2Call {
     }
 }
 
-/// Fields that never cross into HTTP/2 (RFC 9113 §8.2.2), or that the pseudo-headers carry.
+/// Fields that never cross into HTTP/2 (RFC 9113 §8.2.2), or that the pseudo-headers carry: the
+/// head parser's own classification of connection, hop-by-hop, framing and Host fields.
 fn connection_specific(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"te",
-    ];
-    DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+    use crate::http::head::{classify, HeaderKind::*};
+    matches!(
+        classify(name),
+        Connection | HopByHop | TransferEncoding | Host
+    )
 }
 
 /// The h2 request for an HTTP/1.1 request head written by the gateway, and how its body is framed

@@ -197,7 +197,8 @@ impl ResponseHead {
     }
 }
 
-fn classify(name: &[u8]) -> HeaderKind {
+/// What a field name is to the proxy (framing, hop-by-hop, managed...); `Other` for the rest.
+pub(crate) fn classify(name: &[u8]) -> HeaderKind {
     use HeaderKind::*;
     let eq = |s: &[u8]| name.eq_ignore_ascii_case(s);
     match name.len() {

@@ -24,11 +24,6 @@ use crate::http::respond::{ErrorKind, Reply};
 use crate::runtime::worker::Generation;
 use crate::upstream::pool::UpConn;
 
-/// Does this exchange run full duplex? A request whose body is still coming.
-pub(crate) fn applies(body: &BodyLeft) -> bool {
-    !matches!(body, BodyLeft::Done)
-}
-
 /// How a pump ended without an error the exchange must answer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Pumped {

@@ -307,7 +307,7 @@ pub(super) async fn upstream(
     // the answer is relayed while the rest of the body goes on (full duplex, `duplex.rs`); the
     // client connection closes after it unless the whole request was read by then, and an early
     // answer (the upstream stopped reading) gets no more of the body
-    let duplex = !early && super::duplex::applies(&body);
+    let duplex = !early && !matches!(body, BodyLeft::Done);
     let how = relay::RelayPlan {
         rid,
         keep: client_keep && !gen.drain.is_set() && matches!(body, BodyLeft::Done),

@@ -188,26 +188,14 @@ impl GrpcUpstream {
     pub fn start() -> GrpcUpstream {
         let svc = EchoService::default();
         let connections = svc.connections.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
         let counted = connections.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let incoming = async_stream(listener, counted);
-                let _ = tonic::transport::Server::builder()
-                    .serve_with_incoming(svc, incoming)
-                    .await;
-            });
+        let addr = super::tokio_peer::serve(move |listener| async move {
+            let incoming = async_stream(listener, counted);
+            let _ = tonic::transport::Server::builder()
+                .serve_with_incoming(svc, incoming)
+                .await;
         });
-        GrpcUpstream {
-            addr: rx.recv().expect("grpc server address"),
-            connections,
-        }
+        GrpcUpstream { addr, connections }
     }
 
     pub fn connections(&self) -> usize {

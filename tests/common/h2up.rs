@@ -55,42 +55,33 @@ impl H2Upstream {
     pub fn start(max_streams: u32, handler: H2Handler) -> H2Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = std::sync::mpsc::channel();
         let (s2, c2) = (seen.clone(), connections.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(listener.local_addr().unwrap()).unwrap();
-                let count = Arc::new(AtomicUsize::new(0));
-                loop {
-                    let Ok((sock, _)) = listener.accept().await else {
+        let addr = super::tokio_peer::serve(move |listener| async move {
+            let count = Arc::new(AtomicUsize::new(0));
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let conn_id = c2.fetch_add(1, Ordering::SeqCst);
+                let (seen, handler, count) = (s2.clone(), handler.clone(), count.clone());
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::Builder::new()
+                        .max_concurrent_streams(max_streams)
+                        .handshake::<_, Bytes>(sock)
+                        .await
+                    else {
                         return;
                     };
-                    let conn_id = c2.fetch_add(1, Ordering::SeqCst);
-                    let (seen, handler, count) = (s2.clone(), handler.clone(), count.clone());
-                    tokio::spawn(async move {
-                        let Ok(mut conn) = h2::server::Builder::new()
-                            .max_concurrent_streams(max_streams)
-                            .handshake::<_, Bytes>(sock)
-                            .await
-                        else {
-                            return;
-                        };
-                        while let Some(Ok((req, respond))) = conn.accept().await {
-                            let n = count.fetch_add(1, Ordering::SeqCst);
-                            let (seen, handler) = (seen.clone(), handler.clone());
-                            tokio::spawn(serve_stream(conn_id, n, req, respond, seen, handler));
-                        }
-                    });
-                }
-            });
+                    while let Some(Ok((req, respond))) = conn.accept().await {
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let (seen, handler) = (seen.clone(), handler.clone());
+                        tokio::spawn(serve_stream(conn_id, n, req, respond, seen, handler));
+                    }
+                });
+            }
         });
         H2Upstream {
-            addr: rx.recv().expect("h2 upstream address"),
+            addr,
             seen,
             connections,
         }

@@ -16,6 +16,7 @@ pub mod h2up;
 pub mod jwt;
 pub mod redis;
 pub mod tls;
+pub mod tokio_peer;
 pub mod upstream;
 pub mod wire;
 pub mod ws;
