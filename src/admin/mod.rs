@@ -151,6 +151,7 @@ impl Admin {
                 log_written: log.lines_written(),
                 log_dropped: log.lines_dropped(),
                 expected_workers: self.st.workers.len(),
+                health: snapshot::EndpointHealthSnap::all(&st.health.load()),
             },
         )
     }

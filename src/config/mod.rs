@@ -12,6 +12,7 @@ pub mod access_log;
 pub mod auth;
 mod breaker;
 pub mod fallback;
+pub mod health;
 pub mod http2;
 #[cfg(test)]
 mod key_list;

@@ -106,6 +106,8 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<crate::upstream::breaker::BreakerConfig>,
     /// `[upstream.outlier_detection]`.
     pub outlier_detection: Option<OutlierConfig>,
+    /// `[upstream.health_check]`: active probes, run by the process's prober.
+    pub health_check: Option<super::health::HealthCheck>,
 }
 
 /// `[upstream.outlier_detection]`: Envoy's consecutive-5xx detector.

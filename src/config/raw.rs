@@ -87,6 +87,7 @@ pub(crate) struct RawUpstream {
     pub protocol: Option<String>,
     pub circuit_breaker: Option<super::breaker::RawBreaker>,
     pub outlier_detection: Option<super::breaker::RawOutlier>,
+    pub health_check: Option<super::health::RawHealthCheck>,
 }
 
 /// One `[[route]]`.
@@ -165,6 +166,10 @@ pub(crate) struct DurationValue(pub Scalar);
 #[derive(Debug)]
 pub(crate) struct SizeValue(pub Scalar);
 
+/// An HTTP status (`200`) or a class of them (`"2xx"`).
+#[derive(Debug)]
+pub(crate) struct StatusValue(pub Scalar);
+
 impl<'de> Deserialize<'de> for RawEndpoint {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -234,6 +239,14 @@ impl<'de> Deserialize<'de> for DurationValue {
         deserializer
             .deserialize_any(ScalarVisitor("a duration string like \"10s\""))
             .map(DurationValue)
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ScalarVisitor("a status like 200 or a class like \"2xx\""))
+            .map(StatusValue)
     }
 }
 

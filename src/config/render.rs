@@ -234,6 +234,37 @@ fn upstream(u: &UpstreamConfig) -> Value {
                 ])
             }),
         ),
+        ("health_check", u.health_check.as_ref().map(health_check)),
+    ])
+}
+
+fn health_check(h: &super::health::HealthCheck) -> Value {
+    use super::health::ProbeKind;
+    let (kind, path, host, statuses) = match &h.kind {
+        ProbeKind::Http {
+            path,
+            host,
+            statuses,
+        } => {
+            let statuses = statuses.iter().map(|&(lo, hi)| match (lo, hi) {
+                (lo, hi) if lo == hi => Value::Integer(lo.into()),
+                (lo, _) => Value::String(format!("{}xx", lo / 100)),
+            });
+            let statuses = Some(Value::Array(statuses.collect()));
+            ("http", s(path), host.as_deref().and_then(s), statuses)
+        }
+        ProbeKind::Tcp => ("tcp", None, None, None),
+    };
+    tbl([
+        ("kind", s(kind)),
+        ("path", path),
+        ("host", host),
+        ("expected_statuses", statuses),
+        ("interval", duration(h.interval)),
+        ("timeout", duration(h.timeout)),
+        ("jitter", duration(h.jitter)),
+        ("healthy_threshold", int(h.healthy_threshold)),
+        ("unhealthy_threshold", int(h.unhealthy_threshold)),
     ])
 }
 

@@ -377,6 +377,7 @@ fn upstream(
     let circuit_breaker = super::breaker::breaker(cx, &p.key("circuit_breaker"), u.circuit_breaker);
     let outlier_detection =
         super::breaker::outlier(cx, &p.key("outlier_detection"), u.outlier_detection);
+    let health_check = super::health::health_check(cx, &p.key("health_check"), u.health_check);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -408,6 +409,7 @@ fn upstream(
         protocol,
         circuit_breaker,
         outlier_detection,
+        health_check,
     })
 }
 

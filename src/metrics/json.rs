@@ -86,6 +86,17 @@ pub fn render(m: &Merged) -> String {
         })
         .collect();
     let x = &m.extra;
+    let health: Vec<Value> = (x.health.iter())
+        .map(|e| {
+            json!({
+                "upstream": e.upstream,
+                "endpoint": e.endpoint,
+                "healthy": e.healthy,
+                "checks": {"ok": e.checks_ok, "failed": e.checks_failed},
+                "changes": {"unhealthy": e.went_down, "healthy": e.came_up},
+            })
+        })
+        .collect();
     let doc = json!({
         "uptime_s": x.uptime_s,
         "workers": x.expected_workers,
@@ -96,6 +107,7 @@ pub fn render(m: &Merged) -> String {
         "unmatched": {"requests": classes(&m.unmatched.requests)},
         "routes": routes,
         "upstreams": upstreams,
+        "health_checks": health,
         "limits": limits,
         "redis": {"errors": m.redis_errors, "fallback": m.redis_fallback},
         "access_log": {"written": x.log_written, "dropped": x.log_dropped},

@@ -26,6 +26,9 @@ pub const UPSTREAM_BREAKER_OPEN: &str = "coregate_upstream_breaker_open";
 pub const UPSTREAM_SENT_BYTES_TOTAL: &str = "coregate_upstream_sent_bytes_total";
 pub const UPSTREAM_RECEIVED_BYTES_TOTAL: &str = "coregate_upstream_received_bytes_total";
 pub const UPSTREAM_OPEN_CONNECTIONS: &str = "coregate_upstream_open_connections";
+pub const UPSTREAM_ENDPOINT_HEALTHY: &str = "coregate_upstream_endpoint_healthy";
+pub const UPSTREAM_HEALTH_CHECKS_TOTAL: &str = "coregate_upstream_health_checks_total";
+pub const UPSTREAM_HEALTH_CHANGES_TOTAL: &str = "coregate_upstream_health_changes_total";
 pub const UPSTREAM_DURATION: &str = "coregate_upstream_duration_seconds";
 pub const UPSTREAM_DURATION_QUANTILE: &str = "coregate_upstream_duration_quantile_seconds";
 

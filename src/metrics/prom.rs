@@ -102,6 +102,7 @@ pub fn render(m: &Merged) -> String {
     let mut s = String::with_capacity(16 * 1024);
     render_routes(&mut s, m);
     render_upstreams(&mut s, m);
+    render_health(&mut s, m);
     render_connections(&mut s, m);
     render_limits(&mut s, m);
     render_process(&mut s, m);
@@ -291,6 +292,58 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         "upstream",
         m.upstreams.iter().map(|u| (u.name.as_str(), &u.latency)),
     );
+}
+
+/// Active health checks: the verdict, probes and verdict changes per probed endpoint.
+fn render_health(s: &mut String, m: &Merged) {
+    let h = &m.extra.health;
+    if h.is_empty() {
+        return;
+    }
+    let labels = |e: &super::snapshot::EndpointHealthSnap| {
+        format!(
+            "upstream=\"{}\",endpoint=\"{}\"",
+            esc(&e.upstream),
+            esc(&e.endpoint)
+        )
+    };
+    let name = names::UPSTREAM_ENDPOINT_HEALTHY;
+    family(
+        s,
+        name,
+        "gauge",
+        "1 while active health checks find the endpoint healthy, 0 while they keep it out.",
+    );
+    for e in h {
+        let _ = writeln!(s, "{name}{{{}}} {}", labels(e), u8::from(e.healthy));
+    }
+    let name = names::UPSTREAM_HEALTH_CHECKS_TOTAL;
+    family(s, name, "counter", "Active health probes, by result.");
+    for e in h {
+        let _ = writeln!(s, "{name}{{{},result=\"ok\"}} {}", labels(e), e.checks_ok);
+        let _ = writeln!(
+            s,
+            "{name}{{{},result=\"failed\"}} {}",
+            labels(e),
+            e.checks_failed
+        );
+    }
+    let name = names::UPSTREAM_HEALTH_CHANGES_TOTAL;
+    family(
+        s,
+        name,
+        "counter",
+        "Verdict changes of active health checks (to=unhealthy: taken out; to=healthy: back).",
+    );
+    for e in h {
+        let _ = writeln!(
+            s,
+            "{name}{{{},to=\"unhealthy\"}} {}",
+            labels(e),
+            e.went_down
+        );
+        let _ = writeln!(s, "{name}{{{},to=\"healthy\"}} {}", labels(e), e.came_up);
+    }
 }
 
 fn render_connections(s: &mut String, m: &Merged) {

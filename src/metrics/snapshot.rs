@@ -136,6 +136,44 @@ pub struct Extra {
     pub log_dropped: u64,
     /// Workers configured; `workers.len()` of [`Merged`] may be smaller if some did not answer.
     pub expected_workers: usize,
+    /// Active health checks, per probed endpoint.
+    pub health: Vec<EndpointHealthSnap>,
+}
+
+/// One probed endpoint: the prober's verdict and counters.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointHealthSnap {
+    pub upstream: String,
+    pub endpoint: String,
+    pub healthy: bool,
+    pub checks_ok: u64,
+    pub checks_failed: u64,
+    pub went_down: u64,
+    pub came_up: u64,
+}
+
+impl EndpointHealthSnap {
+    /// Every probed endpoint on `board`.
+    pub fn all(board: &crate::upstream::health::HealthBoard) -> Vec<EndpointHealthSnap> {
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        board
+            .all()
+            .flat_map(|u| {
+                u.endpoints
+                    .iter()
+                    .enumerate()
+                    .map(|(i, e)| EndpointHealthSnap {
+                        upstream: u.cfg.name.clone(),
+                        endpoint: u.addr(i).to_string(),
+                        healthy: e.is_up(),
+                        checks_ok: get(&e.checks_ok),
+                        checks_failed: get(&e.checks_failed),
+                        went_down: get(&e.went_down),
+                        came_up: get(&e.came_up),
+                    })
+            })
+            .collect()
+    }
 }
 
 /// Every worker's snapshot, summed.

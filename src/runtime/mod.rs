@@ -150,7 +150,7 @@ pub fn start(
             Err(_) => return Err("workers did not start in time".into()),
         }
     }
-    let controller = reload::Controller::new(source, shared, controls.clone());
+    let controller = reload::Controller::new(source, shared, controls.clone())?;
     let status = controller.status();
     let (cmds, cmd_rx) = crossbeam_channel::unbounded();
     controller.spawn(cmd_rx)?;

@@ -31,6 +31,8 @@ use crate::accesslog::AccessLog;
 use crate::auth::AuthShared;
 use crate::config::{self, Config};
 use crate::ratelimit::LimitsShared;
+use crate::upstream::health::HealthBoard;
+use crate::upstream::probe::Prober;
 
 /// How long a reload waits for every worker to switch.
 const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +46,8 @@ pub struct Shared {
     pub log: Arc<AccessLog>,
     /// Route bulkheads: in-flight counters every worker shares.
     pub bulkheads: Arc<crate::proxy::bulkhead::Bulkheads>,
+    /// Active health verdicts (`upstream::probe` writes them, balancers read them).
+    pub health: Arc<HealthBoard>,
 }
 
 impl Shared {
@@ -55,6 +59,7 @@ impl Shared {
             limits: LimitsShared::new(&cfg, workers),
             log: AccessLog::start(&cfg.access_log)?,
             bulkheads: Arc::new(crate::proxy::bulkhead::Bulkheads::new(&cfg, None)),
+            health: Arc::new(HealthBoard::new(&cfg, None)),
             cfg,
         }))
     }
@@ -71,6 +76,8 @@ pub struct ReloadSource {
 pub struct Status {
     pub config: ArcSwap<Config>,
     pub log: ArcSwap<AccessLog>,
+    /// The current generation's health verdicts (for metrics).
+    pub health: ArcSwap<HealthBoard>,
     pub generation: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -93,6 +100,8 @@ pub struct Controller {
     current: Arc<Shared>,
     workers: Vec<ControlTx>,
     status: Arc<Status>,
+    /// The health-check thread (it stops when this is dropped).
+    prober: Prober,
 }
 
 impl Controller {
@@ -100,22 +109,25 @@ impl Controller {
         source: Option<ReloadSource>,
         current: Arc<Shared>,
         workers: Vec<ControlTx>,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let prober = Prober::start(current.health.clone())?;
         let status = Arc::new(Status {
             config: ArcSwap::new(current.cfg.clone()),
             log: ArcSwap::new(current.log.clone()),
+            health: ArcSwap::new(current.health.clone()),
             generation: AtomicU64::new(current.generation),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             last_ok: AtomicBool::new(true),
             started: std::time::Instant::now(),
         });
-        Controller {
+        Ok(Controller {
             source,
             current,
             workers,
             status,
-        }
+            prober,
+        })
     }
 
     pub fn status(&self) -> Arc<Status> {
@@ -197,9 +209,11 @@ impl Controller {
         };
         let bulkheads =
             crate::proxy::bulkhead::Bulkheads::new(&cfg, Some((&old.cfg, &old.bulkheads)));
+        let health = Arc::new(HealthBoard::new(&cfg, Some(&old.health)));
         let next = Arc::new(Shared {
             generation: old.generation + 1,
             bulkheads: Arc::new(bulkheads),
+            health,
             cfg,
             auth,
             limits,
@@ -225,6 +239,8 @@ impl Controller {
         }
         self.status.config.store(next.cfg.clone());
         self.status.log.store(next.log.clone());
+        self.status.health.store(next.health.clone());
+        self.prober.update(next.health.clone());
         self.status
             .generation
             .store(next.generation, Ordering::Relaxed);

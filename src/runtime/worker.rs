@@ -85,7 +85,11 @@ impl Generation {
             .cfg
             .upstreams
             .iter()
-            .map(|u| Rc::new(UpstreamRt::new(u, id, stats.upstream(&u.name))))
+            .enumerate()
+            .map(|(i, u)| {
+                let health = shared.health.get(i);
+                Rc::new(UpstreamRt::new(u, id, stats.upstream(&u.name), health))
+            })
             .collect();
         Generation::build(
             id,
@@ -115,9 +119,11 @@ impl Generation {
             .cfg
             .upstreams
             .iter()
-            .map(|u| {
+            .enumerate()
+            .map(|(i, u)| {
                 let prev = self.upstreams.iter().find(|p| p.name == u.name);
-                UpstreamRt::reloaded(prev, u, self.id, stats.upstream(&u.name))
+                let health = shared.health.get(i);
+                UpstreamRt::reloaded(prev, u, self.id, stats.upstream(&u.name), health)
             })
             .collect();
         let auth = if Arc::ptr_eq(&self.shared.auth, &shared.auth) {

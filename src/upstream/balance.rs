@@ -57,12 +57,19 @@ struct Slot {
     /// Outlier detection: 5xx responses in a row, and how often this endpoint was ejected for it.
     consecutive_5xx: u32,
     outlier_ejections: u32,
+    /// Active health checks: the prober's verdicts for this upstream, and this endpoint's index.
+    probed: Option<(std::sync::Arc<super::health::UpstreamHealth>, usize)>,
 }
 
 impl Slot {
+    /// Not ejected by a passive source, and not taken out by the prober.
     #[inline]
     fn healthy(&self, now: Instant) -> bool {
         self.ejected_until.is_none_or(|until| now >= until)
+            && self
+                .probed
+                .as_ref()
+                .is_none_or(|(h, i)| h.endpoints[*i].is_up())
     }
 }
 
@@ -151,6 +158,20 @@ impl Balancer {
             }
         }
         b
+    }
+
+    /// Reads the prober's verdicts too (an upstream with `[upstream.health_check]`): an endpoint
+    /// it took out is unhealthy like an ejected one, under the same panic threshold.
+    pub fn with_health(
+        mut self,
+        health: Option<std::sync::Arc<super::health::UpstreamHealth>>,
+    ) -> Self {
+        if let Some(h) = health {
+            for (i, s) in self.slots.iter_mut().enumerate() {
+                s.probed = Some((h.clone(), i));
+            }
+        }
+        self
     }
 
     /// Picks an endpoint index, or None when every endpoint is ejected (the caller answers 503).

@@ -25,6 +25,7 @@ fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
         protocol: Default::default(),
         circuit_breaker: None,
         outlier_detection: None,
+        health_check: None,
     }
 }
 

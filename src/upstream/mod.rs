@@ -7,7 +7,9 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod health;
 pub mod pool;
+pub mod probe;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -46,13 +48,19 @@ pub enum CallEnd {
 }
 
 impl UpstreamRt {
-    pub fn new(cfg: &UpstreamConfig, worker: usize, stats: Rc<UpstreamStats>) -> Self {
+    /// `health`: the prober's verdicts for this upstream, when it has a health check.
+    pub fn new(
+        cfg: &UpstreamConfig,
+        worker: usize,
+        stats: Rc<UpstreamStats>,
+        health: Option<std::sync::Arc<health::UpstreamHealth>>,
+    ) -> Self {
         UpstreamRt {
             stats,
             name: cfg.name.clone(),
             addrs: cfg.endpoints.iter().map(|e| e.addr).collect(),
             host_text: cfg.endpoints.iter().map(|e| e.addr.to_string()).collect(),
-            balancer: RefCell::new(balance::Balancer::new(cfg, worker as u64)),
+            balancer: RefCell::new(balance::Balancer::new(cfg, worker as u64).with_health(health)),
             pool: RefCell::new(pool::Pool::new(
                 cfg.endpoints.len(),
                 cfg.max_idle_per_endpoint,
@@ -125,11 +133,12 @@ impl UpstreamRt {
         cfg: &UpstreamConfig,
         worker: usize,
         stats: Rc<UpstreamStats>,
+        health: Option<std::sync::Arc<health::UpstreamHealth>>,
     ) -> Rc<UpstreamRt> {
         match prev {
             Some(p) if p.cfg == *cfg => p.clone(),
             Some(p) => {
-                let next = UpstreamRt::new(cfg, worker, stats);
+                let next = UpstreamRt::new(cfg, worker, stats, health);
                 let map = |ep: usize| next.addrs.iter().position(|a| *a == p.addrs[ep]);
                 next.pool.borrow_mut().adopt(&mut p.pool.borrow_mut(), map);
                 if next.cfg.protocol == p.cfg.protocol && next.cfg.tls == p.cfg.tls {
@@ -137,7 +146,7 @@ impl UpstreamRt {
                 }
                 Rc::new(next)
             }
-            None => Rc::new(UpstreamRt::new(cfg, worker, stats)),
+            None => Rc::new(UpstreamRt::new(cfg, worker, stats, health)),
         }
     }
 }
