@@ -292,3 +292,40 @@ fn probes_run_over_tls_with_the_upstreams_alpn() {
         assert!(line.contains(&inner_addr.to_string()), "[{driver}] {line}");
     });
 }
+
+#[test]
+fn slow_start_ramps_an_endpoint_that_passed_its_probes_again() {
+    let sick = Arc::new(AtomicBool::new(false));
+    let a = probed("A", sick.clone());
+    let b = probed("B", Arc::new(AtomicBool::new(false)));
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[a.addr, b.addr],
+            "slow_start = \"60s\"\n[upstream.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        sick.store(false, Ordering::SeqCst);
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        let mut c = Client::connect(gw.addr);
+        let share_of_a = |c: &mut Client| {
+            (0..100)
+                .filter(|_| c.get("/x", "api.test").body_str() == "A")
+                .count()
+        };
+        let before = share_of_a(&mut c);
+        assert_eq!(before, 50, "[{driver}] healthy from the start: no ramp");
+        sick.store(true, Ordering::SeqCst);
+        wait_healthy(&gw, "u", a.addr, 0.0, driver);
+        sick.store(false, Ordering::SeqCst);
+        wait_healthy(&gw, "u", a.addr, 1.0, driver);
+        // weighted like 0.1 against B's 1 at first: about 9 in 100
+        let after = share_of_a(&mut c);
+        assert!(
+            (1..=25).contains(&after),
+            "[{driver}] A got {after} of 100 right after it came back"
+        );
+    });
+}

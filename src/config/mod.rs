@@ -22,6 +22,7 @@ mod position;
 pub mod preflight;
 mod raw;
 pub mod render;
+mod retry;
 pub mod tls;
 mod transform;
 pub mod units;

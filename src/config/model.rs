@@ -106,8 +106,13 @@ pub struct UpstreamConfig {
     pub circuit_breaker: Option<crate::upstream::breaker::BreakerConfig>,
     /// `[upstream.outlier_detection]`.
     pub outlier_detection: Option<OutlierConfig>,
+    /// `slow_start`: how long an endpoint that comes back takes to reach its full share.
+    pub slow_start: Option<Duration>,
     /// `[upstream.health_check]`: active probes, run by the process's prober.
     pub health_check: Option<super::health::HealthCheck>,
+    /// `[upstream.retry]`: what is retried (up to `retries` times), per-try timeout, back-off
+    /// and budget.
+    pub retry: crate::upstream::retry::RetryPolicy,
 }
 
 /// `[upstream.outlier_detection]`: Envoy's consecutive-5xx detector.

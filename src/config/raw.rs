@@ -88,6 +88,8 @@ pub(crate) struct RawUpstream {
     pub circuit_breaker: Option<super::breaker::RawBreaker>,
     pub outlier_detection: Option<super::breaker::RawOutlier>,
     pub health_check: Option<super::health::RawHealthCheck>,
+    pub retry: Option<super::retry::RawRetry>,
+    pub slow_start: Option<DurationValue>,
 }
 
 /// One `[[route]]`.

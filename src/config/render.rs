@@ -235,6 +235,30 @@ fn upstream(u: &UpstreamConfig) -> Value {
             }),
         ),
         ("health_check", u.health_check.as_ref().map(health_check)),
+        ("retry", Some(retry(&u.retry))),
+        ("slow_start", u.slow_start.and_then(duration)),
+    ])
+}
+
+fn retry(r: &crate::upstream::retry::RetryPolicy) -> Value {
+    use crate::upstream::retry::RetryOn;
+    let on = r.on.iter().map(|c| match c {
+        RetryOn::ConnectFailure => Value::String("connect-failure".into()),
+        RetryOn::Reset => Value::String("reset".into()),
+        RetryOn::Timeout => Value::String("timeout".into()),
+        RetryOn::GatewayError => Value::String("gateway-error".into()),
+        RetryOn::Status5xx => Value::String("5xx".into()),
+        RetryOn::GrpcUnavailable => Value::String("grpc-unavailable".into()),
+        RetryOn::Status(s) => Value::Integer((*s).into()),
+    });
+    tbl([
+        ("on", Some(Value::Array(on.collect()))),
+        ("per_try_timeout", r.per_try_timeout.and_then(duration)),
+        ("backoff", duration(r.backoff)),
+        ("max_backoff", duration(r.max_backoff)),
+        ("budget_percent", int(r.budget_percent)),
+        ("budget_min", int(r.budget_min)),
+        ("idempotency_key", Some(Value::Boolean(r.idempotency_key))),
     ])
 }
 

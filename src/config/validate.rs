@@ -378,6 +378,7 @@ fn upstream(
     let outlier_detection =
         super::breaker::outlier(cx, &p.key("outlier_detection"), u.outlier_detection);
     let health_check = super::health::health_check(cx, &p.key("health_check"), u.health_check);
+    let retry = super::retry::retry(cx, &p.key("retry"), u.retry);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
         connect_timeout: cx.duration(p.key("connect_timeout"), u.connect_timeout, 5, false),
@@ -410,6 +411,11 @@ fn upstream(
         circuit_breaker,
         outlier_detection,
         health_check,
+        retry,
+        slow_start: u
+            .slow_start
+            .map(|v| cx.duration(p.key("slow_start"), Some(v), 0, true))
+            .filter(|d| !d.is_zero()),
     })
 }
 

@@ -57,6 +57,7 @@ pub fn render(m: &Merged) -> String {
                 "requests": classes(&u.requests),
                 "errors": errors,
                 "retries": u.retries,
+                "retry_budget_exhausted": u.retry_budget_exhausted,
                 "pool_hits": u.pool_hits,
                 "pool_misses": u.pool_misses,
                 "ejections": u.ejections,

@@ -156,6 +156,8 @@ pub struct UpstreamStats {
     pub errors: [Counter; 4],
     /// Extra attempts after a failed one (including the free retry of a stale pooled connection).
     pub retries: Counter,
+    /// Retries refused because the upstream's retry budget was spent.
+    pub retry_budget_exhausted: Counter,
     pub pool_hits: Counter,
     pub pool_misses: Counter,
     /// Endpoints ejected by passive health, and ejections the safety floor refused.
@@ -315,6 +317,7 @@ impl WorkerStats {
                 requests: u.requests.each_ref().map(Counter::get),
                 errors: u.errors.each_ref().map(Counter::get),
                 retries: u.retries.get(),
+                retry_budget_exhausted: u.retry_budget_exhausted.get(),
                 pool_hits: u.pool_hits.get(),
                 pool_misses: u.pool_misses.get(),
                 ejections: u.ejections.get(),

@@ -193,12 +193,18 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         }
     }
     type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
-    let simple: [(&str, &str, &str, Pick); 13] = [
+    let simple: [(&str, &str, &str, Pick); 14] = [
         (
             names::UPSTREAM_RETRIES_TOTAL,
             "counter",
             "Extra attempts after a failed one.",
             |u| u.retries,
+        ),
+        (
+            names::UPSTREAM_RETRY_BUDGET_EXHAUSTED_TOTAL,
+            "counter",
+            "Retries not made because the retry budget was spent.",
+            |u| u.retry_budget_exhausted,
         ),
         (
             names::UPSTREAM_POOL_HITS_TOTAL,

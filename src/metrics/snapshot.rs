@@ -79,6 +79,7 @@ pub struct UpstreamSnap {
     pub requests: [u64; 5],
     pub errors: [u64; 4],
     pub retries: u64,
+    pub retry_budget_exhausted: u64,
     pub pool_hits: u64,
     pub pool_misses: u64,
     pub ejections: u64,
@@ -264,6 +265,7 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
                 *x += y;
             }
             into.retries += u.retries;
+            into.retry_budget_exhausted += u.retry_budget_exhausted;
             into.pool_hits += u.pool_hits;
             into.pool_misses += u.pool_misses;
             into.ejections += u.ejections;

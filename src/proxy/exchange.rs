@@ -6,22 +6,27 @@
 //! (`connect_timeout`; TLS, and ALPN deciding the protocol under `auto`), writes the buffered
 //! request (head plus the body bytes that came with it), streams any remaining request body from
 //! the client, then reads the response head
-//! (`response_timeout`) while watching the client socket. Failures feed passive health
-//! (`report_failure`) and decide:
-//! - connect failure / timeout: nothing was sent, so another attempt is safe for any method, up to
-//!   `retries` extra attempts;
+//! (`response_timeout`, or `[upstream.retry] per_try_timeout` per try within it) while watching
+//! the client socket. Failures feed passive health (`report_failure`); whether a failure is
+//! retried is `upstream/retry.rs`'s call (the conditions in `on`, `retries` attempts, the retry
+//! budget, a back-off before each retry):
+//! - connect failure / timeout: nothing was sent, so another attempt is safe for any method;
 //! - a *reused* connection that fails before any response byte: the upstream dropped an idle
 //!   keep-alive connection (a stale connection, counted as such, never an endpoint failure); one free
 //!   retry on a fresh connection when the request is fully buffered and either the write failed
 //!   (nothing reached the upstream: any method) or the request is idempotent;
-//! - reset before any response byte on a fresh connection: retried (within `retries`) only for
-//!   idempotent, fully buffered requests; otherwise 502;
+//! - reset before any response byte on a fresh connection: retried only for idempotent (or
+//!   `Idempotency-Key`), fully buffered requests; otherwise 502;
+//! - a response whose status the policy retries (502-504, 5xx, listed statuses, gRPC
+//!   UNAVAILABLE): for the same requests, the answer is dropped with its connection and the
+//!   next try goes (to another endpoint when there is one); the last try's answer is relayed;
 //! - a write that fails because the upstream answered early and closed (413, 401, an early 200 while
 //!   the body was still coming): its answer is read and relayed instead of a 502 (`Exchanged::early`);
 //! - an h2 stream the upstream refused unprocessed (REFUSED_STREAM, left out by a graceful GOAWAY):
 //!   retried on a new connection for any method when the request is fully buffered (twice at most);
 //! - response head timeout (`response_timeout`, or a gRPC call's shorter `grpc-timeout`): 504,
-//!   never retried (the upstream may be working on it);
+//!   never retried; a try past `per_try_timeout` is retried like a reset when `on` has
+//!   `"timeout"`;
 //! - the client closing while the upstream works: the exchange is cancelled (`Fail::Close`; the
 //!   request is logged as 499) and the upstream connection is dropped, not pooled.
 //!
@@ -43,6 +48,7 @@ use crate::runtime::worker::Generation;
 use crate::tls::ALPN_H2;
 use crate::upstream::balance::Ejection;
 use crate::upstream::pool::{keep_alive_limit, UpConn};
+use crate::upstream::retry::{Tries, Verdict, Why};
 use crate::upstream::UpstreamRt;
 use monoio::io::IntoPollIo;
 
@@ -318,6 +324,33 @@ async fn client_gone(stream: &mut Stream) {
     stream.gone().await
 }
 
+/// After a failed try: may the request go again (the policy, attempts left, the budget)? Waits
+/// out the back-off when it may.
+async fn again(up: &UpstreamRt, tries: &mut Tries<'_>, why: Why) -> bool {
+    match tries.retry(why) {
+        Verdict::Retry => {
+            let wait = tries.backoff();
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+            true
+        }
+        Verdict::NoBudget => {
+            up.stats.retry_budget_exhausted.inc();
+            false
+        }
+        Verdict::No => false,
+    }
+}
+
+/// A trailers-only gRPC answer's `grpc-status` (in the response head).
+fn grpc_status<'b>(resp: &ResponseHead, buf: &'b [u8]) -> Option<&'b [u8]> {
+    resp.headers
+        .iter()
+        .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"grpc-status"))
+        .map(|h| h.value.get(buf))
+}
+
 /// Runs the attempt loop; see the module doc.
 pub(crate) async fn exchange<'a>(
     ctx: &Generation,
@@ -329,8 +362,11 @@ pub(crate) async fn exchange<'a>(
     let up = req.up;
     let replayable = matches!(body, BodyLeft::Done);
     let retry_safe = replayable && req.idempotent;
+    let policy = &up.cfg.retry;
+    let mut tries = Tries::new(policy, &up.retry_budget, up.cfg.retries, retry_safe);
+    // the whole request's wait for a response head, across tries (with a per-try timeout)
+    let overall = Instant::now() + req.response_timeout;
     let mut tried = 0u64;
-    let mut failures = 0u32;
     let mut stale_retry = true;
     // retries of requests an h2 upstream never processed
     let mut refused_left = REFUSED_RETRIES;
@@ -360,11 +396,10 @@ pub(crate) async fn exchange<'a>(
             Ok(c) => c,
             Err(kind) => {
                 failed(up, ep, UpstreamError::Connect);
-                last_err = Some(Reply::new(kind));
-                failures += 1;
-                if failures > up.cfg.retries {
-                    return Err(last_err.unwrap().into());
+                if !again(up, &mut tries, Why::Connect).await {
+                    return Err(Reply::new(kind).into());
                 }
+                last_err = Some(Reply::new(kind));
                 continue;
             }
         };
@@ -425,7 +460,11 @@ pub(crate) async fn exchange<'a>(
             }
             return Err(Reply::new(ErrorKind::UpstreamReset).into());
         }
-        let deadline = Instant::now() + req.response_timeout;
+        let deadline = match policy.per_try_timeout {
+            Some(t) => (Instant::now() + t).min(overall),
+            None => Instant::now() + req.response_timeout,
+        };
+        let per_try = policy.per_try_timeout.is_some() && deadline < overall;
         // the client may leave while the upstream works: then the exchange is cancelled (the
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
@@ -437,6 +476,8 @@ pub(crate) async fn exchange<'a>(
         };
         match got {
             Ok(()) => {
+                let retried = policy.has_status_conditions()
+                    && policy.retries_status(resp.status, grpc_status(resp, &conn.buf));
                 let outlier = {
                     let mut b = up.balancer.borrow_mut();
                     b.report_success(ep);
@@ -450,6 +491,12 @@ pub(crate) async fn exchange<'a>(
                     Ejection::None => {}
                     Ejection::Ejected => up.stats.ejections.inc(),
                     Ejection::Spared => up.stats.ejections_spared.inc(),
+                }
+                if retried && again(up, &mut tries, Why::Status).await {
+                    // the answer is dropped with its connection (never pooled half-read)
+                    up.stats.record(resp.status);
+                    last_err = Some(Reply::new(ErrorKind::UpstreamReset));
+                    continue;
                 }
                 learn_keep_alive(&mut conn, resp);
                 return Ok(Exchanged {
@@ -477,15 +524,18 @@ pub(crate) async fn exchange<'a>(
             }
             Err(HeadFail::Closed { .. }) => {
                 failed(up, ep, UpstreamError::Reset);
-                last_err = Some(Reply::new(ErrorKind::UpstreamReset));
-                failures += 1;
-                if !retry_safe || failures > up.cfg.retries {
-                    return Err(last_err.unwrap().into());
+                if !again(up, &mut tries, Why::Reset).await {
+                    return Err(Reply::new(ErrorKind::UpstreamReset).into());
                 }
+                last_err = Some(Reply::new(ErrorKind::UpstreamReset));
             }
+            // a try past its own timeout may go again; past the whole request's, never
             Err(HeadFail::Timeout) => {
                 failed(up, ep, UpstreamError::Timeout);
-                return Err(Reply::new(ErrorKind::ResponseTimeout).into());
+                if !(per_try && again(up, &mut tries, Why::Timeout).await) {
+                    return Err(Reply::new(ErrorKind::ResponseTimeout).into());
+                }
+                last_err = Some(Reply::new(ErrorKind::ResponseTimeout));
             }
             Err(HeadFail::Bad(reason)) => {
                 up.stats.error(UpstreamError::BadResponse);

@@ -122,7 +122,9 @@ pub(super) async fn upstream(
 
     // everything the response phase needs from the head, before the buffer moves on
     let method_head = head.method(buf) == b"HEAD";
-    let idempotent = head.is_idempotent(buf);
+    // a request carrying an Idempotency-Key may be sent again whatever its method
+    let idempotent = head.is_idempotent(buf)
+        || (up.cfg.retry.idempotency_key && head.header(buf, b"idempotency-key").is_some());
     let client_minor = head.minor;
     let client_keep = head.keep_alive;
     let client_trailers = head.te_trailers;

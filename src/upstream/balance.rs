@@ -91,7 +91,14 @@ pub struct Balancer {
     panicked: bool,
     /// `[upstream.outlier_detection]`.
     outlier: Option<crate::config::OutlierConfig>,
+    /// `slow_start`: an endpoint back from an ejection or a failed health check takes a share of
+    /// its picks that grows from 10% to all over this window.
+    slow_start: Option<Duration>,
 }
+
+/// The share of its picks a returning endpoint keeps at the start of its slow start (Envoy's
+/// `min_weight_percent` default).
+const SLOW_START_FLOOR: f64 = 0.1;
 
 /// What a reported failure did to the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +156,7 @@ impl Balancer {
             panic_threshold: cfg.panic_threshold,
             panicked: false,
             outlier: cfg.outlier_detection,
+            slow_start: cfg.slow_start,
         };
         if b.policy == Balance::Weighted && n > 0 {
             let total: u64 = b.slots.iter().map(|s| s.weight as u64).sum();
@@ -178,7 +186,45 @@ impl Balancer {
     /// `key`: the request key's [`hash_key`] for hash balancing (None -> round robin).
     /// `tried`: bitmask of indexes already tried by this request; an untried healthy endpoint is
     /// preferred, and when every healthy one was tried, a tried one may be returned again.
+    ///
+    /// Slow start: an endpoint picked while it ramps up keeps the pick with the probability of its
+    /// share (time since it came back over `slow_start`, at least 10%); otherwise another
+    /// endpoint is picked when there is one. Hash balancing is left alone (keys stay put).
     pub fn pick(&mut self, key: Option<u64>, tried: u64, now: Instant) -> Option<usize> {
+        let idx = self.pick_policy(key, tried, now)?;
+        let Some(window) = self.slow_start else {
+            return Some(idx);
+        };
+        let share = self.ramp(idx, now, window);
+        if share >= 1.0 || matches!(self.policy, Balance::Hash(_)) {
+            return Some(idx);
+        }
+        let draw = (next_rand(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
+        if draw < share {
+            return Some(idx);
+        }
+        let others = tried | if idx < 64 { 1 << idx } else { 0 };
+        self.pick_policy(key, others, now).or(Some(idx))
+    }
+
+    /// The share of its picks endpoint `idx` gets now: below 1 for `window` after it came back
+    /// from a passive or outlier ejection or from a failed health check.
+    fn ramp(&self, idx: usize, now: Instant, window: Duration) -> f64 {
+        let s = &self.slots[idx];
+        let passive = s.ejected_until.filter(|&until| until <= now);
+        let probed = (s.probed.as_ref()).and_then(|(h, i)| h.endpoints[*i].up_since());
+        let Some(back) = passive.max(probed) else {
+            return 1.0;
+        };
+        let t = now.saturating_duration_since(back);
+        if t >= window {
+            return 1.0;
+        }
+        (t.as_secs_f64() / window.as_secs_f64()).max(SLOW_START_FLOOR)
+    }
+
+    /// [`Balancer::pick`] by the policy alone.
+    fn pick_policy(&mut self, key: Option<u64>, tried: u64, now: Instant) -> Option<usize> {
         let n = self.slots.len();
         // one scan: healthy endpoints, and the untried among them and among all
         let (mut healthy, mut fresh, mut untried) = (0usize, 0usize, 0usize);

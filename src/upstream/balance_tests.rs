@@ -26,6 +26,8 @@ fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
         circuit_breaker: None,
         outlier_detection: None,
         health_check: None,
+        retry: Default::default(),
+        slow_start: None,
     }
 }
 
@@ -386,4 +388,44 @@ fn consecutive_5xx_eject_for_growing_times_within_the_floor() {
         Ejection::Spared,
         "the last healthy one stays"
     );
+}
+
+#[test]
+fn slow_start_ramps_a_returning_endpoint_from_a_tenth() {
+    let mut c = cfg(&[1, 1], Balance::RoundRobin, 1);
+    c.fail_timeout = Duration::from_secs(1);
+    c.slow_start = Some(Duration::from_secs(10));
+    let mut b = Balancer::new(&c, 0);
+    let t0 = Instant::now();
+    assert_eq!(
+        counts(&mut b, 1000, t0),
+        [500, 500],
+        "nothing returned: no ramp"
+    );
+    assert_eq!(b.report_failure(0, t0), Ejection::Ejected);
+    assert_eq!(counts(&mut b, 100, t0), [0, 100]);
+    // back at t0 + 1 s: weighted like 0.1 against 1 just after (~9% of picks), 0.55 at 5.5 s
+    // in (~35%), its whole share after 10 s
+    let share = |b: &mut Balancer, at: Duration| counts(b, 4000, t0 + at)[0] as f64 / 4000.0;
+    let early = share(&mut b, Duration::from_millis(1100));
+    assert!((0.05..0.13).contains(&early), "{early}");
+    let mid = share(&mut b, Duration::from_millis(6500));
+    assert!((0.30..0.41).contains(&mid), "{mid}");
+    assert_eq!(share(&mut b, Duration::from_secs(12)), 0.5);
+    // hash balancing keeps its keys
+    let mut h = cfg(&[1, 1], hash_policy(), 1);
+    h.slow_start = Some(Duration::from_secs(10));
+    h.fail_timeout = Duration::from_secs(1);
+    let mut b = Balancer::new(&h, 0);
+    let key = (0..)
+        .map(hash_key_of)
+        .find(|&k| b.pick(Some(k), 0, t0) == Some(0))
+        .unwrap();
+    b.report_failure(0, t0);
+    let back = t0 + Duration::from_millis(1001);
+    assert!((0..50).all(|_| b.pick(Some(key), 0, back) == Some(0)));
+}
+
+fn hash_key_of(i: u64) -> u64 {
+    hash_key(&i.to_le_bytes())
 }

@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod health;
 pub mod pool;
 pub mod probe;
+pub mod retry;
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub struct UpstreamRt {
     pub tls_logged: std::cell::Cell<Option<std::time::Instant>>,
     /// `[upstream.circuit_breaker]`, this worker's.
     pub breaker: Option<RefCell<breaker::Breaker>>,
+    /// Requests in the exchange and those on a retry, for `[upstream.retry]`'s budget.
+    pub retry_budget: retry::Budget,
 }
 
 /// How a call the breaker admitted ended, for [`UpstreamRt::breaker_record`].
@@ -69,6 +72,7 @@ impl UpstreamRt {
             h2: RefCell::new(crate::h2::client::H2Pool::new(cfg.endpoints.len())),
             cfg: cfg.clone(),
             tls_logged: Default::default(),
+            retry_budget: Default::default(),
             breaker: cfg
                 .circuit_breaker
                 .clone()
