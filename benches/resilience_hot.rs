@@ -27,6 +27,7 @@ fn cfg() -> BreakerConfig {
         open_for_max: Duration::from_secs(5),
         half_open_calls: 3,
         failure_statuses: vec![500, 502, 503, 504],
+        cluster: false,
     }
 }
 

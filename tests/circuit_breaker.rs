@@ -6,6 +6,7 @@
 //! breaker is per worker); both drivers.
 
 mod common;
+use common::redis::RedisServer;
 use common::*;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,4 +178,91 @@ fn consecutive_5xx_eject_the_failing_endpoint() {
             "[{driver}]"
         );
     });
+}
+
+#[test]
+fn cluster_scope_shares_a_trip_between_gateways_through_redis() {
+    let redis = RedisServer::start();
+    let up = Upstream::fixed("down", 503, "down");
+    let cfg = config(
+        "",
+        &(format!("[redis]\naddr = \"{}\"\ntimeout = \"300ms\"\nkey_prefix = \"cb-test:\"\n", redis.addr)
+            + &upstream_toml(
+                "u",
+                &[up.addr],
+                "[upstream.circuit_breaker]\nscope = \"cluster\"\nmin_calls = 4\nwindow_calls = 10\nopen_for = \"30s\"\nfailure_statuses = [503]",
+            )
+            + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        redis.cmd(&["DEL", "cb-test:breaker:u"]);
+        let a = Gateway::start_with_args(&cfg, driver, &["--workers", "2"]);
+        let b = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        up.clear();
+        // four failures on one connection (one worker of gateway a) trip its breaker
+        let mut c = Client::connect(a.addr);
+        for _ in 0..4 {
+            assert_eq!(c.get("/x", "a.test").body_str(), "down", "[{driver}]");
+        }
+        assert!(
+            c.get("/x", "a.test").body_str().contains("circuit breaker"),
+            "[{driver}]"
+        );
+        // ... and within a sync interval every worker of both gateways is open too
+        let open = |gw: &Gateway, workers: f64| {
+            wait_until(deadline(secs(3)), || {
+                metric(gw, "coregate_upstream_breaker_open") == Some(workers)
+            })
+        };
+        assert!(open(&a, 2.0), "[{driver}] {}", a.metrics());
+        assert!(open(&b, 1.0), "[{driver}] {}", b.metrics());
+        let ttl: i64 = redis
+            .cmd(&["PTTL", "cb-test:breaker:u"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            (25_000..=30_000).contains(&ttl),
+            "[{driver}] the key lives as long as the trip: {ttl}"
+        );
+        for gw in [&a, &b] {
+            for _ in 0..3 {
+                let r = get(gw.addr, "/y", "a.test");
+                assert_eq!(r.status, 503, "[{driver}]");
+                assert!(
+                    r.body_str().contains("circuit breaker"),
+                    "[{driver}] {}",
+                    r.body_str()
+                );
+            }
+        }
+        assert_eq!(
+            up.request_count(),
+            4,
+            "[{driver}] only the calls that tripped it"
+        );
+    });
+}
+
+#[test]
+fn cluster_scope_trips_per_worker_while_redis_is_down() {
+    let up = Upstream::fixed("down", 503, "down");
+    let cfg = config(
+        "",
+        &(format!("[redis]\naddr = \"{}\"\ntimeout = \"200ms\"\n", closed_port())
+            + &upstream_toml(
+                "u",
+                &[up.addr],
+                "[upstream.circuit_breaker]\nscope = \"cluster\"\nmin_calls = 3\nwindow_calls = 10\nfailure_statuses = [503]",
+            )
+            + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    let gw = Gateway::start_with_args(&cfg, "epoll", &["--workers", "1"]);
+    let mut c = Client::connect(gw.addr);
+    for _ in 0..3 {
+        assert_eq!(c.get("/x", "a.test").body_str(), "down");
+    }
+    assert!(c.get("/x", "a.test").body_str().contains("circuit breaker"));
+    let line = gw.wait_log("circuit breakers with scope = \"cluster\" trip per worker");
+    assert!(line.contains("unreachable"), "{line}");
 }

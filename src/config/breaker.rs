@@ -27,6 +27,7 @@ pub(crate) struct RawBreaker {
     pub open_for_max: Option<DurationValue>,
     pub half_open_calls: Option<i64>,
     pub failure_statuses: Option<Vec<i64>>,
+    pub scope: Option<String>,
 }
 
 /// `[upstream.outlier_detection]` as written.
@@ -118,7 +119,17 @@ pub(super) fn breaker(cx: &mut Ctx, p: &KeyPath, raw: Option<RawBreaker>) -> Opt
             ),
         }
     }
+    let cluster = match b.scope.as_deref() {
+        None | Some("worker") => false,
+        Some("cluster") => true,
+        Some(other) => {
+            let m = format!("unknown scope \"{other}\" (expected \"worker\" or \"cluster\")");
+            cx.err(p.key("scope"), m);
+            false
+        }
+    };
     Some(BreakerConfig {
+        cluster,
         failure_rate: rate(cx, p.key("failure_rate"), b.failure_rate, 0.5),
         // above 1: slowness never trips unless slow_call_rate is set
         slow_call_rate: rate(cx, p.key("slow_call_rate"), b.slow_call_rate, 2.0),
@@ -153,6 +164,8 @@ mod tests {
             (&up("window = \"10s\"\nwindow_calls = 5"), &["upstream[1].circuit_breaker.window_calls: give window (a time window) or window_calls (a count window), not both"]),
             (&up("open_for = \"10s\"\nopen_for_max = \"5s\""), &["upstream[1].circuit_breaker.open_for_max: must be at least open_for"]),
             (&up("failure_statuses = [500, 500, 99]"), &["upstream[1].circuit_breaker.failure_statuses[1]: duplicate status 500", "upstream[1].circuit_breaker.failure_statuses[2]: 99 is not an HTTP status (100-599)"]),
+            (&up("scope = \"cluster\""), &["upstream[1].circuit_breaker.scope: scope = \"cluster\" needs a [redis] section"]),
+            (&up("scope = \"node\""), &["upstream[1].circuit_breaker.scope: unknown scope \"node\" (expected \"worker\" or \"cluster\")"]),
             (&up("min_calls = 0"), &["upstream[1].circuit_breaker.min_calls: must be between 1 and 1000000, got 0"]),
         ]);
         let od = |b: &str| {

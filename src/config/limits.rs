@@ -251,6 +251,13 @@ pub(super) struct Limits {
     quota_names: BTreeMap<String, usize>,
 }
 
+impl Limits {
+    /// Whether a valid `[redis]` section is there (cluster-scope breakers need one too).
+    pub(super) fn has_redis(&self) -> bool {
+        self.redis.is_some()
+    }
+}
+
 /// What a route's `rate_limits`, `quotas` and `cost` keys resolve to.
 pub(super) struct RouteLimits {
     pub rate_limits: Vec<usize>,

@@ -314,6 +314,7 @@ fn breaker(b: &crate::upstream::breaker::BreakerConfig) -> Value {
         ("open_for_max", duration(b.open_for_max)),
         ("half_open_calls", int(b.half_open_calls)),
         ("failure_statuses", Some(Value::Array(statuses.collect()))),
+        ("scope", s(if b.cluster { "cluster" } else { "worker" })),
     ])
 }
 

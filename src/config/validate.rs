@@ -174,7 +174,13 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         if let Some(name) = &u.name {
             cx.unique(&mut upstream_names, &p, "upstream", name, i);
         }
-        upstreams.push(upstream(&mut cx, &p, u, base));
+        let u = upstream(&mut cx, &p, u, base);
+        let cluster = |u: &UpstreamConfig| u.circuit_breaker.as_ref().is_some_and(|b| b.cluster);
+        if u.as_ref().is_some_and(cluster) && !limits.has_redis() {
+            let m = "scope = \"cluster\" needs a [redis] section";
+            cx.err(p.key("circuit_breaker").key("scope"), m);
+        }
+        upstreams.push(u);
     }
     let mut routes = Vec::new();
     let (mut route_names, mut conditions) = (BTreeMap::new(), BTreeMap::new());

@@ -433,6 +433,12 @@ impl LimitsRt {
         out.fields.write(&mut out.headers, Some(retry_s));
     }
 
+    /// This worker's Redis client (`[redis]`), which the cluster-scope circuit breakers' sync
+    /// uses too.
+    pub fn redis(&self) -> Option<&RedisClient> {
+        self.redis.as_ref()
+    }
+
     /// Marks Redis unreachable (logging once per outage) and schedules the next probe.
     fn redis_failed(&self, err: &crate::redis::RedisError) {
         self.metrics.redis_errors.inc();

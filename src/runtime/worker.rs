@@ -307,6 +307,16 @@ pub async fn run(
             }
         }
     });
+    let breakers = cur.clone();
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(crate::upstream::cluster_breaker::SYNC_INTERVAL).await;
+            let g = breakers.get();
+            if g.cfg.redis.is_some() {
+                crate::upstream::cluster_breaker::sync(&g).await;
+            }
+        }
+    });
     let sweeper = cur.clone();
     monoio::spawn(async move {
         loop {

@@ -19,6 +19,10 @@
 //!
 //! Per worker, no locks: the worker's tasks share it through the upstream's `RefCell`, never across
 //! an await. Cost on the request path: one branch and, closed, a few integer updates.
+//!
+//! `scope = "cluster"`: a local trip is also noted for publication ([`Breaker::take_trip`]), and
+//! a trip published elsewhere opens this breaker too ([`Breaker::force_open`]); the worker's
+//! sync task (`cluster_breaker.rs`) carries both through Redis.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +40,8 @@ pub struct BreakerConfig {
     pub half_open_calls: u32,
     /// Response statuses that count as failures.
     pub failure_statuses: Vec<u16>,
+    /// `scope = "cluster"`: trips are shared through Redis.
+    pub cluster: bool,
 }
 
 /// How the window counts.
@@ -195,6 +201,8 @@ pub struct Breaker {
     window: Window,
     /// How long the next trip opens the breaker (grows after failed trials).
     next_open: Duration,
+    /// A local trip not yet published (cluster scope): how long it opened the breaker.
+    unpublished: Option<Duration>,
 }
 
 impl Breaker {
@@ -203,6 +211,7 @@ impl Breaker {
             window: Window::new(cfg.window, now),
             next_open: cfg.open_for,
             phase: Phase::Closed,
+            unpublished: None,
             cfg,
         }
     }
@@ -311,6 +320,40 @@ impl Breaker {
         self.phase = Phase::Open {
             until: now + self.next_open,
         };
+        if self.cfg.cluster {
+            self.unpublished = Some(self.next_open);
+        }
+    }
+
+    /// The open time of a local trip not yet published (cluster scope), once.
+    pub fn take_trip(&mut self) -> Option<Duration> {
+        self.unpublished.take()
+    }
+
+    /// Puts back a trip whose publication failed, for the next sync.
+    pub fn note_trip(&mut self, open_for: Duration) {
+        self.unpublished = Some(open_for);
+    }
+
+    /// A trip published elsewhere, open for `left` more: a closed or half-open breaker opens
+    /// until then (its trials' verdicts no longer count). Returns whether it was closed.
+    pub fn force_open(&mut self, now: Instant, left: Duration) -> bool {
+        let until = now + left;
+        match self.phase {
+            Phase::Open { until: mine } if mine >= until => false,
+            Phase::Open { .. } => {
+                self.phase = Phase::Open { until };
+                false
+            }
+            Phase::HalfOpen { .. } => {
+                self.phase = Phase::Open { until };
+                false
+            }
+            Phase::Closed => {
+                self.phase = Phase::Open { until };
+                true
+            }
+        }
     }
 }
 
@@ -329,6 +372,7 @@ mod tests {
             open_for_max: Duration::from_secs(20),
             half_open_calls: 2,
             failure_statuses: vec![500, 502, 503, 504],
+            cluster: false,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod cluster_breaker;
 pub mod health;
 pub mod pool;
 pub mod probe;
@@ -123,6 +124,20 @@ impl UpstreamRt {
             }
             Some(breaker::State::Closed) => self.stats.breaker_open.add(-1),
             _ => {}
+        }
+    }
+
+    /// A trip published by another worker or node (cluster scope): open for `left` more.
+    pub fn breaker_force_open(&self, now: std::time::Instant, left: std::time::Duration) {
+        let Some(b) = &self.breaker else {
+            return;
+        };
+        let before = b.borrow().state();
+        if b.borrow_mut().force_open(now, left) {
+            self.stats.breaker_trips.inc();
+        }
+        if before == breaker::State::Closed {
+            self.stats.breaker_open.add(1);
         }
     }
 
