@@ -57,7 +57,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         websocket: false,
         upgrades: Vec::new(),
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
-        max_concurrent: None,
+        bulkhead: None,
+        pools: Vec::new(),
         fallback: None,
     }
 }

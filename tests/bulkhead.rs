@@ -130,3 +130,163 @@ fn fallbacks_answer_for_a_full_route_and_an_open_breaker() {
         );
     });
 }
+
+fn bulkhead_metric(gw: &Gateway, name: &str, pool: &str) -> Option<f64> {
+    let prefix = format!("{name}{{bulkhead=\"{pool}\"}} ");
+    let m = gw.metrics();
+    let line = m.lines().find(|l| l.starts_with(&prefix))?;
+    line[prefix.len()..].trim().parse().ok()
+}
+
+#[test]
+fn a_queue_holds_requests_for_a_freed_slot_within_its_timeout() {
+    for_each_driver(|driver| {
+        let (up, gate) = Upstream::gated("held");
+        let (slow, slow_gate) = Upstream::gated("slow");
+        let cfg = config(
+            "",
+            &(upstream_toml("held", &[up.addr], "")
+                + &upstream_toml("slow", &[slow.addr], "")
+                + &route_toml(
+                    "queued",
+                    "held",
+                    "path_prefix = \"/q\"\nmax_concurrent = 1\nmax_queued = 1\nqueue_timeout = \"5s\"",
+                )
+                + &route_toml(
+                    "short",
+                    "slow",
+                    "path_prefix = \"/s\"\nmax_concurrent = 1\nmax_queued = 1\nqueue_timeout = \"300ms\"",
+                )),
+        );
+        // two workers: a slot freed on one is seen by a waiter on the other
+        let gw = Gateway::start(&cfg, driver);
+        let first = held(gw.addr, "/q/1");
+        up.wait_requests(1, secs(5));
+        let second = held(gw.addr, "/q/2");
+        let queued = wait_until(deadline(secs(5)), || {
+            bulkhead_metric(&gw, "coregate_bulkhead_queued", "route:queued") == Some(1.0)
+        });
+        assert!(queued, "[{driver}] {}", gw.metrics());
+        // the queue is full: refused at once
+        let t = Instant::now();
+        let r = Client::connect(gw.addr).get("/q/3", "a.test");
+        assert_eq!(r.status, 503, "[{driver}]");
+        assert!(t.elapsed() < Duration::from_millis(500), "[{driver}]");
+        assert_eq!(
+            up.request_count(),
+            1,
+            "[{driver}] the queued request has not gone up yet"
+        );
+        gate.release();
+        assert_eq!(first.join().unwrap().status, 200, "[{driver}]");
+        assert_eq!(
+            second.join().unwrap().status,
+            200,
+            "[{driver}] admitted from the queue"
+        );
+        assert_eq!(up.request_count(), 2);
+        assert_eq!(
+            bulkhead_metric(&gw, "coregate_bulkhead_rejected_total", "route:queued"),
+            Some(1.0)
+        );
+
+        // a wait longer than queue_timeout ends in 503
+        let hold = held(gw.addr, "/s/1");
+        slow.wait_requests(1, secs(5));
+        let t = Instant::now();
+        let r = Client::connect(gw.addr).get("/s/2", "a.test");
+        let waited = t.elapsed();
+        assert_eq!(r.status, 503, "[{driver}]");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(2000),
+            "[{driver}] {waited:?}"
+        );
+        slow_gate.release();
+        assert_eq!(hold.join().unwrap().status, 200);
+    });
+}
+
+#[test]
+fn shared_pools_reserve_capacity_and_the_upstream_caps_all_routes() {
+    std::env::set_var("CG_BH_KEY_A", "bh-key-a");
+    std::env::set_var("CG_BH_KEY_B", "bh-key-b");
+    for_each_driver(|driver| {
+        let (up, gate) = Upstream::gated("held");
+        let cfg = config(
+            "",
+            &("[[auth]]\nname = \"keys\"\ntype = \"api_key\"\nkeys = [{ key_env = \"CG_BH_KEY_A\", consumer = \"a\" }, { key_env = \"CG_BH_KEY_B\", consumer = \"b\" }]\n\n\
+               [[bulkhead]]\nname = \"standard\"\nmax_concurrent = 2\n\n\
+               [[bulkhead]]\nname = \"critical\"\nmax_concurrent = 1\n\n\
+               [[bulkhead]]\nname = \"per-consumer\"\nmax_concurrent = 1\nkey = \"consumer\"\n\n"
+                .to_string()
+                + &upstream_toml("held", &[up.addr], "max_concurrent = 5")
+                + &route_toml("std", "held", "path_prefix = \"/std\"\nbulkheads = [\"standard\"]")
+                + &route_toml("crit", "held", "path_prefix = \"/crit\"\nbulkheads = [\"critical\"]")
+                + &route_toml("tenant", "held", "path_prefix = \"/t\"\nauth = \"keys\"\nbulkheads = [\"per-consumer\"]")
+                + &route_toml("free", "held", "path_prefix = \"/free\"")),
+        );
+        let gw = Gateway::start(&cfg, driver);
+        // a flood on the standard route: two in flight, the rest refused
+        let std: Vec<_> = (0..2)
+            .map(|i| held(gw.addr, ["/std/1", "/std/2"][i]))
+            .collect();
+        up.wait_requests(2, secs(5));
+        for _ in 0..3 {
+            assert_eq!(
+                Client::connect(gw.addr).get("/std/x", "a.test").status,
+                503,
+                "[{driver}]"
+            );
+        }
+        // the critical route's capacity is its own
+        let crit = held(gw.addr, "/crit/1");
+        up.wait_requests(3, secs(5));
+        // one in flight per consumer: a's second request is refused, b still gets in
+        let addr = gw.addr;
+        let as_consumer = move |k: &'static str| {
+            std::thread::spawn(move || {
+                Client::connect(addr).request(&req(
+                    "GET",
+                    "/t/1",
+                    "a.test",
+                    &[("x-api-key", k)],
+                    b"",
+                ))
+            })
+        };
+        let a1 = as_consumer("bh-key-a");
+        up.wait_requests(4, secs(5));
+        let r = Client::connect(addr).request(&req(
+            "GET",
+            "/t/2",
+            "a.test",
+            &[("x-api-key", "bh-key-a")],
+            b"",
+        ));
+        assert_eq!(r.status, 503, "[{driver}] consumer a is at its limit");
+        let b1 = as_consumer("bh-key-b");
+        up.wait_requests(5, secs(5));
+        // five in flight to the upstream: its own limit refuses every route now
+        let r = Client::connect(addr).get("/free/x", "a.test");
+        assert_eq!(r.status, 503, "[{driver}] the upstream's bulkhead");
+        assert_eq!(
+            bulkhead_metric(&gw, "coregate_bulkhead_in_flight", "upstream:held"),
+            Some(5.0),
+            "[{driver}]"
+        );
+        assert_eq!(
+            up.request_count(),
+            5,
+            "[{driver}] refused requests never went up"
+        );
+        gate.release();
+        for h in std.into_iter().chain([crit, a1, b1]) {
+            assert_eq!(h.join().unwrap().status, 200, "[{driver}]");
+        }
+        assert_eq!(
+            Client::connect(addr).get("/free/y", "a.test").status,
+            200,
+            "[{driver}]"
+        );
+    });
+}

@@ -3,9 +3,10 @@
 # answer) under open-loop load, and back. For each proxy configuration and fault kind, three
 # consecutive `coregate-load run --rate` runs of SECS seconds each: before (all healthy), during
 # (the fault is switched on just before the run starts, so detection time is inside it) and after
-# (switched off just before; recovery is inside it). Per phase: requests offered and answered,
-# success rate (2xx share of requests + transport errors) and p99 latency, measured from each
-# request's intended send time (coordinated omission corrected).
+# (switched off just before; recovery is inside it). Per phase: requests completed (answers plus
+# transport errors; those still in flight when the run stops are not counted), success rate (2xx
+# share of them) and p99 latency from each request's intended send time (coordinated omission
+# corrected).
 #
 # Configurations (each started fresh per fault kind, 1 worker):
 #   coregate-plain      retries = 0, max_fails = 0: no resilience at all

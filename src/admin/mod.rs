@@ -152,6 +152,7 @@ impl Admin {
                 log_dropped: log.lines_dropped(),
                 expected_workers: self.st.workers.len(),
                 health: snapshot::EndpointHealthSnap::all(&st.health.load()),
+                bulkheads: st.bulkheads.load().snapshot(),
             },
         )
     }

@@ -11,6 +11,7 @@
 pub mod access_log;
 pub mod auth;
 mod breaker;
+pub mod bulkhead;
 pub mod fallback;
 pub mod health;
 pub mod http2;

@@ -29,6 +29,8 @@ pub struct Config {
     pub access_log: super::access_log::AccessLogConfig,
     /// The `[[listener]]` entries, in file order.
     pub listeners: Vec<ListenerConfig>,
+    /// `[[bulkhead]]` pools routes share.
+    pub bulkheads: Vec<super::bulkhead::BulkheadConfig>,
 }
 
 /// `[[listener]]`: a listener with options. `[server] listen` keeps serving plain ones; when the
@@ -108,6 +110,9 @@ pub struct UpstreamConfig {
     pub outlier_detection: Option<OutlierConfig>,
     /// `slow_start`: how long an endpoint that comes back takes to reach its full share.
     pub slow_start: Option<Duration>,
+    /// `max_concurrent` (with `max_queued`, `queue_timeout`): requests in flight to this upstream
+    /// from every route, whole process.
+    pub bulkhead: Option<super::bulkhead::ConcurrencyLimit>,
     /// `[upstream.health_check]`: active probes, run by the process's prober.
     pub health_check: Option<super::health::HealthCheck>,
     /// `[upstream.retry]`: what is retried (up to `retries` times), per-try timeout, back-off
@@ -220,8 +225,11 @@ pub struct RouteConfig {
     pub upgrades: Vec<String>,
     /// A tunnel with no bytes moving (or a peer not reading) for this long is closed.
     pub tunnel_idle_timeout: Duration,
-    /// `max_concurrent`: requests in flight on this route, whole process (the bulkhead).
-    pub max_concurrent: Option<u32>,
+    /// `max_concurrent` (with `max_queued`, `queue_timeout`): requests in flight on this route,
+    /// whole process (the route's own bulkhead).
+    pub bulkhead: Option<super::bulkhead::ConcurrencyLimit>,
+    /// `bulkheads`: the `[[bulkhead]]` pools (indexes into `Config::bulkheads`) it also counts in.
+    pub pools: Vec<usize>,
     /// `fallback`: the answer when the upstream cannot be asked.
     pub fallback: Option<std::sync::Arc<super::fallback::Fallback>>,
 }

@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     pub access_log: Option<super::access_log::RawAccessLog>,
     #[serde(default)]
     pub listener: Vec<super::tls::RawListener>,
+    #[serde(default)]
+    pub bulkhead: Vec<super::bulkhead::RawBulkhead>,
 }
 
 /// `[server]`
@@ -90,6 +92,9 @@ pub(crate) struct RawUpstream {
     pub health_check: Option<super::health::RawHealthCheck>,
     pub retry: Option<super::retry::RawRetry>,
     pub slow_start: Option<DurationValue>,
+    pub max_concurrent: Option<i64>,
+    pub max_queued: Option<i64>,
+    pub queue_timeout: Option<DurationValue>,
 }
 
 /// One `[[route]]`.
@@ -121,6 +126,9 @@ pub(crate) struct RawRoute {
     pub upgrades: Option<Vec<String>>,
     pub tunnel_idle_timeout: Option<DurationValue>,
     pub max_concurrent: Option<i64>,
+    pub max_queued: Option<i64>,
+    pub queue_timeout: Option<DurationValue>,
+    pub bulkheads: Option<Vec<String>>,
     pub fallback: Option<super::fallback::RawFallback>,
 }
 

@@ -153,6 +153,25 @@ fn table(cfg: &Config) -> Table {
             list(cfg.listeners.iter().map(listener).collect()),
         );
     }
+    if !cfg.bulkheads.is_empty() {
+        use super::bulkhead::PoolKey;
+        let pools = cfg.bulkheads.iter().map(|b| {
+            let key = match b.key {
+                PoolKey::Whole => None,
+                PoolKey::Tenant => s("tenant"),
+                PoolKey::Consumer => s("consumer"),
+                PoolKey::ClientIp => s("client_ip"),
+            };
+            tbl([
+                ("name", s(&b.name)),
+                ("max_concurrent", int(b.limit.max_concurrent)),
+                ("max_queued", int(b.limit.max_queued)),
+                ("queue_timeout", duration(b.limit.queue_timeout)),
+                ("key", key),
+            ])
+        });
+        t.insert("bulkhead".into(), list(pools.collect()));
+    }
     let log = &cfg.access_log;
     let (sink, path) = match &log.sink {
         LogSink::Off => ("off", None),
@@ -237,6 +256,15 @@ fn upstream(u: &UpstreamConfig) -> Value {
         ("health_check", u.health_check.as_ref().map(health_check)),
         ("retry", Some(retry(&u.retry))),
         ("slow_start", u.slow_start.and_then(duration)),
+        (
+            "max_concurrent",
+            u.bulkhead.and_then(|l| int(l.max_concurrent)),
+        ),
+        ("max_queued", u.bulkhead.and_then(|l| int(l.max_queued))),
+        (
+            "queue_timeout",
+            u.bulkhead.and_then(|l| duration(l.queue_timeout)),
+        ),
     ])
 }
 
@@ -460,7 +488,22 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
             "response_fields",
             r.response_fields.as_ref().and_then(|f| strs(&f.paths())),
         ),
-        ("max_concurrent", r.max_concurrent.and_then(int)),
+        (
+            "max_concurrent",
+            r.bulkhead.and_then(|l| int(l.max_concurrent)),
+        ),
+        ("max_queued", r.bulkhead.and_then(|l| int(l.max_queued))),
+        (
+            "queue_timeout",
+            r.bulkhead.and_then(|l| duration(l.queue_timeout)),
+        ),
+        (
+            "bulkheads",
+            (!r.pools.is_empty()).then(|| {
+                let names = r.pools.iter().map(|&i| cfg.bulkheads[i].name.clone());
+                Value::Array(names.map(Value::String).collect())
+            }),
+        ),
         ("fallback", r.fallback.as_deref().map(fallback)),
     ])
 }

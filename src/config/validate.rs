@@ -182,6 +182,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         }
         upstreams.push(u);
     }
+    let bulkheads = super::bulkhead::bulkheads(&mut cx, raw.bulkhead);
     let mut routes = Vec::new();
     let (mut route_names, mut conditions) = (BTreeMap::new(), BTreeMap::new());
     for (i, mut r) in raw.route.into_iter().enumerate() {
@@ -194,6 +195,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         let fields = super::transform::response_fields(&mut cx, &p, r.response_fields.take());
         let fallback =
             super::fallback::fallback(&mut cx, &p.key("fallback"), r.fallback.take(), base);
+        let pools = super::bulkhead::route_pools(&mut cx, &p, r.bulkheads.take(), &bulkheads);
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
@@ -201,6 +203,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         (route.require_client_cert, route.client_cert_sans) = certs;
         route.response_fields = fields;
         route.fallback = fallback;
+        route.pools = pools;
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -227,6 +230,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         redis,
         access_log,
         listeners,
+        bulkheads,
     })
 }
 
@@ -418,6 +422,7 @@ fn upstream(
         outlier_detection,
         health_check,
         retry,
+        bulkhead: super::bulkhead::limit(cx, p, u.max_concurrent, u.max_queued, u.queue_timeout),
         slow_start: u
             .slow_start
             .map(|v| cx.duration(p.key("slow_start"), Some(v), 0, true))
@@ -574,9 +579,9 @@ fn route(
             DEFAULT_TUNNEL_IDLE_SECS,
             false,
         ),
-        max_concurrent: r
-            .max_concurrent
-            .map(|n| cx.int(p.key("max_concurrent"), Some(n), 1u32, 1, 1_000_000)),
+        bulkhead: super::bulkhead::limit(cx, p, r.max_concurrent, r.max_queued, r.queue_timeout),
+        // Set by the caller (`config::bulkhead::route_pools`).
+        pools: Vec::new(),
         // Set by the caller (`config::fallback::fallback`).
         fallback: None,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.

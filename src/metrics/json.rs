@@ -109,6 +109,7 @@ pub fn render(m: &Merged) -> String {
         "routes": routes,
         "upstreams": upstreams,
         "health_checks": health,
+        "bulkheads": x.bulkheads.iter().map(|b| json!({"name": b.0, "in_flight": b.1, "queued": b.2, "rejected": b.3})).collect::<Vec<_>>(),
         "limits": limits,
         "redis": {"errors": m.redis_errors, "fallback": m.redis_fallback},
         "access_log": {"written": x.log_written, "dropped": x.log_dropped},

@@ -34,6 +34,11 @@ pub const UPSTREAM_HEALTH_CHANGES_TOTAL: &str = "coregate_upstream_health_change
 pub const UPSTREAM_DURATION: &str = "coregate_upstream_duration_seconds";
 pub const UPSTREAM_DURATION_QUANTILE: &str = "coregate_upstream_duration_quantile_seconds";
 
+// bulkheads
+pub const BULKHEAD_IN_FLIGHT: &str = "coregate_bulkhead_in_flight";
+pub const BULKHEAD_QUEUED: &str = "coregate_bulkhead_queued";
+pub const BULKHEAD_REJECTED_TOTAL: &str = "coregate_bulkhead_rejected_total";
+
 // client connections
 pub const OPEN_CONNECTIONS: &str = "coregate_open_connections";
 pub const ACCEPTED_TOTAL: &str = "coregate_accepted_connections_total";

@@ -103,6 +103,7 @@ pub fn render(m: &Merged) -> String {
     render_routes(&mut s, m);
     render_upstreams(&mut s, m);
     render_health(&mut s, m);
+    render_bulkheads(&mut s, m);
     render_connections(&mut s, m);
     render_limits(&mut s, m);
     render_process(&mut s, m);
@@ -349,6 +350,41 @@ fn render_health(s: &mut String, m: &Merged) {
             e.went_down
         );
         let _ = writeln!(s, "{name}{{{},to=\"healthy\"}} {}", labels(e), e.came_up);
+    }
+}
+
+/// Bulkhead pools (`route:<name>`, `upstream:<name>`, `[[bulkhead]]` names), whole process.
+fn render_bulkheads(s: &mut String, m: &Merged) {
+    let b = &m.extra.bulkheads;
+    if b.is_empty() {
+        return;
+    }
+    type Pick = fn(&(String, u64, u64, u64)) -> u64;
+    let families: [(&str, &str, &str, Pick); 3] = [
+        (
+            names::BULKHEAD_IN_FLIGHT,
+            "gauge",
+            "Requests holding a slot in the pool now.",
+            |p| p.1,
+        ),
+        (
+            names::BULKHEAD_QUEUED,
+            "gauge",
+            "Requests waiting for a slot now.",
+            |p| p.2,
+        ),
+        (
+            names::BULKHEAD_REJECTED_TOTAL,
+            "counter",
+            "Requests refused (pool and queue full, or the queue wait ran out).",
+            |p| p.3,
+        ),
+    ];
+    for (name, kind, help, get) in families {
+        family(s, name, kind, help);
+        for p in b {
+            let _ = writeln!(s, "{name}{{bulkhead=\"{}\"}} {}", esc(&p.0), get(p));
+        }
     }
 }
 

@@ -139,6 +139,8 @@ pub struct Extra {
     pub expected_workers: usize,
     /// Active health checks, per probed endpoint.
     pub health: Vec<EndpointHealthSnap>,
+    /// Bulkhead pools: name, in flight, queued, refused.
+    pub bulkheads: Vec<(String, u64, u64, u64)>,
 }
 
 /// One probed endpoint: the prober's verdict and counters.

@@ -105,12 +105,21 @@ pub(super) async fn upstream(
     let up = &gen.upstreams[call.upstream];
     let (rid, route_idx) = (call.rid, call.route);
     // a full bulkhead or an open circuit breaker answers at once: the upstream sees nothing
-    let _permit = match route.max_concurrent {
-        None => None,
-        Some(max) => match gen.shared.bulkheads.enter(route_idx, max) {
-            Some(p) => Some(p),
-            None => return refuse(gen, c, call, Refusal::Busy, Consumed::Head).await,
-        },
+    let bulkheads = &gen.shared.bulkheads;
+    let _permits = match bulkheads.guards(route_idx) {
+        false => None,
+        true => {
+            let id = call.identity;
+            let who = crate::proxy::bulkhead::Who {
+                tenant: id.and_then(|i| i.tenant.as_deref()),
+                consumer: id.and_then(|i| i.subject.as_deref().or(i.consumer.as_deref())),
+                client_ip: &c.peer_ip,
+            };
+            match bulkheads.enter(route_idx, &who).await {
+                Some(p) => Some(p),
+                None => return refuse(gen, c, call, Refusal::Busy, Consumed::Head).await,
+            }
+        }
     };
     let trial = match up.breaker_admit() {
         Ok(trial) => trial,

@@ -78,7 +78,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         websocket: false,
         upgrades: Vec::new(),
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
-        max_concurrent: None,
+        bulkhead: None,
+        pools: Vec::new(),
         fallback: None,
     }
 }

@@ -78,6 +78,8 @@ pub struct Status {
     pub log: ArcSwap<AccessLog>,
     /// The current generation's health verdicts (for metrics).
     pub health: ArcSwap<HealthBoard>,
+    /// The current generation's bulkheads (for metrics).
+    pub bulkheads: ArcSwap<crate::proxy::bulkhead::Bulkheads>,
     pub generation: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -115,6 +117,7 @@ impl Controller {
             config: ArcSwap::new(current.cfg.clone()),
             log: ArcSwap::new(current.log.clone()),
             health: ArcSwap::new(current.health.clone()),
+            bulkheads: ArcSwap::new(current.bulkheads.clone()),
             generation: AtomicU64::new(current.generation),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -207,8 +210,7 @@ impl Controller {
         } else {
             AccessLog::start(&cfg.access_log).map_err(|e| vec![e])?
         };
-        let bulkheads =
-            crate::proxy::bulkhead::Bulkheads::new(&cfg, Some((&old.cfg, &old.bulkheads)));
+        let bulkheads = crate::proxy::bulkhead::Bulkheads::new(&cfg, Some(&old.bulkheads));
         let health = Arc::new(HealthBoard::new(&cfg, Some(&old.health)));
         let next = Arc::new(Shared {
             generation: old.generation + 1,
@@ -240,6 +242,7 @@ impl Controller {
         self.status.config.store(next.cfg.clone());
         self.status.log.store(next.log.clone());
         self.status.health.store(next.health.clone());
+        self.status.bulkheads.store(next.bulkheads.clone());
         self.prober.update(next.health.clone());
         self.status
             .generation

@@ -28,6 +28,7 @@ fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
         health_check: None,
         retry: Default::default(),
         slow_start: None,
+        bulkhead: None,
     }
 }
 
