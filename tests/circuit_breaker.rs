@@ -266,3 +266,36 @@ fn cluster_scope_trips_per_worker_while_redis_is_down() {
     let line = gw.wait_log("circuit breakers with scope = \"cluster\" trip per worker");
     assert!(line.contains("unreachable"), "{line}");
 }
+
+#[test]
+fn consecutive_gateway_errors_eject_an_endpoint_that_keeps_refusing() {
+    let good = Upstream::fixed("good", 200, "fine");
+    let dead = closed_port();
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[dead, good.addr],
+            "max_fails = 0\nmax_ejection_percent = 50\n[upstream.retry]\nbackoff = \"0s\"\n[upstream.outlier_detection]\nconsecutive_gateway_errors = 2\nbase_ejection_time = \"30s\"",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..10 {
+            // the refused connect is retried on the good endpoint
+            assert_eq!(c.get("/x", "a.test").body_str(), "fine", "[{driver}]");
+        }
+        // passive health is off (max_fails = 0): only the outlier detector took it out, after 2
+        assert_eq!(
+            metric(&gw, "coregate_upstream_ejections_total"),
+            Some(1.0),
+            "[{driver}]"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_retries_total"),
+            Some(2.0),
+            "[{driver}]"
+        );
+    });
+}

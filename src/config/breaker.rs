@@ -34,6 +34,11 @@ pub(crate) struct RawBreaker {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawOutlier {
     pub consecutive_5xx: Option<i64>,
+    pub consecutive_gateway_errors: Option<i64>,
+    pub interval: Option<DurationValue>,
+    pub success_rate_min_hosts: Option<i64>,
+    pub success_rate_request_volume: Option<i64>,
+    pub success_rate_stdev_factor: Option<ShareValue>,
     pub base_ejection_time: Option<DurationValue>,
     pub max_ejection_time: Option<DurationValue>,
 }
@@ -53,8 +58,40 @@ pub(super) fn outlier(
             "must be at least base_ejection_time",
         );
     }
+    let factor = match o.success_rate_stdev_factor {
+        None => 1.9,
+        Some(ShareValue(f)) if f > 0.0 && f <= 10.0 => f,
+        Some(ShareValue(f)) => {
+            let m = format!("must be above 0 and at most 10 (like 1.9), got {f}");
+            cx.err(p.key("success_rate_stdev_factor"), m);
+            1.9
+        }
+    };
     Some(super::OutlierConfig {
         consecutive_5xx: cx.int(p.key("consecutive_5xx"), o.consecutive_5xx, 5, 1, 1000),
+        consecutive_gateway_errors: cx.int(
+            p.key("consecutive_gateway_errors"),
+            o.consecutive_gateway_errors,
+            0,
+            0,
+            1000,
+        ),
+        interval: cx.duration(p.key("interval"), o.interval, 10, false),
+        success_rate_min_hosts: cx.int(
+            p.key("success_rate_min_hosts"),
+            o.success_rate_min_hosts,
+            5,
+            2,
+            1000,
+        ),
+        success_rate_request_volume: cx.int(
+            p.key("success_rate_request_volume"),
+            o.success_rate_request_volume,
+            100,
+            1,
+            1_000_000,
+        ),
+        success_rate_stdev_factor: factor,
         base_ejection_time: base,
         max_ejection_time: max.max(base),
     })

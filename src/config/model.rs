@@ -120,11 +120,22 @@ pub struct UpstreamConfig {
     pub retry: crate::upstream::retry::RetryPolicy,
 }
 
-/// `[upstream.outlier_detection]`: Envoy's consecutive-5xx detector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `[upstream.outlier_detection]`: Envoy's consecutive-5xx, consecutive-gateway-error and
+/// success-rate detectors.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OutlierConfig {
     /// 5xx responses in a row that eject an endpoint.
     pub consecutive_5xx: u32,
+    /// 502/503/504 responses or connect/reset/timeout failures in a row that eject it (0: off).
+    pub consecutive_gateway_errors: u32,
+    /// How often success rates are compared.
+    pub interval: std::time::Duration,
+    /// Success rate: endpoints with at least `success_rate_request_volume` calls in the interval
+    /// count; with at least `success_rate_min_hosts` of them, one whose rate is below the mean
+    /// less `success_rate_stdev_factor` standard deviations is ejected.
+    pub success_rate_min_hosts: u32,
+    pub success_rate_request_volume: u32,
+    pub success_rate_stdev_factor: f64,
     /// The first ejection's length; the n-th lasts n times this.
     pub base_ejection_time: Duration,
     /// The longest ejection.

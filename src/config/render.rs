@@ -248,6 +248,20 @@ fn upstream(u: &UpstreamConfig) -> Value {
             u.outlier_detection.map(|o| {
                 tbl([
                     ("consecutive_5xx", int(o.consecutive_5xx)),
+                    (
+                        "consecutive_gateway_errors",
+                        int(o.consecutive_gateway_errors),
+                    ),
+                    ("interval", duration(o.interval)),
+                    ("success_rate_min_hosts", int(o.success_rate_min_hosts)),
+                    (
+                        "success_rate_request_volume",
+                        int(o.success_rate_request_volume),
+                    ),
+                    (
+                        "success_rate_stdev_factor",
+                        Some(Value::Float(o.success_rate_stdev_factor)),
+                    ),
                     ("base_ejection_time", duration(o.base_ejection_time)),
                     ("max_ejection_time", duration(o.max_ejection_time)),
                 ])

@@ -54,8 +54,12 @@ struct Slot {
     ejected_until: Option<Instant>,
     /// Per-endpoint salt for rendezvous hashing (depends only on the index: same on every worker).
     salt: u64,
-    /// Outlier detection: 5xx responses in a row, and how often this endpoint was ejected for it.
+    /// Outlier detection: 5xx responses in a row, gateway errors in a row, calls and successes
+    /// since the last success-rate check, and how often this endpoint was ejected as an outlier.
     consecutive_5xx: u32,
+    consecutive_gw: u32,
+    calls: u32,
+    successes: u32,
     outlier_ejections: u32,
     /// Active health checks: the prober's verdicts for this upstream, and this endpoint's index.
     probed: Option<(std::sync::Arc<super::health::UpstreamHealth>, usize)>,
@@ -91,6 +95,8 @@ pub struct Balancer {
     panicked: bool,
     /// `[upstream.outlier_detection]`.
     outlier: Option<crate::config::OutlierConfig>,
+    /// When success rates were last compared.
+    last_sr_check: Option<Instant>,
     /// `slow_start`: an endpoint back from an ejection or a failed health check takes a share of
     /// its picks that grows from 10% to all over this window.
     slow_start: Option<Duration>,
@@ -156,6 +162,7 @@ impl Balancer {
             panic_threshold: cfg.panic_threshold,
             panicked: false,
             outlier: cfg.outlier_detection,
+            last_sr_check: None,
             slow_start: cfg.slow_start,
         };
         if b.policy == Balance::Weighted && n > 0 {
@@ -367,6 +374,14 @@ impl Balancer {
     /// (the window starts at the first failure); reaching it ejects the endpoint for `fail_timeout`
     /// unless the safety floor forbids it. Failures while already ejected are ignored.
     pub fn report_failure(&mut self, idx: usize, now: Instant) -> Ejection {
+        if self.outlier.is_some() {
+            // a failed call is a failed call for the success rate, and a gateway error
+            let s = &mut self.slots[idx];
+            s.calls = s.calls.saturating_add(1);
+            if self.gateway_error(idx, now) == Ejection::Ejected {
+                return Ejection::Ejected;
+            }
+        }
         let (max_fails, ft) = (self.max_fails, self.fail_timeout);
         if max_fails == 0 {
             return Ejection::None;
@@ -424,16 +439,48 @@ impl Balancer {
             return Ejection::None;
         };
         let s = &mut self.slots[idx];
+        s.calls = s.calls.saturating_add(1);
         if status < 500 {
-            s.consecutive_5xx = 0;
+            s.successes = s.successes.saturating_add(1);
+            (s.consecutive_5xx, s.consecutive_gw) = (0, 0);
             return Ejection::None;
+        }
+        if matches!(status, 502..=504) && self.gateway_error(idx, now) == Ejection::Ejected {
+            return Ejection::Ejected;
+        }
+        let s = &mut self.slots[idx];
+        if !matches!(status, 502..=504) {
+            s.consecutive_gw = 0;
         }
         s.consecutive_5xx += 1;
         if s.consecutive_5xx < o.consecutive_5xx || !s.healthy(now) {
             return Ejection::None;
         }
         s.consecutive_5xx = 0;
-        let times = s.outlier_ejections.saturating_add(1);
+        self.eject_outlier(idx, now)
+    }
+
+    /// A 502/503/504 or a failed call on `idx`: `consecutive_gateway_errors` in a row eject it.
+    fn gateway_error(&mut self, idx: usize, now: Instant) -> Ejection {
+        let Some(o) = self.outlier.filter(|o| o.consecutive_gateway_errors > 0) else {
+            return Ejection::None;
+        };
+        let s = &mut self.slots[idx];
+        s.consecutive_gw += 1;
+        if s.consecutive_gw < o.consecutive_gateway_errors || !s.healthy(now) {
+            return Ejection::None;
+        }
+        (s.consecutive_gw, s.consecutive_5xx) = (0, 0);
+        self.eject_outlier(idx, now)
+    }
+
+    /// Ejects outlier `idx` for `base_ejection_time` times its outlier ejections so far, at most
+    /// `max_ejection_time`, within the safety floor.
+    fn eject_outlier(&mut self, idx: usize, now: Instant) -> Ejection {
+        let Some(o) = self.outlier else {
+            return Ejection::None;
+        };
+        let times = self.slots[idx].outlier_ejections.saturating_add(1);
         let time = o
             .base_ejection_time
             .saturating_mul(times)
@@ -446,6 +493,47 @@ impl Balancer {
             self.slots[idx].outlier_ejections = times;
         }
         ejection
+    }
+
+    /// Envoy's success-rate detector, run about once a second (the reaper): once per `interval`,
+    /// among healthy endpoints with `success_rate_request_volume` calls since the last check (at
+    /// least `success_rate_min_hosts` of them), an endpoint whose success rate is below the mean
+    /// less `success_rate_stdev_factor` standard deviations is ejected. Returns the ejections
+    /// made and spared.
+    pub fn check_success_rates(&mut self, now: Instant) -> (u32, u32) {
+        let Some(o) = self.outlier else {
+            return (0, 0);
+        };
+        let last = *self.last_sr_check.get_or_insert(now);
+        if now.saturating_duration_since(last) < o.interval {
+            return (0, 0);
+        }
+        self.last_sr_check = Some(now);
+        let rates: Vec<(usize, f64)> = (self.slots.iter().enumerate())
+            .filter(|(_, s)| s.healthy(now) && s.calls >= o.success_rate_request_volume)
+            .map(|(i, s)| (i, f64::from(s.successes) / f64::from(s.calls)))
+            .collect();
+        for s in &mut self.slots {
+            (s.calls, s.successes) = (0, 0);
+        }
+        if rates.len() < o.success_rate_min_hosts as usize {
+            return (0, 0);
+        }
+        let n = rates.len() as f64;
+        let mean = rates.iter().map(|r| r.1).sum::<f64>() / n;
+        let var = rates.iter().map(|r| (r.1 - mean).powi(2)).sum::<f64>() / n;
+        let floor = mean - o.success_rate_stdev_factor * var.sqrt();
+        let (mut ejected, mut spared) = (0, 0);
+        for (i, rate) in rates {
+            if rate < floor {
+                match self.eject_outlier(i, now) {
+                    Ejection::Ejected => ejected += 1,
+                    Ejection::Spared => spared += 1,
+                    Ejection::None => {}
+                }
+            }
+        }
+        (ejected, spared)
     }
 
     /// A successful exchange with `idx`: resets its failure count (does not end an ejection).

@@ -362,6 +362,7 @@ fn consecutive_5xx_eject_for_growing_times_within_the_floor() {
         consecutive_5xx: 2,
         base_ejection_time: Duration::from_secs(10),
         max_ejection_time: Duration::from_secs(15),
+        ..outlier_defaults()
     });
     let mut b = Balancer::new(&c, 0);
     assert_eq!(b.report_status(0, 500, t0), Ejection::None);
@@ -429,4 +430,79 @@ fn slow_start_ramps_a_returning_endpoint_from_a_tenth() {
 
 fn hash_key_of(i: u64) -> u64 {
     hash_key(&i.to_le_bytes())
+}
+
+fn with_outlier(n: usize, gw: u32) -> Balancer {
+    let mut c = cfg(&vec![1; n], Balance::RoundRobin, 0);
+    c.max_ejection_percent = 50;
+    c.outlier_detection = Some(crate::config::OutlierConfig {
+        consecutive_5xx: 100,
+        consecutive_gateway_errors: gw,
+        ..outlier_defaults()
+    });
+    Balancer::new(&c, 0)
+}
+
+#[test]
+fn consecutive_gateway_errors_count_failed_calls_and_502_to_504() {
+    let mut b = with_outlier(3, 3);
+    let t = Instant::now();
+    assert_eq!(b.report_status(0, 503, t), Ejection::None);
+    assert_eq!(b.report_failure(0, t), Ejection::None, "a reset counts too");
+    assert_eq!(
+        b.report_status(0, 500, t),
+        Ejection::None,
+        "a 500 ends the run"
+    );
+    assert_eq!(b.report_status(0, 502, t), Ejection::None);
+    assert_eq!(b.report_status(0, 504, t), Ejection::None);
+    assert_eq!(b.report_failure(0, t), Ejection::Ejected);
+    assert!(b.is_ejected(0, t + Duration::from_secs(29)));
+    assert!(!b.is_ejected(0, t + Duration::from_secs(30)));
+}
+
+#[test]
+fn success_rate_outliers_are_ejected_once_per_interval() {
+    let mut b = with_outlier(6, 0);
+    let t = Instant::now();
+    assert_eq!(
+        b.check_success_rates(t),
+        (0, 0),
+        "starts the first interval"
+    );
+    for ep in 0..6 {
+        for i in 0..200 {
+            // endpoint 5 fails a third of its calls, the others one in a hundred
+            let bad = if ep == 5 { i % 3 == 0 } else { i % 100 == 0 };
+            b.report_status(ep, if bad { 500 } else { 200 }, t);
+        }
+    }
+    assert_eq!(
+        b.check_success_rates(t + Duration::from_secs(5)),
+        (0, 0),
+        "not due"
+    );
+    assert_eq!(b.check_success_rates(t + Duration::from_secs(10)), (1, 0));
+    let later = t + Duration::from_secs(11);
+    assert!(b.is_ejected(5, later) && !b.is_ejected(4, later));
+    // too few endpoints with enough calls: no verdict
+    for ep in 0..4 {
+        for _ in 0..200 {
+            b.report_status(ep, 200, later);
+        }
+    }
+    assert_eq!(b.check_success_rates(t + Duration::from_secs(20)), (0, 0));
+}
+
+fn outlier_defaults() -> crate::config::OutlierConfig {
+    crate::config::OutlierConfig {
+        consecutive_5xx: 5,
+        consecutive_gateway_errors: 0,
+        base_ejection_time: Duration::from_secs(30),
+        max_ejection_time: Duration::from_secs(300),
+        interval: Duration::from_secs(10),
+        success_rate_min_hosts: 5,
+        success_rate_request_volume: 100,
+        success_rate_stdev_factor: 1.9,
+    }
 }

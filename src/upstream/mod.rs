@@ -142,7 +142,13 @@ impl UpstreamRt {
     }
 
     /// Closes idle connections past their time, HTTP/1.1 and HTTP/2 (run about once a second).
+    /// Also runs the outlier detector's success-rate check when it is due.
     pub fn reap(&self, now: std::time::Instant) {
+        if self.cfg.outlier_detection.is_some() {
+            let (ejected, spared) = self.balancer.borrow_mut().check_success_rates(now);
+            self.stats.ejections.add(u64::from(ejected));
+            self.stats.ejections_spared.add(u64::from(spared));
+        }
         self.pool.borrow_mut().reap(now);
         self.h2.borrow_mut().reap(now, self.cfg.idle_timeout);
     }
