@@ -290,3 +290,76 @@ fn shared_pools_reserve_capacity_and_the_upstream_caps_all_routes() {
         );
     });
 }
+
+#[test]
+fn adaptive_concurrency_sheds_when_latency_grows_with_load() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // a saturated upstream: each request takes 4 ms per request in flight (a queue building)
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let late_peak = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let (f, p) = (in_flight.clone(), late_peak.clone());
+    let up = Upstream::start(
+        "queueing",
+        false,
+        Arc::new(move |_| {
+            let n = f.fetch_add(1, Ordering::SeqCst) + 1;
+            if started.elapsed() > Duration::from_millis(1200) {
+                p.fetch_max(n, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(4 * n as u64));
+            f.fetch_sub(1, Ordering::SeqCst);
+            MockResponse::new(200, "ok")
+        }),
+    );
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[up.addr],
+            "[upstream.adaptive_concurrency]\ninitial_limit = 30\nmin_limit = 2\nwindow = 10\nsmoothing = 0.5",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    let gw = Gateway::start_with_args(&cfg, "epoll", &["--workers", "1"]);
+    let addr = gw.addr;
+    let until = started + Duration::from_millis(2000);
+    let threads: Vec<_> = (0..30)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (mut ok, mut shed) = (0, 0);
+                let mut c = Client::connect(addr);
+                while Instant::now() < until {
+                    match c.get("/x", "a.test").status {
+                        200 => ok += 1,
+                        503 => {
+                            shed += 1;
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        s => panic!("status {s}"),
+                    }
+                }
+                (ok, shed)
+            })
+        })
+        .collect();
+    let (ok, shed) = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let m = gw.metrics();
+    let limit: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("coregate_upstream_adaptive_limit{upstream=\"u\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peak = late_peak.load(Ordering::SeqCst);
+    eprintln!("adaptive: served {ok}, shed {shed}, limit {limit}, late peak {peak}");
+    assert!(ok > 0 && shed > 0, "served {ok}, shed {shed}");
+    assert!(limit < 30.0, "the limit came down from 30: {limit}");
+    assert!(
+        peak < 30,
+        "30 clients, but at most {peak} in flight at the upstream once adapted"
+    );
+}

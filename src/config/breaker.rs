@@ -1,6 +1,8 @@
-//! `[upstream.circuit_breaker]` and `[upstream.outlier_detection]`: the raw tables and their
-//! checks, into the runtime's [`BreakerConfig`](crate::upstream::breaker::BreakerConfig) and
-//! [`OutlierConfig`](super::OutlierConfig).
+//! `[upstream.circuit_breaker]`, `[upstream.outlier_detection]` and
+//! `[upstream.adaptive_concurrency]`: the raw tables and their checks, into the runtime's
+//! [`BreakerConfig`](crate::upstream::breaker::BreakerConfig),
+//! [`OutlierConfig`](super::OutlierConfig) and
+//! [`AdaptiveConfig`](crate::upstream::adaptive::AdaptiveConfig).
 //!
 //! Owns the defaults and the rules: rates in (0, 1], `window` (a duration: a time window) or
 //! `window_calls` (a count window), not both; `open_for_max` at least `open_for`; statuses 100-599
@@ -41,6 +43,51 @@ pub(crate) struct RawOutlier {
     pub success_rate_stdev_factor: Option<ShareValue>,
     pub base_ejection_time: Option<DurationValue>,
     pub max_ejection_time: Option<DurationValue>,
+}
+
+/// `[upstream.adaptive_concurrency]` as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawAdaptive {
+    pub min_limit: Option<i64>,
+    pub max_limit: Option<i64>,
+    pub initial_limit: Option<i64>,
+    pub tolerance: Option<ShareValue>,
+    pub smoothing: Option<ShareValue>,
+    pub window: Option<i64>,
+    pub long_window: Option<i64>,
+}
+
+/// `upstream.adaptive_concurrency` (`p`: the table's key).
+pub(super) fn adaptive(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    raw: Option<RawAdaptive>,
+) -> Option<crate::upstream::adaptive::AdaptiveConfig> {
+    let a = raw?;
+    let min_limit = cx.int(p.key("min_limit"), a.min_limit, 3, 1, 100_000);
+    let max_limit = cx.int(p.key("max_limit"), a.max_limit, 1000, 1, 1_000_000);
+    if max_limit < min_limit {
+        cx.err(p.key("max_limit"), "must be at least min_limit");
+    }
+    let initial: u32 = cx.int(p.key("initial_limit"), a.initial_limit, 20, 1, 1_000_000);
+    let tolerance = match a.tolerance {
+        None => 1.5,
+        Some(ShareValue(t)) if (1.0..=10.0).contains(&t) => t,
+        Some(ShareValue(t)) => {
+            let m = format!("must be between 1 and 10 (like 1.5), got {t}");
+            cx.err(p.key("tolerance"), m);
+            1.5
+        }
+    };
+    Some(crate::upstream::adaptive::AdaptiveConfig {
+        min_limit,
+        max_limit: max_limit.max(min_limit),
+        initial_limit: initial.clamp(min_limit, max_limit.max(min_limit)),
+        tolerance,
+        smoothing: rate(cx, p.key("smoothing"), a.smoothing, 0.2),
+        window: cx.int(p.key("window"), a.window, 50, 1, 100_000),
+        long_window: cx.int(p.key("long_window"), a.long_window, 100, 1, 100_000),
+    })
 }
 
 /// `upstream.outlier_detection` (`p`: the table's key).

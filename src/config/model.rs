@@ -113,6 +113,8 @@ pub struct UpstreamConfig {
     /// `max_concurrent` (with `max_queued`, `queue_timeout`): requests in flight to this upstream
     /// from every route, whole process.
     pub bulkhead: Option<super::bulkhead::ConcurrencyLimit>,
+    /// `[upstream.adaptive_concurrency]`: a latency-driven limit on requests in flight, per worker.
+    pub adaptive_concurrency: Option<crate::upstream::adaptive::AdaptiveConfig>,
     /// `[upstream.health_check]`: active probes, run by the process's prober.
     pub health_check: Option<super::health::HealthCheck>,
     /// `[upstream.retry]`: what is retried (up to `retries` times), per-try timeout, back-off

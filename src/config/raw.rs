@@ -89,6 +89,7 @@ pub(crate) struct RawUpstream {
     pub protocol: Option<String>,
     pub circuit_breaker: Option<super::breaker::RawBreaker>,
     pub outlier_detection: Option<super::breaker::RawOutlier>,
+    pub adaptive_concurrency: Option<super::breaker::RawAdaptive>,
     pub health_check: Option<super::health::RawHealthCheck>,
     pub retry: Option<super::retry::RawRetry>,
     pub slow_start: Option<DurationValue>,

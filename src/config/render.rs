@@ -268,6 +268,20 @@ fn upstream(u: &UpstreamConfig) -> Value {
             }),
         ),
         ("health_check", u.health_check.as_ref().map(health_check)),
+        (
+            "adaptive_concurrency",
+            u.adaptive_concurrency.map(|a| {
+                tbl([
+                    ("min_limit", int(a.min_limit)),
+                    ("max_limit", int(a.max_limit)),
+                    ("initial_limit", int(a.initial_limit)),
+                    ("tolerance", Some(Value::Float(a.tolerance))),
+                    ("smoothing", Some(Value::Float(a.smoothing))),
+                    ("window", int(a.window)),
+                    ("long_window", int(a.long_window)),
+                ])
+            }),
+        ),
         ("retry", Some(retry(&u.retry))),
         ("slow_start", u.slow_start.and_then(duration)),
         (

@@ -388,6 +388,8 @@ fn upstream(
     let outlier_detection =
         super::breaker::outlier(cx, &p.key("outlier_detection"), u.outlier_detection);
     let health_check = super::health::health_check(cx, &p.key("health_check"), u.health_check);
+    let adaptive_concurrency =
+        super::breaker::adaptive(cx, &p.key("adaptive_concurrency"), u.adaptive_concurrency);
     let retry = super::retry::retry(cx, &p.key("retry"), u.retry);
     let max_idle = u.max_idle_per_endpoint;
     Some(UpstreamConfig {
@@ -421,6 +423,7 @@ fn upstream(
         circuit_breaker,
         outlier_detection,
         health_check,
+        adaptive_concurrency,
         retry,
         bulkhead: super::bulkhead::limit(cx, p, u.max_concurrent, u.max_queued, u.queue_timeout),
         slow_start: u

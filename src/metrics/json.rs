@@ -58,6 +58,7 @@ pub fn render(m: &Merged) -> String {
                 "errors": errors,
                 "retries": u.retries,
                 "retry_budget_exhausted": u.retry_budget_exhausted,
+                "adaptive": {"limit": u.adaptive_limit, "shed": u.adaptive_shed},
                 "pool_hits": u.pool_hits,
                 "pool_misses": u.pool_misses,
                 "ejections": u.ejections,

@@ -158,6 +158,9 @@ pub struct UpstreamStats {
     pub retries: Counter,
     /// Retries refused because the upstream's retry budget was spent.
     pub retry_budget_exhausted: Counter,
+    /// Adaptive concurrency: this worker's limit now, and requests shed by it.
+    pub adaptive_limit: Gauge,
+    pub adaptive_shed: Counter,
     pub pool_hits: Counter,
     pub pool_misses: Counter,
     /// Endpoints ejected by passive health, and ejections the safety floor refused.
@@ -318,6 +321,8 @@ impl WorkerStats {
                 errors: u.errors.each_ref().map(Counter::get),
                 retries: u.retries.get(),
                 retry_budget_exhausted: u.retry_budget_exhausted.get(),
+                adaptive_limit: u.adaptive_limit.get(),
+                adaptive_shed: u.adaptive_shed.get(),
                 pool_hits: u.pool_hits.get(),
                 pool_misses: u.pool_misses.get(),
                 ejections: u.ejections.get(),

@@ -194,7 +194,7 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         }
     }
     type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
-    let simple: [(&str, &str, &str, Pick); 14] = [
+    let simple: [(&str, &str, &str, Pick); 16] = [
         (
             names::UPSTREAM_RETRIES_TOTAL,
             "counter",
@@ -206,6 +206,18 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             "counter",
             "Retries not made because the retry budget was spent.",
             |u| u.retry_budget_exhausted,
+        ),
+        (
+            names::UPSTREAM_ADAPTIVE_SHED_TOTAL,
+            "counter",
+            "Requests shed at once by the adaptive concurrency limit.",
+            |u| u.adaptive_shed,
+        ),
+        (
+            names::UPSTREAM_ADAPTIVE_LIMIT,
+            "gauge",
+            "Adaptive concurrency limit now, summed over workers (0 without one).",
+            |u| u.adaptive_limit.max(0) as u64,
         ),
         (
             names::UPSTREAM_POOL_HITS_TOTAL,

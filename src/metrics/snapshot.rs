@@ -80,6 +80,8 @@ pub struct UpstreamSnap {
     pub errors: [u64; 4],
     pub retries: u64,
     pub retry_budget_exhausted: u64,
+    pub adaptive_limit: i64,
+    pub adaptive_shed: u64,
     pub pool_hits: u64,
     pub pool_misses: u64,
     pub ejections: u64,
@@ -268,6 +270,8 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
             }
             into.retries += u.retries;
             into.retry_budget_exhausted += u.retry_budget_exhausted;
+            into.adaptive_limit += u.adaptive_limit;
+            into.adaptive_shed += u.adaptive_shed;
             into.pool_hits += u.pool_hits;
             into.pool_misses += u.pool_misses;
             into.ejections += u.ejections;

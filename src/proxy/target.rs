@@ -125,6 +125,11 @@ pub(super) async fn upstream(
         Ok(trial) => trial,
         Err(wait) => return refuse(gen, c, call, Refusal::Open(wait), Consumed::Head).await,
     };
+    // the adaptive limit sheds at once when the upstream's latency says it is saturated
+    let Some(adaptive) = up.adaptive_admit() else {
+        up.breaker_record(StdInstant::now(), CallEnd::NoVerdict, trial);
+        return refuse(gen, c, call, Refusal::Busy, Consumed::Head).await;
+    };
     let head = &c.head;
     let buf = &c.buf;
     let hidden = gen.auth.hidden(route.auth);
@@ -269,10 +274,11 @@ pub(super) async fn upstream(
         early,
     } = match exchange::exchange(gen, &plan, c, &mut body, resp).await {
         Ok(v) => {
-            if up.breaker.is_some() {
+            if up.breaker.is_some() || up.adaptive.is_some() {
                 let now = StdInstant::now();
                 let end = CallEnd::Response(resp.status, now - up_start);
                 up.breaker_record(now, end, trial);
+                adaptive.latency(now - up_start);
             }
             v
         }

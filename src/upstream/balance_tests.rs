@@ -26,6 +26,7 @@ fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
         circuit_breaker: None,
         outlier_detection: None,
         health_check: None,
+        adaptive_concurrency: None,
         retry: Default::default(),
         slow_start: None,
         bulkhead: None,

@@ -5,6 +5,7 @@
 //! endpoint and tracks passive health; the pool (`pool.rs`) keeps idle keep-alive connections. Both sit
 //! behind `RefCell` because only this worker's tasks touch them, and borrows never cross an await.
 
+pub mod adaptive;
 pub mod balance;
 pub mod breaker;
 pub mod cluster_breaker;
@@ -39,6 +40,29 @@ pub struct UpstreamRt {
     pub breaker: Option<RefCell<breaker::Breaker>>,
     /// Requests in the exchange and those on a retry, for `[upstream.retry]`'s budget.
     pub retry_budget: retry::Budget,
+    /// `[upstream.adaptive_concurrency]`, this worker's.
+    pub adaptive: Option<RefCell<adaptive::AdaptiveLimit>>,
+}
+
+/// A call admitted under the adaptive limit; reports its latency ([`AdaptiveSlot::latency`]),
+/// or gives its slot back as a failure when dropped without one.
+pub struct AdaptiveSlot<'a>(Option<&'a UpstreamRt>);
+
+impl AdaptiveSlot<'_> {
+    /// The call got its response head after `took`.
+    pub fn latency(mut self, took: std::time::Duration) {
+        if let Some(up) = self.0.take() {
+            up.adaptive_done(Some(took));
+        }
+    }
+}
+
+impl Drop for AdaptiveSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(up) = self.0 {
+            up.adaptive_done(None);
+        }
+    }
 }
 
 /// How a call the breaker admitted ended, for [`UpstreamRt::breaker_record`].
@@ -60,7 +84,6 @@ impl UpstreamRt {
         health: Option<std::sync::Arc<health::UpstreamHealth>>,
     ) -> Self {
         UpstreamRt {
-            stats,
             name: cfg.name.clone(),
             addrs: cfg.endpoints.iter().map(|e| e.addr).collect(),
             host_text: cfg.endpoints.iter().map(|e| e.addr.to_string()).collect(),
@@ -74,6 +97,11 @@ impl UpstreamRt {
             cfg: cfg.clone(),
             tls_logged: Default::default(),
             retry_budget: Default::default(),
+            adaptive: cfg.adaptive_concurrency.map(|a| {
+                stats.adaptive_limit.set(i64::from(a.initial_limit));
+                RefCell::new(adaptive::AdaptiveLimit::new(a))
+            }),
+            stats,
             breaker: cfg
                 .circuit_breaker
                 .clone()
@@ -124,6 +152,26 @@ impl UpstreamRt {
             }
             Some(breaker::State::Closed) => self.stats.breaker_open.add(-1),
             _ => {}
+        }
+    }
+
+    /// A slot under the adaptive limit (a no-op slot without one), or None: shed the request.
+    pub fn adaptive_admit(&self) -> Option<AdaptiveSlot<'_>> {
+        let Some(a) = &self.adaptive else {
+            return Some(AdaptiveSlot(None));
+        };
+        if a.borrow_mut().admit() {
+            return Some(AdaptiveSlot(Some(self)));
+        }
+        self.stats.adaptive_shed.inc();
+        None
+    }
+
+    fn adaptive_done(&self, took: Option<std::time::Duration>) {
+        if let Some(a) = &self.adaptive {
+            let mut a = a.borrow_mut();
+            a.done(took);
+            self.stats.adaptive_limit.set(i64::from(a.limit()));
         }
     }
 
