@@ -178,3 +178,68 @@ fn the_retry_budget_holds_extra_load_to_its_share() {
         assert_eq!(failing.request_count(), 2 * N, "[{driver}]");
     });
 }
+
+#[test]
+fn hedged_gets_take_the_first_answer_and_posts_are_never_hedged() {
+    let slow = Upstream::slow("slow", 400, "slow");
+    let fast = Upstream::fixed("fast", 200, "fast");
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "u",
+            &[slow.addr, fast.addr],
+            "[upstream.retry]\nhedge_after = \"50ms\"",
+        ) + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        slow.clear();
+        let mut c = Client::connect(gw.addr);
+        for i in 0..6 {
+            let t = Instant::now();
+            let r = c.get(&format!("/items/{i}"), "api.test");
+            assert_eq!(
+                (r.status, r.body_str().as_str()),
+                (200, "fast"),
+                "[{driver}]"
+            );
+            assert!(
+                t.elapsed() < Duration::from_millis(300),
+                "[{driver}] {:?}",
+                t.elapsed()
+            );
+        }
+        let hedged = slow.request_count() as f64;
+        assert!(
+            hedged >= 1.0,
+            "[{driver}] some GETs went to the slow endpoint first"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_hedges_total"),
+            hedged,
+            "[{driver}]"
+        );
+        assert_eq!(
+            metric(&gw, "coregate_upstream_hedge_wins_total"),
+            hedged,
+            "[{driver}]"
+        );
+        // a POST that meets the slow endpoint waits for it
+        let times: Vec<(String, Duration)> = (0..2)
+            .map(|_| {
+                let t = Instant::now();
+                (post(&mut c, None).body_str(), t.elapsed())
+            })
+            .collect();
+        let (_, took) = times
+            .iter()
+            .find(|(b, _)| b == "slow")
+            .expect("one POST met it");
+        assert!(*took >= Duration::from_millis(380), "[{driver}] {times:?}");
+        assert_eq!(
+            metric(&gw, "coregate_upstream_hedges_total"),
+            hedged,
+            "[{driver}] no POST hedged"
+        );
+    });
+}

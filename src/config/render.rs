@@ -315,6 +315,13 @@ fn retry(r: &crate::upstream::retry::RetryPolicy) -> Value {
         ("budget_percent", int(r.budget_percent)),
         ("budget_min", int(r.budget_min)),
         ("idempotency_key", Some(Value::Boolean(r.idempotency_key))),
+        (
+            "hedge_after",
+            r.hedge_after.and_then(|h| match h {
+                crate::upstream::retry::HedgeAfter::P95 => s("p95"),
+                crate::upstream::retry::HedgeAfter::Fixed(d) => duration(d),
+            }),
+        ),
     ])
 }
 

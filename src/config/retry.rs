@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::position::KeyPath;
 use super::raw::{DurationValue, Scalar, StatusValue};
 use super::validate::Ctx;
-use crate::upstream::retry::{RetryOn, RetryPolicy};
+use crate::upstream::retry::{HedgeAfter, RetryOn, RetryPolicy};
 
 /// `[upstream.retry]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +22,7 @@ pub(crate) struct RawRetry {
     pub budget_percent: Option<i64>,
     pub budget_min: Option<i64>,
     pub idempotency_key: Option<bool>,
+    pub hedge_after: Option<DurationValue>,
 }
 
 const CONDITIONS: &str =
@@ -94,6 +95,20 @@ pub(super) fn retry(cx: &mut Ctx, p: &KeyPath, raw: Option<RawRetry>) -> RetryPo
         ),
         budget_min: cx.int(p.key("budget_min"), r.budget_min, d.budget_min, 0, 10_000),
         idempotency_key: r.idempotency_key.unwrap_or(d.idempotency_key),
+        hedge_after: r.hedge_after.map(|v| match v.0 {
+            Scalar::Str(s) if s == "p95" => HedgeAfter::P95,
+            Scalar::Str(s) if super::units::parse_duration(&s).is_err() => {
+                let m = format!("\"{s}\" is neither \"p95\" nor a duration like \"50ms\"");
+                cx.err(p.key("hedge_after"), m);
+                HedgeAfter::P95
+            }
+            other => HedgeAfter::Fixed(cx.duration(
+                p.key("hedge_after"),
+                Some(DurationValue(other)),
+                1,
+                false,
+            )),
+        }),
     }
 }
 
@@ -115,6 +130,9 @@ mod tests {
             ]),
             (&up("backoff = \"1s\"\nmax_backoff = \"100ms\""), &["upstream[1].retry.max_backoff: must be at least backoff"]),
             (&up("per_try_timeout = \"0s\""), &["upstream[1].retry.per_try_timeout: must be greater than 0"]),
+            (&up("hedge_after = \"p95\""), &[]),
+            (&up("hedge_after = \"40ms\""), &[]),
+            (&up("hedge_after = \"soon\""), &["upstream[1].retry.hedge_after: \"soon\" is neither \"p95\" nor a duration like \"50ms\""]),
             (&up("budget_percent = 101"), &["upstream[1].retry.budget_percent: must be between 0 and 100, got 101"]),
         ]);
     }

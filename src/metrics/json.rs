@@ -59,6 +59,7 @@ pub fn render(m: &Merged) -> String {
                 "retries": u.retries,
                 "retry_budget_exhausted": u.retry_budget_exhausted,
                 "adaptive": {"limit": u.adaptive_limit, "shed": u.adaptive_shed},
+                "hedges": {"sent": u.hedges, "won": u.hedge_wins},
                 "pool_hits": u.pool_hits,
                 "pool_misses": u.pool_misses,
                 "ejections": u.ejections,

@@ -94,6 +94,12 @@ impl Latency {
         self.sum_us.add(us);
     }
 
+    /// The `q` quantile (µs) of what was recorded on this worker, once at least `min` values are.
+    pub fn quantile_us(&self, q: f64, min: u64) -> Option<u64> {
+        let h = self.hist.borrow();
+        (h.len() >= min).then(|| h.value_at_quantile(q))
+    }
+
     fn snap(&self) -> snapshot::LatencySnap {
         snapshot::LatencySnap {
             hist: self.hist.borrow().clone(),
@@ -161,6 +167,9 @@ pub struct UpstreamStats {
     /// Adaptive concurrency: this worker's limit now, and requests shed by it.
     pub adaptive_limit: Gauge,
     pub adaptive_shed: Counter,
+    /// Hedged requests: second tries sent, and those that answered first.
+    pub hedges: Counter,
+    pub hedge_wins: Counter,
     pub pool_hits: Counter,
     pub pool_misses: Counter,
     /// Endpoints ejected by passive health, and ejections the safety floor refused.
@@ -323,6 +332,8 @@ impl WorkerStats {
                 retry_budget_exhausted: u.retry_budget_exhausted.get(),
                 adaptive_limit: u.adaptive_limit.get(),
                 adaptive_shed: u.adaptive_shed.get(),
+                hedges: u.hedges.get(),
+                hedge_wins: u.hedge_wins.get(),
                 pool_hits: u.pool_hits.get(),
                 pool_misses: u.pool_misses.get(),
                 ejections: u.ejections.get(),

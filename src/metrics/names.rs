@@ -18,6 +18,8 @@ pub const UPSTREAM_RETRY_BUDGET_EXHAUSTED_TOTAL: &str =
     "coregate_upstream_retry_budget_exhausted_total";
 pub const UPSTREAM_ADAPTIVE_LIMIT: &str = "coregate_upstream_adaptive_limit";
 pub const UPSTREAM_ADAPTIVE_SHED_TOTAL: &str = "coregate_upstream_adaptive_shed_total";
+pub const UPSTREAM_HEDGES_TOTAL: &str = "coregate_upstream_hedges_total";
+pub const UPSTREAM_HEDGE_WINS_TOTAL: &str = "coregate_upstream_hedge_wins_total";
 pub const UPSTREAM_POOL_HITS_TOTAL: &str = "coregate_upstream_pool_hits_total";
 pub const UPSTREAM_POOL_MISSES_TOTAL: &str = "coregate_upstream_pool_misses_total";
 pub const UPSTREAM_EJECTIONS_TOTAL: &str = "coregate_upstream_ejections_total";

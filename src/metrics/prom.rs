@@ -194,7 +194,7 @@ fn render_upstreams(s: &mut String, m: &Merged) {
         }
     }
     type Pick = fn(&super::snapshot::UpstreamSnap) -> u64;
-    let simple: [(&str, &str, &str, Pick); 16] = [
+    let simple: [(&str, &str, &str, Pick); 18] = [
         (
             names::UPSTREAM_RETRIES_TOTAL,
             "counter",
@@ -206,6 +206,18 @@ fn render_upstreams(s: &mut String, m: &Merged) {
             "counter",
             "Retries not made because the retry budget was spent.",
             |u| u.retry_budget_exhausted,
+        ),
+        (
+            names::UPSTREAM_HEDGES_TOTAL,
+            "counter",
+            "Hedged requests: a second try sent because the first was slower than hedge_after.",
+            |u| u.hedges,
+        ),
+        (
+            names::UPSTREAM_HEDGE_WINS_TOTAL,
+            "counter",
+            "Hedged requests the second try answered first.",
+            |u| u.hedge_wins,
         ),
         (
             names::UPSTREAM_ADAPTIVE_SHED_TOTAL,

@@ -82,6 +82,8 @@ pub struct UpstreamSnap {
     pub retry_budget_exhausted: u64,
     pub adaptive_limit: i64,
     pub adaptive_shed: u64,
+    pub hedges: u64,
+    pub hedge_wins: u64,
     pub pool_hits: u64,
     pub pool_misses: u64,
     pub ejections: u64,
@@ -272,6 +274,8 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
             into.retry_budget_exhausted += u.retry_budget_exhausted;
             into.adaptive_limit += u.adaptive_limit;
             into.adaptive_shed += u.adaptive_shed;
+            into.hedges += u.hedges;
+            into.hedge_wins += u.hedge_wins;
             into.pool_hits += u.pool_hits;
             into.pool_misses += u.pool_misses;
             into.ejections += u.ejections;

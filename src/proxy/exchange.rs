@@ -73,6 +73,8 @@ pub(crate) struct ExchangePlan<'a> {
     /// How long the response head may take: the upstream's `response_timeout`, or a gRPC
     /// request's shorter `grpc-timeout`.
     pub response_timeout: std::time::Duration,
+    /// A GET or HEAD (no upgrade): may be hedged (`hedge.rs`).
+    pub hedgeable: bool,
 }
 
 /// Counts a request in flight on an endpoint for least_conn / p2c; ends it on drop.
@@ -82,7 +84,7 @@ pub(crate) struct Inflight<'a> {
 }
 
 impl<'a> Inflight<'a> {
-    fn new(up: &'a UpstreamRt, ep: usize) -> Self {
+    pub(super) fn new(up: &'a UpstreamRt, ep: usize) -> Self {
         up.balancer.borrow_mut().on_request_start(ep);
         Inflight { up, ep }
     }
@@ -94,7 +96,7 @@ impl Drop for Inflight<'_> {
     }
 }
 
-enum HeadFail {
+pub(super) enum HeadFail {
     /// Closed or reset before a complete head.
     Closed {
         got_bytes: bool,
@@ -104,7 +106,7 @@ enum HeadFail {
 }
 
 /// Passive health and metrics for one failed attempt on `ep`.
-fn failed(up: &UpstreamRt, ep: usize, kind: UpstreamError) {
+pub(super) fn failed(up: &UpstreamRt, ep: usize, kind: UpstreamError) {
     let ejection = up
         .balancer
         .borrow_mut()
@@ -201,7 +203,7 @@ where
 
 /// A connection for one attempt on `ep`: a free stream on a pooled h2 connection, a pooled
 /// HTTP/1.1 connection, or a new one. `true` with it when it was pooled.
-async fn checkout(
+pub(super) async fn checkout(
     up: &UpstreamRt,
     ep: usize,
     now: std::time::Instant,
@@ -243,7 +245,7 @@ async fn checkout(
     Ok((conn?, false))
 }
 
-async fn read_response_head(
+pub(super) async fn read_response_head(
     conn: &mut UpConn,
     resp: &mut ResponseHead,
     deadline: Instant,
@@ -295,7 +297,7 @@ pub(crate) struct Exchanged<'a> {
 
 /// Parses the response head's `Keep-Alive: timeout=N` (hop-by-hop, so only classified heads are
 /// scanned) into the connection's idle limit.
-fn learn_keep_alive(conn: &mut UpConn, resp: &ResponseHead) {
+pub(super) fn learn_keep_alive(conn: &mut UpConn, resp: &ResponseHead) {
     let buf = &conn.buf;
     conn.idle_limit = resp
         .headers
@@ -319,9 +321,24 @@ async fn early_response(conn: &mut UpConn, resp: &mut ResponseHead, method_head:
 /// it sends bytes (a pipelined request: the connection stays, and the bytes stay in the socket).
 /// The watch starts `CLIENT_WATCH_AFTER` into the wait: most responses come sooner, and arming and
 /// cancelling a poll on every request measured ~0.5 µs of CPU per request.
-async fn client_gone(stream: &mut Stream) {
+pub(super) async fn client_gone(stream: &mut Stream) {
     monoio::time::sleep(CLIENT_WATCH_AFTER).await;
     stream.gone().await
+}
+
+/// The balancer's pick for a try (`tried`: endpoints this request already used).
+pub(super) fn pick(
+    up: &UpstreamRt,
+    key: Option<u64>,
+    tried: u64,
+    now: std::time::Instant,
+) -> Option<usize> {
+    let mut b = up.balancer.borrow_mut();
+    let picked = b.pick(key, tried, now);
+    if b.last_pick_panicked() {
+        up.stats.panic_picks.inc();
+    }
+    picked
 }
 
 /// After a failed try: may the request go again (the policy, attempts left, the budget)? Waits
@@ -372,17 +389,14 @@ pub(crate) async fn exchange<'a>(
     let mut refused_left = REFUSED_RETRIES;
     let mut last_err: Option<Reply> = None;
     let mut attempts = 0u32;
+    if let Some(delay) = up.hedge_delay.get().filter(|_| req.hedgeable && replayable) {
+        if let Some(done) = super::hedge::hedged(ctx, req, c, resp, delay).await {
+            return done;
+        }
+    }
     loop {
         let now = std::time::Instant::now();
-        let picked = {
-            let mut b = up.balancer.borrow_mut();
-            let picked = b.pick(req.key, tried, now);
-            if b.last_pick_panicked() {
-                up.stats.panic_picks.inc();
-            }
-            picked
-        };
-        let Some(ep) = picked else {
+        let Some(ep) = pick(up, req.key, tried, now) else {
             return Err(last_err
                 .unwrap_or(Reply::new(ErrorKind::NoHealthyUpstream))
                 .into());

@@ -30,6 +30,7 @@ pub mod bulkhead;
 mod duplex;
 mod exchange;
 pub mod filter;
+mod hedge;
 pub mod pipeline;
 mod record;
 mod relay;

@@ -136,6 +136,7 @@ pub(super) async fn upstream(
 
     // everything the response phase needs from the head, before the buffer moves on
     let method_head = head.method(buf) == b"HEAD";
+    let get_or_head = method_head || head.method(buf) == b"GET";
     // a request carrying an Idempotency-Key may be sent again whatever its method
     let idempotent = head.is_idempotent(buf)
         || (up.cfg.retry.idempotency_key && head.header(buf, b"idempotency-key").is_some());
@@ -260,6 +261,7 @@ pub(super) async fn upstream(
         method_head,
         upgrade: upgrade.is_some(),
         response_timeout,
+        hedgeable: get_or_head && upgrade.is_none(),
     };
     let read = |body: &BodyLeft| {
         if client_keep && matches!(body, BodyLeft::Done) {

@@ -42,6 +42,9 @@ pub struct UpstreamRt {
     pub retry_budget: retry::Budget,
     /// `[upstream.adaptive_concurrency]`, this worker's.
     pub adaptive: Option<RefCell<adaptive::AdaptiveLimit>>,
+    /// `[upstream.retry] hedge_after`: when a GET's second try goes (for `"p95"`, this worker's
+    /// p95 latency, refreshed each second once 100 calls are in; None until then).
+    pub hedge_delay: std::cell::Cell<Option<std::time::Duration>>,
 }
 
 /// A call admitted under the adaptive limit; reports its latency ([`AdaptiveSlot::latency`]),
@@ -97,6 +100,10 @@ impl UpstreamRt {
             cfg: cfg.clone(),
             tls_logged: Default::default(),
             retry_budget: Default::default(),
+            hedge_delay: std::cell::Cell::new(match cfg.retry.hedge_after {
+                Some(retry::HedgeAfter::Fixed(d)) => Some(d),
+                _ => None,
+            }),
             adaptive: cfg.adaptive_concurrency.map(|a| {
                 stats.adaptive_limit.set(i64::from(a.initial_limit));
                 RefCell::new(adaptive::AdaptiveLimit::new(a))
@@ -192,6 +199,11 @@ impl UpstreamRt {
     /// Closes idle connections past their time, HTTP/1.1 and HTTP/2 (run about once a second).
     /// Also runs the outlier detector's success-rate check when it is due.
     pub fn reap(&self, now: std::time::Instant) {
+        if self.cfg.retry.hedge_after == Some(retry::HedgeAfter::P95) {
+            let p95 = self.stats.latency.quantile_us(0.95, 100);
+            let p95 = p95.map(|us| std::time::Duration::from_micros(us.max(1)));
+            self.hedge_delay.set(p95);
+        }
         if self.cfg.outlier_detection.is_some() {
             let (ejected, spared) = self.balancer.borrow_mut().check_success_rates(now);
             self.stats.ejections.add(u64::from(ejected));

@@ -48,6 +48,16 @@ pub struct RetryPolicy {
     pub budget_min: u32,
     /// A request with an `Idempotency-Key` header may be retried whatever its method.
     pub idempotency_key: bool,
+    /// Hedged requests (GET and HEAD): a second try goes to another endpoint when the first has
+    /// no response head after this long.
+    pub hedge_after: Option<HedgeAfter>,
+}
+
+/// `hedge_after`: a fixed delay, or the upstream's p95 latency on this worker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeAfter {
+    Fixed(Duration),
+    P95,
 }
 
 impl Default for RetryPolicy {
@@ -60,6 +70,7 @@ impl Default for RetryPolicy {
             budget_percent: 20,
             budget_min: 3,
             idempotency_key: true,
+            hedge_after: None,
         }
     }
 }
