@@ -26,7 +26,8 @@ fn cfg() -> BreakerConfig {
         open_for: Duration::from_secs(5),
         open_for_max: Duration::from_secs(5),
         half_open_calls: 3,
-        failure_statuses: vec![500, 502, 503, 504],
+        failure_statuses: vec![(500, 500), (502, 504)],
+        failure_grpc_statuses: vec![],
         cluster: false,
     }
 }
@@ -39,7 +40,7 @@ fn bench(c: &mut Criterion) {
             black_box(closed.admit(Instant::now));
             // the one clock read: the call's end, which the gateway reads anyway for its latency
             let t = Instant::now();
-            let o = closed.outcome(black_box(200), Duration::from_micros(300));
+            let o = closed.outcome(black_box(200), None, Duration::from_micros(300));
             black_box(closed.record(t, o, false));
         })
     });

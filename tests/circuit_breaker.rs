@@ -299,3 +299,66 @@ fn consecutive_gateway_errors_eject_an_endpoint_that_keeps_refusing() {
         );
     });
 }
+
+#[test]
+fn a_5xx_rate_and_a_black_hole_both_trip_the_breaker() {
+    // every other answer is a 503: half the window fails, above failure_rate 0.4
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    let flaky = Upstream::start(
+        "half",
+        false,
+        Arc::new(move |_| match n2.fetch_add(1, Ordering::SeqCst) % 2 {
+            0 => MockResponse::new(503, "no"),
+            _ => MockResponse::new(200, "yes"),
+        }),
+    );
+    // a black hole: accepts and reads, never answers
+    let (hole, _never) = Upstream::gated("hole");
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "half",
+            &[flaky.addr],
+            "[upstream.circuit_breaker]\nfailure_rate = 0.4\nmin_calls = 10\nwindow_calls = 10\nopen_for = \"30s\"\nfailure_statuses = [\"5xx\"]",
+        ) + &upstream_toml(
+            "hole",
+            &[hole.addr],
+            "retries = 0\nmax_fails = 0\nresponse_timeout = \"200ms\"\n[upstream.circuit_breaker]\nmin_calls = 2\nwindow_calls = 2\nopen_for = \"30s\"",
+        ) + &route_toml("half", "half", "path_prefix = \"/half\"")
+            + &route_toml("hole", "hole", "path_prefix = \"/hole\"")),
+    );
+    for_each_driver(|driver| {
+        n.store(0, Ordering::SeqCst);
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        let mut c = Client::connect(gw.addr);
+        let got: Vec<u16> = (0..10).map(|_| c.get("/half", "a.test").status).collect();
+        assert_eq!(
+            got.iter().filter(|&&s| s == 503).count(),
+            5,
+            "[{driver}] {got:?}"
+        );
+        let r = c.get("/half", "a.test");
+        assert!(
+            r.body_str().contains("circuit breaker"),
+            "[{driver}] {}",
+            r.body_str()
+        );
+        assert_eq!(n.load(Ordering::SeqCst), 10, "[{driver}]");
+        for _ in 0..2 {
+            let r = Client::connect(gw.addr).get("/hole", "a.test");
+            assert_eq!(r.status, 504, "[{driver}] the black hole times out");
+        }
+        let t = Instant::now();
+        let r = Client::connect(gw.addr).get("/hole", "a.test");
+        assert!(
+            r.body_str().contains("circuit breaker"),
+            "[{driver}] {}",
+            r.body_str()
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "[{driver}] fails fast"
+        );
+    });
+}

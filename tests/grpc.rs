@@ -226,3 +226,38 @@ fn grpc_frame(m: &Msg) -> Vec<u8> {
     out.extend_from_slice(&body);
     out
 }
+
+#[test]
+fn listed_grpc_statuses_trip_the_breaker() {
+    let up = GrpcUpstream::start();
+    let cfg = config(
+        "",
+        &(upstream_toml(
+            "g",
+            &[up.addr],
+            "protocol = \"http2\"\n[upstream.circuit_breaker]\nmin_calls = 3\nwindow_calls = 3\nopen_for = \"30s\"\nfailure_grpc_statuses = [5]",
+        ) + &route_toml("echo", "g", "path_prefix = \"/test.Echo/\"")),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "1"]);
+        let codes = with_client(gw.addr, |mut g| async move {
+            let mut codes = Vec::new();
+            for _ in 0..4 {
+                let r = unary(&mut g, "Unary", tonic::Request::new(msg("fail", 0))).await;
+                codes.push(r.expect_err("fails").code());
+            }
+            codes
+        });
+        // three NOT_FOUND answers (trailers-only, so the status is in the head) open it
+        assert_eq!(
+            codes,
+            [
+                tonic::Code::NotFound,
+                tonic::Code::NotFound,
+                tonic::Code::NotFound,
+                tonic::Code::Unavailable
+            ],
+            "[{driver}]"
+        );
+    });
+}

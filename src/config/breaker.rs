@@ -28,7 +28,8 @@ pub(crate) struct RawBreaker {
     pub open_for: Option<DurationValue>,
     pub open_for_max: Option<DurationValue>,
     pub half_open_calls: Option<i64>,
-    pub failure_statuses: Option<Vec<i64>>,
+    pub failure_statuses: Option<Vec<super::raw::StatusValue>>,
+    pub failure_grpc_statuses: Option<Vec<i64>>,
     pub scope: Option<String>,
 }
 
@@ -184,22 +185,33 @@ pub(super) fn breaker(cx: &mut Ctx, p: &KeyPath, raw: Option<RawBreaker>) -> Opt
             m.max(open_for)
         }
     };
-    let mut statuses: Vec<u16> = Vec::new();
-    for (i, s) in b
-        .failure_statuses
+    let mut statuses: Vec<(u16, u16)> = Vec::new();
+    for (i, v) in b.failure_statuses.unwrap_or_default().iter().enumerate() {
+        let p = p.key("failure_statuses").index(i);
+        match super::health::status_range(&v.0) {
+            Ok(r) if statuses.contains(&r) => {
+                let text = match &v.0 {
+                    super::raw::Scalar::Int(n) => n.to_string(),
+                    super::raw::Scalar::Str(s) => s.clone(),
+                };
+                cx.err(p, format!("duplicate status {text}"))
+            }
+            Ok(r) => statuses.push(r),
+            Err(m) => cx.err(p, m),
+        }
+    }
+    let mut grpc: Vec<u8> = Vec::new();
+    for (i, n) in b
+        .failure_grpc_statuses
         .unwrap_or_default()
         .into_iter()
         .enumerate()
     {
-        match u16::try_from(s) {
-            Ok(s) if (100..=599).contains(&s) && !statuses.contains(&s) => statuses.push(s),
-            Ok(s) if statuses.contains(&s) => cx.err(
-                p.key("failure_statuses").index(i),
-                format!("duplicate status {s}"),
-            ),
+        match u8::try_from(n) {
+            Ok(code @ 1..=16) if !grpc.contains(&code) => grpc.push(code),
             _ => cx.err(
-                p.key("failure_statuses").index(i),
-                format!("{s} is not an HTTP status (100-599)"),
+                p.key("failure_grpc_statuses").index(i),
+                format!("{n} is not a gRPC error status (1-16), or is listed twice"),
             ),
         }
     }
@@ -229,6 +241,7 @@ pub(super) fn breaker(cx: &mut Ctx, p: &KeyPath, raw: Option<RawBreaker>) -> Opt
         open_for_max,
         half_open_calls: cx.int(p.key("half_open_calls"), b.half_open_calls, 3, 1, 1000),
         failure_statuses: statuses,
+        failure_grpc_statuses: grpc,
     })
 }
 
@@ -247,6 +260,8 @@ mod tests {
             (&up("failure_rate = 1.5"), &["upstream[1].circuit_breaker.failure_rate: must be a share above 0 and at most 1 (like 0.5), got 1.5"]),
             (&up("window = \"10s\"\nwindow_calls = 5"), &["upstream[1].circuit_breaker.window_calls: give window (a time window) or window_calls (a count window), not both"]),
             (&up("open_for = \"10s\"\nopen_for_max = \"5s\""), &["upstream[1].circuit_breaker.open_for_max: must be at least open_for"]),
+            (&up("failure_statuses = [\"5xx\", 429]\nfailure_grpc_statuses = [14, 4]"), &[]),
+            (&up("failure_grpc_statuses = [0, 17]"), &["upstream[1].circuit_breaker.failure_grpc_statuses[0]: 0 is not a gRPC error status (1-16), or is listed twice", "upstream[1].circuit_breaker.failure_grpc_statuses[1]: 17 is not a gRPC error status (1-16), or is listed twice"]),
             (&up("failure_statuses = [500, 500, 99]"), &["upstream[1].circuit_breaker.failure_statuses[1]: duplicate status 500", "upstream[1].circuit_breaker.failure_statuses[2]: 99 is not an HTTP status (100-599)"]),
             (&up("scope = \"cluster\""), &["upstream[1].circuit_breaker.scope: scope = \"cluster\" needs a [redis] section"]),
             (&up("scope = \"node\""), &["upstream[1].circuit_breaker.scope: unknown scope \"node\" (expected \"worker\" or \"cluster\")"]),

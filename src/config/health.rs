@@ -73,7 +73,7 @@ impl HealthCheck {
 }
 
 /// One `expected_statuses` entry: `200` or `"2xx"`.
-fn status_range(v: &Scalar) -> Result<(u16, u16), String> {
+pub(super) fn status_range(v: &Scalar) -> Result<(u16, u16), String> {
     match v {
         Scalar::Int(n) => match u16::try_from(*n) {
             Ok(s) if (100..=599).contains(&s) => Ok((s, s)),

@@ -361,7 +361,14 @@ fn breaker(b: &crate::upstream::breaker::BreakerConfig) -> Value {
         WindowKind::Time(d) => (duration(d), None),
         WindowKind::Count(n) => (None, int(n)),
     };
-    let statuses = b.failure_statuses.iter().map(|&x| Value::Integer(x.into()));
+    let statuses = b.failure_statuses.iter().map(|&(lo, hi)| match lo == hi {
+        true => Value::Integer(lo.into()),
+        false => Value::String(format!("{}xx", lo / 100)),
+    });
+    let grpc = b
+        .failure_grpc_statuses
+        .iter()
+        .map(|&x| Value::Integer(x.into()));
     tbl([
         ("failure_rate", Some(Value::Float(b.failure_rate))),
         // above 1: off, and not writable
@@ -377,6 +384,7 @@ fn breaker(b: &crate::upstream::breaker::BreakerConfig) -> Value {
         ("open_for_max", duration(b.open_for_max)),
         ("half_open_calls", int(b.half_open_calls)),
         ("failure_statuses", Some(Value::Array(statuses.collect()))),
+        ("failure_grpc_statuses", Some(Value::Array(grpc.collect()))),
         ("scope", s(if b.cluster { "cluster" } else { "worker" })),
     ])
 }

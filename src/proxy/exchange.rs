@@ -361,7 +361,7 @@ async fn again(up: &UpstreamRt, tries: &mut Tries<'_>, why: Why) -> bool {
 }
 
 /// A trailers-only gRPC answer's `grpc-status` (in the response head).
-fn grpc_status<'b>(resp: &ResponseHead, buf: &'b [u8]) -> Option<&'b [u8]> {
+pub(super) fn grpc_status<'b>(resp: &ResponseHead, buf: &'b [u8]) -> Option<&'b [u8]> {
     resp.headers
         .iter()
         .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"grpc-status"))

@@ -278,7 +278,9 @@ pub(super) async fn upstream(
         Ok(v) => {
             if up.breaker.is_some() || up.adaptive.is_some() {
                 let now = StdInstant::now();
-                let end = CallEnd::Response(resp.status, now - up_start);
+                let grpc = exchange::grpc_status(resp, &v.conn.buf)
+                    .and_then(|g| std::str::from_utf8(g).ok()?.trim().parse().ok());
+                let end = CallEnd::Response(resp.status, grpc, now - up_start);
                 up.breaker_record(now, end, trial);
                 adaptive.latency(now - up_start);
             }

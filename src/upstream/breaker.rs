@@ -38,8 +38,10 @@ pub struct BreakerConfig {
     pub open_for: Duration,
     pub open_for_max: Duration,
     pub half_open_calls: u32,
-    /// Response statuses that count as failures.
-    pub failure_statuses: Vec<u16>,
+    /// Response statuses that count as failures (inclusive ranges: a status, or a class).
+    pub failure_statuses: Vec<(u16, u16)>,
+    /// gRPC statuses (of a trailers-only answer's head) that count as failures.
+    pub failure_grpc_statuses: Vec<u8>,
     /// `scope = "cluster"`: trips are shared through Redis.
     pub cluster: bool,
 }
@@ -308,10 +310,13 @@ impl Breaker {
         }
     }
 
-    /// The outcome of a call that got a response with `status` after `took`.
-    pub fn outcome(&self, status: u16, took: Duration) -> Outcome {
+    /// The outcome of a call that got a response with `status` (and, on a gRPC answer that
+    /// came trailers-only, `grpc` from its head) after `took`.
+    pub fn outcome(&self, status: u16, grpc: Option<u8>, took: Duration) -> Outcome {
+        let listed = |&(lo, hi): &(u16, u16)| (lo..=hi).contains(&status);
+        let grpc_failed = grpc.is_some_and(|g| self.cfg.failure_grpc_statuses.contains(&g));
         Outcome {
-            failed: self.cfg.failure_statuses.contains(&status),
+            failed: self.cfg.failure_statuses.iter().any(listed) || grpc_failed,
             slow: took >= self.cfg.slow_call_duration,
         }
     }
@@ -371,7 +376,8 @@ mod tests {
             open_for: Duration::from_secs(5),
             open_for_max: Duration::from_secs(20),
             half_open_calls: 2,
-            failure_statuses: vec![500, 502, 503, 504],
+            failure_statuses: vec![(500, 500), (502, 504)],
+            failure_grpc_statuses: vec![],
             cluster: false,
         }
     }

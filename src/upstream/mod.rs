@@ -70,8 +70,9 @@ impl Drop for AdaptiveSlot<'_> {
 
 /// How a call the breaker admitted ended, for [`UpstreamRt::breaker_record`].
 pub enum CallEnd {
-    /// A response head arrived: its status, and how long it took.
-    Response(u16, std::time::Duration),
+    /// A response head arrived: its status, a trailers-only gRPC answer's `grpc-status`, and
+    /// how long it took.
+    Response(u16, Option<u8>, std::time::Duration),
     /// The upstream failed (connect, reset, timeout, a bad response).
     Failed,
     /// No verdict on the upstream (the client left or sent a bad body).
@@ -143,7 +144,7 @@ impl UpstreamRt {
         let mut b = b.borrow_mut();
         let before = b.state();
         let outcome = match end {
-            CallEnd::Response(status, took) => b.outcome(status, took),
+            CallEnd::Response(status, grpc, took) => b.outcome(status, grpc, took),
             CallEnd::Failed => breaker::Outcome {
                 failed: true,
                 slow: false,
