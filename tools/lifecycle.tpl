@@ -27,16 +27,24 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    ({{src/proxy/filter.rs|pub fn chain(}}), runs in order ({{src/proxy/pipeline.rs|the request phase, in chain order}}):
    client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
    ({{src/proxy/filter.rs|Filter::RateLimit =>}}). A refusal goes to `answer` (step 9).
-6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) writes the upstream
+6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) first takes
+   the route's bulkhead slots ({{src/proxy/bulkhead.rs|pub async fn enter}}: route, shared pools,
+   upstream; a full one queues or refuses), asks the circuit breaker ({{src/upstream/mod.rs|pub fn breaker_admit}})
+   and the adaptive limit ({{src/upstream/mod.rs|pub fn adaptive_admit}}); a refusal is the route's
+   fallback or a 503 at once. Then it writes the upstream
    head ({{src/http/rewrite.rs|pub fn write_upstream_request}}: hop-by-hop fields dropped, X-Forwarded-*,
    identity and client-certificate fields set by the gateway only) and the body bytes that came with it.
 7. **Exchange.** `exchange::exchange` ({{src/proxy/exchange.rs|pub(crate) async fn exchange}}): the balancer
-   picks an endpoint, `checkout` ({{src/proxy/exchange.rs|async fn checkout}}) hands out a stream on a
+   picks an endpoint ({{src/upstream/balance.rs|pub fn pick(}}: passive ejections, outlier ejections and
+   the health prober's verdicts, {{src/upstream/probe.rs|async fn probe(}}, all count; slow start
+   ramps a returning endpoint), `checkout` ({{src/proxy/exchange.rs|async fn checkout}}) hands out a stream on a
    pooled HTTP/2 connection (`protocol = "http2"|"auto"`, {{src/h2/client.rs|pub fn take}}; the request
    then goes through the h2 byte adapter, {{src/h2/call.rs|pub struct H2Call}}) or an idle HTTP/1.1
    connection, or `connect` opens one (TLS to the upstream when it has `tls`, ALPN choosing h2 under
    `auto`, {{src/proxy/exchange.rs|async fn connect}}), the request and the rest of its body are sent,
-   and the response head is read while the client socket is watched for a close.
+   and the response head is read while the client socket is watched for a close. A failed try is
+   retried when the retry policy and its budget allow ({{src/upstream/retry.rs|pub fn retry(}}); a slow
+   GET may be hedged ({{src/proxy/hedge.rs|pub(crate) async fn hedged}}).
 8. **Response.** The response phase of the filters that ran adds its header lines
    ({{src/proxy/target.rs|super::response_phase}}), then `relay::response`
    ({{src/proxy/relay.rs|pub(crate) async fn response}}) relays head and body into the target's sink

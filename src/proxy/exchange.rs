@@ -30,6 +30,9 @@
 //! - the client closing while the upstream works: the exchange is cancelled (`Fail::Close`; the
 //!   request is logged as 499) and the upstream connection is dropped, not pooled.
 //!
+//! A fully read GET or HEAD to an upstream with `hedge_after` goes through `hedge.rs` first (a
+//! second try when the first is slow); it comes back to the loop only if no try got going.
+//!
 //! On success the caller gets the connection, with the parsed head in `resp`, and an in-flight guard.
 
 use monoio::net::TcpStream;
