@@ -38,7 +38,8 @@ pub enum ErrorKind {
     CircuitOpen {
         retry_after: u32,
     },
-    /// 503: the route's bulkhead (`max_concurrent`) is full; `Retry-After: 1`.
+    /// 503: a concurrency limit is reached (a bulkhead of the route, a pool it names or its
+    /// upstream, or the upstream's adaptive limit); `Retry-After: 1`.
     RouteBusy,
     ConnectFailed,
     ConnectTimeout,
@@ -135,7 +136,7 @@ impl Reply {
             MethodNotAllowed => "method not allowed on this route",
             NoHealthyUpstream => "no healthy upstream endpoint",
             CircuitOpen { .. } => "upstream circuit breaker is open",
-            RouteBusy => "route at its concurrency limit",
+            RouteBusy => "concurrency limit reached",
             ConnectFailed => "upstream connection failed",
             ConnectTimeout => "upstream connect timed out",
             UpstreamTls => "upstream TLS handshake failed",
