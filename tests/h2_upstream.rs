@@ -192,22 +192,9 @@ fn auto_speaks_h2_over_tls_where_alpn_picks_it() {
     use common::tls::*;
     // the upstream: a second gateway whose TLS listener speaks only h2, in front of an HTTP/1.1
     // echo; an HTTP/1.1 client could not complete a handshake with it
-    let ca = Ca::new("h2 upstream CA");
-    let leaf = ca.server("inner", &["inner.test"]);
     let echo = Upstream::echo("echo");
-    let inner_cfg = config(
-        "",
-        &(tls_listener(&[&leaf], "alpn = [\"h2\"]")
-            + &upstream_toml("e", &[echo.addr], "")
-            + &route_toml("all", "e", "path_prefix = \"/\"")),
-    );
-    let inner = Gateway::start(&inner_cfg, "epoll");
-    let inner_addr = listener_addr(&inner, 0);
+    let (_inner, inner_addr, _ca, tls) = h2_only_tls_gateway(echo.addr);
     let outer_cfg = |protocol: &str| {
-        let tls = upstream_tls(&[
-            "sni = \"inner.test\"".to_string(),
-            kv_path("ca_file", &ca.file),
-        ]);
         config(
             "",
             &(upstream_toml(

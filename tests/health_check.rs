@@ -241,23 +241,10 @@ fn probes_speak_h2c_to_http2_upstreams() {
 fn probes_run_over_tls_with_the_upstreams_alpn() {
     use common::tls::*;
     // the upstream: a second gateway whose TLS listener speaks only h2, in front of a mock
-    let ca = Ca::new("probe CA");
-    let leaf = ca.server("inner", &["inner.test"]);
     let sick = Arc::new(AtomicBool::new(false));
     let app = probed("app", sick.clone());
-    let inner_cfg = config(
-        "",
-        &(tls_listener(&[&leaf], "alpn = [\"h2\"]")
-            + &upstream_toml("app", &[app.addr], "")
-            + &route_toml("all", "app", "path_prefix = \"/\"")),
-    );
-    let inner = Gateway::start(&inner_cfg, "epoll");
-    let inner_addr = listener_addr(&inner, 0);
+    let (_inner, inner_addr, _ca, tls) = h2_only_tls_gateway(app.addr);
     let outer_cfg = |protocol: &str| {
-        let tls = upstream_tls(&[
-            "sni = \"inner.test\"".to_string(),
-            kv_path("ca_file", &ca.file),
-        ]);
         config(
             "",
             &(upstream_toml(

@@ -89,3 +89,24 @@ pub fn upstream_tls(keys: &[String]) -> String {
 pub fn kv_path(key: &str, path: &Path) -> String {
     format!("{key} = \"{}\"", path.display())
 }
+
+/// A second gateway as a TLS upstream: its listener speaks only h2 by ALPN (an HTTP/1.1-only
+/// client cannot complete a handshake) and routes everything to `backend`. Returns the gateway,
+/// its TLS listener's address, its CA, and the outer upstream's `tls = { sni, ca_file }` line.
+pub fn h2_only_tls_gateway(backend: SocketAddr) -> (Gateway, SocketAddr, Ca, String) {
+    let ca = Ca::new("h2 upstream CA");
+    let leaf = ca.server("inner", &["inner.test"]);
+    let cfg = super::gateway::config(
+        "",
+        &(tls_listener(&[&leaf], "alpn = [\"h2\"]")
+            + &super::gateway::upstream_toml("backend", &[backend], "")
+            + &super::gateway::route_toml("all", "backend", "path_prefix = \"/\"")),
+    );
+    let gw = Gateway::start(&cfg, "epoll");
+    let addr = listener_addr(&gw, 0);
+    let tls = upstream_tls(&[
+        "sni = \"inner.test\"".to_string(),
+        kv_path("ca_file", &ca.file),
+    ]);
+    (gw, addr, ca, tls)
+}
