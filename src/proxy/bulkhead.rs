@@ -116,7 +116,14 @@ impl Future for Released {
             return Poll::Ready(());
         }
         self.0 = true;
-        WAITERS.with(|w| w.borrow_mut().push(cx.waker().clone()));
+        WAITERS.with(|w| {
+            let mut w = w.borrow_mut();
+            // a waiter looks again every CROSS_WORKER_POLL: keep one waker per task, not one
+            // per look
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+        });
         Poll::Pending
     }
 }
