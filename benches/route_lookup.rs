@@ -59,6 +59,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
         bulkhead: None,
         pools: Vec::new(),
+        allow_ips: None,
+        deny_ips: None,
         fallback: None,
     }
 }

@@ -15,6 +15,7 @@ pub mod bulkhead;
 pub mod fallback;
 pub mod health;
 pub mod http2;
+pub mod ip;
 #[cfg(test)]
 mod key_list;
 pub mod limits;
@@ -30,6 +31,7 @@ pub mod units;
 mod upgrade;
 mod validate;
 
+pub use ip::RealIpHeader;
 pub use model::*;
 
 use std::fmt;

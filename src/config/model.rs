@@ -68,6 +68,12 @@ pub struct ServerConfig {
     pub path_normalization: crate::router::PathPolicy,
     /// Downstream HTTP/2 limits (`[server] http2`).
     pub http2: super::http2::Http2Config,
+    /// Peers whose forwarding header names the real client (`proxy/realip.rs`).
+    pub trusted_proxies: crate::net::cidr::IpSet,
+    pub real_ip_header: super::ip::RealIpHeader,
+    /// IP rules for every request, before routing (None: everyone).
+    pub allow_ips: Option<crate::net::cidr::IpSet>,
+    pub deny_ips: Option<crate::net::cidr::IpSet>,
 }
 
 /// `[admin]`: the admin listener (healthz, readyz, metrics).
@@ -241,6 +247,9 @@ pub struct RouteConfig {
     /// `max_concurrent` (with `max_queued`, `queue_timeout`): requests in flight on this route,
     /// whole process (the route's own bulkhead).
     pub bulkhead: Option<super::bulkhead::ConcurrencyLimit>,
+    /// `allow_ips` / `deny_ips`: the client addresses this route serves (deny wins).
+    pub allow_ips: Option<crate::net::cidr::IpSet>,
+    pub deny_ips: Option<crate::net::cidr::IpSet>,
     /// `bulkheads`: the `[[bulkhead]]` pools (indexes into `Config::bulkheads`) it also counts in.
     pub pools: Vec<usize>,
     /// `fallback`: the answer when the upstream cannot be asked.

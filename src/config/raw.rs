@@ -54,6 +54,10 @@ pub(crate) struct RawServer {
     pub max_headers: Option<i64>,
     pub path_normalization: Option<RawPathNormalization>,
     pub http2: Option<super::http2::RawHttp2>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub real_ip_header: Option<String>,
+    pub allow_ips: Option<Vec<String>>,
+    pub deny_ips: Option<Vec<String>>,
 }
 
 /// `[server] path_normalization = { ... }`
@@ -130,6 +134,8 @@ pub(crate) struct RawRoute {
     pub max_queued: Option<i64>,
     pub queue_timeout: Option<DurationValue>,
     pub bulkheads: Option<Vec<String>>,
+    pub allow_ips: Option<Vec<String>>,
+    pub deny_ips: Option<Vec<String>>,
     pub fallback: Option<super::fallback::RawFallback>,
 }
 

@@ -142,6 +142,24 @@ fn table(cfg: &Config) -> Table {
                     ("max_error_resets", int(sv.http2.max_error_resets)),
                 ])),
             ),
+            (
+                "trusted_proxies",
+                (!sv.trusted_proxies.is_empty())
+                    .then(|| strs(&sv.trusted_proxies.text))
+                    .flatten(),
+            ),
+            (
+                "real_ip_header",
+                s(match sv.real_ip_header {
+                    super::ip::RealIpHeader::XForwardedFor => "x-forwarded-for",
+                    super::ip::RealIpHeader::Forwarded => "forwarded",
+                }),
+            ),
+            (
+                "allow_ips",
+                sv.allow_ips.as_ref().and_then(|l| strs(&l.text)),
+            ),
+            ("deny_ips", sv.deny_ips.as_ref().and_then(|l| strs(&l.text))),
         ]),
     );
     if let Some(a) = &cfg.admin {
@@ -540,6 +558,11 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
             "queue_timeout",
             r.bulkhead.and_then(|l| duration(l.queue_timeout)),
         ),
+        (
+            "allow_ips",
+            r.allow_ips.as_ref().and_then(|l| strs(&l.text)),
+        ),
+        ("deny_ips", r.deny_ips.as_ref().and_then(|l| strs(&l.text))),
         (
             "bulkheads",
             (!r.pools.is_empty()).then(|| {

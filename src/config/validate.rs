@@ -309,6 +309,11 @@ fn server(cx: &mut Ctx, s: RawServer, listener_tables: bool) -> ServerConfig {
         ),
         path_normalization: path_policy(cx, &p.key("path_normalization"), s.path_normalization),
         http2: super::http2::http2(cx, &p.key("http2"), s.http2),
+        trusted_proxies: super::ip::ip_list(cx, p.key("trusted_proxies"), s.trusted_proxies)
+            .unwrap_or_default(),
+        real_ip_header: super::ip::real_ip_header(cx, p.key("real_ip_header"), s.real_ip_header),
+        allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), s.allow_ips),
+        deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), s.deny_ips),
     }
 }
 
@@ -583,6 +588,8 @@ fn route(
             false,
         ),
         bulkhead: super::bulkhead::limit(cx, p, r.max_concurrent, r.max_queued, r.queue_timeout),
+        allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), r.allow_ips),
+        deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), r.deny_ips),
         // Set by the caller (`config::bulkhead::route_pools`).
         pools: Vec::new(),
         // Set by the caller (`config::fallback::fallback`).

@@ -66,6 +66,8 @@ pub enum ErrorKind {
     ClientCertRequired,
     /// 403: the client certificate carries none of the route's allowed names.
     ClientCertNotAllowed,
+    /// 403: the client address is not allowed (`allow_ips` / `deny_ips`).
+    IpDenied,
     /// 503: the phantom-token store or introspection endpoint could not answer.
     AuthUnavailable,
     /// 429: a rate limit's bucket does not hold the request's cost.
@@ -89,7 +91,7 @@ impl Reply {
             BadRequest { .. } | BadBody | BodyTooLarge | HeaderTimeout => (Side::Downstream, false),
             NoRoute | MethodNotAllowed => (Side::Downstream, false),
             Unauthorized { .. } | Forbidden => (Side::Downstream, false),
-            ClientCertRequired | ClientCertNotAllowed => (Side::Downstream, false),
+            ClientCertRequired | ClientCertNotAllowed | IpDenied => (Side::Downstream, false),
             RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream | CircuitOpen { .. } => (Side::Internal, false),
@@ -117,7 +119,7 @@ impl Reply {
             MethodNotAllowed => 405,
             NoHealthyUpstream | AuthUnavailable | CircuitOpen { .. } | RouteBusy => 503,
             Unauthorized { .. } => 401,
-            Forbidden | ClientCertRequired | ClientCertNotAllowed => 403,
+            Forbidden | ClientCertRequired | ClientCertNotAllowed | IpDenied => 403,
             RateLimited | QuotaExceeded => 429,
             ConnectFailed | UpstreamTls | UpstreamReset | BadUpstreamResponse { .. } => 502,
             ConnectTimeout | ResponseTimeout => 504,
@@ -147,6 +149,7 @@ impl Reply {
             Forbidden => "insufficient role or scope for this route",
             ClientCertRequired => "a verified client certificate is required",
             ClientCertNotAllowed => "the client certificate is not allowed on this route",
+            IpDenied => "client address not allowed",
             AuthUnavailable => "authentication backend unavailable",
             RateLimited => "rate limit exceeded",
             QuotaExceeded => "quota exceeded",
@@ -159,12 +162,12 @@ impl Reply {
         use ErrorKind::*;
         match self.kind {
             Unauthorized { .. } => 16, // UNAUTHENTICATED
-            Forbidden | ClientCertRequired | ClientCertNotAllowed => 7, // PERMISSION_DENIED
-            RateLimited | QuotaExceeded => 8, // RESOURCE_EXHAUSTED
-            NoRoute => 12,             // UNIMPLEMENTED
-            MethodNotAllowed => 12,    // UNIMPLEMENTED
+            Forbidden | ClientCertRequired | ClientCertNotAllowed | IpDenied => 7, // PERMISSION_DENIED
+            RateLimited | QuotaExceeded => 8,  // RESOURCE_EXHAUSTED
+            NoRoute => 12,                     // UNIMPLEMENTED
+            MethodNotAllowed => 12,            // UNIMPLEMENTED
             BadRequest { .. } | BadBody => 13, // INTERNAL (malformed frame)
-            BodyTooLarge => 8,         // RESOURCE_EXHAUSTED
+            BodyTooLarge => 8,                 // RESOURCE_EXHAUSTED
             ConnectTimeout | ResponseTimeout | HeaderTimeout => 4, // DEADLINE_EXCEEDED
             NoHealthyUpstream
             | AuthUnavailable

@@ -129,6 +129,8 @@ pub struct RouteStats {
     pub total: Latency,
     /// Upstream exchange: connection or pool, request sent, response fully received.
     pub upstream: Latency,
+    /// Requests refused by the route's IP rules (for `unmatched`: the server-wide ones).
+    pub ip_denied: Counter,
 }
 
 impl RouteStats {
@@ -318,6 +320,7 @@ impl WorkerStats {
             bytes_out: r.bytes_out.get(),
             total: r.total.snap(),
             upstream: r.upstream.snap(),
+            ip_denied: r.ip_denied.get(),
         };
         let routes = self.routes.borrow().iter().map(|r| route(r)).collect();
         let upstreams = self

@@ -6,6 +6,7 @@ pub const REQUEST_BYTES_TOTAL: &str = "coregate_request_body_bytes_total";
 pub const RESPONSE_BYTES_TOTAL: &str = "coregate_response_body_bytes_total";
 pub const REQUEST_DURATION: &str = "coregate_request_duration_seconds";
 pub const REQUEST_DURATION_QUANTILE: &str = "coregate_request_duration_quantile_seconds";
+pub const IP_DENIED_TOTAL: &str = "coregate_ip_denied_total";
 pub const ROUTE_UPSTREAM_DURATION: &str = "coregate_route_upstream_duration_seconds";
 pub const ROUTE_UPSTREAM_DURATION_QUANTILE: &str =
     "coregate_route_upstream_duration_quantile_seconds";

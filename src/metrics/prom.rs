@@ -140,6 +140,11 @@ fn render_routes(s: &mut String, m: &Merged) {
             let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), get(r));
         }
     }
+    let name = names::IP_DENIED_TOTAL;
+    family(s, name, "counter", "Requests refused (403) by IP rules, by route (route=\"\": the [server] rules, before routing).");
+    for (route, r) in all().chain(std::iter::once(("", &m.unmatched))) {
+        let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), r.ip_denied);
+    }
     latency_families(
         s,
         (

@@ -71,6 +71,7 @@ pub struct RouteSnap {
     pub bytes_out: u64,
     pub total: LatencySnap,
     pub upstream: LatencySnap,
+    pub ip_denied: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -212,6 +213,7 @@ fn add_route(into: &mut RouteSnap, r: &RouteSnap) {
     into.bytes_in += r.bytes_in;
     into.bytes_out += r.bytes_out;
     into.total.add(&r.total);
+    into.ip_denied += r.ip_denied;
     into.upstream.add(&r.upstream);
 }
 

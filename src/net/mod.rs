@@ -3,6 +3,7 @@
 //! - `timed.rs`: rent-style reads and writes on a TCP socket, each bounded by a deadline.
 //! - `tls.rs`: a TLS session (rustls) over a TCP socket, using the same timed IO.
 //! - `stream.rs`: [`Stream`], plain or TLS, which the proxy, the pool and the outbound client use.
+//! - `cidr.rs`: CIDR sets for IP rules and trusted proxies.
 //!
 //! This file owns [`peek`]: a non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte that tells what a
 //! socket holds without consuming it. The upstream pool uses it to notice an idle keep-alive
@@ -10,6 +11,7 @@
 //! went away from one that pipelined its next request (`proxy/exchange.rs`). Works the same under
 //! io_uring and epoll: it is a plain syscall on the socket, outside the driver.
 
+pub mod cidr;
 mod stream;
 mod timed;
 pub mod tls;

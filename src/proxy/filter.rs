@@ -23,8 +23,8 @@
 //! - **request_body** is reserved for filters that need the request body (schema validation,
 //!   transforms): none of today's filters do, so every body streams to the target unbuffered.
 //!
-//! Today's chain, in order: client certificate (mTLS routes), authentication, body size, rate
-//! limits and quotas, response field selection (`response_fields`).
+//! Today's chain, in order: IP rules, client certificate (mTLS routes), authentication, body
+//! size, rate limits and quotas, response field selection (`response_fields`).
 
 use std::rc::Rc;
 
@@ -45,6 +45,9 @@ use super::sink::{Collected, Want};
 /// One step of a route's chain.
 #[derive(Debug, Clone)]
 pub enum Filter {
+    /// The route's `allow_ips` / `deny_ips` against the client address (`realip.rs`): 403.
+    /// First in the chain, before any credential is looked at.
+    IpRules,
     /// A verified client certificate is required (`require_client_cert`), carrying one of `sans`
     /// when that allow-list is not empty (`client_cert_sans`).
     ClientCert { sans: Box<[String]> },
@@ -73,6 +76,9 @@ pub struct Admission {
 /// Builds route `route`'s chain.
 pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
     let mut f = Vec::new();
+    if route.allow_ips.is_some() || route.deny_ips.is_some() {
+        f.push(Filter::IpRules);
+    }
     if route.require_client_cert || !route.client_cert_sans.is_empty() {
         f.push(Filter::ClientCert {
             sans: route.client_cert_sans.clone().into_boxed_slice(),
@@ -107,6 +113,13 @@ impl Filter {
         adm: &mut Admission,
     ) -> Result<(), Reply> {
         match self {
+            Filter::IpRules => {
+                let (allow, deny) = (route.allow_ips.as_ref(), route.deny_ips.as_ref());
+                match super::realip::ip_allowed(req.peer.ip, allow, deny) {
+                    true => Ok(()),
+                    false => Err(Reply::new(ErrorKind::IpDenied)),
+                }
+            }
             Filter::ClientCert { sans } => {
                 let cert = req.peer.tls.and_then(|t| t.client_cert.as_ref());
                 match cert {

@@ -32,6 +32,7 @@ mod exchange;
 pub mod filter;
 mod hedge;
 pub mod pipeline;
+mod realip;
 mod record;
 mod relay;
 mod sink;
@@ -62,7 +63,12 @@ pub(crate) struct ClientConn {
     /// The normalised path (and the query after it) when the request's path was not normal.
     norm: Vec<u8>,
     head: RequestHead,
+    /// The TCP peer's address.
     peer_ip: String,
+    /// The client a trusted proxy named for the current request (`realip.rs`); empty: the peer
+    /// is the client. Read through [`realip::client`]: rate-limit keys, IP rules, balancing,
+    /// bulkheads and the log use it.
+    real_ip: String,
     /// Rate-limit headers and byte-quota charges of the current request.
     limits: crate::ratelimit::Output,
     /// Header lines the response phase adds to the current response.
@@ -206,6 +212,7 @@ impl ClientConn {
             target: Vec::with_capacity(256),
             norm: Vec::new(),
             head: RequestHead::default(),
+            real_ip: String::new(),
             peer_ip,
             limits: Default::default(),
             extra: Vec::new(),

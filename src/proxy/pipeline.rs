@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::filter::{self, Admission, Filter, RESPONSE_BODY_MAX};
 use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call, Target};
-use super::{answer, ClientConn, Consumed, Outcome};
+use super::{answer, realip, ClientConn, Consumed, Outcome};
 use crate::config::RouteConfig;
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
@@ -83,6 +83,26 @@ pub(super) async fn run(
     );
     c.info.span = Some(span);
 
+    // the client's address (a trusted proxy's forwarding header, else the peer), and the
+    // server-wide IP rules, before anything else looks at the request
+    let sv = &gen.cfg.server;
+    if !sv.trusted_proxies.is_empty() {
+        let hdr = sv.real_ip_header;
+        let (peer, trusted) = (&c.peer_ip, &sv.trusted_proxies);
+        realip::client_ip(peer, trusted, hdr, head, buf, &mut c.real_ip);
+    } else {
+        // no allocation: the peer is the client (also after a reload dropped trusted_proxies)
+        c.real_ip.clear();
+    }
+    let client_ip = realip::client(&c.peer_ip, &c.real_ip);
+    if (sv.allow_ips.is_some() || sv.deny_ips.is_some())
+        && !realip::ip_allowed(client_ip, sv.allow_ips.as_ref(), sv.deny_ips.as_ref())
+    {
+        gen.stats.unmatched.ip_denied.inc();
+        let reply = Reply::new(ErrorKind::IpDenied);
+        return answer(gen, c, None, rid, &reply, None, &[], Consumed::Head).await;
+    }
+
     // routing and the upstream see the normalised path (router/normalize.rs); the query is kept
     let raw_path = head.path(buf);
     let (path, target, normalized) =
@@ -113,7 +133,7 @@ pub(super) async fn run(
             }
         };
     let peer = Peer {
-        ip: &c.peer_ip,
+        ip: realip::client(&c.peer_ip, &c.real_ip),
         tls: c.stream.tls_info(),
     };
     let view = RequestView::h1(head, buf, path, target, peer);
@@ -163,6 +183,9 @@ pub(super) async fn run(
     }
     let ran = &chain.filters[..ran];
     if let Some(reply) = refused {
+        if reply.kind == ErrorKind::IpDenied {
+            gen.routes[route_idx].ip_denied.inc();
+        }
         return answer(
             gen,
             c,

@@ -108,7 +108,7 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
         trace_id,
         span_id,
         parent_span_id: parent,
-        client_ip: &c.peer_ip,
+        client_ip: super::realip::client(&c.peer_ip, &c.real_ip),
         method: &i.method,
         path: &i.target,
         route,

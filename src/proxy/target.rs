@@ -113,7 +113,7 @@ pub(super) async fn upstream(
             let who = crate::proxy::bulkhead::Who {
                 tenant: id.and_then(|i| i.tenant.as_deref()),
                 consumer: id.and_then(|i| i.subject.as_deref().or(i.consumer.as_deref())),
-                client_ip: &c.peer_ip,
+                client_ip: super::realip::client(&c.peer_ip, &c.real_ip),
             };
             match bulkheads.enter(route_idx, &who).await {
                 Some(p) => Some(p),
@@ -164,7 +164,7 @@ pub(super) async fn upstream(
         &up.cfg.balance,
         head,
         buf,
-        &c.peer_ip,
+        super::realip::client(&c.peer_ip, &c.real_ip),
         call.identity,
         gen.auth.strip_list(route.auth),
     );

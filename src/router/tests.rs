@@ -80,6 +80,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         tunnel_idle_timeout: std::time::Duration::from_secs(300),
         bulkhead: None,
         pools: Vec::new(),
+        allow_ips: None,
+        deny_ips: None,
         fallback: None,
     }
 }
