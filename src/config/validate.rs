@@ -152,7 +152,12 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     // Before routes: they refer to limits by name.
     let limits = super::limits::limits(&mut cx, raw.rate_limit, raw.quota, raw.tier, raw.redis);
     let listener_tables = !raw.listener.is_empty();
-    let server = server(&mut cx, raw.server.unwrap_or_default(), listener_tables);
+    let server = server(
+        &mut cx,
+        raw.server.unwrap_or_default(),
+        listener_tables,
+        base,
+    );
     let access_log = super::access_log::access_log(&mut cx, raw.access_log, base);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
@@ -196,6 +201,8 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         let fallback =
             super::fallback::fallback(&mut cx, &p.key("fallback"), r.fallback.take(), base);
         let pools = super::bulkhead::route_pools(&mut cx, &p, r.bulkheads.take(), &bulkheads);
+        let allow_ips = super::ip::ip_list(&mut cx, p.key("allow_ips"), r.allow_ips.take(), base);
+        let deny_ips = super::ip::ip_list(&mut cx, p.key("deny_ips"), r.deny_ips.take(), base);
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
@@ -204,6 +211,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         route.response_fields = fields;
         route.fallback = fallback;
         route.pools = pools;
+        (route.allow_ips, route.deny_ips) = (allow_ips, deny_ips);
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -259,7 +267,12 @@ fn auth_policies(
 }
 
 /// `listener_tables`: the file has `[[listener]]`s, so no default plain listener.
-fn server(cx: &mut Ctx, s: RawServer, listener_tables: bool) -> ServerConfig {
+fn server(
+    cx: &mut Ctx,
+    s: RawServer,
+    listener_tables: bool,
+    base: &std::path::Path,
+) -> ServerConfig {
     let p = KeyPath::root().key("server");
     let lp = p.key("listen");
     let listen_list = match s.listen {
@@ -309,11 +322,11 @@ fn server(cx: &mut Ctx, s: RawServer, listener_tables: bool) -> ServerConfig {
         ),
         path_normalization: path_policy(cx, &p.key("path_normalization"), s.path_normalization),
         http2: super::http2::http2(cx, &p.key("http2"), s.http2),
-        trusted_proxies: super::ip::ip_list(cx, p.key("trusted_proxies"), s.trusted_proxies)
+        trusted_proxies: super::ip::ip_list(cx, p.key("trusted_proxies"), s.trusted_proxies, base)
             .unwrap_or_default(),
         real_ip_header: super::ip::real_ip_header(cx, p.key("real_ip_header"), s.real_ip_header),
-        allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), s.allow_ips),
-        deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), s.deny_ips),
+        allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), s.allow_ips, base),
+        deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), s.deny_ips, base),
     }
 }
 
@@ -588,8 +601,9 @@ fn route(
             false,
         ),
         bulkhead: super::bulkhead::limit(cx, p, r.max_concurrent, r.max_queued, r.queue_timeout),
-        allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), r.allow_ips),
-        deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), r.deny_ips),
+        // Set by the caller (`config::ip::ip_list`: lists may name files).
+        allow_ips: None,
+        deny_ips: None,
         // Set by the caller (`config::bulkhead::route_pools`).
         pools: Vec::new(),
         // Set by the caller (`config::fallback::fallback`).
