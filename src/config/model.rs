@@ -40,6 +40,8 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// `[listener.tls]`: TLS is terminated here; `None`: plain HTTP.
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// Connections start with a PROXY protocol header (v1 or v2) naming the client.
+    pub proxy_protocol: bool,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.
@@ -68,6 +70,8 @@ pub struct ServerConfig {
     pub path_normalization: crate::router::PathPolicy,
     /// Downstream HTTP/2 limits (`[server] http2`).
     pub http2: super::http2::Http2Config,
+    /// The `listen` sockets' connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
     /// Peers whose forwarding header names the real client (`proxy/realip.rs`).
     pub trusted_proxies: crate::net::cidr::IpSet,
     pub real_ip_header: super::ip::RealIpHeader,

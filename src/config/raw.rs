@@ -55,6 +55,7 @@ pub(crate) struct RawServer {
     pub path_normalization: Option<RawPathNormalization>,
     pub http2: Option<super::http2::RawHttp2>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub proxy_protocol: Option<bool>,
     pub real_ip_header: Option<String>,
     pub allow_ips: Option<Vec<String>>,
     pub deny_ips: Option<Vec<String>>,

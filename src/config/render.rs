@@ -142,6 +142,7 @@ fn table(cfg: &Config) -> Table {
                     ("max_error_resets", int(sv.http2.max_error_resets)),
                 ])),
             ),
+            ("proxy_protocol", Some(Value::Boolean(sv.proxy_protocol))),
             (
                 "trusted_proxies",
                 (!sv.trusted_proxies.is_empty())
@@ -437,7 +438,11 @@ fn listener(l: &ListenerConfig) -> Value {
             ),
         ])
     });
-    tbl([("listen", s(l.listen.to_string())), ("tls", tls)])
+    tbl([
+        ("listen", s(l.listen.to_string())),
+        ("proxy_protocol", Some(Value::Boolean(l.proxy_protocol))),
+        ("tls", tls),
+    ])
 }
 
 fn upstream_tls(t: &crate::tls::UpstreamTls) -> Value {

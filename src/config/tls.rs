@@ -38,6 +38,7 @@ use crate::tls::{
 pub(crate) struct RawListener {
     pub listen: Option<String>,
     pub tls: Option<RawListenerTls>,
+    pub proxy_protocol: Option<bool>,
 }
 
 /// `[listener.tls]`
@@ -119,7 +120,12 @@ pub(super) fn listeners(
             }
         };
         if let (Some(listen), Ok(tls)) = (listen, tls) {
-            out.push(ListenerConfig { listen, tls });
+            let proxy_protocol = l.proxy_protocol.unwrap_or(false);
+            out.push(ListenerConfig {
+                listen,
+                tls,
+                proxy_protocol,
+            });
         }
     }
     (out, client_certs)

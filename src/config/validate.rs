@@ -325,6 +325,7 @@ fn server(
         trusted_proxies: super::ip::ip_list(cx, p.key("trusted_proxies"), s.trusted_proxies, base)
             .unwrap_or_default(),
         real_ip_header: super::ip::real_ip_header(cx, p.key("real_ip_header"), s.real_ip_header),
+        proxy_protocol: s.proxy_protocol.unwrap_or(false),
         allow_ips: super::ip::ip_list(cx, p.key("allow_ips"), s.allow_ips, base),
         deny_ips: super::ip::ip_list(cx, p.key("deny_ips"), s.deny_ips, base),
     }

@@ -12,6 +12,7 @@
 //! io_uring and epoll: it is a plain syscall on the socket, outside the driver.
 
 pub mod cidr;
+pub mod proxy_protocol;
 mod stream;
 mod timed;
 pub mod tls;

@@ -407,17 +407,21 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                let tls = options.is_some_and(|i| cur.get().cfg.listeners[i].tls.is_some());
-                if tls {
-                    let i = options.unwrap_or_default();
-                    monoio::spawn(contained(serve_tls(cur.clone(), stream, peer, i)));
-                } else {
-                    monoio::spawn(contained(crate::proxy::serve(
-                        cur.clone(),
-                        crate::net::Stream::Plain(stream),
-                        peer,
-                    )));
-                }
+                let gen = cur.get();
+                let tls = options.is_some_and(|i| gen.cfg.listeners[i].tls.is_some());
+                let proxied = match options {
+                    Some(i) => gen.cfg.listeners[i].proxy_protocol,
+                    None => gen.cfg.server.proxy_protocol,
+                };
+                let i = options.unwrap_or_default();
+                monoio::spawn(contained(serve_accepted(
+                    cur.clone(),
+                    stream,
+                    peer,
+                    tls,
+                    proxied,
+                    i,
+                )));
             }
             Some(Err(e)) => {
                 if e.raw_os_error() == Some(libc::EMFILE) || e.raw_os_error() == Some(libc::ENFILE)
@@ -426,6 +430,32 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
                 }
             }
         }
+    }
+}
+
+/// Serves an accepted connection: its PROXY protocol header first on listeners that take one
+/// (`net/proxy_protocol.rs`: the client it names becomes the peer; a missing or malformed header
+/// closes the connection, unanswered), then TLS or plain HTTP.
+async fn serve_accepted(
+    cur: Rc<Current>,
+    stream: monoio::net::TcpStream,
+    mut peer: std::net::SocketAddr,
+    tls: bool,
+    proxied: bool,
+    listener: usize,
+) {
+    if proxied {
+        let deadline = monoio::time::Instant::now() + cur.get().cfg.server.header_timeout;
+        match crate::net::proxy_protocol::read(&stream, deadline).await {
+            Ok(crate::net::proxy_protocol::Header::Proxied(addr)) => peer = addr,
+            Ok(crate::net::proxy_protocol::Header::Local) => {}
+            Err(_) => return,
+        }
+    }
+    if tls {
+        serve_tls(cur, stream, peer, listener).await
+    } else {
+        crate::proxy::serve(cur, crate::net::Stream::Plain(stream), peer).await
     }
 }
 
