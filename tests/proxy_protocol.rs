@@ -88,3 +88,42 @@ fn the_header_names_the_client_and_bad_headers_close() {
         assert_eq!(up.request_count(), 0, "[{driver}]");
     });
 }
+
+#[test]
+fn a_tls_listener_reads_the_header_before_the_handshake() {
+    use common::tls::*;
+    let ca = Ca::new("proxy CA");
+    let leaf = ca.server("edge", &["edge.test"]);
+    let up = Upstream::recording("u");
+    let listener = tls_listener(&[&leaf], "").replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nproxy_protocol = true\n",
+        1,
+    );
+    let cfg = config(
+        "",
+        &(listener
+            + &upstream_toml("u", &[up.addr], "")
+            + &route_toml("all", "u", "path_prefix = \"/\"")),
+    );
+    let client = ClientOpts::trusting(&ca).build();
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        up.clear();
+        let header = b"PROXY TCP6 2001:db8::7 ::1 1234 443\r\n";
+        let mut c = TlsClient::connect_after(tls_addr(&gw), &client, "edge.test", header)
+            .unwrap_or_else(|e| panic!("[{driver}] {e}"));
+        assert_eq!(c.get("/x", "edge.test").status, 200, "[{driver}]");
+        let seen = up.wait_requests(1, secs(5));
+        assert_eq!(
+            seen[0].header("x-forwarded-for").as_deref(),
+            Some("2001:db8::7"),
+            "[{driver}]"
+        );
+        // without the header the handshake never starts
+        assert!(
+            TlsClient::connect(tls_addr(&gw), &client, "edge.test").is_err(),
+            "[{driver}]"
+        );
+    });
+}

@@ -230,8 +230,21 @@ impl TlsClient {
         cfg: &TlsClientConfig,
         server_name: &str,
     ) -> Result<TlsClient, String> {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        Self::connect_after(addr, cfg, server_name, b"")
+    }
+
+    /// Like `connect`, writing `prefix` (a PROXY protocol header) on the TCP stream first.
+    pub fn connect_after(
+        addr: SocketAddr,
+        cfg: &TlsClientConfig,
+        server_name: &str,
+        prefix: &[u8],
+    ) -> Result<TlsClient, String> {
+        let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
             .map_err(|e| format!("tcp connect {addr}: {e}"))?;
+        if !prefix.is_empty() {
+            std::io::Write::write_all(&mut tcp, prefix).map_err(|e| format!("prefix: {e}"))?;
+        }
         tcp.set_read_timeout(Some(TLS_IO_TIMEOUT)).unwrap();
         tcp.set_write_timeout(Some(TLS_IO_TIMEOUT)).unwrap();
         tcp.set_nodelay(true).unwrap();
