@@ -6,7 +6,8 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
 
 1. **Accept.** Each worker runs one accept loop per listening socket ({{src/runtime/worker.rs|async fn accept_loop}}).
    `[server] listen` sockets come first, then `[[listener]]` ones in config order
-   ({{src/runtime/mod.rs|let all: Vec<SocketAddr>}}); a TLS listener's connection goes to
+   ({{src/runtime/mod.rs|let all: Vec<SocketAddr>}}); a listener with `proxy_protocol` reads the
+   PROXY header first ({{src/net/proxy_protocol.rs|pub async fn read}}), and the client it names is the peer; a TLS listener's connection goes to
    `serve_tls` ({{src/runtime/worker.rs|async fn serve_tls}}).
 2. **Handshake.** `TlsStream::accept` ({{src/net/tls.rs|pub async fn accept}}) runs the rustls server
    handshake within `handshake_timeout`, with the certificates of the config generation current at
@@ -21,11 +22,12 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    that writes its request as an HTTP/1.1 head and runs the steps below through `Stream::H2`,
    {{src/proxy/mod.rs|pub(crate) async fn serve_stream}}.)
 4. **Pipeline.** `pipeline::run` ({{src/proxy/pipeline.rs|pub(super) async fn run}}): request id, trace
-   span, path normalisation, then the protocol-neutral `RequestView` ({{src/http/view.rs|pub fn h1(}}) and
+   span, the client address (a trusted proxy's forwarding header, {{src/proxy/realip.rs|pub fn client_ip(}})
+   and the server-wide IP rules, path normalisation, then the protocol-neutral `RequestView` ({{src/http/view.rs|pub fn h1(}}) and
    the route lookup ({{src/proxy/pipeline.rs|let route_idx = match gen}}).
 5. **Filters, request phase.** The route's chain, compiled with the generation
    ({{src/proxy/filter.rs|pub fn chain(}}), runs in order ({{src/proxy/pipeline.rs|the request phase, in chain order}}):
-   client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
+   IP rules, client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
    ({{src/proxy/filter.rs|Filter::RateLimit =>}}). A refusal goes to `answer` (step 9).
 6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) first takes
    the route's bulkhead slots ({{src/proxy/bulkhead.rs|pub async fn enter}}: route, shared pools,
