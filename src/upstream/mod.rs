@@ -188,11 +188,9 @@ impl UpstreamRt {
         let Some(b) = &self.breaker else {
             return;
         };
-        let before = b.borrow().state();
+        // `force_open` says whether it was closed: only then is this a trip here
         if b.borrow_mut().force_open(now, left) {
             self.stats.breaker_trips.inc();
-        }
-        if before == breaker::State::Closed {
             self.stats.breaker_open.add(1);
         }
     }
