@@ -97,6 +97,10 @@ pub fn duration(d: Duration) -> Option<Value> {
     s(text)
 }
 
+#[path = "render_resilience.rs"]
+mod resilience;
+use resilience::{adaptive, breaker, health_check, outlier, retry};
+
 fn table(cfg: &Config) -> Table {
     let mut t = Table::new();
     let sv = &cfg.server;
@@ -264,42 +268,12 @@ fn upstream(u: &UpstreamConfig) -> Value {
         ("circuit_breaker", u.circuit_breaker.as_ref().map(breaker)),
         (
             "outlier_detection",
-            u.outlier_detection.map(|o| {
-                tbl([
-                    ("consecutive_5xx", int(o.consecutive_5xx)),
-                    (
-                        "consecutive_gateway_errors",
-                        int(o.consecutive_gateway_errors),
-                    ),
-                    ("interval", duration(o.interval)),
-                    ("success_rate_min_hosts", int(o.success_rate_min_hosts)),
-                    (
-                        "success_rate_request_volume",
-                        int(o.success_rate_request_volume),
-                    ),
-                    (
-                        "success_rate_stdev_factor",
-                        Some(Value::Float(o.success_rate_stdev_factor)),
-                    ),
-                    ("base_ejection_time", duration(o.base_ejection_time)),
-                    ("max_ejection_time", duration(o.max_ejection_time)),
-                ])
-            }),
+            u.outlier_detection.as_ref().map(outlier),
         ),
         ("health_check", u.health_check.as_ref().map(health_check)),
         (
             "adaptive_concurrency",
-            u.adaptive_concurrency.map(|a| {
-                tbl([
-                    ("min_limit", int(a.min_limit)),
-                    ("max_limit", int(a.max_limit)),
-                    ("initial_limit", int(a.initial_limit)),
-                    ("tolerance", Some(Value::Float(a.tolerance))),
-                    ("smoothing", Some(Value::Float(a.smoothing))),
-                    ("window", int(a.window)),
-                    ("long_window", int(a.long_window)),
-                ])
-            }),
+            u.adaptive_concurrency.as_ref().map(adaptive),
         ),
         ("retry", Some(retry(&u.retry))),
         ("slow_start", u.slow_start.and_then(duration)),
@@ -312,99 +286,6 @@ fn upstream(u: &UpstreamConfig) -> Value {
             "queue_timeout",
             u.bulkhead.and_then(|l| duration(l.queue_timeout)),
         ),
-    ])
-}
-
-fn retry(r: &crate::upstream::retry::RetryPolicy) -> Value {
-    use crate::upstream::retry::RetryOn;
-    let on = r.on.iter().map(|c| match c {
-        RetryOn::ConnectFailure => Value::String("connect-failure".into()),
-        RetryOn::Reset => Value::String("reset".into()),
-        RetryOn::Timeout => Value::String("timeout".into()),
-        RetryOn::GatewayError => Value::String("gateway-error".into()),
-        RetryOn::Status5xx => Value::String("5xx".into()),
-        RetryOn::GrpcUnavailable => Value::String("grpc-unavailable".into()),
-        RetryOn::Status(s) => Value::Integer((*s).into()),
-    });
-    tbl([
-        ("on", Some(Value::Array(on.collect()))),
-        ("per_try_timeout", r.per_try_timeout.and_then(duration)),
-        ("backoff", duration(r.backoff)),
-        ("max_backoff", duration(r.max_backoff)),
-        ("budget_percent", int(r.budget_percent)),
-        ("budget_min", int(r.budget_min)),
-        ("idempotency_key", Some(Value::Boolean(r.idempotency_key))),
-        (
-            "hedge_after",
-            r.hedge_after.and_then(|h| match h {
-                crate::upstream::retry::HedgeAfter::P95 => s("p95"),
-                crate::upstream::retry::HedgeAfter::Fixed(d) => duration(d),
-            }),
-        ),
-    ])
-}
-
-fn health_check(h: &super::health::HealthCheck) -> Value {
-    use super::health::ProbeKind;
-    let (kind, path, host, statuses) = match &h.kind {
-        ProbeKind::Http {
-            path,
-            host,
-            statuses,
-        } => {
-            let statuses = statuses.iter().map(|&(lo, hi)| match (lo, hi) {
-                (lo, hi) if lo == hi => Value::Integer(lo.into()),
-                (lo, _) => Value::String(format!("{}xx", lo / 100)),
-            });
-            let statuses = Some(Value::Array(statuses.collect()));
-            ("http", s(path), host.as_deref().and_then(s), statuses)
-        }
-        ProbeKind::Tcp => ("tcp", None, None, None),
-    };
-    tbl([
-        ("kind", s(kind)),
-        ("path", path),
-        ("host", host),
-        ("expected_statuses", statuses),
-        ("interval", duration(h.interval)),
-        ("timeout", duration(h.timeout)),
-        ("jitter", duration(h.jitter)),
-        ("healthy_threshold", int(h.healthy_threshold)),
-        ("unhealthy_threshold", int(h.unhealthy_threshold)),
-    ])
-}
-
-fn breaker(b: &crate::upstream::breaker::BreakerConfig) -> Value {
-    use crate::upstream::breaker::WindowKind;
-    let (window, window_calls) = match b.window {
-        WindowKind::Time(d) => (duration(d), None),
-        WindowKind::Count(n) => (None, int(n)),
-    };
-    let statuses = b.failure_statuses.iter().map(|&(lo, hi)| match lo == hi {
-        true => Value::Integer(lo.into()),
-        false => Value::String(format!("{}xx", lo / 100)),
-    });
-    let grpc = b
-        .failure_grpc_statuses
-        .iter()
-        .map(|&x| Value::Integer(x.into()));
-    tbl([
-        ("failure_rate", Some(Value::Float(b.failure_rate))),
-        // above 1: off, and not writable
-        (
-            "slow_call_rate",
-            (b.slow_call_rate <= 1.0).then_some(Value::Float(b.slow_call_rate)),
-        ),
-        ("slow_call_duration", duration(b.slow_call_duration)),
-        ("min_calls", int(b.min_calls)),
-        ("window", window),
-        ("window_calls", window_calls),
-        ("open_for", duration(b.open_for)),
-        ("open_for_max", duration(b.open_for_max)),
-        ("half_open_calls", int(b.half_open_calls)),
-        ("failure_statuses", Some(Value::Array(statuses.collect()))),
-        ("failure_grpc_statuses", Some(Value::Array(grpc.collect()))),
-        ("scope", s(if b.cluster { "cluster" } else { "worker" })),
     ])
 }
 
