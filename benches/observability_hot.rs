@@ -128,6 +128,8 @@ fn bench(c: &mut Criterion) {
                 upstream_us: Some(300),
                 subject: Some("acme"),
                 ratelimit: "allowed",
+                waf: "",
+                waf_match: "",
             })
         })
     });

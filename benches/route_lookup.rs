@@ -62,6 +62,8 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         allow_ips: None,
         deny_ips: None,
         fallback: None,
+        waf: None,
+        validation: None,
     }
 }
 

@@ -29,3 +29,5 @@ pub mod top;
 pub mod trace;
 pub mod transform;
 pub mod upstream;
+pub mod validate;
+pub mod waf;

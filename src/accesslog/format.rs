@@ -9,9 +9,10 @@
 //!
 //! Format: one JSON object per line, keys always present and always in this order:
 //! `time request_id trace_id span_id parent_span_id client_ip method path route upstream status
-//! bytes_in bytes_out duration_us upstream_us subject ratelimit`. `time` is RFC 3339 UTC with
+//! bytes_in bytes_out duration_us upstream_us subject ratelimit waf waf_match`. `time` is RFC 3339 UTC with
 //! milliseconds. Optional values are `null` when absent or empty: `trace_id`, `span_id`,
-//! `parent_span_id`, `route`, `upstream`, `upstream_us`, `subject`, `ratelimit`.
+//! `parent_span_id`, `route`, `upstream`, `upstream_us`, `subject`, `ratelimit`, `waf`,
+//! `waf_match`.
 //!
 //! Strings: `"` and `\` are escaped, control characters below 0x20 become `\n`, `\r`, `\t`, `\b`,
 //! `\f` or `\u00XX` (lowercase hex), everything else valid UTF-8 is copied as is. **Invalid UTF-8**
@@ -53,6 +54,10 @@ pub struct Record<'a> {
     pub subject: Option<&'a str>,
     /// `""`, `"allowed"`, `"limited"` or `"quota_exceeded"`.
     pub ratelimit: &'a str,
+    /// The WAF's verdict: `blocked:942100,941100` or `detected:...`; empty when no rule matched.
+    pub waf: &'a str,
+    /// The first value a WAF rule matched (`name=value`), only with the route's `log_payload`.
+    pub waf_match: &'a str,
 }
 
 /// Appends `r` as one JSON object and a `\n` to `out`.
@@ -97,6 +102,10 @@ pub fn write_json_line(out: &mut Vec<u8>, r: &Record<'_>) {
     opt_string(out, r.subject.unwrap_or("").as_bytes());
     out.extend_from_slice(b",\"ratelimit\":");
     opt_string(out, r.ratelimit.as_bytes());
+    out.extend_from_slice(b",\"waf\":");
+    opt_string(out, r.waf.as_bytes());
+    out.extend_from_slice(b",\"waf_match\":");
+    opt_string(out, r.waf_match.as_bytes());
     out.extend_from_slice(b"}\n");
 }
 
@@ -248,6 +257,8 @@ mod tests {
             upstream_us: Some(300),
             subject: Some("alice"),
             ratelimit: "",
+            waf: "",
+            waf_match: "",
         }
     }
 
@@ -260,7 +271,7 @@ mod tests {
              \"parent_span_id\":null,\"client_ip\":\"127.0.0.1\",\"method\":\"GET\",\"path\":\"/x?y=1\",\
              \"route\":\"users\",\"upstream\":\"127.0.0.1:8081\",\"status\":200,\"bytes_in\":0,\
              \"bytes_out\":12,\"duration_us\":345,\"upstream_us\":300,\"subject\":\"alice\",\
-             \"ratelimit\":null}\n"
+             \"ratelimit\":null,\"waf\":null,\"waf_match\":null}\n"
         );
     }
 
@@ -299,6 +310,8 @@ mod tests {
             "upstream_us",
             "subject",
             "ratelimit",
+            "waf",
+            "waf_match",
         ];
         // serde_json's map is sorted; the order on the line is checked by `exact_line`.
         expected.sort_unstable();

@@ -30,6 +30,8 @@ mod transform;
 pub mod units;
 mod upgrade;
 mod validate;
+mod validation;
+mod waf;
 
 pub use ip::RealIpHeader;
 pub use model::*;

@@ -258,6 +258,10 @@ pub struct RouteConfig {
     pub pools: Vec<usize>,
     /// `fallback`: the answer when the upstream cannot be asked.
     pub fallback: Option<std::sync::Arc<super::fallback::Fallback>>,
+    /// `waf`: the route's web application firewall (`crate::waf`).
+    pub waf: Option<std::sync::Arc<crate::waf::Policy>>,
+    /// `schema`, `validate_query`, `validate_headers`: the route's request validation.
+    pub validation: Option<std::sync::Arc<crate::validate::Validation>>,
 }
 
 /// Host condition: lower-cased, no port.

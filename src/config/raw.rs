@@ -138,6 +138,10 @@ pub(crate) struct RawRoute {
     pub allow_ips: Option<Vec<String>>,
     pub deny_ips: Option<Vec<String>>,
     pub fallback: Option<super::fallback::RawFallback>,
+    pub waf: Option<super::waf::RawWaf>,
+    pub schema: Option<String>,
+    pub validate_query: Option<BTreeMap<String, super::validation::RawParam>>,
+    pub validate_headers: Option<BTreeMap<String, super::validation::RawParam>>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`
@@ -232,7 +236,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 }
 
 /// Visits an integer or a string; `0` is what the error message says was expected.
-struct ScalarVisitor(&'static str);
+pub(crate) struct ScalarVisitor(pub &'static str);
 
 impl Visitor<'_> for ScalarVisitor {
     type Value = Scalar;

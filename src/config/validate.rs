@@ -203,6 +203,13 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         let pools = super::bulkhead::route_pools(&mut cx, &p, r.bulkheads.take(), &bulkheads);
         let allow_ips = super::ip::ip_list(&mut cx, p.key("allow_ips"), r.allow_ips.take(), base);
         let deny_ips = super::ip::ip_list(&mut cx, p.key("deny_ips"), r.deny_ips.take(), base);
+        let waf = super::waf::waf(&mut cx, &p.key("waf"), r.waf.take());
+        let checks = super::validation::RawValidation {
+            schema: r.schema.take(),
+            query: r.validate_query.take(),
+            headers: r.validate_headers.take(),
+        };
+        let validation = super::validation::validation(&mut cx, &p, checks, base);
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
@@ -212,6 +219,8 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         route.fallback = fallback;
         route.pools = pools;
         (route.allow_ips, route.deny_ips) = (allow_ips, deny_ips);
+        route.waf = waf.map(std::sync::Arc::new);
+        route.validation = validation;
         route_path_normal(&mut cx, &p, &route.path, &server.path_normalization);
         match conditions.get(&condition_key(&route)) {
             Some(first) => cx.err(p, format!("same match as route[{first}]")),
@@ -609,6 +618,9 @@ fn route(
         pools: Vec::new(),
         // Set by the caller (`config::fallback::fallback`).
         fallback: None,
+        // Set by the caller (`config::waf::waf`, `config::validation::validation`).
+        waf: None,
+        validation: None,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

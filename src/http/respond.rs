@@ -74,6 +74,14 @@ pub enum ErrorKind {
     RateLimited,
     /// 429: a quota's window is used up.
     QuotaExceeded,
+    /// The route's WAF scored the request at or over its threshold (`waf.status`, 403 by
+    /// default); the matched rule ids go in the body (`rules`).
+    WafBlocked {
+        status: u16,
+    },
+    /// 400: the request failed the route's validation (`schema`, query and header checks); the
+    /// problems go in the body (`problems`).
+    Invalid,
 }
 
 /// An error with its kind, the side at fault and whether another attempt is safe.
@@ -92,6 +100,7 @@ impl Reply {
             NoRoute | MethodNotAllowed => (Side::Downstream, false),
             Unauthorized { .. } | Forbidden => (Side::Downstream, false),
             ClientCertRequired | ClientCertNotAllowed | IpDenied => (Side::Downstream, false),
+            WafBlocked { .. } | Invalid => (Side::Downstream, false),
             RateLimited | QuotaExceeded => (Side::Downstream, false),
             AuthUnavailable => (Side::Internal, false),
             NoHealthyUpstream | CircuitOpen { .. } => (Side::Internal, false),
@@ -121,6 +130,8 @@ impl Reply {
             Unauthorized { .. } => 401,
             Forbidden | ClientCertRequired | ClientCertNotAllowed | IpDenied => 403,
             RateLimited | QuotaExceeded => 429,
+            WafBlocked { status } => status,
+            Invalid => 400,
             ConnectFailed | UpstreamTls | UpstreamReset | BadUpstreamResponse { .. } => 502,
             ConnectTimeout | ResponseTimeout => 504,
         }
@@ -153,6 +164,8 @@ impl Reply {
             AuthUnavailable => "authentication backend unavailable",
             RateLimited => "rate limit exceeded",
             QuotaExceeded => "quota exceeded",
+            WafBlocked { .. } => "request blocked by the web application firewall",
+            Invalid => "request failed validation",
         }
     }
 
@@ -164,6 +177,8 @@ impl Reply {
             Unauthorized { .. } => 16, // UNAUTHENTICATED
             Forbidden | ClientCertRequired | ClientCertNotAllowed | IpDenied => 7, // PERMISSION_DENIED
             RateLimited | QuotaExceeded => 8,  // RESOURCE_EXHAUSTED
+            WafBlocked { .. } => 7,            // PERMISSION_DENIED
+            Invalid => 3,                      // INVALID_ARGUMENT
             NoRoute => 12,                     // UNIMPLEMENTED
             MethodNotAllowed => 12,            // UNIMPLEMENTED
             BadRequest { .. } | BadBody => 13, // INTERNAL (malformed frame)
@@ -223,6 +238,7 @@ pub fn render_h1(
     keep_alive: bool,
     allow: Option<&str>,
     extra: &[u8],
+    members: &str,
 ) -> usize {
     let status = err.status();
     let mut body = String::with_capacity(128);
@@ -234,7 +250,10 @@ pub fn render_h1(
     );
     // request ids are validated to a JSON-safe charset before they get here
     body.push_str(std::str::from_utf8(request_id).unwrap_or(""));
-    body.push_str("\"}");
+    body.push('"');
+    // more members of the answer's object (`,"rules":[...]`, `,"problems":[...]`), JSON already
+    body.push_str(members);
+    body.push('}');
     let mut head = String::with_capacity(256);
     let _ = write!(
         head,
@@ -397,7 +416,7 @@ mod tests {
     fn error_json_shape() {
         let mut out = Vec::new();
         let e = Reply::new(ErrorKind::MethodNotAllowed);
-        render_h1(&mut out, &e, b"abc-1", true, Some("GET, HEAD"), b"");
+        render_h1(&mut out, &e, b"abc-1", true, Some("GET, HEAD"), b"", "");
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(s.contains("\r\nallow: GET, HEAD\r\n"));
@@ -428,7 +447,7 @@ mod tests {
                 presented,
             });
             let mut out = Vec::new();
-            render_h1(&mut out, &e, b"r", true, None, b"");
+            render_h1(&mut out, &e, b"r", true, None, b"", "");
             let s = String::from_utf8(out).unwrap();
             assert!(s.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{s}");
             s.lines()
@@ -494,7 +513,7 @@ mod tests {
     fn framing_errors_close() {
         let e = Reply::new(ErrorKind::BadBody);
         let mut out = Vec::new();
-        render_h1(&mut out, &e, b"x", true, None, b"");
+        render_h1(&mut out, &e, b"x", true, None, b"", "");
         assert!(String::from_utf8(out)
             .unwrap()
             .contains("connection: close"));

@@ -16,6 +16,9 @@ pub struct RequestView<'a> {
     pub path: &'a [u8],
     /// The normalised path and the query as received.
     pub target: &'a [u8],
+    /// The request target exactly as received (before any decoding or normalisation): the WAF
+    /// looks for encoded traversal in it.
+    pub raw_target: &'a [u8],
     /// Host from the absolute-form target or the Host header (may be empty).
     pub host: &'a [u8],
     pub fields: Fields<'a>,
@@ -83,6 +86,7 @@ impl<'a> RequestView<'a> {
             method: head.method(buf),
             path,
             target,
+            raw_target: head.target(buf),
             host: head.host(buf),
             fields: Fields::H1 { head, buf },
             peer,

@@ -131,6 +131,12 @@ pub struct RouteStats {
     pub upstream: Latency,
     /// Requests refused by the route's IP rules (for `unmatched`: the server-wide ones).
     pub ip_denied: Counter,
+    /// WAF verdicts over the threshold: [blocked, detected (forwarded)].
+    pub waf: [Counter; 2],
+    /// WAF rule matches by family (`waf::rules::Family` order), counted once per request.
+    pub waf_families: [Counter; 10],
+    /// Requests refused (400) by request validation (`schema`, `validate_query`, `validate_headers`).
+    pub invalid: Counter,
 }
 
 impl RouteStats {
@@ -321,6 +327,9 @@ impl WorkerStats {
             total: r.total.snap(),
             upstream: r.upstream.snap(),
             ip_denied: r.ip_denied.get(),
+            waf: r.waf.each_ref().map(Counter::get),
+            waf_families: r.waf_families.each_ref().map(Counter::get),
+            invalid: r.invalid.get(),
         };
         let routes = self.routes.borrow().iter().map(|r| route(r)).collect();
         let upstreams = self

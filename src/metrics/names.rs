@@ -7,6 +7,9 @@ pub const RESPONSE_BYTES_TOTAL: &str = "coregate_response_body_bytes_total";
 pub const REQUEST_DURATION: &str = "coregate_request_duration_seconds";
 pub const REQUEST_DURATION_QUANTILE: &str = "coregate_request_duration_quantile_seconds";
 pub const IP_DENIED_TOTAL: &str = "coregate_ip_denied_total";
+pub const WAF_REQUESTS_TOTAL: &str = "coregate_waf_requests_total";
+pub const WAF_MATCHES_TOTAL: &str = "coregate_waf_matches_total";
+pub const VALIDATION_FAILED_TOTAL: &str = "coregate_validation_failed_total";
 pub const ROUTE_UPSTREAM_DURATION: &str = "coregate_route_upstream_duration_seconds";
 pub const ROUTE_UPSTREAM_DURATION_QUANTILE: &str =
     "coregate_route_upstream_duration_quantile_seconds";

@@ -72,6 +72,9 @@ pub struct RouteSnap {
     pub total: LatencySnap,
     pub upstream: LatencySnap,
     pub ip_denied: u64,
+    pub waf: [u64; 2],
+    pub waf_families: [u64; 10],
+    pub invalid: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -214,6 +217,13 @@ fn add_route(into: &mut RouteSnap, r: &RouteSnap) {
     into.bytes_out += r.bytes_out;
     into.total.add(&r.total);
     into.ip_denied += r.ip_denied;
+    for (x, y) in into.waf.iter_mut().zip(&r.waf) {
+        *x += y;
+    }
+    for (x, y) in into.waf_families.iter_mut().zip(&r.waf_families) {
+        *x += y;
+    }
+    into.invalid += r.invalid;
     into.upstream.add(&r.upstream);
 }
 

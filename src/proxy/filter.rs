@@ -20,11 +20,14 @@
 //!   (one the buffer admitted and that fit its cap); it may rewrite the body, and the response then
 //!   goes out with a fresh Content-Length. Responses the buffer declined or spilled stream through
 //!   untouched and skip this phase. Default: leaves the body alone.
-//! - **request_body** is reserved for filters that need the request body (schema validation,
-//!   transforms): none of today's filters do, so every body streams to the target unbuffered.
+//! - **request_body** (`inspect.rs`): only on routes whose filters read the request body (the
+//!   WAF's body rules, a JSON Schema), after the request phase of the whole chain passed, so a
+//!   body is never read for a request an earlier filter refuses. Every other body streams to the
+//!   target unbuffered.
 //!
-//! Today's chain, in order: IP rules, client certificate (mTLS routes), authentication, body
-//! size, rate limits and quotas, response field selection (`response_fields`).
+//! Today's chain, in order: IP rules, WAF (head rules; its body rules run in the request_body
+//! phase), client certificate (mTLS routes), authentication, body size, rate limits and quotas,
+//! query and header validation, response field selection (`response_fields`).
 
 use std::rc::Rc;
 
@@ -48,6 +51,9 @@ pub enum Filter {
     /// The route's `allow_ips` / `deny_ips` against the client address (`realip.rs`): 403.
     /// First in the chain, before any credential is looked at.
     IpRules,
+    /// The route's WAF (`crate::waf`): the raw target, path, query, inspected headers and
+    /// cookies; at or over the threshold in block mode, the policy's status (403).
+    Waf { policy: std::sync::Arc<crate::waf::Policy> },
     /// A verified client certificate is required (`require_client_cert`), carrying one of `sans`
     /// when that allow-list is not empty (`client_cert_sans`).
     ClientCert { sans: Box<[String]> },
@@ -58,6 +64,10 @@ pub enum Filter {
     BodyLimit { max: u64 },
     /// The route's and the caller's tier's rate limits and quotas.
     RateLimit,
+    /// `validate_query` / `validate_headers`: 400 listing every problem.
+    Validate {
+        checks: std::sync::Arc<crate::validate::Validation>,
+    },
     /// `response_fields`: only these members of a successful JSON response reach the client.
     ResponseFields { fields: Box<FieldSet> },
 }
@@ -71,6 +81,15 @@ pub struct Admission {
     pub identity: Option<Rc<Identity>>,
     /// The rate-limit decision for the access log ("" when no policy applied).
     pub ratelimit: &'static str,
+    /// What the route's WAF found so far (head, then body).
+    pub waf: crate::waf::Findings,
+}
+
+/// Per-connection buffers the request phase works in.
+pub struct Work<'c> {
+    pub limits: &'c mut crate::ratelimit::Output,
+    pub waf: &'c mut crate::waf::Scratch,
+    pub problems: &'c mut Vec<crate::validate::Problem>,
 }
 
 /// Builds route `route`'s chain.
@@ -78,6 +97,11 @@ pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
     let mut f = Vec::new();
     if route.allow_ips.is_some() || route.deny_ips.is_some() {
         f.push(Filter::IpRules);
+    }
+    if let Some(policy) = &route.waf {
+        f.push(Filter::Waf {
+            policy: policy.clone(),
+        });
     }
     if route.require_client_cert || !route.client_cert_sans.is_empty() {
         f.push(Filter::ClientCert {
@@ -92,6 +116,11 @@ pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
     });
     if ratelimited {
         f.push(Filter::RateLimit);
+    }
+    if let Some(v) = route.validation.as_ref() {
+        if !v.query.is_empty() || !v.headers.is_empty() {
+            f.push(Filter::Validate { checks: v.clone() });
+        }
     }
     if let Some(fields) = &route.response_fields {
         f.push(Filter::ResponseFields {
@@ -109,10 +138,35 @@ impl Filter {
         route: &RouteConfig,
         req: &RequestView<'_>,
         body: BodyKind,
-        limits: &mut crate::ratelimit::Output,
+        work: &mut Work<'_>,
         adm: &mut Admission,
     ) -> Result<(), Reply> {
         match self {
+            Filter::Waf { policy } => {
+                policy.inspect_head(req.raw_target, &req.fields, work.waf, &mut adm.waf);
+                match policy.over(&adm.waf) && policy.mode == crate::waf::Mode::Block {
+                    true => Err(Reply::new(ErrorKind::WafBlocked {
+                        status: policy.status,
+                    })),
+                    false => Ok(()),
+                }
+            }
+            Filter::Validate { checks } => {
+                let query = match memchr::memchr(b'?', req.target) {
+                    Some(q) => &req.target[q + 1..],
+                    None => &b""[..],
+                };
+                crate::validate::params::check_query(&checks.query, query, work.problems);
+                let fields = &req.fields;
+                let mut each = |name: &str, visit: &mut dyn FnMut(&[u8])| {
+                    fields.all(name.as_bytes()).for_each(&mut *visit)
+                };
+                crate::validate::params::check_headers(&checks.headers, &mut each, work.problems);
+                match work.problems.is_empty() {
+                    true => Ok(()),
+                    false => Err(Reply::new(ErrorKind::Invalid)),
+                }
+            }
             Filter::IpRules => {
                 let (allow, deny) = (route.allow_ips.as_ref(), route.deny_ips.as_ref());
                 match super::realip::ip_allowed(req.peer.ip, allow, deny) {
@@ -159,10 +213,10 @@ impl Filter {
                     identity: adm.identity.as_deref(),
                     route: &route.name,
                 };
-                let admitted = gen.ratelimit.admit(route, &input, limits).await;
+                let admitted = gen.ratelimit.admit(route, &input, work.limits).await;
                 adm.ratelimit = match admitted {
                     // tiers exist, but none of their policies (nor the route's) applied
-                    Ok(()) if !limits.applied() => "",
+                    Ok(()) if !work.limits.applied() => "",
                     Ok(()) => "allowed",
                     Err(Limited::Rate) => "limited",
                     Err(Limited::Quota) => "quota_exceeded",

@@ -31,6 +31,7 @@ mod duplex;
 mod exchange;
 pub mod filter;
 mod hedge;
+mod inspect;
 pub mod pipeline;
 mod realip;
 mod record;
@@ -80,6 +81,16 @@ pub(crate) struct ClientConn {
     /// The current request is gRPC: the gateway's own answers are trailers-only gRPC responses.
     /// Set by the pipeline once the head is known good.
     grpc: bool,
+    /// More members of the gateway's own JSON answer for the current request (a WAF verdict's
+    /// rule ids, validation problems: `respond::render_h1`); empty for most answers.
+    detail: String,
+    /// The request body read for the request_body phase (`inspect.rs`), decoded from chunked;
+    /// allocated only on routes whose filters read bodies, reused across requests.
+    body: Vec<u8>,
+    /// The WAF's reused decoding buffers (`waf::Scratch`).
+    waf: crate::waf::Scratch,
+    /// Validation problems of the current request (empty unless it failed validation).
+    problems: Vec<crate::validate::Problem>,
     info: record::RequestRecord,
 }
 
@@ -219,6 +230,10 @@ impl ClientConn {
             body_sent: 0,
             body_recv: 0,
             grpc: false,
+            detail: String::new(),
+            body: Vec::new(),
+            waf: Default::default(),
+            problems: Vec::new(),
             info: record::RequestRecord::new(),
         }
     }
@@ -382,7 +397,7 @@ async fn answer(
         // a gRPC client reads the outcome from grpc-status, not the HTTP status
         render_grpc(&mut c.out, reply, rid, &c.extra)
     } else {
-        render_h1(&mut c.out, reply, rid, keep, allow, &c.extra)
+        render_h1(&mut c.out, reply, rid, keep, allow, &c.extra, &c.detail)
     };
     c.info.route = route;
     c.info.status = reply.status();

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::filter::{self, Admission, Filter, RESPONSE_BODY_MAX};
 use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call, Target};
-use super::{answer, realip, ClientConn, Consumed, Outcome};
+use super::{answer, inspect, realip, ClientConn, Consumed, Outcome};
 use crate::config::RouteConfig;
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
@@ -28,16 +28,23 @@ pub struct RouteChain {
     pub target: Target,
     /// A filter needs the response body: the target relays into a buffer (`sink.rs`).
     buffer: Option<Want>,
+    /// The route's WAF, for its body rules and its verdict (`inspect.rs`).
+    pub waf: Option<std::sync::Arc<crate::waf::Policy>>,
+    /// A filter reads request bodies: the request_body phase runs (`inspect.rs`).
+    reads_body: bool,
 }
 
 impl RouteChain {
     pub fn new(route: &RouteConfig, ratelimited: bool) -> Self {
         let filters = filter::chain(route, ratelimited);
         let buffer = filters.iter().find_map(Filter::wants_response_body);
+        let schema = route.validation.as_ref().is_some_and(|v| v.schema.is_some());
         RouteChain {
             filters,
             target: Target::Upstream(route.upstream),
             buffer,
+            waf: route.waf.clone(),
+            reads_body: schema || route.waf.is_some(),
         }
     }
 }
@@ -161,10 +168,17 @@ pub(super) async fn run(
     let mut adm = Admission::default();
     let mut ran = 0;
     let mut refused = None;
+    c.detail.clear();
+    c.problems.clear();
+    let mut work = filter::Work {
+        limits: &mut c.limits,
+        waf: &mut c.waf,
+        problems: &mut c.problems,
+    };
     for f in chain.filters.iter() {
         ran += 1;
         if let Err(reply) = f
-            .request(gen, route, &view, head.body, &mut c.limits, &mut adm)
+            .request(gen, route, &view, head.body, &mut work, &mut adm)
             .await
         {
             refused = Some(reply);
@@ -183,8 +197,15 @@ pub(super) async fn run(
     }
     let ran = &chain.filters[..ran];
     if let Some(reply) = refused {
-        if reply.kind == ErrorKind::IpDenied {
-            gen.routes[route_idx].ip_denied.inc();
+        if let Some(policy) = &chain.waf {
+            inspect::waf_verdict(gen, c, route_idx, policy, &adm);
+        }
+        match reply.kind {
+            ErrorKind::IpDenied => gen.routes[route_idx].ip_denied.inc(),
+            ErrorKind::Invalid => {
+                let _ = inspect::invalid(gen, c, route_idx);
+            }
+            _ => {}
         }
         return answer(
             gen,
@@ -197,6 +218,23 @@ pub(super) async fn run(
             Consumed::Head,
         )
         .await;
+    }
+    // the request_body phase, on routes whose filters read bodies
+    if chain.reads_body {
+        let verdict = inspect::body_phase(gen, c, route_idx, chain, &mut adm).await;
+        if let Some(policy) = &chain.waf {
+            inspect::waf_verdict(gen, c, route_idx, policy, &adm);
+        }
+        match verdict {
+            inspect::Verdict::Pass => {}
+            inspect::Verdict::Close => return Outcome::Close,
+            inspect::Verdict::Refuse(reply, consumed) => {
+                let route = Some(route_idx);
+                return answer(gen, c, route, rid, &reply, None, ran, consumed).await;
+            }
+        }
+    } else if let Some(policy) = &chain.waf {
+        inspect::waf_verdict(gen, c, route_idx, policy, &adm);
     }
     // a response-body filter: the target relays into a buffer (allocated on such routes only)
     let mut collected = chain

@@ -28,6 +28,10 @@ pub(super) struct RequestRecord {
     pub(super) method: Vec<u8>,
     pub(super) target: Vec<u8>,
     pub(super) subject: String,
+    /// The WAF's verdict for the log (`blocked:942100,941100`, `detected:...`); empty: none.
+    pub(super) waf: String,
+    /// The first value a WAF rule matched (`name=value`), with `log_payload` only.
+    pub(super) waf_match: String,
 }
 
 impl RequestRecord {
@@ -46,6 +50,8 @@ impl RequestRecord {
             method: Vec::new(),
             target: Vec::new(),
             subject: String::new(),
+            waf: String::new(),
+            waf_match: String::new(),
         }
     }
 
@@ -70,6 +76,8 @@ impl RequestRecord {
         self.method.clear();
         self.target.clear();
         self.subject.clear();
+        self.waf.clear();
+        self.waf_match.clear();
     }
 }
 
@@ -122,5 +130,7 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
         upstream_us: i.upstream_us,
         subject: (!i.subject.is_empty()).then_some(i.subject.as_str()),
         ratelimit: i.ratelimit,
+        waf: &i.waf,
+        waf_match: &i.waf_match,
     });
 }

@@ -83,6 +83,8 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         allow_ips: None,
         deny_ips: None,
         fallback: None,
+        waf: None,
+        validation: None,
     }
 }
 

@@ -486,7 +486,7 @@ async fn plain_http_on_tls(
         reason: "plain HTTP request sent to a TLS port (use https://)",
     });
     let mut out = Vec::with_capacity(256);
-    crate::http::respond::render_h1(&mut out, &reply, &rid[..n], false, None, b"");
+    crate::http::respond::render_h1(&mut out, &reply, &rid[..n], false, None, b"", "");
     let mut stream = crate::net::Stream::Plain(tcp);
     let mut buf = Vec::new();
     let _ = stream.write_all(&mut out, deadline).await;

@@ -1,0 +1,93 @@
+//! Unit tests of the WAF policy: scoring, thresholds, exclusions by rule, family and target, and
+//! body inspection by content type.
+
+use super::*;
+use crate::http::head::{parse_request, RequestHead};
+
+fn policy() -> Policy {
+    Policy {
+        mode: Mode::Block,
+        paranoia: 1,
+        threshold: 5,
+        status: 403,
+        excluded_rules: Vec::new(),
+        excluded_families: 0,
+        exclusions: Vec::new(),
+        headers: vec!["user-agent".into(), "referer".into()],
+        body_limit: 128 * 1024,
+        over_limit: OverLimit::Partial,
+        log_payload: false,
+    }
+}
+
+fn head_findings(p: &Policy, req: &str) -> Findings {
+    let mut head = RequestHead::default();
+    let limits = crate::http::head::HeadLimits {
+        max_request_line: 8192,
+        max_header_bytes: 16384,
+        max_headers: 64,
+    };
+    parse_request(req.as_bytes(), &limits, &mut head).unwrap().unwrap();
+    let fields = crate::http::view::Fields::H1 { head: &head, buf: req.as_bytes() };
+    let mut out = Findings::default();
+    p.inspect_head(head.target(req.as_bytes()), &fields, &mut Scratch::default(), &mut out);
+    out
+}
+
+#[test]
+fn query_cookie_and_agent_are_inspected() {
+    let p = policy();
+    let f = head_findings(&p, "GET /a?q=1'%20or%20'1'='1 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(p.over(&f) && f.rules().contains(&rules::SQLI_LIBINJECTION), "{f:?}");
+    let f = head_findings(&p, "GET /a HTTP/1.1\r\nHost: x\r\nCookie: s=<script>alert(1)</script>\r\n\r\n");
+    assert!(f.families & (1 << Family::Xss.index()) != 0, "{f:?}");
+    let f = head_findings(&p, "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: sqlmap/1.7\r\n\r\n");
+    assert_eq!(f.rules(), [913100]);
+    let f = head_findings(&p, "GET /a?name=O%27Brien&q=select+a+car HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(f.score, 0, "{f:?}");
+}
+
+#[test]
+fn exclusions_by_rule_family_and_target() {
+    let req = "GET /a?search=1'%20or%20'1'='1&x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut p = policy();
+    p.excluded_families = 1 << Family::Sqli.index();
+    assert_eq!(head_findings(&p, req).score, 0);
+    let mut p = policy();
+    p.exclusions = vec![Exclusion {
+        rules: vec![],
+        families: 0,
+        targets: vec![Target::Arg { name: "search".into(), prefix: false }],
+    }];
+    assert_eq!(head_findings(&p, req).score, 0);
+    let bad = "GET /a?other=1'%20or%20'1'='1 HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert!(p.over(&head_findings(&p, bad)));
+    p.exclusions[0].targets = vec![Target::Arg { name: "oth".into(), prefix: true }];
+    assert_eq!(head_findings(&p, bad).score, 0);
+}
+
+#[test]
+fn bodies_by_content_type() {
+    let p = policy();
+    let mut s = Scratch::default();
+    let mut f = Findings::default();
+    let json = br#"{"user":{"bio":"x\u0027 UNION SELECT password FROM users--"}}"#;
+    p.inspect_body(Some(b"application/json; charset=utf-8"), json, true, &mut s, &mut f);
+    assert!(p.over(&f), "{f:?}");
+    let mut f = Findings::default();
+    p.inspect_body(Some(b"application/json"), br#"{"name":"D'Angelo","note":"a < b"}"#, true, &mut s, &mut f);
+    assert_eq!(f.score, 0, "{f:?}");
+    let mut f = Findings::default();
+    p.inspect_body(Some(b"application/json"), br#"{"a": "#, true, &mut s, &mut f);
+    assert_eq!(f.rules(), [MALFORMED_BODY]);
+    let mut f = Findings::default();
+    p.inspect_body(Some(b"application/json"), br#"{"a": "#, false, &mut s, &mut f);
+    assert_eq!(f.score, 0, "a cut body is not malformed");
+    let mut f = Findings::default();
+    let form = b"comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
+    p.inspect_body(Some(b"application/x-www-form-urlencoded"), form, true, &mut s, &mut f);
+    assert!(p.over(&f));
+    let mut f = Findings::default();
+    p.inspect_body(Some(b"text/plain"), b"' or 1=1--", true, &mut s, &mut f);
+    assert_eq!(f.score, 0, "other types are not inspected");
+}
