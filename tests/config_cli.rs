@@ -379,7 +379,7 @@ fn ready_admin(line: &str) -> Option<std::net::SocketAddr> {
         .and_then(|a| a.parse().ok())
 }
 
-/// examples/gateway.toml (with its key and fallback files) passes a full `check` and starts with `run` on a
+/// examples/gateway.toml (with its key, fallback and schema files) passes a full `check` and starts with `run` on a
 /// host that has only what its header says to export: no /var/log, no identity provider, no
 /// Redis. Only its fixed ports are made ephemeral, so this never collides with anything.
 #[test]
@@ -393,6 +393,9 @@ fn example_runs_on_a_fresh_host() {
     std::fs::create_dir_all(dir.join("fallbacks")).unwrap();
     let fallback = "fallbacks/orders.json";
     std::fs::copy(root.join(fallback), dir.join(fallback)).unwrap();
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    let schema = "schemas/order.json";
+    std::fs::copy(root.join(schema), dir.join(schema)).unwrap();
     let text = std::fs::read_to_string(root.join("gateway.toml")).unwrap();
     let text = text
         .replace(

@@ -124,7 +124,7 @@ fn benign_traffic_passes_untouched_and_exclusions_apply() {
         // the strict route excludes the scanner family
         let agent = req("GET", "/s/x", "a.test", &[("user-agent", "Nikto/2.1.6")], b"");
         assert_eq!(c.request(&agent).status, 200, "[{driver}]");
-        assert_eq!(up.request_count(), 7, "[{driver}]");
+        assert_eq!(up.request_count(), 6, "[{driver}]");
     });
 }
 

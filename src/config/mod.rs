@@ -493,6 +493,7 @@ upstream = "user"
             "users",
             "orders-canary",
             "orders",
+            "order-intake",
             "files",
         ];
         let with_auth = [
@@ -504,7 +505,7 @@ upstream = "user"
             "introspected",
             "mobile-user",
             "live",
-            "route[14]",
+            "route[15]",
         ];
         assert_eq!(names, [&expected[..], &with_auth[..]].concat());
         let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
@@ -517,10 +518,10 @@ upstream = "user"
         assert_eq!((c.rate_limits.len(), c.quotas.len()), (2, 2));
         let redis = c.redis.as_ref().unwrap();
         assert_eq!(redis.password.as_deref(), Some("dev-only"));
-        let r = &c.routes[7];
+        let r = &c.routes[8];
         assert_eq!(r.auth, Some(0));
         assert!(r.require.as_ref().is_some_and(|q| q.all));
-        let r = &c.routes[8];
+        let r = &c.routes[9];
         assert_eq!((r.auth, r.cost), (Some(2), Some(5)));
         assert_eq!(
             (r.rate_limits.clone(), r.quotas.clone()),
@@ -569,10 +570,10 @@ upstream = "user"
             catch_all,
         ];
         assert_eq!(
-            (c.routes[5].path.clone(), c.routes[5].max_body),
+            (c.routes[6].path.clone(), c.routes[6].max_body),
             (PathMatch::Template(files), 0)
         );
-        let r = &c.routes[6];
+        let r = &c.routes[7];
         assert_eq!(
             r.host,
             Some(HostMatch::Suffix(".static.example.com".into()))
@@ -581,10 +582,10 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[14].max_body, 10 << 20);
-        let live = &c.routes[13];
+        assert_eq!(c.routes[15].max_body, 10 << 20);
+        let live = &c.routes[14];
         assert!(live.websocket && live.tunnel_idle_timeout == std::time::Duration::from_secs(60));
-        let fields = c.routes[12].response_fields.as_ref().map(|f| f.paths());
+        let fields = c.routes[13].response_fields.as_ref().map(|f| f.paths());
         assert_eq!(fields.unwrap(), ["id", "name", "avatar.small"]);
     }
 

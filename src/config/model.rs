@@ -42,6 +42,10 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// Connections start with a PROXY protocol header (v1 or v2) naming the client.
     pub proxy_protocol: bool,
+    /// `allow_ips` / `deny_ips`: the clients this listener serves (deny wins), checked per request
+    /// after the `[server]` lists, before routing.
+    pub allow_ips: Option<crate::net::cidr::IpSet>,
+    pub deny_ips: Option<crate::net::cidr::IpSet>,
 }
 
 /// `[server]`: listeners, worker count and client-side limits.

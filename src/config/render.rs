@@ -101,6 +101,9 @@ pub fn duration(d: Duration) -> Option<Value> {
 mod resilience;
 use resilience::{adaptive, breaker, health_check, outlier, retry};
 
+#[path = "render_security.rs"]
+mod security;
+
 fn table(cfg: &Config) -> Table {
     let mut t = Table::new();
     let sv = &cfg.server;
@@ -322,6 +325,11 @@ fn listener(l: &ListenerConfig) -> Value {
     tbl([
         ("listen", s(l.listen.to_string())),
         ("proxy_protocol", Some(Value::Boolean(l.proxy_protocol))),
+        (
+            "allow_ips",
+            l.allow_ips.as_ref().and_then(|l| strs(&l.text)),
+        ),
+        ("deny_ips", l.deny_ips.as_ref().and_then(|l| strs(&l.text))),
         ("tls", tls),
     ])
 }
@@ -457,6 +465,16 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
             }),
         ),
         ("fallback", r.fallback.as_deref().map(fallback)),
+        ("waf", r.waf.as_deref().map(security::waf)),
+        ("schema", r.validation.as_deref().and_then(security::schema)),
+        (
+            "validate_query",
+            r.validation.as_deref().and_then(|v| security::params(&v.query)),
+        ),
+        (
+            "validate_headers",
+            r.validation.as_deref().and_then(|v| security::params(&v.headers)),
+        ),
     ])
 }
 

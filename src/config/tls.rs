@@ -39,6 +39,8 @@ pub(crate) struct RawListener {
     pub listen: Option<String>,
     pub tls: Option<RawListenerTls>,
     pub proxy_protocol: Option<bool>,
+    pub allow_ips: Option<Vec<String>>,
+    pub deny_ips: Option<Vec<String>>,
 }
 
 /// `[listener.tls]`
@@ -119,12 +121,16 @@ pub(super) fn listeners(
                 server_tls(cx, &tp, t, base).map(|t| Some(Arc::new(t)))
             }
         };
+        let allow_ips = super::ip::ip_list(cx, p.key("allow_ips"), l.allow_ips, base);
+        let deny_ips = super::ip::ip_list(cx, p.key("deny_ips"), l.deny_ips, base);
         if let (Some(listen), Ok(tls)) = (listen, tls) {
             let proxy_protocol = l.proxy_protocol.unwrap_or(false);
             out.push(ListenerConfig {
                 listen,
                 tls,
                 proxy_protocol,
+                allow_ips,
+                deny_ips,
             });
         }
     }

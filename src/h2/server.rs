@@ -92,7 +92,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
 
 /// Serves an h2c connection whose first bytes (`pre`, starting with the preface) were already
 /// read. Returns when the connection is closed.
-pub async fn serve(cur: Rc<Current>, tcp: TcpStream, pre: Vec<u8>, peer_ip: String) {
+pub async fn serve(cur: Rc<Current>, tcp: TcpStream, pre: Vec<u8>, peer: crate::proxy::Origin) {
     let Ok(io) = tcp.into_poll_io() else {
         return;
     };
@@ -101,23 +101,27 @@ pub async fn serve(cur: Rc<Current>, tcp: TcpStream, pre: Vec<u8>, peer_ip: Stri
         pos: 0,
         inner: io,
     };
-    run(cur, io, peer_ip, None).await
+    run(cur, io, peer, None).await
 }
 
 /// Serves a TLS connection whose handshake chose `h2` by ALPN.
-pub async fn serve_tls(cur: Rc<Current>, session: crate::net::tls::TlsStream, peer_ip: String) {
+pub async fn serve_tls(
+    cur: Rc<Current>,
+    session: crate::net::tls::TlsStream,
+    peer: crate::proxy::Origin,
+) {
     let info = Rc::new(crate::net::TlsInfo::of(session.session()));
     let (tcp, conn, pending) = session.into_parts();
     let Ok(io) = tcp.into_poll_io() else {
         return;
     };
-    run(cur, PollTls::new(io, conn, pending), peer_ip, Some(info)).await
+    run(cur, PollTls::new(io, conn, pending), peer, Some(info)).await
 }
 
 async fn run<T: AsyncRead + AsyncWrite + Unpin>(
     cur: Rc<Current>,
     io: T,
-    peer_ip: String,
+    peer_ip: crate::proxy::Origin,
     tls: Option<Rc<crate::net::TlsInfo>>,
 ) {
     let (header_timeout, idle, max_header, limits, drain, retired) = {
@@ -214,7 +218,7 @@ async fn stream_task(
     cur: Rc<Current>,
     req: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    ip: String,
+    ip: crate::proxy::Origin,
     tls: Option<Rc<crate::net::TlsInfo>>,
 ) {
     let (parts, recv) = req.into_parts();

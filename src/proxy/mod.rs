@@ -66,6 +66,9 @@ pub(crate) struct ClientConn {
     head: RequestHead,
     /// The TCP peer's address.
     peer_ip: String,
+    /// The `[[listener]]` entry that accepted the connection (its IP rules apply); None for a
+    /// `[server] listen` address.
+    listener: Option<usize>,
     /// The client a trusted proxy named for the current request (`realip.rs`); empty: the peer
     /// is the client. Read through [`realip::client`]: rate-limit keys, IP rules, balancing,
     /// bulkheads and the log use it.
@@ -134,7 +137,16 @@ impl Drop for ConnGuard {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
+/// Who is on the other end of a client connection, and where it came in.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    /// The TCP peer's address (or the client a PROXY protocol header named).
+    pub ip: String,
+    /// The `[[listener]]` entry that accepted it; None for a `[server] listen` address.
+    pub listener: Option<usize>,
+}
+
+pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr, listener: Option<usize>) {
     let _guard = {
         let ctx = cur.get();
         ctx.open.set(ctx.open.get() + 1);
@@ -152,12 +164,17 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
         Stream::Tls(t) if t.info.alpn.as_deref() == Some(b"h2") => {
             // ALPN chose HTTP/2: the session goes to the h2 driver
             let conn = *t;
-            crate::h2::server::serve_tls(cur, conn.session, peer.ip().to_string()).await;
+            let origin = Origin {
+                ip: peer.ip().to_string(),
+                listener,
+            };
+            crate::h2::server::serve_tls(cur, conn.session, origin).await;
             return;
         }
         s => s,
     };
     let mut c = ClientConn::new(stream, peer.ip().to_string());
+    c.listener = listener;
     let mut resp = ResponseHead::default();
     let mut first = true;
     loop {
@@ -172,7 +189,11 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr) {
                     ..
                 } = c;
                 if let Stream::Plain(tcp) = stream {
-                    crate::h2::server::serve(cur, tcp, buf, peer_ip).await;
+                    let origin = Origin {
+                        ip: peer_ip,
+                        listener,
+                    };
+                    crate::h2::server::serve(cur, tcp, buf, origin).await;
                 }
                 return;
             }
@@ -225,6 +246,7 @@ impl ClientConn {
             head: RequestHead::default(),
             real_ip: String::new(),
             peer_ip,
+            listener: None,
             limits: Default::default(),
             extra: Vec::new(),
             body_sent: 0,
@@ -242,10 +264,11 @@ impl ClientConn {
 /// Serves one HTTP/2 stream (`h2::server`): `head` is the request written as an HTTP/1.1 head, the
 /// stream's body and response go through `stream` (`Stream::H2`). The same pipeline as
 /// [`serve`], for one request.
-pub(crate) async fn serve_stream(cur: Rc<Current>, stream: Stream, head: Vec<u8>, peer_ip: String) {
+pub(crate) async fn serve_stream(cur: Rc<Current>, stream: Stream, head: Vec<u8>, peer: Origin) {
     let ctx = cur.get();
     // one request per stream: no connection-sized read buffer (the head is all it reads into)
-    let mut c = ClientConn::with_buf(stream, peer_ip, head, 1024);
+    let mut c = ClientConn::with_buf(stream, peer.ip, head, 1024);
+    c.listener = peer.listener;
     c.info.begin(ctx.log.enabled());
     let mut resp = ResponseHead::default();
     match head::parse_request(&c.buf, &ctx.limits, &mut c.head) {

@@ -102,9 +102,14 @@ pub(super) async fn run(
         c.real_ip.clear();
     }
     let client_ip = realip::client(&c.peer_ip, &c.real_ip);
-    if (sv.allow_ips.is_some() || sv.deny_ips.is_some())
-        && !realip::ip_allowed(client_ip, sv.allow_ips.as_ref(), sv.deny_ips.as_ref())
-    {
+    let listener = c.listener.and_then(|i| gen.cfg.listeners.get(i));
+    let lists = [
+        (sv.allow_ips.as_ref(), sv.deny_ips.as_ref()),
+        listener.map_or((None, None), |l| (l.allow_ips.as_ref(), l.deny_ips.as_ref())),
+    ];
+    if lists.iter().any(|&(allow, deny)| {
+        (allow.is_some() || deny.is_some()) && !realip::ip_allowed(client_ip, allow, deny)
+    }) {
         gen.stats.unmatched.ip_denied.inc();
         let reply = Reply::new(ErrorKind::IpDenied);
         return answer(gen, c, None, rid, &reply, None, &[], Consumed::Head).await;
@@ -122,6 +127,13 @@ pub(super) async fn run(
                 (&c.norm[..path_len], &c.norm[..], true)
             }
             Err(router::PathError(reason)) => {
+                // a path that cannot be normalised (climbing above the root, encoded slashes...)
+                // still meets the WAF of the route its raw form routes to: an attack gets the
+                // WAF's answer, anything else the 400
+                if let Some((route, reply)) = waf_on_raw_path(gen, c) {
+                    let route = Some(route);
+                    return answer(gen, c, route, rid, &reply, None, &[], Consumed::Head).await;
+                }
                 let kind = ErrorKind::BadRequest {
                     status: 400,
                     reason,
@@ -258,4 +270,27 @@ pub(super) async fn run(
             target::upstream(gen, c, resp, &call, &mut sink).await
         }
     }
+}
+
+/// For a request whose path could not be normalised: the WAF of the route the raw path routes
+/// to, when that WAF blocks it (route index and answer; counted and logged).
+fn waf_on_raw_path(gen: &Generation, c: &mut ClientConn) -> Option<(usize, Reply)> {
+    let (head, buf) = (&c.head, &c.buf);
+    let peer = Peer {
+        ip: realip::client(&c.peer_ip, &c.real_ip),
+        tls: c.stream.tls_info(),
+    };
+    let raw_path = head.path(buf);
+    let view = RequestView::h1(head, buf, raw_path, head.target(buf), peer);
+    let Match::Route(idx) = gen.router.lookup(view.host, view.method, view.path, &view.fields)
+    else {
+        return None;
+    };
+    let policy = gen.chains[idx].waf.as_ref()?;
+    let mut adm = Admission::default();
+    policy.inspect_head(view.raw_target, &view.fields, &mut c.waf, &mut adm.waf);
+    let blocks = policy.over(&adm.waf) && policy.mode == crate::waf::Mode::Block;
+    inspect::waf_verdict(gen, c, idx, policy, &adm);
+    let status = policy.status;
+    blocks.then(|| (idx, Reply::new(ErrorKind::WafBlocked { status })))
 }

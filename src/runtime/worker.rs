@@ -413,14 +413,13 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
                     Some(i) => gen.cfg.listeners[i].proxy_protocol,
                     None => gen.cfg.server.proxy_protocol,
                 };
-                let i = options.unwrap_or_default();
                 monoio::spawn(contained(serve_accepted(
                     cur.clone(),
                     stream,
                     peer,
                     tls,
                     proxied,
-                    i,
+                    options,
                 )));
             }
             Some(Err(e)) => {
@@ -442,7 +441,7 @@ async fn serve_accepted(
     mut peer: std::net::SocketAddr,
     tls: bool,
     proxied: bool,
-    listener: usize,
+    listener: Option<usize>,
 ) {
     if proxied {
         let deadline = monoio::time::Instant::now() + cur.get().cfg.server.header_timeout;
@@ -452,10 +451,9 @@ async fn serve_accepted(
             Err(_) => return,
         }
     }
-    if tls {
-        serve_tls(cur, stream, peer, listener).await
-    } else {
-        crate::proxy::serve(cur, crate::net::Stream::Plain(stream), peer).await
+    match (tls, listener) {
+        (true, Some(i)) => serve_tls(cur, stream, peer, i).await,
+        _ => crate::proxy::serve(cur, crate::net::Stream::Plain(stream), peer, listener).await,
     }
 }
 
@@ -521,7 +519,7 @@ async fn serve_tls(
     match crate::net::tls::TlsStream::accept(tcp, config, deadline).await {
         Ok(session) => {
             stats.tls_handshakes.inc();
-            crate::proxy::serve(cur, crate::net::Stream::tls(session), peer).await
+            crate::proxy::serve(cur, crate::net::Stream::tls(session), peer, Some(i)).await
         }
         Err(_) => stats.tls_handshake_failures.inc(),
     }

@@ -31,7 +31,7 @@ const MAX_VALUE: usize = 16 * 1024;
 /// `part`; a rule is reported once per value.
 pub fn scan(set: &RuleSet, part: Part, value: &[u8], f: &mut Forms, hit: &mut dyn FnMut(u32)) {
     let value = &value[..value.len().min(MAX_VALUE)];
-    if value.is_empty() || (part != Part::Raw && part != Part::Path && plain(value)) {
+    if value.is_empty() || (part == Part::Args && plain(value)) {
         return;
     }
     let mut seen: u64 = 0;
@@ -79,7 +79,9 @@ pub fn scan(set: &RuleSet, part: Part, value: &[u8], f: &mut Forms, hit: &mut dy
 
 /// Only word characters (and `-_.@,+:` between them): nothing the rules look for fits in it.
 fn plain(v: &[u8]) -> bool {
-    if v[0] == b'.' || v.len() >= 5 && v[..5].eq_ignore_ascii_case(b"ro0ab") {
+    // serialized Java objects (raw, base64, hex) look like words
+    let magic = |m: &[u8]| v.len() >= m.len() && v[..m.len()].eq_ignore_ascii_case(m);
+    if v[0] == b'.' || magic(b"ro0ab") || magic(b"aced0005") || magic(b"h4sib") {
         return false;
     }
     let mut prev = 0u8;
@@ -305,17 +307,43 @@ fn js_escapes(s: &[u8], out: &mut Vec<u8>) -> bool {
     changed
 }
 
-/// Folds Unicode look-alikes to ASCII: full-width forms (U+FF01-FF5E), typographic quotes and
-/// the modifier apostrophe; drops zero-width characters. Invalid UTF-8 is copied as is.
+/// Folds Unicode look-alikes to ASCII: full-width forms (U+FF01-FF5E), typographic quotes, the
+/// modifier apostrophe, division and set-minus slashes, and overlong UTF-8 encodings of ASCII
+/// (`C0 AF` for `/`, what old decoders accepted); drops zero-width characters. Other invalid
+/// UTF-8 becomes U+FFFD.
 fn fold_unicode(s: &[u8], out: &mut Vec<u8>) -> bool {
     out.clear();
     let mut changed = false;
-    let text = String::from_utf8_lossy(s);
+    let mut plain = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let (b, b1, b2) = (s[i], s.get(i + 1).copied(), s.get(i + 2).copied());
+        let cont = |x: Option<u8>| x.filter(|x| x & 0xC0 == 0x80);
+        match (b, cont(b1), cont(b2)) {
+            (0xC0 | 0xC1, Some(c1), _) => {
+                plain.push(((b & 0x1F) << 6) | (c1 & 0x3F));
+                i += 2;
+                changed = true;
+            }
+            (0xE0, Some(c1), Some(c2)) if c1 < 0x82 => {
+                plain.push(((c1 & 0x3F) << 6) | (c2 & 0x3F));
+                i += 3;
+                changed = true;
+            }
+            _ => {
+                plain.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&plain);
     for c in text.chars() {
         let mapped = match c as u32 {
             0xFF01..=0xFF5E => Some(char::from_u32(c as u32 - 0xFF01 + 0x21).unwrap_or(c)),
             0x2018 | 0x2019 | 0x201B | 0x2032 | 0x02BC | 0x02B9 => Some('\''),
             0x201C | 0x201D | 0x2033 => Some('"'),
+            0x2215 | 0x2044 | 0x29F8 => Some('/'),
+            0x2216 | 0xFE68 | 0x29F9 => Some('\\'),
             0x2039 | 0x2329 | 0x3008 | 0xFE64 => Some('<'),
             0x203A | 0x232A | 0x3009 | 0xFE65 => Some('>'),
             0x200B..=0x200D | 0xFEFF | 0x00AD => None,

@@ -157,8 +157,9 @@ impl Policy {
         };
         if !self.skips_all(Source::Path, b"") {
             let mut forms = std::mem::take(&mut s.forms);
-            detect::scan(set, Part::Raw, raw_target, &mut forms, &mut |id| {
-                self.hit(id, Source::Path, b"", raw_target, out)
+            // the raw path only: the query's arguments are looked at decoded, one by one
+            detect::scan(set, Part::Raw, raw_path, &mut forms, &mut |id| {
+                self.hit(id, Source::Path, b"", raw_path, out)
             });
             let mut decoded = std::mem::take(&mut s.decoded);
             extract::percent_decode(raw_path, false, &mut decoded);

@@ -143,19 +143,22 @@ use Family::*;
 /// Every pattern rule. Patterns are matched case-insensitively; `\b` is ASCII.
 pub static RULES: &[Rule] = &[
     // ---- scanners: tools that announce themselves in User-Agent
-    r(913100, Scanner, 1, AGENT, r#"(?:sqlmap|nikto|nmap|masscan|acunetix|nessus|openvas|wpscan|dirbuster|gobuster|\bdirb\b|wfuzz|\bffuf\b|nuclei|zgrab|\bw3af|arachni|skipfish|havij|netsparker|appscan|webinspect|qualys|jaeles|feroxbuster|\bzap/|owasp[ _-]?zap|\bhydra\b|\bmedusa\b|morfeus|zmeu|\bfimap|commix|xsstrike|whatweb|burp ?(?:suite|collaborator)|\bbbqsql|\bgrabber\b|paros|webshag|\bvega/|brutus|\bnsauditor|crowdstrike ?scan|struts-?pwn|sqlninja|jorgee|\bdotdotpwn|\bwebscarab|hakrawler|\binteractsh|\bxray\b)"#),
+    r(913100, Scanner, 1, AGENT, r#"(?:sqlmap|nikto|nmap|masscan|acunetix|nessus|openvas|wpscan|dirbuster|gobuster|\bdirb\b|wfuzz|\bffuf\b|nuclei|zgrab|\bw3af|arachni|skipfish|havij|netsparker|appscan|webinspect|qualys|jaeles|feroxbuster|\bzap/|owasp[ _-]?zap|\bhydra\b|\bmedusa\b|morfeus|zmeu|\bfimap|commix|xsstrike|whatweb|burp ?(?:suite|collaborator)|\bbbqsql|\bgrabber\b|paros|webshag|\bvega/|brutus|\bnsauditor|crowdstrike ?scan|struts-?pwn|sqlninja|jorgee|\bdotdotpwn|\bwebscarab|hakrawler|\binteractsh|\bxray\b|fuzz faster u fool|oastify\.com|burpcollaborator|\binteract\.sh|\bsf/\d|projectdiscovery|censysinspect|nimbostratus|blackwidow|n-stealth|jdatabasedriver|\bnetsparker|\bcgichk|\bpmafind|\bmuieblackcat|\bwebvulnscan|\bdomino hunter|\bbfac\b|\bpython-requests/[\d.]+ \(sqlmap|\bl9explore|\bl9tcpid|\bnetcraft ssl|\bexpanse|\bbackdoorbot|\bcrimescanner|\bwebfuzz|\bsuper happy fun)"#),
     // ---- protocol: bytes no legitimate argument carries
     r(920270, Protocol, 1, ARGS | PATH, r#"\x00"#),
     r(920272, Protocol, 3, ARGS, r#"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]"#),
     // ---- path traversal and local files
     r(930100, Traversal, 1, RAW, r#"(?:%(?:c0%a[ef]|e0%80%ae|c1%9c|c0%9v|25(?:2e|c0|e0))|(?:%2e|\.)(?:%2e|\.)(?:%2f|%5c)|(?:%2e%2e|\.%2e|%2e\.)(?:/|\\))"#),
-    r(930110, Traversal, 1, ARGS | PATH | RAW, r#"(?:^|[\\/;]|\.\.)\.\.+[\\/;]|[\\/]\.\.+(?:[\\/]|$)|^\.\.$"#),
-    r(930120, Traversal, 1, ARGS | PATH, r#"(?:/etc/(?:passwd|shadow|group|hosts|issue|motd|crontab|sudoers|master\.passwd|security/|ssh/|mysql/|nginx/|apache2?/|httpd/)|/proc/(?:self|\d+)/(?:environ|cmdline|maps|fd|status|mem|root|cwd)|/var/(?:log|mail|spool)/|/root/|\bboot\.ini\b|\bwin\.ini\b|\bsystem\.ini\b|system32[\\/]|[\\/]windows[\\/](?:win|system)|[\\/]\.ssh[\\/]|\bid_(?:rsa|dsa|ecdsa|ed25519)\b|\bauthorized_keys\b|\.htaccess\b|\.htpasswd\b|\bweb\.config\b|[\\/]\.git[\\/]|\.git[\\/](?:config|head|index)\b|[\\/]\.env\b|wp-config\.php|/\.aws/credentials|\.bash_history\b)"#),
+    r(930105, Traversal, 1, PATH | RAW, r#"(?:^|[\\/;]|\.\.)\.\.+[\\/;]|[\\/]\.\.+(?:[\\/]|$)|^\.\.$"#),
+    r(930110, Traversal, 1, ARGS, r#"(?:\.\.+[\\/;]+){2}|[\\/]\.\.+[\\/]+\.\.+|(?:^|[\\/])\.\.+[\\/]+(?:etc|proc|var|usr|root|home|windows|winnt|boot|system32|inetpub|\.\w)\b|\.\.[\\/]+\.\.$|\.\.;[\\/]"#),
+    r(930120, Traversal, 1, ARGS | PATH, r#"(?:/etc/(?:passwd|shadow|group|hosts|issue|motd|crontab|sudoers|master\.passwd|security/|ssh/|mysql/|nginx/|apache2?/|httpd/)|/proc/(?:self|\d+)/(?:environ|cmdline|maps|fd|status|mem|root|cwd)|/var/(?:log|mail|spool)/|/root/|\bboot\.ini\b|\bwin\.ini\b|\bsystem\.ini\b|system32[\\/]|[\\/]windows[\\/](?:win|system)|[\\/]\.ssh[\\/]|\bid_(?:rsa|dsa|ecdsa|ed25519)\b|\bauthorized_keys\b|\.htaccess\b|\.htpasswd\b|\bweb\.config\b|[\\/]\.git[\\/]|\.git[\\/](?:config|head|index)\b|[\\/]\.env\b|wp-config\.php|/\.aws/credentials|\.bash_history\b|\bweb-inf[\\/]|\bmeta-inf[\\/])"#),
     r(930130, Traversal, 1, PATH, r#"/(?:\.git|\.svn|\.hg|\.env|\.htaccess|\.htpasswd|\.ds_store|\.aws|\.ssh|\.bash_history|\.npmrc|\.docker|wp-config\.php|web\.config|phpinfo\.php|server-status)(?:/|$)"#),
     r(930140, Traversal, 1, ARGS, r#"^(?:file|php|phar|zip|expect|glob|jar|netdoc|gopher|dict|ldap|tftp)://|^\\\\[\w.-]+\\"#),
     // ---- remote command execution
-    r(932100, Rce, 1, ARGS, r#"(?:[;|&\n\r]|\$\(|\|\||&&)\s*(?:\{\s*)?(?:[\w./-]*/)?(?:cat|ls|id|whoami|uname|pwd|wget|curl|nc|ncat|netcat|bash|sh|zsh|ksh|csh|dash|python[23]?|perl|ruby|php|nslookup|dig|host|ping|telnet|chmod|chown|rm|touch|echo|printenv|env|ifconfig|ipconfig|ps|kill|pkill|sleep|base64|xxd|head|tail|more|less|find|grep|awk|sed|tftp|ftp|scp|ssh|socat|busybox|crontab|useradd|passwd|sudo|su|net|type|dir|systeminfo|tasklist|whoami\.exe|cmd|powershell|certutil|bitsadmin|mkfifo|nohup|setsid|timeout|xargs|sort|uniq|od|strings|hostname|getent|reboot|shutdown|killall|cp|mv|mkdir|rmdir|tar|unzip|gzip|java|node|lua|gcc)\b(?:\s*$|\s*[;|&`)#<>]|\s+[-/.$~'"\\*]|\s+\w+\s*[|;&<>]|\$\{?ifs)"#),
-    r(932110, Rce, 1, ARGS, r#"(?:/(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|/(?:usr/)?bin/(?:env|perl|python\d?|ruby|php|nc|wget|curl)\b|/dev/(?:tcp|udp)/|\$\{?ifs\}?|\$\(\s*(?:echo|printf|cat|id|whoami|curl|wget|sleep|uname)\b|`\s*(?:id|whoami|uname|sleep \d+|cat /|curl |wget |nslookup |ping )[^`]*`)"#),
+    r(932100, Rce, 1, ARGS, r#"(?:[;|&\n\r]|\$\(|\|\||&&)\s*(?:\{\s*)?(?:[\w./-]*/)?(?:cat|ls|id|pwd|dig|host|ping|rm|touch|echo|env|ps|kill|pkill|sleep|head|tail|more|less|find|grep|awk|sed|ftp|scp|ssh|su|net|type|dir|timeout|xargs|sort|uniq|od|strings|reboot|shutdown|cp|mv|mkdir|rmdir|tar|unzip|gzip|java|node|lua|sh|dash|cmd)\b(?:\s*$|\s*[;|&`)#<>]|\s+[-/.$~'"\\*]|\s+\w+\s*[|;&<>]|\s+\d+\s*$|\s+[a-z]:\\|\$\{?ifs)"#),
+    r(932105, Rce, 1, ARGS, r#"(?:[;|&\n\r`]|\$\(|\|\||&&)\s*(?:\{\s*)?(?:[\w./-]*/)?(?:whoami|uname|wget|curl|ncat|netcat|nc|bash|zsh|ksh|csh|python[23]?|perl|ruby|php|nslookup|telnet|chmod|chown|printenv|ifconfig|ipconfig|base64|xxd|tftp|socat|busybox|crontab|useradd|passwd|sudo|systeminfo|tasklist|powershell|pwsh|certutil|bitsadmin|mkfifo|nohup|setsid|hostname|getent|killall|gcc|wmic|net1|regsvr32|rundll32|mshta|cscript|wscript)(?:\.exe)?\b(?:\s|$|[;|&`)<>])"#),
+    r(932130, Rce, 1, ARGS, r#"(?:^|[;|&\s])/?[\w?*]*[?*][\w?*]*/[\w?*]*[?*][\w?*]*(?:/|\s|$)|\b(?:get-childitem|get-content|start-process|set-content|out-file|get-process|remove-item|get-wmiobject|invoke-webrequest|invoke-restmethod|new-object)\b"#),
+    r(932110, Rce, 1, ARGS, r#"(?:/(?:usr/)?(?:local/)?s?bin/(?:ba|da|z|k|c|tc|fi)?sh\b|/(?:usr/)?bin/(?:env|perl|python\d?|ruby|php|nc|wget|curl)\b|/dev/(?:tcp|udp)/|\$\{?ifs\}?|\$\(\s*(?:echo|printf|cat|id|whoami|curl|wget|sleep|uname|nslookup|dig|host|ping|ls|bash|sh|base64|hostname|env|nc)\b|`\s*(?:id|whoami|uname|sleep \d+|cat /|curl |wget |nslookup |ping )[^`]*`)"#),
     r(932120, Rce, 1, ARGS, r#"(?:\bcmd(?:\.exe)?\s*/[ck]\s|\bpowershell(?:\.exe)?\s+-(?:e|enc|encodedcommand|c|command|nop|noprofile|w|windowstyle|exec|executionpolicy)\b|\bnet(?:1)?\s+(?:user|localgroup|group|share|view|use)\b|\bcertutil(?:\.exe)?\s+-(?:urlcache|decode|encode)|\bbitsadmin(?:\.exe)?\s+/|\bwmic(?:\.exe)?\s+\w|\breg(?:\.exe)?\s+(?:add|query|delete|save)\s+hk|\brundll32(?:\.exe)?\s|\bmshta(?:\.exe)?\s|\bregsvr32(?:\.exe)?\s+/|\binvoke-(?:expression|webrequest|mimikatz)\b|\biex\s*\(|\bnew-object\s+(?:system\.)?net\.webclient|\bdownloadstring\s*\()"#),
     r(932170, Rce, 1, ARGS | AGENT, r#"\(\s*\)\s*\{[^}]*;\s*\}\s*;"#),
     r(932200, Rce, 2, ARGS, r#"`[^`]{0,40}\b(?:cat|ls|id|uname|curl|wget|nc|bash|sh|ping|whoami)\b[^`]{0,80}`|\$\((?:[^)]{0,80})\)"#),
@@ -163,11 +166,13 @@ pub static RULES: &[Rule] = &[
     r(933100, Php, 1, ARGS, r#"<\?(?:php\b|=)|\?>\s*$"#),
     r(933110, Php, 1, ARGS, r#"\b(?:php|phar|zip|data|expect|glob|zlib|compress\.zlib|compress\.bzip2|ogg|rar|ssh2\.[a-z]+)://"#),
     r(933150, Php, 1, ARGS, r#"\b(?:system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|assert|eval|create_function|call_user_func(?:_array)?|preg_replace|base64_decode|str_rot13|gzinflate|gzuncompress|file_get_contents|file_put_contents|fopen|fwrite|readfile|show_source|highlight_file|include(?:_once)?|require(?:_once)?|unserialize|phpinfo|posix_[a-z]+|move_uploaded_file|array_map|usort|ini_set|putenv|mail)\s*\("#),
+    r(933160, Php, 1, ARGS, r#"\$_(?:get|post|request|cookie|server|files|env)\s*\[[^\]]*\]\s*\(|\bchr\s*\(\s*\d+\s*\)\s*\.\s*chr\s*\(|\$\w+\s*\(\s*['"][^'"]{1,40}['"]\s*\)\s*;|\)\s*\(\s*['"](?:id|whoami|ls|cat|uname)\b"#),
     r(933170, Php, 1, ARGS, r#"[oc]:\d+:"[^"]+":\d+:\{|\ba:\d+:\{[si]:\d+"#),
     r(933200, Php, 2, ARGS, r#"\$_(?:get|post|request|cookie|server|files|env|session)\b|\$globals\b"#),
     // ---- server-side template injection
     r(934100, Ssti, 1, ARGS, r#"\{\{.{0,200}?(?:__class__|__mro__|__subclasses__|__globals__|__builtins__|__init__|__import__|\.mro\(\)|config\.items|self\._|request\.application|lipsum|cycler|joiner|namespace\.__|popen|os\.system).{0,200}?\}\}|\{%.{0,80}?(?:import|include|exec|popen|system|__class__).{0,80}?%\}"#),
     r(934110, Ssti, 1, ARGS, r#"\$\{\s*\d+\s*[*+/-]\s*\d+\s*\}|#\{\s*\d+\s*[*+/-]\s*\d+\s*\}|<%=?\s*(?:\d+\s*[*+]\s*\d+|system|exec|`|runtime|request|process)|\{\{\s*\d+\s*\*\s*['\d]+\s*\}\}|\{\{\s*(?:constructor|this)\.constructor|\bfreemarker\.template\.utility\.execute|\{php\}|\{\s*system\s*\(|\$\{\s*(?:t|new)\s*\("#),
+    r(934120, Ssti, 1, ARGS, r#"\{\{\s*(?:config|self|_self|settings|app|url_for|get_flashed_messages|range\.constructor)\b[^}]{0,200}\}\}|\|\s*(?:filter|map|reduce|sort)\s*\(\s*['"](?:system|exec|passthru|shell_exec|popen)|\$\{\{|\bsystem\.diagnostics\.process\b|\bprocess\.start\s*\(|@\{\s*[\w.]+\s*\(|\{\{\s*['"\[].{0,80}\|\s*(?:attr|filter)\b"#),
     r(934130, Ssti, 1, ARGS, r#"(?:__proto__|constructor\s*(?:\.|\[\s*['\x22])\s*prototype)\b"#),
     // ---- XSS (besides libinjection's tokeniser)
     r(941110, Xss, 1, ARGS | PATH, r#"<\s*/?\s*script\b|<\s*/?\s*(?:iframe|frame|frameset|object|embed|applet|meta|base|isindex|svg|math|xss|xml)\b"#),
@@ -184,17 +189,18 @@ pub static RULES: &[Rule] = &[
     r(942150, Sqli, 1, ARGS, r#"\b(?:load_file\s*\(|into\s+(?:out|dump)file\b|extractvalue\s*\(|updatexml\s*\(|utl_(?:inaddr|http)\.|dbms_(?:xmlgen|java|pipe)\.|@@(?:version|datadir|hostname|basedir|servername)\b|(?:group_concat|concat_ws)\s*\(|(?:ascii|ord|hex|unhex|mid|substr(?:ing)?)\s*\(\s*(?:\(\s*)?select\b|\bcast\s*\(.{0,60}?\bas\s+(?:int|char|varchar|numeric|signed)\b.{0,20}?\)\s*(?:--|#|=|>|<)|\bconvert\s*\(\s*int\s*,|\bchar\s*\(\s*\d+\s*(?:,\s*\d+\s*){2,}\)|\bctxsys\.|\bsys_context\s*\(|\bpg_read_file\s*\(|\blo_import\s*\(|\bcopy\s+\w+\s+(?:from|to)\s+program\b)"#),
     r(942130, Sqli, 1, ARGS, r#"['"`)]\s*(?:or|and|xor|\|\||&&|div)\s*[(\s]*['"`]?\s*[\w.@$]+\s*['"`]?\s*(?:=|<|>|!=|<>|<=>|\blike\b|\bis\b|\brlike\b|\bregexp\b|\bbetween\b|\bin\s*\()"#),
     r(942180, Sqli, 1, ARGS, r#"['"`]\s*(?:;|\))?\s*(?:--|#|/\*|;\s*--|;\s*%00)\s*$|['"`]\s*\)\s*(?:or|and)\b|\border\s+by\s+\d+\s*(?:--|#|/\*|$)|\bgroup\s+by\s+.{1,40}?\bhaving\b|\bhaving\s+\d+\s*[=<>]\s*\d+"#),
+    r(942195, Sqli, 1, ARGS, r#"['"]\s*(?:\|\||\+|&|\bor\b|\band\b)\s*\(+\s*select\b|\(\s*select\b.{1,100}?\bfrom\b.{1,100}?\)|\bcase\s+when\s*\(.{1,60}?\bthen\b"#),
     r(942200, Sqli, 1, ARGS, r#";\s*(?:drop|alter|create|truncate|rename)\s+(?:table|database|schema|user|procedure|function|view|index)\b|;\s*(?:exec|execute)\s+(?:master\.|xp_|sp_|\(|@)|;\s*shutdown\b|;\s*(?:insert\s+into|delete\s+from|update\s+\w+\s+set|select\s+.{1,80}?\bfrom|declare\s+@|grant\s+\w+|revoke\s+\w+)\b"#),
     r(942210, Sqli, 1, ARGS, r#"/\*!\d*\s*(?:union|select|and|or|\d)|\b(?:or|and)\s+(?:\d+|'[^']*'|"[^"]*")\s*(?:=|<>|!=|>|<)\s*(?:\d+|'[^']*'|"[^"]*")\s*(?:--|#|/\*|;|$)|['"]\s*(?:or|and)\s+(?:not\s+)?(?:true|false|null|\d+)\b|\bselect\s+(?:\*|@@|\w+\s*\(|\w+(?:\s*,\s*\w+)*)\s+from\s+[\w.$\x22\x60\[\]]+\s*(?:where|--|#|;|$|\)|limit|order|union)"#),
     r(942220, Sqli, 2, ARGS, r#"\b(?:and|or|xor)\s+\d+\s*(?:=|<>|!=|>|<)\s*\d+|\b(?:select|union|insert|update|delete|drop)\b.{1,60}?\b(?:from|into|table|where|set)\b|\b(?:if|ifnull|nullif|case\s+when)\s*\(.{0,40}?select\b"#),
     r(942230, Sqli, 3, ARGS, r#"['"`]\s*(?:--|#|;|\|\||\+)|\b(?:select|union|where|having|exec|sleep)\b"#),
     // ---- Java: log4shell lookups, runtime, expression languages, serialized objects
     r(944100, Java, 1, ARGS | PATH | AGENT, r#"\$\{\s*(?:jndi|ctx|env|sys|java|main|bundle|k8s|docker|log4j|spring|web|lower|upper|date|base64|::-)\b|\$\{[^}]{0,40}\$\{|\$\{\s*(?:\$\{[^}]*\}|[a-z]|:)+\s*:\s*(?:ldap|rmi|dns|iiop|nis|nds|corba|http)s?\s*:"#),
-    r(944110, Java, 1, ARGS, r#"java\.lang\.(?:runtime|processbuilder|system|class|reflect|thread)|\bgetruntime\s*\(\s*\)|\.exec\s*\(\s*['\x22]|\bnew\s+processbuilder\b|\bclass\.module\.classloader\b|\bclassloader\.(?:resources|urls)\b|\bjavax\.script\.scriptenginemanager|\bjava\.beans\.xmldecoder|\bgroovy\.lang\.|\bnashorn|\bjdk\.jshell"#),
+    r(944110, Java, 1, ARGS, r#"java\.lang\.(?:runtime|processbuilder|system|class|reflect|thread)|\bgetruntime\s*\(\s*\)|\.exec\s*\(\s*['\x22]|\bnew\s+processbuilder\b|\bclass\.module\.classloader\b|\bclassloader\.(?:resources|urls)\b|\bjavax\.script\.scriptenginemanager|\bjava\.beans\.xmldecoder|\bgroovy\.lang\.|\bnashorn|\bjdk\.jshell|["']@type["']\s*:\s*["'](?:com\.|org\.|java\.|javax\.|ch\.|sun\.)|\bjdbcrowsetimpl\b|\btemplatesimpl\b|\bcom\.sun\.org\.apache\.xalan|\borg\.apache\.commons\.collections\.functors|\bcom\.mchange\.v2\.c3p0|\bldap://[\w.-]+(?::\d+)?/\w|\brmi://[\w.-]+(?::\d+)?/\w"#),
     r(944120, Java, 1, ARGS, r#"%\{\s*\(?\s*#|#\{\s*['\x22]?\s*\w+\.(?:getclass|forname|class)|\bt\s*\(\s*java\.|@java\.lang|#_memberaccess|#context\[|ognlcontext|#application\[|\bstruts\.valuestack"#),
     r(944130, Java, 1, ARGS, r#"\bro0ab|\baced0005|\bh4sib(?:[a-z0-9+/]{4}){6}"#),
     // ---- NoSQL operator injection (`user[$ne]=`, `{"$where": ...}`)
-    r(934160, Nosql, 1, ARGS, r#"(?:^|\[|\.)\$(?:ne|gt|gte|lt|lte|nin|in|regex|where|expr|function|accumulator|exists|or|and|not|nor|elemmatch|jsonschema)(?:\]|$)|\bdb\.(?:\w+\.)?(?:find|insert|drop|remove|update)\w*\s*\(|\bthis\.\w+\s*(?:==|!=)|\bsleep\s*\(\s*\d+\s*\)\s*(?:\|\||&&)"#),
+    r(934160, Nosql, 1, ARGS, r#"(?:^|\[|\.)\$(?:ne|gt|gte|lt|lte|nin|in|regex|where|expr|function|accumulator|exists|or|and|not|nor|elemmatch|jsonschema)(?:\]|$)|\bdb\.(?:\w+\.)?(?:find|insert|drop|remove|update)\w*\s*\(|\bthis\.\w+\s*(?:==|!=)|\bsleep\s*\(\s*\d+\s*\)\s*(?:\|\||&&)|["']\$(?:ne|gt|gte|lt|lte|nin|in|regex|where|expr|exists|or|and|not|nor)["']\s*:|['"]\s*;\s*return\s+(?:true|false|\d|this|[a-z]+\s*\()|['"]\s*\|\|\s*['"]?\w+['"]?\s*==\s*['"]?\w+"#),
 ];
 
 /// The rules of one paranoia level, compiled.
@@ -280,6 +286,7 @@ mod tests {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), RULES.len());
+        assert!(RULES.len() <= 64, "detect.rs keeps matched rules in a u64");
         assert!(!known(SQLI_LIBINJECTION + 1) || index_of(SQLI_LIBINJECTION + 1).is_some());
     }
 
@@ -297,7 +304,9 @@ mod tests {
         assert!(hits(1, Part::Args, "a$(whoami)").contains(&932110));
         assert!(hits(1, Part::Args, "1 UNION/**/ALL SELECT 1").contains(&942190));
         assert!(hits(1, Part::Args, "${jndi:ldap://x/a}").contains(&944100));
-        assert!(hits(1, Part::Path, "/a/../../etc/passwd").contains(&930110));
+        assert!(hits(1, Part::Path, "/a/../../etc/passwd").contains(&930105));
+        assert!(hits(1, Part::Args, "../../etc/passwd").contains(&930110));
+        assert!(hits(1, Part::Args, "../assets/logo.svg").is_empty(), "one step up is a relative link");
         assert!(hits(1, Part::Raw, "/a/%2e%2e%2fetc").contains(&930100));
         assert!(hits(1, Part::Args, "<svg onload=alert(1)>").contains(&941110));
         // paranoia 2 rules stay out of level 1
