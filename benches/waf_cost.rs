@@ -7,6 +7,7 @@
 //! - `waf_request`: both, the whole WAF cost of that request;
 //! - `waf_attack`: the same request with a SQL injection in the note (what a blocked request
 //!   costs before its 403).
+//!
 //! A route without `waf` runs none of this: its chain has no WAF filter and no request_body phase.
 //!
 //! Run: `cargo bench --bench waf_cost`.
@@ -43,13 +44,15 @@ fn bench(c: &mut Criterion) {
         max_headers: 64,
     };
     let mut head = RequestHead::default();
-    parse_request(HEAD.as_bytes(), &limits, &mut head).expect("head").expect("whole");
+    parse_request(HEAD.as_bytes(), &limits, &mut head)
+        .expect("head")
+        .expect("whole");
     let buf = HEAD.as_bytes();
     let fields = Fields::H1 { head: &head, buf };
     let target = head.target(buf);
     let ct = Some(&b"application/json"[..]);
     let mut s = Scratch::default();
-    let mut run = |body: &[u8], head_too: bool, s: &mut Scratch| {
+    let run = |body: &[u8], head_too: bool, s: &mut Scratch| {
         let mut f = Findings::default();
         if head_too {
             policy.inspect_head(target, &fields, s, &mut f);
@@ -62,9 +65,15 @@ fn bench(c: &mut Criterion) {
     assert_eq!(run(BODY, true, &mut s), 0, "the typical request is clean");
     assert!(run(ATTACK, true, &mut s) >= 5, "the attack is caught");
     c.bench_function("waf_head", |b| b.iter(|| black_box(run(b"", true, &mut s))));
-    c.bench_function("waf_body_json", |b| b.iter(|| black_box(run(BODY, false, &mut s))));
-    c.bench_function("waf_request", |b| b.iter(|| black_box(run(BODY, true, &mut s))));
-    c.bench_function("waf_attack", |b| b.iter(|| black_box(run(ATTACK, true, &mut s))));
+    c.bench_function("waf_body_json", |b| {
+        b.iter(|| black_box(run(BODY, false, &mut s)))
+    });
+    c.bench_function("waf_request", |b| {
+        b.iter(|| black_box(run(BODY, true, &mut s)))
+    });
+    c.bench_function("waf_attack", |b| {
+        b.iter(|| black_box(run(ATTACK, true, &mut s)))
+    });
 }
 
 criterion_group!(benches, bench);

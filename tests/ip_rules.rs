@@ -164,17 +164,25 @@ fn listener_rules_apply_to_their_listener_only() {
     let up = Upstream::recording("u");
     let cfg = config(
         "",
-        &("[[listener]]\nlisten = \"127.0.0.1:0\"\ndeny_ips = [\"127.0.0.0/8\", \"::1\"]\n\n".to_string()
+        &("[[listener]]\nlisten = \"127.0.0.1:0\"\ndeny_ips = [\"127.0.0.0/8\", \"::1\"]\n\n"
+            .to_string()
             + &upstream_toml("u", &[up.addr], "")
             + &route_toml("all", "u", "path_prefix = \"/\"")),
     );
     for_each_driver(|driver| {
         let gw = Gateway::start(&cfg, driver);
         up.clear();
-        assert_eq!(get(gw.addr, "/x", "a.test").status, 200, "[{driver}] [server] listen");
+        assert_eq!(
+            get(gw.addr, "/x", "a.test").status,
+            200,
+            "[{driver}] [server] listen"
+        );
         let r = get(common::tls::listener_addr(&gw, 0), "/x", "a.test");
         assert_error_json(&r, 403);
-        assert!(r.body_str().contains("client address not allowed"), "[{driver}]");
+        assert!(
+            r.body_str().contains("client address not allowed"),
+            "[{driver}]"
+        );
         assert_eq!(up.request_count(), 1, "[{driver}]");
         assert_eq!(denied(&gw, ""), Some(1.0), "[{driver}]");
     });

@@ -27,12 +27,23 @@ fn problems(r: &Response) -> Vec<(String, String)> {
         .as_array()
         .unwrap_or_else(|| panic!("no problems in {}", r.body_str()))
         .iter()
-        .map(|p| (p["in"].as_str().unwrap().to_owned(), p["pointer"].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p["in"].as_str().unwrap().to_owned(),
+                p["pointer"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
 fn post(c: &mut Client, path: &str, body: &[u8]) -> Response {
-    c.request(&req("POST", path, "a.test", &[("content-type", "application/json")], body))
+    c.request(&req(
+        "POST",
+        path,
+        "a.test",
+        &[("content-type", "application/json")],
+        body,
+    ))
 }
 
 #[test]
@@ -45,7 +56,10 @@ fn bodies_are_checked_against_the_schema() {
             + &route_toml(
                 "orders",
                 "u",
-                &format!("path_prefix = \"/orders\"\nmax_body = 2048\nschema = \"{}\"", schema.display()),
+                &format!(
+                    "path_prefix = \"/orders\"\nmax_body = 2048\nschema = \"{}\"",
+                    schema.display()
+                ),
             )),
     );
     for_each_driver(|driver| {
@@ -55,39 +69,83 @@ fn bodies_are_checked_against_the_schema() {
         let good = br#"{"sku":"ABC-12","items":[{"qty":2},{"qty":1}]}"#;
         let r = post(&mut c, "/orders", good);
         assert_eq!((r.status, &r.body[..]), (200, &good[..]), "[{driver}]");
-        let r = post(&mut c, "/orders", br#"{"sku":"abc","items":[{"qty":2},{"qty":0},{}],"x":1}"#);
+        let r = post(
+            &mut c,
+            "/orders",
+            br#"{"sku":"abc","items":[{"qty":2},{"qty":0},{}],"x":1}"#,
+        );
         assert_error_json(&r, 400);
         let mut got = problems(&r);
         got.sort();
-        let want = [("body", ""), ("body", "/items/1/qty"), ("body", "/items/2"), ("body", "/sku")];
-        let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let want = [
+            ("body", ""),
+            ("body", "/items/1/qty"),
+            ("body", "/items/2"),
+            ("body", "/sku"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(got, want, "[{driver}] {}", r.body_str());
-        assert_eq!(r.header("connection").as_deref(), Some("keep-alive"), "[{driver}] the body was read whole");
+        assert_eq!(
+            r.header("connection").as_deref(),
+            Some("keep-alive"),
+            "[{driver}] the body was read whole"
+        );
         // the connection goes on: a chunked valid body
         let mut raw = b"POST /orders HTTP/1.1\r\nHost: a.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        raw.extend(chunked(&[b"{\"sku\":\"XYZ-1\",", b"\"items\":[{\"qty\":9}]}"]));
+        raw.extend(chunked(&[
+            b"{\"sku\":\"XYZ-1\",",
+            b"\"items\":[{\"qty\":9}]}",
+        ]));
         let r = c.request(&raw);
         assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
-        assert_eq!(r.body, b"{\"sku\":\"XYZ-1\",\"items\":[{\"qty\":9}]}", "[{driver}]");
+        assert_eq!(
+            r.body, b"{\"sku\":\"XYZ-1\",\"items\":[{\"qty\":9}]}",
+            "[{driver}]"
+        );
         // not JSON, and no body at all
         let r = post(&mut c, "/orders", b"sku=ABC-1");
         assert_error_json(&r, 400);
-        assert!(r.body_str().contains("not valid JSON"), "[{driver}] {}", r.body_str());
+        assert!(
+            r.body_str().contains("not valid JSON"),
+            "[{driver}] {}",
+            r.body_str()
+        );
         let r = post(&mut c, "/orders", b"");
-        assert!(r.body_str().contains("a request body is required"), "[{driver}] {}", r.body_str());
+        assert!(
+            r.body_str().contains("a request body is required"),
+            "[{driver}] {}",
+            r.body_str()
+        );
         // over max_body: 413 on the declared length, before any of it is read
         let mut c = Client::connect(gw.addr);
-        let r = c.request(&req("POST", "/orders", "a.test", &[("content-length", "4096")], b""));
+        let r = c.request(&req(
+            "POST",
+            "/orders",
+            "a.test",
+            &[("content-length", "4096")],
+            b"",
+        ));
         assert_eq!(r.status, 413, "[{driver}]");
         // chunked past max_body: 413 as it grows
         let mut c = Client::connect(gw.addr);
-        let mut raw = b"POST /orders HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut raw =
+            b"POST /orders HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
         let big = vec![b'a'; 3000];
         raw.extend(chunked(&[&big]));
         assert_eq!(c.request(&raw).status, 413, "[{driver}]");
-        assert_eq!(up.request_count(), 2, "[{driver}] only the valid bodies were forwarded");
+        assert_eq!(
+            up.request_count(),
+            2,
+            "[{driver}] only the valid bodies were forwarded"
+        );
         let m = gw.metrics();
-        assert!(m.contains("coregate_validation_failed_total{route=\"orders\"} 3"), "[{driver}]");
+        assert!(
+            m.contains("coregate_validation_failed_total{route=\"orders\"} 3"),
+            "[{driver}]"
+        );
     });
 }
 
@@ -109,18 +167,40 @@ fn query_and_header_checks() {
         let gw = Gateway::start(&cfg, driver);
         up.clear();
         let mut c = Client::connect(gw.addr);
-        let with_tenant = |path: &str, tenant: &str| req("GET", path, "a.test", &[("x-tenant", tenant)], b"");
-        assert_eq!(c.request(&with_tenant("/list?page=2&sort=asc&q=shoes", "acme")).status, 200, "[{driver}]");
-        let r = c.request(&with_tenant("/list?page=0&sort=up&q=far%20too%20long", "ACME"));
+        let with_tenant =
+            |path: &str, tenant: &str| req("GET", path, "a.test", &[("x-tenant", tenant)], b"");
+        assert_eq!(
+            c.request(&with_tenant("/list?page=2&sort=asc&q=shoes", "acme"))
+                .status,
+            200,
+            "[{driver}]"
+        );
+        let r = c.request(&with_tenant(
+            "/list?page=0&sort=up&q=far%20too%20long",
+            "ACME",
+        ));
         assert_error_json(&r, 400);
         let mut got = problems(&r);
         got.sort();
-        let want = [("header", "/x-tenant"), ("query", "/page"), ("query", "/q"), ("query", "/sort")];
-        let want: Vec<(String, String)> = want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let want = [
+            ("header", "/x-tenant"),
+            ("query", "/page"),
+            ("query", "/q"),
+            ("query", "/sort"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         assert_eq!(got, want, "[{driver}] {}", r.body_str());
         let r = c.get("/list", "a.test");
         assert_error_json(&r, 400);
-        assert_eq!(problems(&r).len(), 2, "[{driver}] page and X-Tenant missing: {}", r.body_str());
+        assert_eq!(
+            problems(&r).len(),
+            2,
+            "[{driver}] page and X-Tenant missing: {}",
+            r.body_str()
+        );
         assert_eq!(up.request_count(), 1, "[{driver}]");
     });
 }

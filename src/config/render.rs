@@ -469,11 +469,15 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
         ("schema", r.validation.as_deref().and_then(security::schema)),
         (
             "validate_query",
-            r.validation.as_deref().and_then(|v| security::params(&v.query)),
+            r.validation
+                .as_deref()
+                .and_then(|v| security::params(&v.query)),
         ),
         (
             "validate_headers",
-            r.validation.as_deref().and_then(|v| security::params(&v.headers)),
+            r.validation
+                .as_deref()
+                .and_then(|v| security::params(&v.headers)),
         ),
     ])
 }

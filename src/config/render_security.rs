@@ -15,7 +15,9 @@ pub(super) fn waf(p: &Policy) -> Value {
         .map(|f| Value::String(f.name().into()));
     let rules = |ids: &[u32], fams: u16| {
         let mut v: Vec<Value> = ids.iter().map(|&id| Value::Integer(id.into())).collect();
-        let named = crate::waf::rules::Family::ALL.iter().filter(|f| fams & (1 << f.index()) != 0);
+        let named = crate::waf::rules::Family::ALL
+            .iter()
+            .filter(|f| fams & (1 << f.index()) != 0);
         v.extend(named.map(|f| Value::String(f.name().into())));
         Value::Array(v)
     };
@@ -26,7 +28,10 @@ pub(super) fn waf(p: &Policy) -> Value {
                 Target::Header(h) => format!("header:{h}"),
                 Target::Cookie(c) => format!("cookie:{c}"),
                 Target::Arg { name, prefix: true } => format!("{name}*"),
-                Target::Arg { name, prefix: false } => name.clone(),
+                Target::Arg {
+                    name,
+                    prefix: false,
+                } => name.clone(),
             })
         });
         tbl([
@@ -34,10 +39,21 @@ pub(super) fn waf(p: &Policy) -> Value {
             ("args", Some(Value::Array(args.collect()))),
         ])
     });
-    let mut excluded: Vec<Value> = p.excluded_rules.iter().map(|&id| Value::Integer(id.into())).collect();
+    let mut excluded: Vec<Value> = p
+        .excluded_rules
+        .iter()
+        .map(|&id| Value::Integer(id.into()))
+        .collect();
     excluded.extend(families);
     tbl([
-        ("mode", s(if p.mode == Mode::Block { "block" } else { "detect" })),
+        (
+            "mode",
+            s(if p.mode == Mode::Block {
+                "block"
+            } else {
+                "detect"
+            }),
+        ),
         ("paranoia", int(p.paranoia)),
         ("threshold", int(p.threshold)),
         ("status", int(p.status)),
@@ -47,7 +63,11 @@ pub(super) fn waf(p: &Policy) -> Value {
         ("body_limit", int(p.body_limit)),
         (
             "body_over_limit",
-            s(if p.over_limit == OverLimit::Reject { "reject" } else { "partial" }),
+            s(if p.over_limit == OverLimit::Reject {
+                "reject"
+            } else {
+                "partial"
+            }),
         ),
         ("log_payload", Some(Value::Boolean(p.log_payload))),
     ])

@@ -90,7 +90,9 @@ fn params(
             Some("number") => ParamType::Number,
             Some("boolean") => ParamType::Boolean,
             Some(other) => {
-                let m = format!("\"{other}\": expected \"string\", \"integer\", \"number\" or \"boolean\"");
+                let m = format!(
+                    "\"{other}\": expected \"string\", \"integer\", \"number\" or \"boolean\""
+                );
                 cx.err(pp.key("type"), m);
                 ParamType::String
             }
@@ -108,13 +110,28 @@ fn params(
         }
         let pattern = r.pattern.and_then(|pat| {
             let re = regex::RegexBuilder::new(&pat).size_limit(1 << 20).build();
-            cx.check(&pp.key("pattern"), re.map_err(|e| format!("\"{pat}\": {e}")))
+            cx.check(
+                &pp.key("pattern"),
+                re.map_err(|e| format!("\"{pat}\": {e}")),
+            )
         });
-        let max_length = r.max_length.map(|n| cx.int(pp.key("max_length"), Some(n), 0usize, 1, 1 << 20));
+        let max_length = r
+            .max_length
+            .map(|n| cx.int(pp.key("max_length"), Some(n), 0usize, 1, 1 << 20));
         if r.values.as_ref().is_some_and(Vec::is_empty) {
-            cx.err(pp.key("values"), "empty list (leave it out to allow any value)");
+            cx.err(
+                pp.key("values"),
+                "empty list (leave it out to allow any value)",
+            );
         }
-        let mut rule = ParamRule::new(if header { name.to_ascii_lowercase() } else { name }, kind);
+        let mut rule = ParamRule::new(
+            if header {
+                name.to_ascii_lowercase()
+            } else {
+                name
+            },
+            kind,
+        );
         rule.required = r.required.unwrap_or(false);
         rule.pattern = pattern;
         rule.max_length = max_length;
@@ -133,7 +150,11 @@ mod tests {
     fn validation_keys_compile_and_errors_name_their_key() {
         let dir = std::env::temp_dir().join(format!("cg-schema-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("order.json"), r#"{"type":"object","required":["qty"]}"#).unwrap();
+        std::fs::write(
+            dir.join("order.json"),
+            r#"{"type":"object","required":["qty"]}"#,
+        )
+        .unwrap();
         std::fs::write(dir.join("bad.json"), r#"{"type":"strin"}"#).unwrap();
         let text = format!(
             "{UP}{R}schema = \"order.json\"\nvalidate_query = {{ page = {{ type = \"integer\", min = 1, required = true }} }}\n\
@@ -142,20 +163,51 @@ mod tests {
         let c = crate::config::parse_in(&text, "t.toml", &dir).unwrap();
         let v = c.routes[0].validation.as_ref().unwrap();
         assert!(v.schema.is_some());
-        assert_eq!((v.query[0].name.as_str(), v.query[0].required), ("page", true));
+        assert_eq!(
+            (v.query[0].name.as_str(), v.query[0].required),
+            ("page", true)
+        );
         assert_eq!(v.headers[0].name, "x-tenant");
-        assert!(parse_str(&format!("{UP}{R}"), "t.toml").unwrap().routes[0].validation.is_none());
+        assert!(parse_str(&format!("{UP}{R}"), "t.toml").unwrap().routes[0]
+            .validation
+            .is_none());
         let bad = format!(
             "{R}validate_query = {{ q = {{ type = \"text\", min = 1, pattern = \"(\" }}, n = {{ type = \"number\", min = 5, max = 1 }} }}\n\
              validate_headers = {{ \"bad header\" = {{ values = [] }} }}\n"
         );
         let e = errs(&bad);
-        assert!(e.iter().any(|m| m.starts_with("route[0].validate_query.q.type: \"text\"")), "{e:?}");
-        assert!(e.iter().any(|m| m == "route[0].validate_query.q.min: only for type \"integer\" or \"number\""), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("route[0].validate_query.q.pattern: \"(\"")), "{e:?}");
-        assert!(e.iter().any(|m| m == "route[0].validate_query.n.min: 5 is greater than max 1"), "{e:?}");
-        assert!(e.iter().any(|m| m == "route[0].validate_headers.\"bad header\": \"bad header\" is not a header name"), "{e:?}");
-        assert!(e.iter().any(|m| m.starts_with("route[0].validate_headers.\"bad header\".values: empty list")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("route[0].validate_query.q.type: \"text\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m
+                    == "route[0].validate_query.q.min: only for type \"integer\" or \"number\""),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("route[0].validate_query.q.pattern: \"(\"")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m == "route[0].validate_query.n.min: 5 is greater than max 1"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|m| m
+                == "route[0].validate_headers.\"bad header\": \"bad header\" is not a header name"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m
+                    .starts_with("route[0].validate_headers.\"bad header\".values: empty list")),
+            "{e:?}"
+        );
         let bad_schema = format!("{UP}{R}schema = \"bad.json\"\n");
         let e = crate::config::parse_in(&bad_schema, "t.toml", &dir).unwrap_err();
         assert!(e.to_string().contains("route[0].schema"), "{e}");

@@ -45,8 +45,10 @@ pub(crate) struct RuleRef(Scalar);
 
 impl<'de> Deserialize<'de> for RuleRef {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ScalarVisitor("a rule id like 942100 or a family like \"sqli\""))
-            .map(RuleRef)
+        d.deserialize_any(ScalarVisitor(
+            "a rule id like 942100 or a family like \"sqli\"",
+        ))
+        .map(RuleRef)
     }
 }
 
@@ -60,7 +62,10 @@ pub(super) fn waf(cx: &mut Ctx, p: &KeyPath, raw: Option<RawWaf>) -> Option<Poli
         None | Some("block") => Mode::Block,
         Some("detect") => Mode::Detect,
         Some(other) => {
-            cx.err(p.key("mode"), format!("\"{other}\": expected \"block\" or \"detect\""));
+            cx.err(
+                p.key("mode"),
+                format!("\"{other}\": expected \"block\" or \"detect\""),
+            );
             Mode::Block
         }
     };
@@ -74,8 +79,11 @@ pub(super) fn waf(cx: &mut Ctx, p: &KeyPath, raw: Option<RawWaf>) -> Option<Poli
         }
     };
     let paranoia = cx.int(p.key("paranoia"), w.paranoia, 1u8, 1, 4);
-    let (excluded_rules, excluded_families) =
-        rule_refs(cx, &p.key("exclude_rules"), w.exclude_rules.unwrap_or_default());
+    let (excluded_rules, excluded_families) = rule_refs(
+        cx,
+        &p.key("exclude_rules"),
+        w.exclude_rules.unwrap_or_default(),
+    );
     let mut exclusions = Vec::new();
     for (i, e) in w.exclusions.unwrap_or_default().into_iter().enumerate() {
         let ep = p.key("exclusions").index(i);
@@ -83,7 +91,10 @@ pub(super) fn waf(cx: &mut Ctx, p: &KeyPath, raw: Option<RawWaf>) -> Option<Poli
         let args = cx.required(ep.key("args"), e.args, "a list of argument names");
         let Some(args) = args else { continue };
         if args.is_empty() {
-            cx.err(ep.key("args"), "empty list (name the arguments the rules skip)");
+            cx.err(
+                ep.key("args"),
+                "empty list (name the arguments the rules skip)",
+            );
         }
         let targets = args
             .iter()
@@ -101,7 +112,10 @@ pub(super) fn waf(cx: &mut Ctx, p: &KeyPath, raw: Option<RawWaf>) -> Option<Poli
         Some(h) => {
             for (i, name) in h.iter().enumerate() {
                 if name.is_empty() || !name.bytes().all(crate::http::head::is_token) {
-                    cx.err(p.key("headers").index(i), format!("\"{name}\" is not a header name"));
+                    cx.err(
+                        p.key("headers").index(i),
+                        format!("\"{name}\" is not a header name"),
+                    );
                 }
             }
             h.into_iter().map(|n| n.to_ascii_lowercase()).collect()
@@ -199,14 +213,29 @@ mod tests {
         );
         let c = parse_str(&ok, "t.toml").unwrap();
         let w = c.routes[0].waf.as_ref().unwrap();
-        assert_eq!((w.mode, w.paranoia, w.threshold, w.status), (Mode::Detect, 2, 10, 406));
+        assert_eq!(
+            (w.mode, w.paranoia, w.threshold, w.status),
+            (Mode::Detect, 2, 10, 406)
+        );
         assert_eq!(w.excluded_rules, [942100]);
-        assert_eq!((w.body_limit, w.over_limit, w.log_payload), (65536, OverLimit::Reject, true));
+        assert_eq!(
+            (w.body_limit, w.over_limit, w.log_payload),
+            (65536, OverLimit::Reject, true)
+        );
         assert_eq!(w.headers, ["user-agent", "x-search"]);
-        assert_eq!(w.exclusions[0].targets[1], Target::Arg { name: "user.".into(), prefix: true });
+        assert_eq!(
+            w.exclusions[0].targets[1],
+            Target::Arg {
+                name: "user.".into(),
+                prefix: true
+            }
+        );
         let plain = parse_str(&format!("{UP}{R}waf = {{ mode = \"block\" }}\n"), "t.toml").unwrap();
         let w = plain.routes[0].waf.as_ref().unwrap();
-        assert_eq!((w.paranoia, w.threshold, w.status, w.body_limit), (1, 5, 403, 131072));
+        assert_eq!(
+            (w.paranoia, w.threshold, w.status, w.body_limit),
+            (1, 5, 403, 131072)
+        );
         let bad = format!(
             "{R}waf = {{ mode = \"log\", paranoia = 5, exclude_rules = [1, \"sql\"], \
              body_over_limit = \"drop\", exclusions = [{{ rules = [\"rce\"] }}, {{ args = [\"header:\"] }}] }}\n"

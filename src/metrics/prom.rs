@@ -149,11 +149,20 @@ fn render_routes(s: &mut String, m: &Merged) {
     family(s, name, "counter", "Requests at or over their route's WAF threshold, by route and action (blocked, or detected and forwarded).");
     for (route, r) in all() {
         for (action, n) in ["blocked", "detected"].iter().zip(r.waf) {
-            let _ = writeln!(s, "{name}{{route=\"{}\",action=\"{action}\"}} {n}", esc(route));
+            let _ = writeln!(
+                s,
+                "{name}{{route=\"{}\",action=\"{action}\"}} {n}",
+                esc(route)
+            );
         }
     }
     let name = names::WAF_MATCHES_TOTAL;
-    family(s, name, "counter", "Requests in which a WAF rule family matched, by route and family (whatever the score).");
+    family(
+        s,
+        name,
+        "counter",
+        "Requests in which a WAF rule family matched, by route and family (whatever the score).",
+    );
     for (route, r) in all() {
         for (fam, n) in crate::waf::rules::Family::ALL.iter().zip(r.waf_families) {
             let fam = fam.name();
@@ -161,7 +170,12 @@ fn render_routes(s: &mut String, m: &Merged) {
         }
     }
     let name = names::VALIDATION_FAILED_TOTAL;
-    family(s, name, "counter", "Requests refused (400) by request validation (schema, query and header checks), by route.");
+    family(
+        s,
+        name,
+        "counter",
+        "Requests refused (400) by request validation (schema, query and header checks), by route.",
+    );
     for (route, r) in all() {
         let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), r.invalid);
     }

@@ -53,7 +53,9 @@ pub enum Filter {
     IpRules,
     /// The route's WAF (`crate::waf`): the raw target, path, query, inspected headers and
     /// cookies; at or over the threshold in block mode, the policy's status (403).
-    Waf { policy: std::sync::Arc<crate::waf::Policy> },
+    Waf {
+        policy: std::sync::Arc<crate::waf::Policy>,
+    },
     /// A verified client certificate is required (`require_client_cert`), carrying one of `sans`
     /// when that allow-list is not empty (`client_cert_sans`).
     ClientCert { sans: Box<[String]> },

@@ -142,7 +142,10 @@ async fn gather(
         let mut cont = std::mem::take(&mut c.target);
         cont.clear();
         cont.extend_from_slice(CONTINUE);
-        let r = c.stream.write_all(&mut cont, Instant::now() + timeout).await;
+        let r = c
+            .stream
+            .write_all(&mut cont, Instant::now() + timeout)
+            .await;
         c.target = cont;
         if r.is_err() {
             return Err(Fail::Close);
@@ -181,7 +184,13 @@ async fn gather(
 
 /// Counts and logs what the route's WAF found (once per request, however the request ends) and
 /// puts a block's rule ids in the answer (`c.detail`).
-pub(super) fn waf_verdict(gen: &Generation, c: &mut ClientConn, route: usize, policy: &Policy, adm: &Admission) {
+pub(super) fn waf_verdict(
+    gen: &Generation,
+    c: &mut ClientConn,
+    route: usize,
+    policy: &Policy,
+    adm: &Admission,
+) {
     let f = &adm.waf;
     if f.score == 0 {
         return;

@@ -38,7 +38,10 @@ impl RouteChain {
     pub fn new(route: &RouteConfig, ratelimited: bool) -> Self {
         let filters = filter::chain(route, ratelimited);
         let buffer = filters.iter().find_map(Filter::wants_response_body);
-        let schema = route.validation.as_ref().is_some_and(|v| v.schema.is_some());
+        let schema = route
+            .validation
+            .as_ref()
+            .is_some_and(|v| v.schema.is_some());
         RouteChain {
             filters,
             target: Target::Upstream(route.upstream),
@@ -105,7 +108,9 @@ pub(super) async fn run(
     let listener = c.listener.and_then(|i| gen.cfg.listeners.get(i));
     let lists = [
         (sv.allow_ips.as_ref(), sv.deny_ips.as_ref()),
-        listener.map_or((None, None), |l| (l.allow_ips.as_ref(), l.deny_ips.as_ref())),
+        listener.map_or((None, None), |l| {
+            (l.allow_ips.as_ref(), l.deny_ips.as_ref())
+        }),
     ];
     if lists.iter().any(|&(allow, deny)| {
         (allow.is_some() || deny.is_some()) && !realip::ip_allowed(client_ip, allow, deny)
@@ -282,7 +287,9 @@ fn waf_on_raw_path(gen: &Generation, c: &mut ClientConn) -> Option<(usize, Reply
     };
     let raw_path = head.path(buf);
     let view = RequestView::h1(head, buf, raw_path, head.target(buf), peer);
-    let Match::Route(idx) = gen.router.lookup(view.host, view.method, view.path, &view.fields)
+    let Match::Route(idx) = gen
+        .router
+        .lookup(view.host, view.method, view.path, &view.fields)
     else {
         return None;
     };

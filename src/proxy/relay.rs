@@ -33,7 +33,10 @@ pub(crate) fn chunk_error(e: ChunkedError) -> Reply {
 }
 
 /// Reads the next piece of request body from the client, appended to its buffer.
-pub(super) async fn read_client(c: &mut ClientConn, timeout: std::time::Duration) -> Result<(), Fail> {
+pub(super) async fn read_client(
+    c: &mut ClientConn,
+    timeout: std::time::Duration,
+) -> Result<(), Fail> {
     match c
         .stream
         .read_some(&mut c.buf, Instant::now() + timeout)

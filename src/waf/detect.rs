@@ -86,7 +86,8 @@ fn plain(v: &[u8]) -> bool {
     }
     let mut prev = 0u8;
     for &b in v {
-        let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'@' | b',' | b'+' | b':')
+        let ok = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'@' | b',' | b'+' | b':')
             || (b == b'.' && prev != b'.');
         if !ok {
             return false;
@@ -103,8 +104,18 @@ fn worth_sqli(v: &[u8]) -> bool {
         return true;
     }
     const WORDS: [&[u8]; 12] = [
-        b"union", b"select", b"exec", b"declare", b"waitfor", b"having", b"sleep", b"insert",
-        b"delete", b"drop", b"update", b"shutdown",
+        b"union",
+        b"select",
+        b"exec",
+        b"declare",
+        b"waitfor",
+        b"having",
+        b"sleep",
+        b"insert",
+        b"delete",
+        b"drop",
+        b"update",
+        b"shutdown",
     ];
     v.windows(4).any(|w| {
         let w = [
@@ -238,7 +249,9 @@ fn numeric_ref(s: &[u8]) -> Option<(char, usize)> {
             Some(d) => d,
             None => break,
         };
-        v = v.saturating_mul(if hex { 16 } else { 10 }).saturating_add(d);
+        v = v
+            .saturating_mul(if hex { 16 } else { 10 })
+            .saturating_add(d);
         i += 1;
     }
     if i == start {
@@ -270,7 +283,11 @@ fn named_ref(s: &[u8]) -> Option<(char, usize)> {
         (b"tab", '\t'),
         (b"nbsp", ' '),
     ];
-    let end = s.iter().take(8).position(|b| !b.is_ascii_alphabetic()).unwrap_or(s.len().min(8));
+    let end = s
+        .iter()
+        .take(8)
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(s.len().min(8));
     let name = &s[..end];
     NAMED
         .iter()
@@ -285,7 +302,11 @@ fn js_escapes(s: &[u8], out: &mut Vec<u8>) -> bool {
     let mut i = 0;
     while i < s.len() {
         if s[i] == b'\\' && i + 1 < s.len() {
-            let hex = |h: &[u8]| std::str::from_utf8(h).ok().and_then(|t| u32::from_str_radix(t, 16).ok());
+            let hex = |h: &[u8]| {
+                std::str::from_utf8(h)
+                    .ok()
+                    .and_then(|t| u32::from_str_radix(t, 16).ok())
+            };
             let decoded = match s[i + 1] {
                 b'u' if i + 6 <= s.len() => hex(&s[i + 2..i + 6]).map(|v| (v, 6)),
                 b'x' if i + 4 <= s.len() => hex(&s[i + 2..i + 4]).map(|v| (v, 4)),
@@ -369,7 +390,11 @@ fn strip_sql_comments(s: &[u8], out: &mut Vec<u8>) -> bool {
     while i < s.len() {
         if s[i] == b'/' && s.get(i + 1) == Some(&b'*') {
             let end = memchr::memmem::find(&s[i + 2..], b"*/").map(|e| i + 2 + e);
-            let body_start = if s.get(i + 2) == Some(&b'!') { Some(i + 3) } else { None };
+            let body_start = if s.get(i + 2) == Some(&b'!') {
+                Some(i + 3)
+            } else {
+                None
+            };
             match (end, body_start) {
                 (Some(e), Some(b)) => {
                     out.push(b' ');
@@ -399,7 +424,13 @@ mod tests {
 
     fn ids(part: Part, v: &str) -> Vec<u32> {
         let mut out = Vec::new();
-        scan(RuleSet::get(1), part, v.as_bytes(), &mut Forms::default(), &mut |id| out.push(id));
+        scan(
+            RuleSet::get(1),
+            part,
+            v.as_bytes(),
+            &mut Forms::default(),
+            &mut |id| out.push(id),
+        );
         out
     }
 
@@ -419,7 +450,12 @@ mod tests {
         assert!(plain(b"9b2f1c3e-1111-4c1d-9a7e-0a0b0c0d0e0f"));
         assert!(!plain(b"..secret"));
         assert!(!plain(b"a..b"));
-        for v in ["Jane O'Brien", "it's O'Reilly's book", "**bold** and `code`", "5 < 6"] {
+        for v in [
+            "Jane O'Brien",
+            "it's O'Reilly's book",
+            "**bold** and `code`",
+            "5 < 6",
+        ] {
             assert_eq!(ids(Part::Args, v), Vec::<u32>::new(), "{v}");
         }
     }

@@ -42,7 +42,10 @@ pub enum OverLimit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// An argument (query, form, multipart field or JSON path) by name; `prefix`: written `name*`.
-    Arg { name: String, prefix: bool },
+    Arg {
+        name: String,
+        prefix: bool,
+    },
     Header(String),
     Cookie(String),
     Path,
@@ -218,7 +221,8 @@ impl Policy {
         out.body_done = true;
         let set = self.set();
         let mut forms = std::mem::take(&mut s.forms);
-        let mut f = |src: Source, name: &[u8], v: &[u8]| self.arg(set, src, name, v, &mut forms, out);
+        let mut f =
+            |src: Source, name: &[u8], v: &[u8]| self.arg(set, src, name, v, &mut forms, out);
         let malformed = match body_kind(content_type) {
             Some(BodyKind::Form) => {
                 extract::form(body, &mut s.extract, &mut f);
@@ -253,7 +257,9 @@ impl Policy {
         if self.skips_all(src, name) {
             return;
         }
-        detect::scan(set, Part::Args, v, forms, &mut |id| self.hit(id, src, name, v, out));
+        detect::scan(set, Part::Args, v, forms, &mut |id| {
+            self.hit(id, src, name, v, out)
+        });
     }
 
     /// Records a match unless the route excludes it.
@@ -290,9 +296,9 @@ impl Policy {
 
     /// Whether an exclusion removes every rule from this target.
     fn skips_all(&self, src: Source, name: &[u8]) -> bool {
-        self.exclusions
-            .iter()
-            .any(|e| e.rules.is_empty() && e.families == 0 && e.targets.iter().any(|t| t.matches(src, name)))
+        self.exclusions.iter().any(|e| {
+            e.rules.is_empty() && e.families == 0 && e.targets.iter().any(|t| t.matches(src, name))
+        })
     }
 }
 
@@ -308,7 +314,9 @@ impl Target {
     fn matches(&self, src: Source, name: &[u8]) -> bool {
         match self {
             Target::Path => src == Source::Path,
-            Target::Header(h) => src == Source::HeaderValue && name.eq_ignore_ascii_case(h.as_bytes()),
+            Target::Header(h) => {
+                src == Source::HeaderValue && name.eq_ignore_ascii_case(h.as_bytes())
+            }
             Target::Cookie(c) => {
                 matches!(src, Source::CookieName | Source::CookieValue) && name == c.as_bytes()
             }
@@ -339,7 +347,11 @@ enum BodyKind {
 
 fn body_kind(content_type: Option<&[u8]>) -> Option<BodyKind> {
     let ct = content_type?;
-    let essence = ct.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let essence = ct
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     let is = |t: &[u8]| essence.eq_ignore_ascii_case(t);
     if is(b"application/x-www-form-urlencoded") {
         Some(BodyKind::Form)

@@ -27,10 +27,20 @@ fn head_findings(p: &Policy, req: &str) -> Findings {
         max_header_bytes: 16384,
         max_headers: 64,
     };
-    parse_request(req.as_bytes(), &limits, &mut head).unwrap().unwrap();
-    let fields = crate::http::view::Fields::H1 { head: &head, buf: req.as_bytes() };
+    parse_request(req.as_bytes(), &limits, &mut head)
+        .unwrap()
+        .unwrap();
+    let fields = crate::http::view::Fields::H1 {
+        head: &head,
+        buf: req.as_bytes(),
+    };
     let mut out = Findings::default();
-    p.inspect_head(head.target(req.as_bytes()), &fields, &mut Scratch::default(), &mut out);
+    p.inspect_head(
+        head.target(req.as_bytes()),
+        &fields,
+        &mut Scratch::default(),
+        &mut out,
+    );
     out
 }
 
@@ -38,12 +48,24 @@ fn head_findings(p: &Policy, req: &str) -> Findings {
 fn query_cookie_and_agent_are_inspected() {
     let p = policy();
     let f = head_findings(&p, "GET /a?q=1'%20or%20'1'='1 HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(p.over(&f) && f.rules().contains(&rules::SQLI_LIBINJECTION), "{f:?}");
-    let f = head_findings(&p, "GET /a HTTP/1.1\r\nHost: x\r\nCookie: s=<script>alert(1)</script>\r\n\r\n");
+    assert!(
+        p.over(&f) && f.rules().contains(&rules::SQLI_LIBINJECTION),
+        "{f:?}"
+    );
+    let f = head_findings(
+        &p,
+        "GET /a HTTP/1.1\r\nHost: x\r\nCookie: s=<script>alert(1)</script>\r\n\r\n",
+    );
     assert!(f.families & (1 << Family::Xss.index()) != 0, "{f:?}");
-    let f = head_findings(&p, "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: sqlmap/1.7\r\n\r\n");
+    let f = head_findings(
+        &p,
+        "GET /a HTTP/1.1\r\nHost: x\r\nUser-Agent: sqlmap/1.7\r\n\r\n",
+    );
     assert_eq!(f.rules(), [913100]);
-    let f = head_findings(&p, "GET /a?name=O%27Brien&q=select+a+car HTTP/1.1\r\nHost: x\r\n\r\n");
+    let f = head_findings(
+        &p,
+        "GET /a?name=O%27Brien&q=select+a+car HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     assert_eq!(f.score, 0, "{f:?}");
 }
 
@@ -57,12 +79,18 @@ fn exclusions_by_rule_family_and_target() {
     p.exclusions = vec![Exclusion {
         rules: vec![],
         families: 0,
-        targets: vec![Target::Arg { name: "search".into(), prefix: false }],
+        targets: vec![Target::Arg {
+            name: "search".into(),
+            prefix: false,
+        }],
     }];
     assert_eq!(head_findings(&p, req).score, 0);
     let bad = "GET /a?other=1'%20or%20'1'='1 HTTP/1.1\r\nHost: x\r\n\r\n";
     assert!(p.over(&head_findings(&p, bad)));
-    p.exclusions[0].targets = vec![Target::Arg { name: "oth".into(), prefix: true }];
+    p.exclusions[0].targets = vec![Target::Arg {
+        name: "oth".into(),
+        prefix: true,
+    }];
     assert_eq!(head_findings(&p, bad).score, 0);
 }
 
@@ -72,20 +100,50 @@ fn bodies_by_content_type() {
     let mut s = Scratch::default();
     let mut f = Findings::default();
     let json = br#"{"user":{"bio":"x\u0027 UNION SELECT password FROM users--"}}"#;
-    p.inspect_body(Some(b"application/json; charset=utf-8"), json, true, &mut s, &mut f);
+    p.inspect_body(
+        Some(b"application/json; charset=utf-8"),
+        json,
+        true,
+        &mut s,
+        &mut f,
+    );
     assert!(p.over(&f), "{f:?}");
     let mut f = Findings::default();
-    p.inspect_body(Some(b"application/json"), br#"{"name":"D'Angelo","note":"a < b"}"#, true, &mut s, &mut f);
+    p.inspect_body(
+        Some(b"application/json"),
+        br#"{"name":"D'Angelo","note":"a < b"}"#,
+        true,
+        &mut s,
+        &mut f,
+    );
     assert_eq!(f.score, 0, "{f:?}");
     let mut f = Findings::default();
-    p.inspect_body(Some(b"application/json"), br#"{"a": "#, true, &mut s, &mut f);
+    p.inspect_body(
+        Some(b"application/json"),
+        br#"{"a": "#,
+        true,
+        &mut s,
+        &mut f,
+    );
     assert_eq!(f.rules(), [MALFORMED_BODY]);
     let mut f = Findings::default();
-    p.inspect_body(Some(b"application/json"), br#"{"a": "#, false, &mut s, &mut f);
+    p.inspect_body(
+        Some(b"application/json"),
+        br#"{"a": "#,
+        false,
+        &mut s,
+        &mut f,
+    );
     assert_eq!(f.score, 0, "a cut body is not malformed");
     let mut f = Findings::default();
     let form = b"comment=%3Cscript%3Ealert(1)%3C%2Fscript%3E";
-    p.inspect_body(Some(b"application/x-www-form-urlencoded"), form, true, &mut s, &mut f);
+    p.inspect_body(
+        Some(b"application/x-www-form-urlencoded"),
+        form,
+        true,
+        &mut s,
+        &mut f,
+    );
     assert!(p.over(&f));
     let mut f = Findings::default();
     p.inspect_body(Some(b"text/plain"), b"' or 1=1--", true, &mut s, &mut f);
