@@ -3,9 +3,11 @@
 //! path), each answered 403 with the request id and matched rule ids and never reaching the
 //! upstream; benign values with quotes and SQL words forwarded untouched; file contents in
 //! multipart not inspected; per-argument and per-family exclusions; detect mode (forwarded,
-//! logged and counted); `Expect: 100-continue`; bodies over the inspection limit. Both drivers.
+//! logged and counted); `Expect: 100-continue`; bodies over the inspection limit; HTTP/2 requests
+//! (a body in small DATA frames). Both drivers.
 
 mod common;
+use common::h2c::*;
 use common::*;
 use serde_json::Value;
 
@@ -136,6 +138,34 @@ fn attacks_are_blocked_wherever_they_hide() {
                     br#"{"bio":"&lt;img src=x onerror=alert(1)&gt;"}"#,
                 ),
                 941120,
+            ),
+            (
+                "php",
+                c.get(
+                    "/b/x?cmd=%3C%3Fphp%20system(%24_GET%5B%27c%27%5D)%3B%20%3F%3E",
+                    "a.test",
+                ),
+                933100,
+            ),
+            (
+                "template injection",
+                post(
+                    &mut c,
+                    "/b/x",
+                    "application/json",
+                    br#"{"t":"{{ self.__init__.__globals__.__builtins__ }}"}"#,
+                ),
+                934100,
+            ),
+            (
+                "nosql operator in a key",
+                post(
+                    &mut c,
+                    "/b/login",
+                    "application/json",
+                    br#"{"user":"admin","password":{"$ne":null}}"#,
+                ),
+                934160,
             ),
         ];
         for (what, r, rule) in &cases {
@@ -378,5 +408,59 @@ fn bodies_continue_and_limits() {
             "malformed json",
         );
         assert_eq!(up.request_count(), 2, "[{driver}]");
+    });
+}
+
+#[test]
+fn http2_requests_meet_the_same_waf() {
+    let up = Upstream::echo("u");
+    let log = temp_path("log");
+    let cfg = waf_config(&up, &log);
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        up.clear();
+        let (attack, clean, body) = with_h2(gw.addr, |mut send| async move {
+            let attack = h2_request(
+                &mut send,
+                h2_get("/b/x?q=%3Cscript%3Ealert(1)%3C/script%3E"),
+                b"",
+                1024,
+            )
+            .await
+            .expect("h2 answer");
+            let post = || {
+                http::Request::post("http://a.test/b/orders")
+                    .header("content-type", "application/json")
+                    .body(())
+                    .unwrap()
+            };
+            let bad: &[u8] = br#"{"q":"1' UNION SELECT password FROM users--"}"#;
+            let good: &[u8] = br#"{"name":"Jane O'Brien","qty":2}"#;
+            let body = h2_request(&mut send, post(), bad, 7)
+                .await
+                .expect("h2 answer");
+            let clean = h2_request(&mut send, post(), good, 5)
+                .await
+                .expect("h2 answer");
+            (attack, clean, body)
+        });
+        assert_eq!(attack.status, 403, "[{driver}] {}", attack.body_str());
+        assert!(
+            attack.body_str().contains("\"rules\":[941"),
+            "[{driver}] {}",
+            attack.body_str()
+        );
+        assert_eq!(
+            body.status,
+            403,
+            "[{driver}] a body in 7-byte DATA frames: {}",
+            body.body_str()
+        );
+        assert_eq!(
+            (clean.status, clean.body_str().as_str()),
+            (200, r#"{"name":"Jane O'Brien","qty":2}"#),
+            "[{driver}]"
+        );
+        assert_eq!(up.request_count(), 1, "[{driver}]");
     });
 }
