@@ -1,7 +1,10 @@
 //! What the WAF adds to a typical small JSON API request (issue 16 goal: at most 10 µs of CPU),
 //! measured on the compiled policy the way the pipeline calls it:
 //! - `waf_head`: `Policy::inspect_head` over the raw target, decoded path, three query arguments,
-//!   User-Agent, Referer and a session cookie;
+//!   User-Agent, Referer and a session cookie, on a connection that sent these headers before
+//!   (their verdicts are remembered per connection: `waf::Memo`);
+//! - `waf_head_first`: the same on a connection's first request (fresh buffers, nothing
+//!   remembered);
 //! - `waf_body_json`: `Policy::inspect_body` over a 190-byte JSON order (names with apostrophes,
 //!   an e-mail address, a free-text note);
 //! - `waf_request`: both, the whole WAF cost of that request;
@@ -65,6 +68,9 @@ fn bench(c: &mut Criterion) {
     assert_eq!(run(BODY, true, &mut s), 0, "the typical request is clean");
     assert!(run(ATTACK, true, &mut s) >= 5, "the attack is caught");
     c.bench_function("waf_head", |b| b.iter(|| black_box(run(b"", true, &mut s))));
+    c.bench_function("waf_head_first", |b| {
+        b.iter(|| black_box(run(b"", true, &mut Scratch::default())))
+    });
     c.bench_function("waf_body_json", |b| {
         b.iter(|| black_box(run(BODY, false, &mut s)))
     });

@@ -121,6 +121,69 @@ pub struct Scratch {
     pub extract: extract::Scratch,
     pub forms: detect::Forms,
     decoded: Vec<u8>,
+    memo: Memo,
+}
+
+/// The raw matches (before exclusions) of the last header and cookie values this connection
+/// sent: User-Agent, Referer and cookies repeat on every request of a keep-alive connection, and
+/// the tokenisers are the WAF's main cost. A value is found again only by comparing its bytes
+/// exactly (never by a hash alone, which an attacker could collide), together with the part and
+/// paranoia level it was scanned for.
+#[derive(Default)]
+struct Memo {
+    slots: Vec<MemoSlot>,
+    next: usize,
+}
+
+struct MemoSlot {
+    part: Part,
+    paranoia: u8,
+    value: Vec<u8>,
+    ids: Vec<u32>,
+}
+
+/// Values remembered per connection, and the longest one remembered.
+const MEMO_SLOTS: usize = 8;
+const MEMO_MAX: usize = 1024;
+
+impl Memo {
+    fn scan(
+        &mut self,
+        set: &RuleSet,
+        paranoia: u8,
+        part: Part,
+        v: &[u8],
+        forms: &mut detect::Forms,
+        hit: &mut dyn FnMut(u32),
+    ) {
+        if v.len() > MEMO_MAX {
+            return detect::scan(set, part, v, forms, hit);
+        }
+        let known = |s: &&MemoSlot| s.part == part && s.paranoia == paranoia && s.value == v;
+        if let Some(slot) = self.slots.iter().find(known) {
+            slot.ids.iter().for_each(|&id| hit(id));
+            return;
+        }
+        let i = self.next % MEMO_SLOTS;
+        self.next = self.next.wrapping_add(1);
+        if i == self.slots.len() {
+            self.slots.push(MemoSlot {
+                part,
+                paranoia,
+                value: Vec::new(),
+                ids: Vec::new(),
+            });
+        }
+        let slot = &mut self.slots[i];
+        (slot.part, slot.paranoia) = (part, paranoia);
+        slot.value.clear();
+        slot.value.extend_from_slice(v);
+        slot.ids.clear();
+        detect::scan(set, part, v, forms, &mut |id| {
+            slot.ids.push(id);
+            hit(id)
+        });
+    }
 }
 
 /// The family of rule `id`.
@@ -179,28 +242,30 @@ impl Policy {
             });
             s.forms = forms;
         }
+        // header values repeat on every request of a connection: their raw matches are memoised
+        let (mut forms, mut memo) = (std::mem::take(&mut s.forms), std::mem::take(&mut s.memo));
         for h in &self.headers {
-            for v in fields.all(h.as_bytes()) {
-                if self.skips_all(Source::HeaderValue, h.as_bytes()) {
+            let name = h.as_bytes();
+            for v in fields.all(name) {
+                if self.skips_all(Source::HeaderValue, name) {
                     continue;
                 }
+                let mut hit = |id| self.hit(id, Source::HeaderValue, name, v, out);
                 if h == "user-agent" {
-                    detect::scan(set, Part::Agent, v, &mut s.forms, &mut |id| {
-                        self.hit(id, Source::HeaderValue, h.as_bytes(), v, out)
-                    });
+                    memo.scan(set, self.paranoia, Part::Agent, v, &mut forms, &mut hit);
                 }
-                let mut forms = std::mem::take(&mut s.forms);
-                self.arg(set, Source::HeaderValue, h.as_bytes(), v, &mut forms, out);
-                s.forms = forms;
+                memo.scan(set, self.paranoia, Part::Args, v, &mut forms, &mut hit);
             }
         }
         for v in fields.all(b"cookie") {
-            let mut forms = std::mem::take(&mut s.forms);
             extract::cookies(v, &mut |src, name, v| {
-                self.arg(set, src, name, v, &mut forms, out)
+                if !self.skips_all(src, name) {
+                    let mut hit = |id| self.hit(id, src, name, v, out);
+                    memo.scan(set, self.paranoia, Part::Args, v, &mut forms, &mut hit);
+                }
             });
-            s.forms = forms;
         }
+        (s.forms, s.memo) = (forms, memo);
     }
 
     /// Whether the body of a request with this Content-Type is inspected (form, multipart, JSON).

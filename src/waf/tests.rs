@@ -149,3 +149,47 @@ fn bodies_by_content_type() {
     p.inspect_body(Some(b"text/plain"), b"' or 1=1--", true, &mut s, &mut f);
     assert_eq!(f.score, 0, "other types are not inspected");
 }
+
+#[test]
+fn repeated_header_values_reuse_their_verdict_and_changed_ones_are_scanned() {
+    let p = policy();
+    let limits = crate::http::head::HeadLimits {
+        max_request_line: 8192,
+        max_header_bytes: 16384,
+        max_headers: 64,
+    };
+    let mut s = Scratch::default();
+    let mut run = |req: &str, s: &mut Scratch| {
+        let mut head = RequestHead::default();
+        parse_request(req.as_bytes(), &limits, &mut head)
+            .unwrap()
+            .unwrap();
+        let fields = crate::http::view::Fields::H1 {
+            head: &head,
+            buf: req.as_bytes(),
+        };
+        let mut out = Findings::default();
+        p.inspect_head(head.target(req.as_bytes()), &fields, s, &mut out);
+        out
+    };
+    let bad =
+        "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: sqlmap/1.7\r\nCookie: a=1' or '1'='1\r\n\r\n";
+    let good =
+        "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (X11; Linux)\r\nCookie: a=1\r\n\r\n";
+    let first = run(bad, &mut Scratch::default()).score;
+    for _ in 0..3 {
+        assert!(run(good, &mut s).rules().is_empty());
+        let f = run(bad, &mut s);
+        assert!(
+            f.rules().contains(&913100) && f.rules().contains(&rules::SQLI_LIBINJECTION),
+            "{f:?}"
+        );
+        assert_eq!(f.score, first);
+    }
+    // more distinct values than slots: the oldest are scanned again, with the same answers
+    for i in 0..20 {
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: agent-{i} (x; y)\r\n\r\n");
+        assert!(run(&req, &mut s).rules().is_empty());
+    }
+    assert_eq!(run(bad, &mut s).score, first);
+}
