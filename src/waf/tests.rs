@@ -159,7 +159,7 @@ fn repeated_header_values_reuse_their_verdict_and_changed_ones_are_scanned() {
         max_headers: 64,
     };
     let mut s = Scratch::default();
-    let mut run = |req: &str, s: &mut Scratch| {
+    let run = |req: &str, s: &mut Scratch| {
         let mut head = RequestHead::default();
         parse_request(req.as_bytes(), &limits, &mut head)
             .unwrap()
