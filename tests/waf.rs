@@ -224,6 +224,17 @@ fn attacks_are_blocked_wherever_they_hide() {
             "[{driver}] encoded traversal in the path: {}",
             r.status
         );
+        // the next answer on the same connection carries none of the block's rule ids
+        let mut c = Client::connect(gw.addr);
+        let first = c.get("/b/x?q=%3Cscript%3Ealert(1)%3C/script%3E", "a.test");
+        blocked(&first, 941110, "first");
+        let r = c.get("/nowhere", "a.test");
+        assert_eq!(r.status, 404, "[{driver}]");
+        assert!(
+            !r.body_str().contains("rules"),
+            "[{driver}] {}",
+            r.body_str()
+        );
         assert_eq!(
             up.request_count(),
             1,

@@ -206,6 +206,7 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr, listener:
         c.body_sent = 0;
         c.body_recv = 0;
         c.grpc = false;
+        c.detail.clear();
         let outcome = match head {
             Ok(()) => pipeline::run(&ctx, &mut c, &mut resp).await,
             Err(Fail::Close) => return,

@@ -59,6 +59,9 @@ pub(super) async fn run(
     resp: &mut ResponseHead,
 ) -> Outcome {
     c.grpc = crate::http::respond::is_grpc(c.head.header(&c.buf, b"content-type"));
+    // what the previous request on this connection put in its answer
+    c.detail.clear();
+    c.problems.clear();
     let head = &c.head;
     let buf = &c.buf;
     // request id: keep a sane one, else generate
@@ -185,8 +188,6 @@ pub(super) async fn run(
     let mut adm = Admission::default();
     let mut ran = 0;
     let mut refused = None;
-    c.detail.clear();
-    c.problems.clear();
     let mut work = filter::Work {
         limits: &mut c.limits,
         waf: &mut c.waf,
