@@ -193,3 +193,32 @@ fn repeated_header_values_reuse_their_verdict_and_changed_ones_are_scanned() {
     }
     assert_eq!(run(bad, &mut s).score, first);
 }
+
+#[test]
+fn hostile_bytes_never_panic() {
+    // a xorshift stream over an alphabet rich in what the decoders act on
+    let alphabet: &[u8] = b"%&#;\\xuU0123456789abcdefABCDEF<>'\"/.*-_ \t\r\n\x00\xc0\xaf\xe0\x80\xef\xbc\x8e\xff{}$()[]=:";
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let p = policy();
+    let mut s = Scratch::default();
+    for len in (0..4000).map(|i| i % 97) {
+        let v: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                alphabet[(x % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        let mut f = Findings::default();
+        for ct in [
+            "application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=%&",
+        ] {
+            p.inspect_body(Some(ct.as_bytes()), &v, true, &mut s, &mut f);
+        }
+        detect::scan(RuleSet::get(4), Part::Raw, &v, &mut s.forms, &mut |_| {});
+        detect::scan(RuleSet::get(4), Part::Args, &v, &mut s.forms, &mut |_| {});
+    }
+}
