@@ -129,6 +129,32 @@ fn bodies_are_checked_against_the_schema() {
             b"",
         ));
         assert_eq!(r.status, 413, "[{driver}]");
+        // a chunked body of exactly max_body is read whole and passes
+        let mut c = Client::connect(gw.addr);
+        let json = br#"{"sku":"ABC-1","items":[{"qty":1}]}"#;
+        let mut exact = json.to_vec();
+        exact.resize(2048, b' ');
+        let mut raw =
+            b"POST /orders HTTP/1.1\r\nHost: a.test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let body = chunked(&[&exact[..1000], &exact[1000..]]);
+        // all of the data first: the gateway must wait for the last chunk, not call it too large
+        let (data, last) = body.split_at(body.len() - 5);
+        raw.extend_from_slice(data);
+        c.send(&raw);
+        c.set_read_timeout(std::time::Duration::from_millis(300));
+        assert!(
+            c.read_head_raw().is_err(),
+            "[{driver}] answered before the body ended"
+        );
+        c.set_read_timeout(secs(10));
+        c.send(last);
+        let r = c.read_response();
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, 2048),
+            "[{driver}] {}",
+            r.body_str()
+        );
         // chunked past max_body: 413 as it grows
         let mut c = Client::connect(gw.addr);
         let mut raw =
@@ -138,7 +164,7 @@ fn bodies_are_checked_against_the_schema() {
         assert_eq!(c.request(&raw).status, 413, "[{driver}]");
         assert_eq!(
             up.request_count(),
-            2,
+            3,
             "[{driver}] only the valid bodies were forwarded"
         );
         let m = gw.metrics();

@@ -65,8 +65,11 @@ pub(super) async fn body_phase(
         return Verdict::Pass;
     }
     let waf_cap = waf.map_or(0, |p| p.body_limit);
+    // a schema needs the whole body: read until it ends (the decoder refuses more than max_body)
     let cap = match schema {
-        Some(_) => route.max_body as usize,
+        Some(_) => usize::try_from(route.max_body)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1),
         None => waf_cap,
     };
     if let (Some(p), Some(n)) = (waf, declared) {
