@@ -21,6 +21,11 @@ fn policy() -> Policy {
 }
 
 fn head_findings(p: &Policy, req: &str) -> Findings {
+    head_findings_in(p, req, &mut Scratch::default())
+}
+
+/// `req`'s head through `p`, with the connection's buffers `s` (what it remembers included).
+fn head_findings_in(p: &Policy, req: &str, s: &mut Scratch) -> Findings {
     let mut head = RequestHead::default();
     let limits = crate::http::head::HeadLimits {
         max_request_line: 8192,
@@ -35,12 +40,7 @@ fn head_findings(p: &Policy, req: &str) -> Findings {
         buf: req.as_bytes(),
     };
     let mut out = Findings::default();
-    p.inspect_head(
-        head.target(req.as_bytes()),
-        &fields,
-        &mut Scratch::default(),
-        &mut out,
-    );
+    p.inspect_head(head.target(req.as_bytes()), &fields, s, &mut out);
     out
 }
 
@@ -153,25 +153,8 @@ fn bodies_by_content_type() {
 #[test]
 fn repeated_header_values_reuse_their_verdict_and_changed_ones_are_scanned() {
     let p = policy();
-    let limits = crate::http::head::HeadLimits {
-        max_request_line: 8192,
-        max_header_bytes: 16384,
-        max_headers: 64,
-    };
     let mut s = Scratch::default();
-    let run = |req: &str, s: &mut Scratch| {
-        let mut head = RequestHead::default();
-        parse_request(req.as_bytes(), &limits, &mut head)
-            .unwrap()
-            .unwrap();
-        let fields = crate::http::view::Fields::H1 {
-            head: &head,
-            buf: req.as_bytes(),
-        };
-        let mut out = Findings::default();
-        p.inspect_head(head.target(req.as_bytes()), &fields, s, &mut out);
-        out
-    };
+    let run = |req: &str, s: &mut Scratch| head_findings_in(&p, req, s);
     let bad =
         "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: sqlmap/1.7\r\nCookie: a=1' or '1'='1\r\n\r\n";
     let good =
