@@ -16,7 +16,7 @@ use monoio::time::Instant;
 
 use super::filter::Admission;
 use super::pipeline::RouteChain;
-use super::{relay, ClientConn, Consumed, Fail, CONTINUE};
+use super::{relay, ClientConn, Consumed, Fail};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::head::BodyKind;
 use crate::http::respond::{ErrorKind, Reply};
@@ -142,15 +142,7 @@ async fn gather(
     if c.head.expect_continue {
         // the client waits for this before sending the body
         c.head.expect_continue = false;
-        let mut cont = std::mem::take(&mut c.target);
-        cont.clear();
-        cont.extend_from_slice(CONTINUE);
-        let r = c
-            .stream
-            .write_all(&mut cont, Instant::now() + timeout)
-            .await;
-        c.target = cont;
-        if r.is_err() {
+        if !super::send_continue(c, Instant::now() + timeout).await {
             return Err(Fail::Close);
         }
     }
@@ -214,14 +206,15 @@ pub(super) fn waf_verdict(
         (false, true) => "detected:",
         (false, false) => "matched:",
     });
-    c.info.waf.push_str(&f.rule_list());
+    let rules = f.rule_list();
+    c.info.waf.push_str(&rules);
     if let Some(s) = &f.sample {
         c.info.waf_match.push_str(s);
     }
     if blocked {
         c.detail.clear();
         c.detail.push_str(",\"rules\":[");
-        c.detail.push_str(&f.rule_list());
+        c.detail.push_str(&rules);
         c.detail.push(']');
     }
 }

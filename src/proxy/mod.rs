@@ -55,6 +55,17 @@ use crate::runtime::worker::{Current, Generation};
 const CLIENT_BUF: usize = 16 * 1024;
 pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// Sends the interim `100 Continue` a client that sent `Expect: 100-continue` waits for before its
+/// body (through `c.target`, free at this point: no allocation); false when the write failed.
+async fn send_continue(c: &mut ClientConn, deadline: Instant) -> bool {
+    let mut cont = std::mem::take(&mut c.target);
+    cont.clear();
+    cont.extend_from_slice(CONTINUE);
+    let r = c.stream.write_all(&mut cont, deadline).await;
+    c.target = cont;
+    r.is_ok()
+}
+
 /// A client connection and its reusable buffers.
 pub(crate) struct ClientConn {
     stream: Stream,

@@ -21,7 +21,7 @@ use monoio::time::Instant;
 use super::filter::Filter;
 use super::sink::{Sink, State};
 use super::tunnel;
-use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outcome, CONTINUE};
+use super::{answer, exchange, relay, BodyLeft, ClientConn, Consumed, Fail, Outcome};
 use crate::auth::identity::Identity;
 use crate::http::chunked::{self, ChunkedDecoder};
 use crate::http::head::{BodyKind, RequestHead, ResponseHead};
@@ -242,12 +242,7 @@ pub(super) async fn upstream(
     c.buf.drain(..head_len + consumed);
     if c.head.expect_continue && !matches!(body, BodyLeft::Done) {
         let deadline = Instant::now() + gen.cfg.server.client_body_timeout;
-        let mut cont = std::mem::take(&mut c.target);
-        cont.clear();
-        cont.extend_from_slice(CONTINUE);
-        let r = c.stream.write_all(&mut cont, deadline).await;
-        c.target = cont;
-        if r.is_err() {
+        if !super::send_continue(c, deadline).await {
             up.breaker_record(StdInstant::now(), CallEnd::NoVerdict, trial);
             return Outcome::Close;
         }
