@@ -57,6 +57,8 @@ fn bench(c: &mut Criterion) {
                     strip: &[],
                     strip_cookie: None,
                     add: &[],
+                    transform_strip: &[],
+                    transform_lines: b"",
                     traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
                     keep_tracestate: false,
                     client_cert: None,

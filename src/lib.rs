@@ -11,6 +11,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

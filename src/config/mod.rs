@@ -9,9 +9,11 @@
 //! the same way.
 
 pub mod access_log;
+pub mod aggregate;
 pub mod auth;
 mod breaker;
 pub mod bulkhead;
+pub mod cache;
 pub mod fallback;
 pub mod health;
 pub mod http2;

@@ -82,6 +82,8 @@ pub struct ServerConfig {
     /// IP rules for every request, before routing (None: everyone).
     pub allow_ips: Option<crate::net::cidr::IpSet>,
     pub deny_ips: Option<crate::net::cidr::IpSet>,
+    /// `cache_memory`: each worker's response cache budget (bytes; routes with `cache` share it).
+    pub cache_memory: u64,
 }
 
 /// `[admin]`: the admin listener (healthz, readyz, metrics).
@@ -266,6 +268,15 @@ pub struct RouteConfig {
     pub waf: Option<std::sync::Arc<crate::waf::Policy>>,
     /// `schema`, `validate_query`, `validate_headers`: the route's request validation.
     pub validation: Option<std::sync::Arc<crate::validate::Validation>>,
+    /// `request_headers`: header operations on what the upstream receives.
+    pub request_headers: Option<std::sync::Arc<crate::transform::headers::HeaderOps>>,
+    /// `response_headers`: header operations on what the client receives.
+    pub response_headers: Option<std::sync::Arc<crate::transform::headers::HeaderOps>>,
+    /// `cache`: the route's response cache policy (`proxy/cache.rs`).
+    pub cache: Option<std::sync::Arc<crate::cache::policy::CachePolicy>>,
+    /// `aggregate`: the route fans out to these parts instead of one upstream (then `upstream`
+    /// is the first part's, for nothing but defaults).
+    pub aggregate: Option<std::sync::Arc<super::aggregate::Aggregate>>,
 }
 
 /// Host condition: lower-cased, no port.

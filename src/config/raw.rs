@@ -59,6 +59,7 @@ pub(crate) struct RawServer {
     pub real_ip_header: Option<String>,
     pub allow_ips: Option<Vec<String>>,
     pub deny_ips: Option<Vec<String>>,
+    pub cache_memory: Option<SizeValue>,
 }
 
 /// `[server] path_normalization = { ... }`
@@ -142,6 +143,11 @@ pub(crate) struct RawRoute {
     pub schema: Option<String>,
     pub validate_query: Option<BTreeMap<String, super::validation::RawParam>>,
     pub validate_headers: Option<BTreeMap<String, super::validation::RawParam>>,
+    pub request_headers: Option<super::transform::RawHeaderOps>,
+    pub response_headers: Option<super::transform::RawHeaderOps>,
+    pub cache: Option<super::cache::RawCache>,
+    pub aggregate: Option<Vec<super::aggregate::RawPart>>,
+    pub aggregate_timeout: Option<DurationValue>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

@@ -1,11 +1,133 @@
-//! Route transforms: `response_fields`.
+//! Route transforms: `response_fields`, `request_headers`, `response_headers`.
 //!
-//! Owns turning a route's raw transform keys into their compiled form (`transform::fields`),
-//! each error naming the key and, for a list, the entry.
+//! Owns turning a route's raw transform keys into their compiled form (`transform::fields`,
+//! `transform::headers` with `transform::template` values), each error naming the key and, for a
+//! list or table, the entry.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
 
 use super::position::KeyPath;
+use super::units::is_token;
 use super::validate::Ctx;
 use crate::transform::fields::FieldSet;
+use crate::transform::headers::HeaderOps;
+use crate::transform::template::{Kind, Template};
+
+/// `request_headers = { set, add, remove, rename }` (and `response_headers`) as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHeaderOps {
+    pub set: Option<BTreeMap<String, String>>,
+    pub add: Option<BTreeMap<String, String>>,
+    pub remove: Option<Vec<String>>,
+    pub rename: Option<BTreeMap<String, String>>,
+}
+
+/// Which head a route's header operations change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Request,
+    Response,
+}
+
+/// Fields the gateway manages itself on each side: a transform may not touch them.
+fn managed(side: Side, name: &str) -> Option<&'static str> {
+    const FRAMING: [&str; 8] = [
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+    ];
+    if FRAMING.contains(&name) {
+        return Some("framing and hop-by-hop fields are the gateway's");
+    }
+    if name == "x-request-id" {
+        return Some("the gateway sets the request id");
+    }
+    match (side, name) {
+        (Side::Request, "host") => Some("use host_rewrite"),
+        (Side::Request, "x-forwarded-for" | "x-forwarded-proto" | "forwarded" | "traceparent") => {
+            Some("the gateway writes the forwarding and trace fields")
+        }
+        _ => None,
+    }
+}
+
+/// A route's `request_headers` or `response_headers` (`p`: the key); `params`: the route's
+/// path parameters, for templates.
+pub(super) fn header_ops(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    raw: Option<RawHeaderOps>,
+    side: Side,
+    params: &[&str],
+) -> Option<std::sync::Arc<HeaderOps>> {
+    let raw = raw?;
+    let mut ops = HeaderOps::default();
+    let mut seen: BTreeMap<String, &'static str> = BTreeMap::new();
+    let mut name = |cx: &mut Ctx, kp: KeyPath, n: &str, op: &'static str| -> Option<Box<[u8]>> {
+        let lower = n.to_ascii_lowercase();
+        if !is_token(n) {
+            cx.err(kp, format!("invalid header name \"{n}\" (expected a token like x-api-version)"));
+            return None;
+        }
+        if let Some(why) = managed(side, &lower) {
+            cx.err(kp, format!("\"{lower}\": {why}"));
+            return None;
+        }
+        // `add` may repeat a name; every other pair of operations on one name is ambiguous
+        match seen.get(&lower) {
+            Some(&prev) if !(prev == "add" && op == "add") => {
+                cx.err(kp, format!("\"{lower}\" is also in {prev}"));
+                return None;
+            }
+            _ => {
+                seen.insert(lower.clone(), op);
+            }
+        }
+        Some(lower.into_bytes().into_boxed_slice())
+    };
+    for (op, table) in [("set", raw.set), ("add", raw.add)] {
+        for (n, v) in table.unwrap_or_default() {
+            let kp = p.key(op).key(&n);
+            let Some(lower) = name(cx, kp.clone(), &n, op) else {
+                continue;
+            };
+            let t = Template::parse(&v, Kind::Header, params);
+            let Some(t) = cx.check(&kp, t) else {
+                continue;
+            };
+            match op {
+                "set" => ops.set.push((lower, t)),
+                _ => ops.add.push((lower, t)),
+            }
+        }
+    }
+    for (i, n) in raw.remove.unwrap_or_default().iter().enumerate() {
+        if let Some(lower) = name(cx, p.key("remove").index(i), n, "remove") {
+            ops.remove.push(lower);
+        }
+    }
+    for (from, to) in raw.rename.unwrap_or_default() {
+        let kp = p.key("rename").key(&from);
+        let f = name(cx, kp.clone(), &from, "rename");
+        let t = name(cx, kp, &to, "rename");
+        if let (Some(f), Some(t)) = (f, t) {
+            ops.rename.push((f, t));
+        }
+    }
+    let ops = ops.finish();
+    if ops.is_empty() {
+        cx.err(p.clone(), "no operations (expected set, add, remove or rename)");
+        return None;
+    }
+    Some(std::sync::Arc::new(ops))
+}
 
 /// A route's `response_fields` (`p`: the route).
 pub(super) fn response_fields(

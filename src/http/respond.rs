@@ -318,13 +318,44 @@ pub fn render_fallback(
     keep_alive: bool,
     extra: &[u8],
 ) -> usize {
+    let why = [b"x-fallback: ", why.as_bytes(), b"\r\n"];
+    let doc = Document {
+        status,
+        content_type,
+        body,
+        marker: &why,
+    };
+    render_document(out, &doc, request_id, keep_alive, extra)
+}
+
+/// A whole response the gateway composed itself (a fallback, an aggregate's merged document).
+pub struct Document<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    /// Pieces of one header line that says where the document came from (or none).
+    pub marker: &'a [&'a [u8]],
+}
+
+/// Renders `doc` with its request id, the response phase's `extra` lines and keep-alive;
+/// returns the body length.
+pub fn render_document(
+    out: &mut Vec<u8>,
+    doc: &Document<'_>,
+    request_id: &[u8],
+    keep_alive: bool,
+    extra: &[u8],
+) -> usize {
     use std::io::Write;
+    let (status, content_type, body) = (doc.status, doc.content_type, doc.body);
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-fallback: {why}\r\nx-request-id: ",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n",
         reason_phrase(status),
         body.len()
     );
+    doc.marker.iter().for_each(|p| out.extend_from_slice(p));
+    out.extend_from_slice(b"x-request-id: ");
     out.extend_from_slice(request_id);
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(extra);

@@ -82,6 +82,10 @@ pub struct Forwarding<'a> {
     pub strip_cookie: Option<&'a [u8]>,
     /// (lower-cased name, value) appended: the authenticated identity.
     pub add: &'a [(String, String)],
+    /// The route's `request_headers`: names whose client fields are dropped, and rendered
+    /// `name: value\r\n` lines appended.
+    pub transform_strip: &'a [Box<[u8]>],
+    pub transform_lines: &'a [u8],
     /// The gateway span's `traceparent`, sent in place of the client's.
     pub traceparent: &'a [u8],
     /// Forward the client's `tracestate` (only when its `traceparent` was continued).
@@ -93,6 +97,32 @@ pub struct Forwarding<'a> {
     /// An upgrade passed on (its protocol token): `Connection: upgrade` and `Upgrade: token` are
     /// sent in place of the stripped hop-by-hop fields.
     pub upgrade: Option<&'a [u8]>,
+}
+
+/// Request fields the gateway writes itself (framing, hop-by-hop, forwarding, request id, trace
+/// context): never copied from a client by configuration (lower-case `name`).
+pub fn is_managed_request_field(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "content-length"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+            | "expect"
+            | "x-forwarded-for"
+            | "x-forwarded-proto"
+            | "x-forwarded-host"
+            | "forwarded"
+            | "via"
+            | "x-request-id"
+            | "traceparent"
+            | "tracestate"
+    )
 }
 
 /// Fields the gateway alone sets, from the TLS session's verified client certificate.
@@ -160,6 +190,7 @@ pub fn write_upstream_request(
                     continue;
                 }
                 if ctx.strip.iter().any(|s| same_field_name(name, s))
+                    || ctx.transform_strip.iter().any(|s| name.eq_ignore_ascii_case(s))
                     || same_field_name(name, CLIENT_CERT_FINGERPRINT)
                     || same_field_name(name, CLIENT_CERT_SUBJECT)
                 {
@@ -210,6 +241,7 @@ pub fn write_upstream_request(
     for (name, value) in ctx.add {
         push_header(out, name.as_bytes(), value.as_bytes());
     }
+    out.extend_from_slice(ctx.transform_lines);
     if let Some((fingerprint, subject)) = ctx.client_cert {
         push_header(out, CLIENT_CERT_FINGERPRINT, fingerprint);
         push_header(out, CLIENT_CERT_SUBJECT, subject);
@@ -260,6 +292,7 @@ pub fn write_client_response(
     keep_alive: bool,
     framing: OutFraming,
     extra: &[u8],
+    strip: &[Box<[u8]>],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_u64(out, head.status as u64);
@@ -281,6 +314,10 @@ pub fn write_client_response(
             HeaderKind::Other
                 if head.conn_named && named_by_connection(buf, &head.headers, h.name.get(buf)) =>
             {
+                continue
+            }
+            // `response_headers` replaces or removes it
+            _ if !strip.is_empty() && crate::transform::headers::stripped(strip, h.name.get(buf)) => {
                 continue
             }
             _ => {}
@@ -376,6 +413,8 @@ X-Forwarded-Proto: https\r\nAccept: */*\r\nExpect: 100-continue\r\n\r\nabc";
             strip: &[],
             strip_cookie: None,
             add: &[],
+            transform_strip: &[],
+            transform_lines: b"",
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
@@ -425,6 +464,8 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             strip: &strip,
             strip_cookie: Some(b"session"),
             add: &[],
+            transform_strip: &[],
+            transform_lines: b"",
             traceparent: b"",
             keep_tracestate: true,
             client_cert: None,
@@ -459,7 +500,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_client_response(&mut out, raw, &head, b"r", true, OutFraming::None, b"");
+        write_client_response(&mut out, raw, &head, b"r", true, OutFraming::None, b"", &[]);
         let s = String::from_utf8(out).unwrap();
         assert!(!s.to_ascii_lowercase().contains("content-length"), "{s}");
     }
@@ -472,7 +513,7 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked, b"");
+        write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked, b"", &[]);
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,

@@ -371,11 +371,37 @@ pub(super) fn grpc_status<'b>(resp: &ResponseHead, buf: &'b [u8]) -> Option<&'b 
         .map(|h| h.value.get(buf))
 }
 
+/// Who asked for the exchange: a client connection (its output buffer holds the request, and
+/// its socket is watched for the client leaving), or the gateway itself (an aggregation part, a
+/// background cache refresh: the request in a buffer of its own, nobody to leave).
+pub(crate) enum Down<'c> {
+    Client(&'c mut ClientConn),
+    Internal(&'c mut Vec<u8>),
+}
+
+impl Down<'_> {
+    /// The buffered request bytes.
+    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
+        match self {
+            Down::Client(c) => &mut c.out,
+            Down::Internal(out) => out,
+        }
+    }
+
+    /// Resolves when the client has gone; never for the gateway's own requests.
+    pub(crate) async fn gone(&mut self) {
+        match self {
+            Down::Client(c) => client_gone(&mut c.stream).await,
+            Down::Internal(_) => std::future::pending().await,
+        }
+    }
+}
+
 /// Runs the attempt loop; see the module doc.
 pub(crate) async fn exchange<'a>(
     ctx: &Generation,
     req: &ExchangePlan<'a>,
-    c: &mut ClientConn,
+    c: &mut Down<'_>,
     body: &mut BodyLeft,
     resp: &mut ResponseHead,
 ) -> Result<Exchanged<'a>, Fail> {
@@ -434,15 +460,15 @@ pub(crate) async fn exchange<'a>(
         };
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
-        up.stats.bytes_sent.add(c.out.len() as u64);
+        up.stats.bytes_sent.add(c.out().len() as u64);
         let mut sent = conn
             .stream
-            .write_all(&mut c.out, send_deadline)
+            .write_all(c.out(), send_deadline)
             .await
             .is_ok();
-        if sent && !matches!(body, BodyLeft::Done) {
+        if let (true, Down::Client(client)) = (sent && !matches!(body, BodyLeft::Done), &mut *c) {
             // the upstream may answer while the body still comes (full duplex, `duplex.rs`)
-            let sending = duplex::pump_until_upstream(ctx, c, &mut conn, body).await;
+            let sending = duplex::pump_until_upstream(ctx, client, &mut conn, body).await;
             sent = match sending {
                 Ok(duplex::Pumped::Upstream) => true,
                 Ok(duplex::Pumped::UpstreamStopped) => false,
@@ -468,7 +494,7 @@ pub(crate) async fn exchange<'a>(
                 // a write failed on a connection the upstream had closed: nothing of a fully
                 // buffered request reached it, so any method may retry (a timed-out write gave
                 // its buffer to the cancelled operation: nothing left to resend)
-                if stale(replayable && !c.out.is_empty(), &mut stale_retry) {
+                if stale(replayable && !c.out().is_empty(), &mut stale_retry) {
                     tried &= !(1u64 << (ep & 63));
                     continue;
                 }
@@ -486,7 +512,7 @@ pub(crate) async fn exchange<'a>(
         // upstream connection is dropped, never pooled) and the request is logged as 499
         let got = monoio::select! {
             r = read_response_head(&mut conn, resp, deadline, req.method_head, req.upgrade) => Some(r),
-            _ = client_gone(&mut c.stream) => None,
+            _ = c.gone() => None,
         };
         let Some(got) = got else {
             return Err(Fail::Close);

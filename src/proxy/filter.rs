@@ -42,6 +42,7 @@ use crate::ratelimit::key::KeyInput;
 use crate::ratelimit::Limited;
 use crate::runtime::worker::Generation;
 use crate::transform::fields::FieldSet;
+use crate::transform::headers::HeaderOps;
 
 use super::sink::{Collected, Want};
 
@@ -72,6 +73,23 @@ pub enum Filter {
     },
     /// `response_fields`: only these members of a successful JSON response reach the client.
     ResponseFields { fields: Box<FieldSet> },
+    /// `request_headers` / `response_headers` (`transform::headers`): the request phase renders
+    /// both sides' lines from the request; the response phase adds the response side's lines
+    /// and the renamed fields of the upstream's head.
+    Headers {
+        request: Option<std::sync::Arc<HeaderOps>>,
+        response: Option<std::sync::Arc<HeaderOps>>,
+    },
+}
+
+/// What the response phase sees.
+pub struct ResponseInput<'a> {
+    pub limits: &'a crate::ratelimit::Output,
+    /// Lines `response_headers` rendered in the request phase.
+    pub lines: &'a [u8],
+    /// The upstream's (or a cached) response head and its bytes; None for the gateway's own
+    /// answers.
+    pub upstream: Option<(&'a crate::http::head::ResponseHead, &'a [u8])>,
 }
 
 /// Largest response body a response-body filter works on; a larger one passes through untouched.
@@ -92,6 +110,10 @@ pub struct Work<'c> {
     pub limits: &'c mut crate::ratelimit::Output,
     pub waf: &'c mut crate::waf::Scratch,
     pub problems: &'c mut Vec<crate::validate::Problem>,
+    /// Lines `request_headers` adds upstream / `response_headers` adds to the response.
+    pub req_lines: &'c mut Vec<u8>,
+    pub resp_lines: &'c mut Vec<u8>,
+    pub rid: &'c [u8],
 }
 
 /// Builds route `route`'s chain.
@@ -123,6 +145,12 @@ pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
         if !v.query.is_empty() || !v.headers.is_empty() {
             f.push(Filter::Validate { checks: v.clone() });
         }
+    }
+    if route.request_headers.is_some() || route.response_headers.is_some() {
+        f.push(Filter::Headers {
+            request: route.request_headers.clone(),
+            response: route.response_headers.clone(),
+        });
     }
     if let Some(fields) = &route.response_fields {
         f.push(Filter::ResponseFields {
@@ -204,6 +232,26 @@ impl Filter {
                 Ok(())
             }
             Filter::ResponseFields { .. } => Ok(()),
+            Filter::Headers { request, response } => {
+                let src = super::source::RequestValues {
+                    view: req,
+                    route,
+                    identity: adm.identity.as_deref(),
+                    rid: work.rid,
+                };
+                if let Some(ops) = request {
+                    let fields = &req.fields;
+                    let mut values = |name: &[u8], push: &mut dyn FnMut(&[u8])| {
+                        fields.all(name).for_each(&mut *push)
+                    };
+                    ops.render(&src, &mut values, work.req_lines);
+                }
+                if let Some(ops) = response {
+                    // renames come from the response head, in the response phase
+                    ops.render(&src, &mut |_: &[u8], _: &mut dyn FnMut(&[u8])| {}, work.resp_lines);
+                }
+                Ok(())
+            }
             Filter::BodyLimit { max } => match body {
                 BodyKind::Length(n) if n > *max => Err(Reply::new(ErrorKind::BodyTooLarge)),
                 _ => Ok(()),
@@ -233,10 +281,26 @@ impl Filter {
     }
 
     /// The response phase; see the module doc. `extra` collects header lines for the response head.
-    pub fn response(&self, limits: &crate::ratelimit::Output, extra: &mut Vec<u8>) {
-        if let Filter::RateLimit = self {
+    pub fn response(&self, r: &ResponseInput<'_>, extra: &mut Vec<u8>) {
+        match self {
             // RateLimit-Policy / RateLimit / Retry-After, rendered when the request was admitted
-            extra.extend_from_slice(&limits.headers);
+            Filter::RateLimit => extra.extend_from_slice(&r.limits.headers),
+            Filter::Headers {
+                response: Some(ops),
+                ..
+            } => {
+                extra.extend_from_slice(r.lines);
+                if let Some((head, buf)) = r.upstream {
+                    let mut values = |name: &[u8], push: &mut dyn FnMut(&[u8])| {
+                        head.headers
+                            .iter()
+                            .filter(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+                            .for_each(|h| push(h.value.get(buf)))
+                    };
+                    ops.write_renamed(&mut values, extra);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -21,10 +21,10 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use super::exchange::{
-    checkout, client_gone, failed, learn_keep_alive, pick, read_response_head, ExchangePlan,
+    checkout, failed, learn_keep_alive, pick, read_response_head, ExchangePlan,
     Exchanged, HeadFail, Inflight,
 };
-use super::{ClientConn, Fail};
+use super::Fail;
 use crate::http::head::ResponseHead;
 use crate::http::respond::{ErrorKind, Reply};
 use crate::metrics::UpstreamError;
@@ -102,12 +102,12 @@ fn settle<'a>(
 pub(crate) async fn hedged<'a>(
     ctx: &Generation,
     req: &ExchangePlan<'a>,
-    c: &mut ClientConn,
+    c: &mut super::exchange::Down<'_>,
     resp: &mut ResponseHead,
     delay: Duration,
 ) -> Option<Result<Exchanged<'a>, Fail>> {
     let up = req.up;
-    let mut first = start(ctx, up, req.key, 0, &mut c.out).await?;
+    let mut first = start(ctx, up, req.key, 0, c.out()).await?;
     let deadline = Instant::now() + req.response_timeout;
     let timer = Instant::now() + delay;
     // the first try alone until the hedge delay
@@ -116,7 +116,7 @@ pub(crate) async fn hedged<'a>(
         monoio::select! {
             got = read => Some(Some(got)),
             _ = monoio::time::sleep_until(timer) => None,
-            _ = client_gone(&mut c.stream) => Some(None),
+            _ = c.gone() => Some(None),
         }
     };
     match early {
@@ -129,7 +129,7 @@ pub(crate) async fn hedged<'a>(
     }
     // the hedge: the same request to another endpoint
     let tried = 1u64 << (first.ep & 63);
-    let Some(mut second) = start(ctx, up, req.key, tried, &mut c.out).await else {
+    let Some(mut second) = start(ctx, up, req.key, tried, c.out()).await else {
         let got = read_response_head(&mut first.conn, resp, deadline, req.method_head, false).await;
         return Some(settle(up, first, got, resp).ok_or_else(gateway_error));
     };
@@ -151,7 +151,7 @@ pub(crate) async fn hedged<'a>(
             req.method_head,
             false
         ));
-        let mut gone = pin!(client_gone(&mut c.stream));
+        let mut gone = pin!(c.gone());
         let left = std::future::poll_fn(|cx| {
             if gone.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(false);

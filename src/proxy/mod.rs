@@ -37,6 +37,8 @@ mod realip;
 mod record;
 mod relay;
 mod sink;
+mod source;
+mod subrequest;
 pub mod target;
 mod tunnel;
 
@@ -88,6 +90,12 @@ pub(crate) struct ClientConn {
     limits: crate::ratelimit::Output,
     /// Header lines the response phase adds to the current response.
     extra: Vec<u8>,
+    /// Header lines `request_headers` adds to the current upstream request (rendered in the
+    /// request phase).
+    req_lines: Vec<u8>,
+    /// Header lines `response_headers` adds to the current response (rendered in the request
+    /// phase, while the request's values are at hand).
+    resp_lines: Vec<u8>,
     /// Response body bytes sent to the client for the current request.
     body_sent: u64,
     /// Request body bytes received from the client for the current request.
@@ -261,6 +269,8 @@ impl ClientConn {
             listener: None,
             limits: Default::default(),
             extra: Vec::new(),
+            req_lines: Vec::new(),
+            resp_lines: Vec::new(),
             body_sent: 0,
             body_recv: 0,
             grpc: false,
@@ -404,11 +414,21 @@ pub(crate) enum Consumed {
 }
 
 /// Runs the response phase of the filters that ran (reverse order): header lines for the response
-/// head collect in `c.extra`.
-fn response_phase(c: &mut ClientConn, ran: &[filter::Filter]) {
+/// head collect in `c.extra`. `upstream`: the upstream's (or a cached) response head and its
+/// bytes, when the response is one.
+fn response_phase(
+    c: &mut ClientConn,
+    ran: &[filter::Filter],
+    upstream: Option<(&ResponseHead, &[u8])>,
+) {
     c.extra.clear();
+    let r = filter::ResponseInput {
+        limits: &c.limits,
+        lines: &c.resp_lines,
+        upstream,
+    };
     for f in ran.iter().rev() {
-        f.response(&c.limits, &mut c.extra);
+        f.response(&r, &mut c.extra);
     }
 }
 
@@ -426,7 +446,7 @@ async fn answer(
     consumed: Consumed,
 ) -> Outcome {
     let keep = keep_after(gen, c, consumed) && !reply.closes_connection();
-    response_phase(c, ran);
+    response_phase(c, ran, None);
     c.out.clear();
     let body = if c.grpc {
         // a gRPC client reads the outcome from grpc-status, not the HTTP status
@@ -476,7 +496,7 @@ async fn answer_fallback(
     consumed: Consumed,
 ) -> Outcome {
     let keep = keep_after(gen, c, consumed);
-    response_phase(c, ran);
+    response_phase(c, ran, None);
     c.out.clear();
     let (status, ct) = (fb.status, fb.content_type.as_str());
     let body = render_fallback(&mut c.out, status, ct, &fb.body, why, rid, keep, &c.extra);

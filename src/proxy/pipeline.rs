@@ -188,10 +188,15 @@ pub(super) async fn run(
     let mut adm = Admission::default();
     let mut ran = 0;
     let mut refused = None;
+    c.req_lines.clear();
+    c.resp_lines.clear();
     let mut work = filter::Work {
         limits: &mut c.limits,
         waf: &mut c.waf,
         problems: &mut c.problems,
+        req_lines: &mut c.req_lines,
+        resp_lines: &mut c.resp_lines,
+        rid,
     };
     for f in chain.filters.iter() {
         ran += 1;

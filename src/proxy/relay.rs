@@ -177,6 +177,8 @@ pub(crate) struct RelayPlan<'a> {
     /// The client reads trailers (`TE: trailers`): a chunked response's trailer fields are
     /// passed on (those that may be trailers), else dropped.
     pub trailers: bool,
+    /// Response fields the route's `response_headers` drop.
+    pub strip: &'a [Box<[u8]>],
 }
 
 /// Why the response relay stopped early.
@@ -223,6 +225,7 @@ pub(crate) async fn response(
         framing,
         client_timeout: ctx.cfg.server.client_body_timeout,
         trailers: how.trailers && framing == OutFraming::Chunked,
+        strip: how.strip,
     };
     c.out.clear();
     if to.buffer.is_none() {
@@ -261,13 +264,14 @@ struct To<'s> {
     client_timeout: std::time::Duration,
     /// Trailer fields go to the client.
     trailers: bool,
+    strip: &'s [Box<[u8]>],
 }
 
 impl To<'_> {
     /// Renders the client's response head into `c.out`.
     fn client_head(&self, c: &mut ClientConn, buf: &[u8], resp: &ResponseHead) {
         let (rid, keep, framing) = (self.rid, self.keep, self.framing);
-        write_client_response(&mut c.out, buf, resp, rid, keep, framing, &c.extra);
+        write_client_response(&mut c.out, buf, resp, rid, keep, framing, &c.extra, self.strip);
     }
 
     /// Body bytes, into the buffer or framed into `c.out`.
@@ -288,7 +292,8 @@ impl To<'_> {
             c.out.clear();
             let (head, resp) = (&b.head, &b.resp);
             let (rid, keep, framing) = (self.rid, self.keep, self.framing);
-            write_client_response(&mut c.out, head, resp, rid, keep, framing, &c.extra);
+            let strip = self.strip;
+            write_client_response(&mut c.out, head, resp, rid, keep, framing, &c.extra, strip);
             push_data(&mut c.out, &b.body, framing);
             b.body = Vec::new();
             self.buffer = None;
@@ -447,9 +452,10 @@ pub(crate) async fn deliver(
     ctx: &Generation,
     c: &mut ClientConn,
     b: &mut Collected,
-    rid: &[u8],
+    how: &RelayPlan<'_>,
     keep: bool,
 ) -> Result<(), ()> {
+    let (rid, strip) = (how.rid, how.strip);
     if b.transformed {
         let head = &b.head;
         if let Some(i) = b.resp.headers.iter().position(|h| {
@@ -467,7 +473,7 @@ pub(crate) async fn deliver(
     let len = b.body.len();
     c.out.clear();
     let framing = OutFraming::Length(len as u64);
-    write_client_response(&mut c.out, &b.head, &b.resp, rid, keep, framing, &c.extra);
+    write_client_response(&mut c.out, &b.head, &b.resp, rid, keep, framing, &c.extra, strip);
     c.out.extend_from_slice(&b.body);
     c.body_sent = len as u64;
     write(c, Instant::now() + ctx.cfg.server.client_body_timeout).await

@@ -193,6 +193,8 @@ pub(super) async fn upstream(
         strip: gen.auth.strip_list(route.auth),
         strip_cookie: hidden.cookie,
         add: call.identity.map_or(&[][..], |i| &i.headers),
+        transform_strip: route.request_headers.as_ref().map_or(&[][..], |o| o.strip()),
+        transform_lines: &c.req_lines,
         traceparent: &call.span.traceparent(),
         keep_tracestate: call.span.continued(),
         client_cert: c
@@ -269,7 +271,7 @@ pub(super) async fn upstream(
         mut conn,
         inflight,
         early,
-    } = match exchange::exchange(gen, &plan, c, &mut body, resp).await {
+    } = match exchange::exchange(gen, &plan, &mut exchange::Down::Client(c), &mut body, resp).await {
         Ok(v) => {
             if up.breaker.is_some() || up.adaptive.is_some() {
                 let now = StdInstant::now();
@@ -330,10 +332,11 @@ pub(super) async fn upstream(
         client_minor,
         up_timeout: response_timeout,
         trailers: client_trailers,
+        strip: route.response_headers.as_ref().map_or(&[][..], |o| o.strip()),
     };
     c.info.status = resp.status;
     c.info.upstream = Some((call.upstream, conn.endpoint));
-    super::response_phase(c, call.filters);
+    super::response_phase(c, call.filters, Some((resp, &conn.buf)));
     let rest = duplex.then_some(&mut body);
     let mut result = relay::response(gen, c, &mut conn, resp, &how, sink, rest).await;
     let body_unread = !matches!(body, BodyLeft::Done);
@@ -343,7 +346,7 @@ pub(super) async fn upstream(
             for f in call.filters.iter().rev() {
                 f.response_body(b);
             }
-            if relay::deliver(gen, c, b, rid, r.client_keep).await.is_err() {
+            if relay::deliver(gen, c, b, &how, r.client_keep).await.is_err() {
                 r.client_keep = false;
             }
         }
@@ -473,7 +476,7 @@ async fn switch(
         )
         .await;
     }
-    super::response_phase(c, call.filters);
+    super::response_phase(c, call.filters, Some((resp, &conn.buf)));
     c.out.clear();
     upgrade::write_switching(&mut c.out, &conn.buf, resp, token, call.rid, &c.extra);
     // frames the upstream sent right behind its 101

@@ -245,3 +245,25 @@ pub fn rewrite_target(rewrite: Option<&PrefixRewrite>, path_and_query: &[u8], ou
     }
     out.extend_from_slice(query);
 }
+
+/// The value of path parameter `name` in `path` (without the query), which matched `template`:
+/// one segment for `{name}`, the rest of the path for `{*name}`; None when the template has no
+/// such parameter or the path does not line up with it.
+pub fn template_param<'p>(
+    template: &[crate::config::TemplateSegment],
+    path: &'p [u8],
+    name: &str,
+) -> Option<&'p [u8]> {
+    use crate::config::TemplateSegment as S;
+    let mut rest = path.strip_prefix(b"/")?;
+    for seg in template {
+        let end = memchr::memchr(b'/', rest).unwrap_or(rest.len());
+        match seg {
+            S::CatchAll(n) => return (n == name && !rest.is_empty()).then_some(rest),
+            S::Param(n) if n == name => return Some(&rest[..end]),
+            _ => {}
+        }
+        rest = rest.get(end + 1..).unwrap_or_default();
+    }
+    None
+}

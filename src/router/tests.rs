@@ -443,3 +443,20 @@ fn rewrite_target_cases() {
     );
     assert_eq!(rw(Some(("/", "/base")), "/x"), "/base/x");
 }
+
+#[test]
+fn template_params_line_up_with_the_path() {
+    use crate::config::TemplateSegment as S;
+    let t = [
+        S::Literal("api".into()),
+        S::Param("id".into()),
+        S::Literal("files".into()),
+        S::CatchAll("rest".into()),
+    ];
+    let p = b"/api/42/files/a/b.txt";
+    assert_eq!(super::template_param(&t, p, "id"), Some(&b"42"[..]));
+    assert_eq!(super::template_param(&t, p, "rest"), Some(&b"a/b.txt"[..]));
+    assert_eq!(super::template_param(&t, p, "nope"), None);
+    assert_eq!(super::template_param(&t, b"/api", "id"), Some(&b""[..]));
+    assert_eq!(super::template_param(&t, b"no-slash", "id"), None);
+}

@@ -107,7 +107,7 @@ impl FieldSet {
         }
     }
 
-    fn get(&self, name: &str) -> Option<&Option<FieldSet>> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Option<FieldSet>> {
         self.members.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
 }
@@ -124,7 +124,7 @@ pub fn keep(input: &[u8], set: &FieldSet, out: &mut Vec<u8>) -> Result<(), NotJs
 
 /// Deepest nesting we descend into (serde_json skips raw values without a depth limit; our own
 /// descent through nested arrays must not grow the stack without bound).
-const MAX_DEPTH: usize = 128;
+pub(crate) const MAX_DEPTH: usize = 128;
 
 fn value(raw: &RawValue, set: &FieldSet, out: &mut Vec<u8>, depth: usize) -> Result<(), NotJson> {
     if depth >= MAX_DEPTH {
