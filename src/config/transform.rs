@@ -68,6 +68,15 @@ pub(super) fn header_ops(
     params: &[&str],
 ) -> Option<std::sync::Arc<HeaderOps>> {
     let raw = raw?;
+    let given = [raw.set.as_ref().map(|m| m.len()), raw.add.as_ref().map(|m| m.len())]
+        .into_iter()
+        .chain([raw.remove.as_ref().map(|l| l.len()), raw.rename.as_ref().map(|m| m.len())])
+        .flatten()
+        .sum::<usize>();
+    if given == 0 {
+        cx.err(p.clone(), "no operations (expected set, add, remove or rename)");
+        return None;
+    }
     let mut ops = HeaderOps::default();
     let mut seen: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut name = |cx: &mut Ctx, kp: KeyPath, n: &str, op: &'static str| -> Option<Box<[u8]>> {
@@ -121,12 +130,7 @@ pub(super) fn header_ops(
             ops.rename.push((f, t));
         }
     }
-    let ops = ops.finish();
-    if ops.is_empty() {
-        cx.err(p.clone(), "no operations (expected set, add, remove or rename)");
-        return None;
-    }
-    Some(std::sync::Arc::new(ops))
+    Some(std::sync::Arc::new(ops.finish()))
 }
 
 /// A route's `response_fields` (`p`: the route).

@@ -315,12 +315,21 @@ impl Filter {
     /// The response_body phase; see the module doc. A body that is not JSON after all is left as
     /// the upstream sent it.
     pub(crate) fn response_body(&self, b: &mut Collected) {
+        if b.is_json_success() && self.transform_json(&mut b.body) {
+            b.transformed = true;
+        }
+    }
+
+    /// This filter's change to a JSON response body (a successful one); false when it changed
+    /// nothing (not its job, or the body is not JSON after all: then it is left as it was).
+    pub(crate) fn transform_json(&self, body: &mut Vec<u8>) -> bool {
         if let Filter::ResponseFields { fields } = self {
-            let mut out = Vec::with_capacity(b.body.len());
-            if crate::transform::fields::keep(&b.body, fields, &mut out).is_ok() {
-                b.body = out;
-                b.transformed = true;
+            let mut out = Vec::with_capacity(body.len());
+            if crate::transform::fields::keep(body, fields, &mut out).is_ok() {
+                *body = out;
+                return true;
             }
         }
+        false
     }
 }

@@ -26,6 +26,7 @@
 //! read (so a reload applies to the next request of a keep-alive connection, and a request in
 //! flight finishes on the generation it started with).
 
+mod aggregate;
 pub mod bulkhead;
 mod duplex;
 mod exchange;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::filter::{self, Admission, Filter, RESPONSE_BODY_MAX};
 use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call, Target};
-use super::{answer, inspect, realip, ClientConn, Consumed, Outcome};
+use super::{aggregate, answer, inspect, realip, ClientConn, Consumed, Outcome};
 use crate::config::RouteConfig;
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
@@ -44,7 +44,10 @@ impl RouteChain {
             .is_some_and(|v| v.schema.is_some());
         RouteChain {
             filters,
-            target: Target::Upstream(route.upstream),
+            target: match &route.aggregate {
+                Some(agg) => Target::Aggregate(agg.clone()),
+                None => Target::Upstream(route.upstream),
+            },
             buffer,
             waf: route.waf.clone(),
             reads_body: schema || route.waf.is_some(),
@@ -180,11 +183,11 @@ pub(super) async fn run(
     };
     let route = &gen.cfg.routes[route_idx];
     c.info.route = Some(route_idx);
+    let chain = &gen.chains[route_idx];
     // a credential the route does not forward is not written to the access log either
     gen.auth.hidden(route.auth).strip_target(&mut c.info.target);
 
     // the request phase, in chain order
-    let chain = &gen.chains[route_idx];
     let mut adm = Admission::default();
     let mut ran = 0;
     let mut refused = None;
@@ -279,6 +282,32 @@ pub(super) async fn run(
                 filters: ran,
             };
             target::upstream(gen, c, resp, &call, &mut sink).await
+        }
+        Target::Aggregate(agg) => {
+            // the parts' requests are rendered from the request while it is at hand
+            let (head, buf) = (&c.head, &c.buf);
+            let peer = Peer {
+                ip: realip::client(&c.peer_ip, &c.real_ip),
+                tls: c.stream.tls_info(),
+            };
+            let target = if normalized { &c.norm[..] } else { head.target(buf) };
+            let path = &target[..memchr::memchr(b'?', target).unwrap_or(target.len())];
+            let view = RequestView::h1(head, buf, path, target, peer);
+            let src = super::source::RequestValues {
+                view: &view,
+                route,
+                identity: adm.identity.as_deref(),
+                rid,
+            };
+            let https = c.stream.tls_info().is_some();
+            let tp = span.traceparent();
+            let reqs = aggregate::requests(gen, agg, &src, &tp, https, &c.req_lines);
+            let call = aggregate::AggregateCall {
+                route: route_idx,
+                rid,
+                filters: ran,
+            };
+            aggregate::run(gen, c, &call, agg, reqs).await
         }
     }
 }

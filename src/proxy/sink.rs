@@ -101,6 +101,16 @@ impl Collected {
         self.body.clear();
         true
     }
+
+    /// The collected response is a successful, uncoded JSON one (what JSON body transforms
+    /// work on; a buffer that wants more than JSON, like a cache fill, holds others too).
+    pub fn is_json_success(&self) -> bool {
+        let header = |name: &[u8]| self.resp.header(&self.head, name);
+        (200..300).contains(&self.resp.status)
+            && header(b"content-encoding")
+                .is_none_or(|v| v.trim_ascii().eq_ignore_ascii_case(b"identity"))
+            && header(b"content-type").is_some_and(is_json)
+    }
 }
 
 /// `application/json` or any `+json` media type, parameters ignored.

@@ -41,6 +41,8 @@ use crate::upstream::CallEnd;
 pub enum Target {
     /// Index of an `[[upstream]]` group.
     Upstream(usize),
+    /// Parts fanned out in parallel and merged (`aggregate.rs`).
+    Aggregate(std::sync::Arc<crate::config::aggregate::Aggregate>),
 }
 
 /// What the upstream target needs from the pipeline.
