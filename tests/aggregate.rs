@@ -95,7 +95,10 @@ fn parts_run_in_parallel_and_merge() {
         ));
         let took = t.elapsed();
         assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
-        assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json")
+        );
         // byte-exact: each part's document as its upstream wrote it
         assert_eq!(
             r.body_str(),
@@ -126,7 +129,10 @@ fn parts_run_in_parallel_and_merge() {
         let t = Instant::now();
         let r = c.get("/api/strict/42", "a.test");
         assert_eq!(r.status, 504, "[{driver}] {}", r.body_str());
-        assert!(t.elapsed().as_millis() < 1500, "[{driver}] deadline respected");
+        assert!(
+            t.elapsed().as_millis() < 1500,
+            "[{driver}] deadline respected"
+        );
         let v: Value = r.json();
         assert_eq!(v["parts"][0]["part"], "recs", "[{driver}] {v}");
 
@@ -152,5 +158,8 @@ fn a_hostile_path_parameter_stays_inside_its_segment() {
     let r = c.get("/api/flat/a%3Fx=1%23y%20z", "a.test");
     assert_eq!(r.status, 200, "{}", r.body_str());
     let seen: Vec<String> = users.requests().iter().map(|r| r.target.clone()).collect();
-    assert!(seen.contains(&"/users/a%3Fx=1%23y%20z".to_string()), "{seen:?}");
+    assert!(
+        seen.contains(&"/users/a%3Fx=1%23y%20z".to_string()),
+        "{seen:?}"
+    );
 }

@@ -52,15 +52,26 @@ response_headers = { set = { "Cache-Control" = "no-store", "X-Req" = "{request_i
         assert_eq!(seen.target, "/users/a%20b?lang=fr%2Dca", "[{driver}]");
         assert_eq!(seen.header_all("x-api-version"), ["2"], "[{driver}]");
         assert_eq!(seen.header("x-user").as_deref(), Some("a b"), "[{driver}]");
-        assert_eq!(seen.header("x-lang").as_deref(), Some("fr-ca"), "[{driver}]");
+        assert_eq!(
+            seen.header("x-lang").as_deref(),
+            Some("fr-ca"),
+            "[{driver}]"
+        );
         assert_eq!(
             seen.header("x-agent").as_deref(),
             Some("ua=curl/8 ip=127.0.0.1"),
             "[{driver}]"
         );
         assert_eq!(seen.header("x-via-gateway").as_deref(), Some("yes"));
-        assert!(!seen.has("x-debug") && !seen.has("x-client-token"), "[{driver}]");
-        assert_eq!(seen.header_all("x-token"), ["t1"], "[{driver}] renamed, forged copy dropped");
+        assert!(
+            !seen.has("x-debug") && !seen.has("x-client-token"),
+            "[{driver}]"
+        );
+        assert_eq!(
+            seen.header_all("x-token"),
+            ["t1"],
+            "[{driver}] renamed, forged copy dropped"
+        );
         // the client's view
         assert_eq!(r.header_all("cache-control"), ["no-store"], "[{driver}]");
         assert_eq!(r.header("x-req").as_deref(), Some("rid-7"), "[{driver}]");
@@ -90,7 +101,9 @@ request_headers = { set = { "Host" = "x", "X-A" = "{nope}", "Bad Name" = "1" }, 
 response_headers = { set = { "Content-Length" = "1" } }"#,
             )),
     );
-    let err = Gateway::try_start(&cfg, "epoll", &[]).err().expect("refused");
+    let err = Gateway::try_start(&cfg, "epoll", &[])
+        .err()
+        .expect("refused");
     for needle in [
         "route[0].request_headers.set.Host: \"host\": use host_rewrite",
         "route[0].request_headers.set.X-A: unknown path parameter \"nope\"",

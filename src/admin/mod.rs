@@ -9,7 +9,8 @@
 //! `coregate_scrape_worker_seconds`). `/config` renders the effective config as TOML (or JSON with
 //! `?format=json`) that `coregate check` accepts, secrets shown as their environment variables
 //! (`config::render`). `POST /reload` queues a reload on the control thread and answers 200 with
-//! the new generation or 422 with every config error. `/readyz` is 200 while every worker accepts
+//! the new generation or 422 with every config error. `POST /cache/purge` removes response-cache
+//! entries (by path, path prefix, tag or all) on every worker and says how many went. `/readyz` is 200 while every worker accepts
 //! and the gateway is not draining.
 
 use std::io::{Read, Write};
@@ -117,10 +118,56 @@ impl Admin {
                 metrics::json::render(&self.scrape()),
             ),
             (b"GET" | b"HEAD", b"/config") => config(&self.st.status.config.load(), query),
+            (b"POST", b"/cache/purge") => self.purge(query),
             (b"GET" | b"HEAD", _) | (b"POST", _) => (404, "text/plain", "not found\n".to_string()),
             _ => (405, "text/plain", "method not allowed\n".to_string()),
         };
         respond(conn, method, status, ctype, &body)
+    }
+
+    /// `POST /cache/purge?path=/p` (every entry of that path), `?prefix=/p`, `?tag=t` or
+    /// `?all=1`: sent to every worker's cache; answers how many entries went.
+    fn purge(&self, query: &[u8]) -> (u16, &'static str, String) {
+        use crate::cache::Purge;
+        let pair = query.split(|&b| b == b'&').next().unwrap_or_default();
+        let (k, v) = match pair.iter().position(|&b| b == b'=') {
+            Some(e) => (&pair[..e], &pair[e + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let v = crate::transform::template::percent_decode(v).into_owned();
+        let what = match k {
+            b"path" if v.starts_with(b"/") => Purge::Path(v),
+            b"prefix" if v.starts_with(b"/") => Purge::Prefix(v),
+            b"tag" if !v.is_empty() => Purge::Tag(v),
+            b"all" => Purge::All,
+            _ => {
+                let m = "expected ?path=/p, ?prefix=/p, ?tag=name or ?all=1\n";
+                return (400, "text/plain", m.into());
+            }
+        };
+        let (tx, rx) = crossbeam_channel::unbounded();
+        for w in &self.st.workers {
+            w.send(Control::Purge(what.clone(), tx.clone()));
+        }
+        drop(tx);
+        let deadline = Instant::now() + SNAPSHOT_TIMEOUT;
+        let (mut purged, mut workers) = (0, 0);
+        while workers < self.st.workers.len() {
+            match rx.recv_deadline(deadline) {
+                Ok(n) => {
+                    purged += n;
+                    workers += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let body = format!("{{\"purged\":{purged},\"workers\":{workers}}}\n");
+        let status = if workers == self.st.workers.len() {
+            200
+        } else {
+            504
+        };
+        (status, "application/json", body)
     }
 
     /// Every worker's snapshot (those that answer within [`SNAPSHOT_TIMEOUT`]), merged.

@@ -80,7 +80,7 @@ fn bearer(v: &[u8]) -> Result<&[u8], Reject> {
 }
 
 /// The value of cookie `name` in any Cookie header.
-fn cookie<'a>(fields: &Fields<'a>, name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn cookie<'a>(fields: &Fields<'a>, name: &[u8]) -> Option<&'a [u8]> {
     fields
         .all(b"cookie")
         .flat_map(|v| v.split(|&b| b == b';'))
@@ -93,7 +93,7 @@ fn cookie<'a>(fields: &Fields<'a>, name: &[u8]) -> Option<&'a [u8]> {
 
 /// The raw (still percent-encoded) value of query parameter `name`. Tokens are base64url or hex
 /// in practice, which need no decoding.
-fn query_param<'a>(target: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn query_param<'a>(target: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let q = target.iter().position(|&b| b == b'?')?;
     target[q + 1..].split(|&b| b == b'&').find_map(|pair| {
         let eq = pair.iter().position(|&b| b == b'=').unwrap_or(pair.len());

@@ -83,7 +83,10 @@ pub(super) fn aggregate(
     let ap = p.key("aggregate");
     let Some(raw) = raw else {
         if timeout.is_some() {
-            cx.err(p.key("aggregate_timeout"), "only for a route with aggregate");
+            cx.err(
+                p.key("aggregate_timeout"),
+                "only for a route with aggregate",
+            );
         }
         return None;
     };
@@ -94,26 +97,43 @@ pub(super) fn aggregate(
         false,
     );
     if raw.is_empty() || raw.len() > MAX_PARTS {
-        cx.err(ap, format!("{} parts (expected 1 to {MAX_PARTS})", raw.len()));
+        cx.err(
+            ap,
+            format!("{} parts (expected 1 to {MAX_PARTS})", raw.len()),
+        );
         return None;
     }
     let mut parts = Vec::new();
     let mut keys: BTreeMap<String, usize> = BTreeMap::new();
     for (i, r) in raw.into_iter().enumerate() {
         let pp = ap.index(i);
-        let key = cx.required(pp.key("key"), r.key, "the member name of the part's document");
+        let key = cx.required(
+            pp.key("key"),
+            r.key,
+            "the member name of the part's document",
+        );
         if let Some(k) = &key {
             if k.is_empty() || k == "errors" {
-                cx.err(pp.key("key"), format!("\"{k}\" (\"errors\" lists failed parts; names must not be empty)"));
+                cx.err(
+                    pp.key("key"),
+                    format!("\"{k}\" (\"errors\" lists failed parts; names must not be empty)"),
+                );
             } else {
                 cx.unique(&mut keys, &pp, "aggregate", k, i);
             }
         }
         let upstream = cx
-            .required(pp.key("upstream"), r.upstream, "the name of an [[upstream]]")
+            .required(
+                pp.key("upstream"),
+                r.upstream,
+                "the name of an [[upstream]]",
+            )
             .and_then(|u| {
                 let found = upstreams.get(&u).copied();
-                cx.check(&pp.key("upstream"), found.ok_or(format!("no upstream named \"{u}\"")))
+                cx.check(
+                    &pp.key("upstream"),
+                    found.ok_or(format!("no upstream named \"{u}\"")),
+                )
             });
         let path = cx
             .required(pp.key("path"), r.path, "a path like \"/users/{id}\"")
@@ -132,7 +152,10 @@ pub(super) fn aggregate(
         for (j, h) in r.headers.unwrap_or_default().iter().enumerate() {
             let lower = h.to_ascii_lowercase();
             if !is_token(h) {
-                cx.err(pp.key("headers").index(j), format!("invalid header name \"{h}\""));
+                cx.err(
+                    pp.key("headers").index(j),
+                    format!("invalid header name \"{h}\""),
+                );
             } else if crate::http::rewrite::is_managed_request_field(&lower) {
                 let m = format!("\"{lower}\" is written by the gateway");
                 cx.err(pp.key("headers").index(j), m);
@@ -148,7 +171,10 @@ pub(super) fn aggregate(
             None | Some("key") => key.clone().map(Placement::Key),
             Some("root") => Some(Placement::Root),
             Some(other) => {
-                cx.err(pp.key("merge"), format!("\"{other}\" (expected \"key\" or \"root\")"));
+                cx.err(
+                    pp.key("merge"),
+                    format!("\"{other}\" (expected \"key\" or \"root\")"),
+                );
                 None
             }
         };

@@ -37,7 +37,12 @@ pub(super) fn cache(cx: &mut Ctx, p: &KeyPath, raw: Option<RawCache>) -> Option<
     let ttl = ttl.map(|t| cx.duration(p.key("ttl"), Some(t), 0, false));
     let max_entry = cx.size(p.key("max_entry"), r.max_entry, DEFAULT_MAX_ENTRY, 1);
     let mut key = Vec::new();
-    for (i, k) in r.key.unwrap_or_else(|| vec!["query".into()]).iter().enumerate() {
+    for (i, k) in r
+        .key
+        .unwrap_or_else(|| vec!["query".into()])
+        .iter()
+        .enumerate()
+    {
         let kp = p.key("key").index(i);
         let part = match k.split_once(':') {
             None if k == "query" => Some(KeyPart::Query),
@@ -52,7 +57,9 @@ pub(super) fn cache(cx: &mut Ctx, p: &KeyPath, raw: Option<RawCache>) -> Option<
             Some(part) => key.push(part),
             None => cx.err(
                 kp,
-                format!("\"{k}\" (expected query, query:NAME, header:NAME, cookie:NAME or identity)"),
+                format!(
+                    "\"{k}\" (expected query, query:NAME, header:NAME, cookie:NAME or identity)"
+                ),
             ),
         }
     }
@@ -60,14 +67,22 @@ pub(super) fn cache(cx: &mut Ctx, p: &KeyPath, raw: Option<RawCache>) -> Option<
     for (i, v) in r.vary.unwrap_or_default().iter().enumerate() {
         let lower = v.to_ascii_lowercase();
         if !is_token(v) || lower == "*" {
-            cx.err(p.key("vary").index(i), format!("\"{v}\" is not a header name"));
+            cx.err(
+                p.key("vary").index(i),
+                format!("\"{v}\" is not a header name"),
+            );
         } else if vary.contains(&lower) {
             cx.err(p.key("vary").index(i), format!("\"{v}\" listed twice"));
         } else {
             vary.push(lower);
         }
     }
-    let swr = cx.duration(p.key("stale_while_revalidate"), r.stale_while_revalidate, 0, true);
+    let swr = cx.duration(
+        p.key("stale_while_revalidate"),
+        r.stale_while_revalidate,
+        0,
+        true,
+    );
     let sie = cx.duration(p.key("stale_if_error"), r.stale_if_error, 0, true);
     let statuses = match r.statuses {
         None => DEFAULT_STATUSES.to_vec(),
@@ -77,7 +92,10 @@ pub(super) fn cache(cx: &mut Ctx, p: &KeyPath, raw: Option<RawCache>) -> Option<
                 let sp = p.key("statuses").index(i);
                 match u16::try_from(*s) {
                     Ok(s @ 200..=599) if !(500..600).contains(&s) && s != 206 => out.push(s),
-                    _ => cx.err(sp, format!("{s} (expected a final status 200-499 other than 206)")),
+                    _ => cx.err(
+                        sp,
+                        format!("{s} (expected a final status 200-499 other than 206)"),
+                    ),
                 }
             }
             if list.is_empty() {

@@ -68,13 +68,22 @@ pub(super) fn header_ops(
     params: &[&str],
 ) -> Option<std::sync::Arc<HeaderOps>> {
     let raw = raw?;
-    let given = [raw.set.as_ref().map(|m| m.len()), raw.add.as_ref().map(|m| m.len())]
-        .into_iter()
-        .chain([raw.remove.as_ref().map(|l| l.len()), raw.rename.as_ref().map(|m| m.len())])
-        .flatten()
-        .sum::<usize>();
+    let given = [
+        raw.set.as_ref().map(|m| m.len()),
+        raw.add.as_ref().map(|m| m.len()),
+    ]
+    .into_iter()
+    .chain([
+        raw.remove.as_ref().map(|l| l.len()),
+        raw.rename.as_ref().map(|m| m.len()),
+    ])
+    .flatten()
+    .sum::<usize>();
     if given == 0 {
-        cx.err(p.clone(), "no operations (expected set, add, remove or rename)");
+        cx.err(
+            p.clone(),
+            "no operations (expected set, add, remove or rename)",
+        );
         return None;
     }
     let mut ops = HeaderOps::default();
@@ -82,7 +91,10 @@ pub(super) fn header_ops(
     let mut name = |cx: &mut Ctx, kp: KeyPath, n: &str, op: &'static str| -> Option<Box<[u8]>> {
         let lower = n.to_ascii_lowercase();
         if !is_token(n) {
-            cx.err(kp, format!("invalid header name \"{n}\" (expected a token like x-api-version)"));
+            cx.err(
+                kp,
+                format!("invalid header name \"{n}\" (expected a token like x-api-version)"),
+            );
             return None;
         }
         if let Some(why) = managed(side, &lower) {

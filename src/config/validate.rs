@@ -215,7 +215,8 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         else {
             continue;
         };
-        (route.request_headers, route.response_headers) = (bff.request_headers, bff.response_headers);
+        (route.request_headers, route.response_headers) =
+            (bff.request_headers, bff.response_headers);
         route.cache = bff.cache.map(std::sync::Arc::new);
         route.aggregate = bff.aggregate.map(std::sync::Arc::new);
         (route.require_client_cert, route.client_cert_sans) = certs;
@@ -265,12 +266,7 @@ struct Bff {
 
 /// `request_headers`, `response_headers`, `cache`, `aggregate` of route `p`. An aggregate route
 /// names no `upstream` (its parts do): the first part's upstream is filled in for the route.
-fn bff(
-    cx: &mut Ctx,
-    p: &KeyPath,
-    r: &mut RawRoute,
-    upstreams: &BTreeMap<String, usize>,
-) -> Bff {
+fn bff(cx: &mut Ctx, p: &KeyPath, r: &mut RawRoute, upstreams: &BTreeMap<String, usize>) -> Bff {
     use super::transform::{header_ops, Side};
     let template = r
         .path_template
@@ -281,19 +277,30 @@ fn bff(
     let params: Vec<&str> = template
         .iter()
         .filter_map(|s| match s {
-            super::TemplateSegment::Param(n) | super::TemplateSegment::CatchAll(n) => Some(n.as_str()),
+            super::TemplateSegment::Param(n) | super::TemplateSegment::CatchAll(n) => {
+                Some(n.as_str())
+            }
             super::TemplateSegment::Literal(_) => None,
         })
         .collect();
     let (req, resp) = (r.request_headers.take(), r.response_headers.take());
     let request_headers = header_ops(cx, &p.key("request_headers"), req, Side::Request, &params);
-    let response_headers = header_ops(cx, &p.key("response_headers"), resp, Side::Response, &params);
+    let response_headers = header_ops(
+        cx,
+        &p.key("response_headers"),
+        resp,
+        Side::Response,
+        &params,
+    );
     let cache = super::cache::cache(cx, &p.key("cache"), r.cache.take());
     let (parts, total) = (r.aggregate.take(), r.aggregate_timeout.take());
     let aggregate = super::aggregate::aggregate(cx, p, parts, total, upstreams, &params);
     if let Some(agg) = &aggregate {
         if r.upstream.is_some() {
-            cx.err(p.key("upstream"), "a route has either upstream or aggregate");
+            cx.err(
+                p.key("upstream"),
+                "a route has either upstream or aggregate",
+            );
         } else {
             // a part that failed validation was reported already: any upstream stands in
             let first = agg.parts.first().map(|f| f.upstream);

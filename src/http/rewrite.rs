@@ -190,7 +190,10 @@ pub fn write_upstream_request(
                     continue;
                 }
                 if ctx.strip.iter().any(|s| same_field_name(name, s))
-                    || ctx.transform_strip.iter().any(|s| name.eq_ignore_ascii_case(s))
+                    || ctx
+                        .transform_strip
+                        .iter()
+                        .any(|s| name.eq_ignore_ascii_case(s))
                     || same_field_name(name, CLIENT_CERT_FINGERPRINT)
                     || same_field_name(name, CLIENT_CERT_SUBJECT)
                 {
@@ -317,7 +320,9 @@ pub fn write_client_response(
                 continue
             }
             // `response_headers` replaces or removes it
-            _ if !strip.is_empty() && crate::transform::headers::stripped(strip, h.name.get(buf)) => {
+            _ if !strip.is_empty()
+                && crate::transform::headers::stripped(strip, h.name.get(buf)) =>
+            {
                 continue
             }
             _ => {}
@@ -513,7 +518,16 @@ X-Token: t\r\ncookie: session=t2\r\nCOOKIE: lang=en;session=t3\r\n\r\n";
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_client_response(&mut out, raw, &head, b"r1", true, OutFraming::Chunked, b"", &[]);
+        write_client_response(
+            &mut out,
+            raw,
+            &head,
+            b"r1",
+            true,
+            OutFraming::Chunked,
+            b"",
+            &[],
+        );
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,

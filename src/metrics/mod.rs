@@ -137,7 +137,13 @@ pub struct RouteStats {
     pub waf_families: [Counter; 10],
     /// Requests refused (400) by request validation (`schema`, `validate_query`, `validate_headers`).
     pub invalid: Counter,
+    /// Response cache lookups by outcome ([`CACHE_OUTCOMES`] order).
+    pub cache: [Counter; 6],
 }
+
+/// The outcomes a cached route's requests are counted under (`X-Cache` values, lower-cased).
+pub const CACHE_OUTCOMES: [&str; 6] =
+    ["hit", "stale", "revalidated", "miss", "bypass", "coalesced"];
 
 impl RouteStats {
     #[inline]
@@ -245,6 +251,10 @@ pub struct WorkerStats {
     pub tls_handshake_failures: Counter,
     /// Upgraded connections (WebSocket tunnels) open now.
     pub tunnels_open: Gauge,
+    /// The response cache: bytes and entries held now, entries evicted (budget, expiry, variants).
+    pub cache_bytes: Gauge,
+    pub cache_entries: Gauge,
+    pub cache_evictions: Counter,
     /// Requests that matched no route.
     pub unmatched: RouteStats,
     pub redis_errors: Rc<Counter>,
@@ -330,6 +340,7 @@ impl WorkerStats {
             waf: r.waf.each_ref().map(Counter::get),
             waf_families: r.waf_families.each_ref().map(Counter::get),
             invalid: r.invalid.get(),
+            cache: r.cache.each_ref().map(Counter::get),
         };
         let routes = self.routes.borrow().iter().map(|r| route(r)).collect();
         let upstreams = self
@@ -381,6 +392,9 @@ impl WorkerStats {
             tls_handshakes: self.tls_handshakes.get(),
             tls_handshake_failures: self.tls_handshake_failures.get(),
             tunnels_open: self.tunnels_open.get(),
+            cache_bytes: self.cache_bytes.get(),
+            cache_entries: self.cache_entries.get(),
+            cache_evictions: self.cache_evictions.get(),
             unmatched: route(&self.unmatched),
             routes,
             upstreams,

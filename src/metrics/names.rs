@@ -10,6 +10,10 @@ pub const IP_DENIED_TOTAL: &str = "coregate_ip_denied_total";
 pub const WAF_REQUESTS_TOTAL: &str = "coregate_waf_requests_total";
 pub const WAF_MATCHES_TOTAL: &str = "coregate_waf_matches_total";
 pub const VALIDATION_FAILED_TOTAL: &str = "coregate_validation_failed_total";
+pub const CACHE_REQUESTS_TOTAL: &str = "coregate_cache_requests_total";
+pub const CACHE_BYTES: &str = "coregate_cache_bytes";
+pub const CACHE_ENTRIES: &str = "coregate_cache_entries";
+pub const CACHE_EVICTIONS_TOTAL: &str = "coregate_cache_evictions_total";
 pub const ROUTE_UPSTREAM_DURATION: &str = "coregate_route_upstream_duration_seconds";
 pub const ROUTE_UPSTREAM_DURATION_QUANTILE: &str =
     "coregate_route_upstream_duration_quantile_seconds";

@@ -179,6 +179,22 @@ fn render_routes(s: &mut String, m: &Merged) {
     for (route, r) in all() {
         let _ = writeln!(s, "{name}{{route=\"{}\"}} {}", esc(route), r.invalid);
     }
+    let name = names::CACHE_REQUESTS_TOTAL;
+    family(
+        s,
+        name,
+        "counter",
+        "Requests on cached routes by cache outcome (hit, stale, revalidated, miss, bypass, coalesced).",
+    );
+    for (route, r) in all().filter(|(_, r)| r.cache.iter().any(|&n| n > 0)) {
+        for (outcome, n) in super::CACHE_OUTCOMES.iter().zip(r.cache) {
+            let _ = writeln!(
+                s,
+                "{name}{{route=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(route)
+            );
+        }
+    }
     latency_families(
         s,
         (
@@ -473,6 +489,29 @@ fn render_connections(s: &mut String, m: &Merged) {
         "Upgraded connections (WebSocket tunnels) open now.",
     );
     let _ = writeln!(s, "{} {}", names::TUNNELS_OPEN, m.tunnels_open.max(0));
+    for (name, kind, help, v) in [
+        (
+            names::CACHE_BYTES,
+            "gauge",
+            "Bytes held by the response cache (all workers).",
+            m.cache_bytes.max(0) as u64,
+        ),
+        (
+            names::CACHE_ENTRIES,
+            "gauge",
+            "Responses held by the response cache (all workers).",
+            m.cache_entries.max(0) as u64,
+        ),
+        (
+            names::CACHE_EVICTIONS_TOTAL,
+            "counter",
+            "Cached responses evicted (memory budget, expiry, variants over the limit).",
+            m.cache_evictions,
+        ),
+    ] {
+        family(s, name, kind, help);
+        let _ = writeln!(s, "{name} {v}");
+    }
     family(
         s,
         names::TLS_HANDSHAKES_TOTAL,

@@ -75,6 +75,7 @@ pub struct RouteSnap {
     pub waf: [u64; 2],
     pub waf_families: [u64; 10],
     pub invalid: u64,
+    pub cache: [u64; 6],
 }
 
 #[derive(Debug, Clone, Default)]
@@ -122,6 +123,9 @@ pub struct WorkerSnap {
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
     pub tunnels_open: i64,
+    pub cache_bytes: i64,
+    pub cache_entries: i64,
+    pub cache_evictions: u64,
     pub unmatched: RouteSnap,
     pub routes: Vec<RouteSnap>,
     pub upstreams: Vec<UpstreamSnap>,
@@ -200,6 +204,9 @@ pub struct Merged {
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
     pub tunnels_open: i64,
+    pub cache_bytes: i64,
+    pub cache_entries: i64,
+    pub cache_evictions: u64,
     pub redis_errors: u64,
     pub redis_fallback: i64,
     pub extra: Extra,
@@ -224,6 +231,9 @@ fn add_route(into: &mut RouteSnap, r: &RouteSnap) {
         *x += y;
     }
     into.invalid += r.invalid;
+    for (x, y) in into.cache.iter_mut().zip(&r.cache) {
+        *x += y;
+    }
     into.upstream.add(&r.upstream);
 }
 
@@ -255,6 +265,9 @@ pub fn merge(mut workers: Vec<WorkerSnap>, extra: Extra) -> Merged {
         m.tls_handshakes += w.tls_handshakes;
         m.tls_handshake_failures += w.tls_handshake_failures;
         m.tunnels_open += w.tunnels_open;
+        m.cache_bytes += w.cache_bytes;
+        m.cache_entries += w.cache_entries;
+        m.cache_evictions += w.cache_evictions;
         m.redis_errors += w.redis_errors;
         m.redis_fallback = m.redis_fallback.max(w.redis_fallback);
         add_route(&mut m.unmatched, &w.unmatched);

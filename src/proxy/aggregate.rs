@@ -87,12 +87,7 @@ enum Got {
 }
 
 /// Fetches one part within `deadline`.
-async fn one(
-    gen: &Generation,
-    part: &AggregatePart,
-    req: PartRequest,
-    deadline: Instant,
-) -> Got {
+async fn one(gen: &Generation, part: &AggregatePart, req: PartRequest, deadline: Instant) -> Got {
     let mut req = match req {
         Ok(r) => r,
         Err(why) => return Got::Unrendered(why),
@@ -274,5 +269,15 @@ async fn fail(
     };
     let reply = Reply::new(kind);
     let (route, rid) = (Some(call.route), call.rid);
-    answer(gen, c, route, rid, &reply, None, call.filters, Consumed::Head).await
+    answer(
+        gen,
+        c,
+        route,
+        rid,
+        &reply,
+        None,
+        call.filters,
+        Consumed::Head,
+    )
+    .await
 }

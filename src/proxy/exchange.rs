@@ -461,11 +461,7 @@ pub(crate) async fn exchange<'a>(
         let inflight = Inflight::new(up, ep);
         let send_deadline = Instant::now() + ctx.cfg.server.client_body_timeout;
         up.stats.bytes_sent.add(c.out().len() as u64);
-        let mut sent = conn
-            .stream
-            .write_all(c.out(), send_deadline)
-            .await
-            .is_ok();
+        let mut sent = conn.stream.write_all(c.out(), send_deadline).await.is_ok();
         if let (true, Down::Client(client)) = (sent && !matches!(body, BodyLeft::Done), &mut *c) {
             // the upstream may answer while the body still comes (full duplex, `duplex.rs`)
             let sending = duplex::pump_until_upstream(ctx, client, &mut conn, body).await;

@@ -248,7 +248,11 @@ impl Filter {
                 }
                 if let Some(ops) = response {
                     // renames come from the response head, in the response phase
-                    ops.render(&src, &mut |_: &[u8], _: &mut dyn FnMut(&[u8])| {}, work.resp_lines);
+                    ops.render(
+                        &src,
+                        &mut |_: &[u8], _: &mut dyn FnMut(&[u8])| {},
+                        work.resp_lines,
+                    );
                 }
                 Ok(())
             }

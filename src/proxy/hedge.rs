@@ -21,8 +21,8 @@ use std::time::Duration;
 use monoio::time::Instant;
 
 use super::exchange::{
-    checkout, failed, learn_keep_alive, pick, read_response_head, ExchangePlan,
-    Exchanged, HeadFail, Inflight,
+    checkout, failed, learn_keep_alive, pick, read_response_head, ExchangePlan, Exchanged,
+    HeadFail, Inflight,
 };
 use super::Fail;
 use crate::http::head::ResponseHead;

@@ -28,6 +28,7 @@
 
 mod aggregate;
 pub mod bulkhead;
+mod cache;
 mod duplex;
 mod exchange;
 pub mod filter;
@@ -97,6 +98,14 @@ pub(crate) struct ClientConn {
     /// Header lines `response_headers` adds to the current response (rendered in the request
     /// phase, while the request's values are at hand).
     resp_lines: Vec<u8>,
+    /// The current request's cache key (`cache.rs`; starts with the path for every method).
+    cache_key: Vec<u8>,
+    /// A copy of the current request's head on a cache fill (Vary values for the stored entry).
+    cache_req: Vec<u8>,
+    /// `X-Cache` of the current response ("" on routes without a cache), and where its line
+    /// starts in `extra`.
+    cache_label: &'static str,
+    cache_line_at: usize,
     /// Response body bytes sent to the client for the current request.
     body_sent: u64,
     /// Request body bytes received from the client for the current request.
@@ -272,6 +281,10 @@ impl ClientConn {
             extra: Vec::new(),
             req_lines: Vec::new(),
             resp_lines: Vec::new(),
+            cache_key: Vec::new(),
+            cache_req: Vec::new(),
+            cache_label: "",
+            cache_line_at: 0,
             body_sent: 0,
             body_recv: 0,
             grpc: false,
@@ -430,6 +443,15 @@ fn response_phase(
     };
     for f in ran.iter().rev() {
         f.response(&r, &mut c.extra);
+    }
+    push_cache_line(c);
+}
+
+/// Appends `X-Cache` on cached routes (last in `extra`, so the cache can replace it).
+fn push_cache_line(c: &mut ClientConn) {
+    if !c.cache_label.is_empty() {
+        c.cache_line_at = c.extra.len();
+        crate::http::rewrite::push_header(&mut c.extra, b"x-cache", c.cache_label.as_bytes());
     }
 }
 

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::filter::{self, Admission, Filter, RESPONSE_BODY_MAX};
 use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call, Target};
-use super::{aggregate, answer, inspect, realip, ClientConn, Consumed, Outcome};
+use super::{aggregate, answer, cache, inspect, realip, ClientConn, Consumed, Outcome};
 use crate::config::RouteConfig;
 use crate::http::head::{self, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
@@ -32,6 +32,8 @@ pub struct RouteChain {
     pub waf: Option<std::sync::Arc<crate::waf::Policy>>,
     /// A filter reads request bodies: the request_body phase runs (`inspect.rs`).
     reads_body: bool,
+    /// The route's response cache (`cache.rs`): this worker's copy of the policy.
+    cache: Option<Rc<crate::cache::policy::CachePolicy>>,
 }
 
 impl RouteChain {
@@ -51,6 +53,7 @@ impl RouteChain {
             buffer,
             waf: route.waf.clone(),
             reads_body: schema || route.waf.is_some(),
+            cache: route.cache.as_deref().map(|p| Rc::new(p.clone())),
         }
     }
 }
@@ -65,6 +68,7 @@ pub(super) async fn run(
     // what the previous request on this connection put in its answer
     c.detail.clear();
     c.problems.clear();
+    c.cache_label = "";
     let head = &c.head;
     let buf = &c.buf;
     // request id: keep a sane one, else generate
@@ -212,6 +216,19 @@ pub(super) async fn run(
         }
     }
     c.info.ratelimit = adm.ratelimit;
+    let cached = match (&chain.cache, &refused) {
+        (Some(policy), None) => {
+            let id = adm.identity.as_deref();
+            Some(cache::prepare(
+                policy,
+                &route.name,
+                &view,
+                id,
+                &mut c.cache_key,
+            ))
+        }
+        _ => None,
+    };
     if gen.log.enabled() {
         if let Some(who) = adm
             .identity
@@ -265,6 +282,7 @@ pub(super) async fn run(
     // a response-body filter: the target relays into a buffer (allocated on such routes only)
     let mut collected = chain
         .buffer
+        .clone()
         .map(|want| Collected::new(RESPONSE_BODY_MAX, want));
     let mut sink = match &mut collected {
         Some(b) => Sink::Buffer(b),
@@ -280,8 +298,21 @@ pub(super) async fn run(
                 identity: adm.identity.as_deref(),
                 normalized,
                 filters: ran,
+                cache: None,
             };
-            target::upstream(gen, c, resp, &call, &mut sink).await
+            match (cached, &chain.cache) {
+                (Some(cache::Prepared::Lookup(lk)), Some(policy)) => {
+                    cache::serve(gen, c, resp, &call, policy, lk, &mut sink).await
+                }
+                (Some(cache::Prepared::Unsafe), _) => {
+                    let out = target::upstream(gen, c, resp, &call, &mut sink).await;
+                    if (200..400).contains(&c.info.status) {
+                        cache::invalidate(gen, &c.cache_key);
+                    }
+                    out
+                }
+                _ => target::upstream(gen, c, resp, &call, &mut sink).await,
+            }
         }
         Target::Aggregate(agg) => {
             // the parts' requests are rendered from the request while it is at hand
@@ -290,7 +321,11 @@ pub(super) async fn run(
                 ip: realip::client(&c.peer_ip, &c.real_ip),
                 tls: c.stream.tls_info(),
             };
-            let target = if normalized { &c.norm[..] } else { head.target(buf) };
+            let target = if normalized {
+                &c.norm[..]
+            } else {
+                head.target(buf)
+            };
             let path = &target[..memchr::memchr(b'?', target).unwrap_or(target.len())];
             let view = RequestView::h1(head, buf, path, target, peer);
             let src = super::source::RequestValues {

@@ -271,7 +271,9 @@ impl To<'_> {
     /// Renders the client's response head into `c.out`.
     fn client_head(&self, c: &mut ClientConn, buf: &[u8], resp: &ResponseHead) {
         let (rid, keep, framing) = (self.rid, self.keep, self.framing);
-        write_client_response(&mut c.out, buf, resp, rid, keep, framing, &c.extra, self.strip);
+        write_client_response(
+            &mut c.out, buf, resp, rid, keep, framing, &c.extra, self.strip,
+        );
     }
 
     /// Body bytes, into the buffer or framed into `c.out`.
@@ -473,7 +475,9 @@ pub(crate) async fn deliver(
     let len = b.body.len();
     c.out.clear();
     let framing = OutFraming::Length(len as u64);
-    write_client_response(&mut c.out, &b.head, &b.resp, rid, keep, framing, &c.extra, strip);
+    write_client_response(
+        &mut c.out, &b.head, &b.resp, rid, keep, framing, &c.extra, strip,
+    );
     c.out.extend_from_slice(&b.body);
     c.body_sent = len as u64;
     write(c, Instant::now() + ctx.cfg.server.client_body_timeout).await

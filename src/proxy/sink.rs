@@ -25,11 +25,15 @@ pub(crate) enum Sink<'a> {
 }
 
 /// Which responses a buffer wants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Want {
     /// Successful (2xx) JSON (`application/json`, `*/*+json`) with no content coding: what a
     /// JSON body transform can work on. Everything else passes through.
     Json,
+    /// A cache fill (`proxy/cache.rs`): the statuses the route's cache keeps, whatever their
+    /// type; also a 304 or a 5xx when [`Collected::accept_304`] / `accept_5xx` say a stored
+    /// entry stands ready for them.
+    Cache(std::rc::Rc<crate::cache::policy::CachePolicy>),
 }
 
 /// What became of a buffered response.
@@ -58,6 +62,10 @@ pub(crate) struct Collected {
     pub state: State,
     /// A response-body filter changed the body (so a strong `ETag` no longer describes it).
     pub transformed: bool,
+    /// (cache fills) collect a 304: it answers validators the cache sent.
+    pub accept_304: bool,
+    /// (cache fills) collect a 5xx: a stale entry may answer instead.
+    pub accept_5xx: bool,
 }
 
 impl Collected {
@@ -70,6 +78,8 @@ impl Collected {
             body: Vec::new(),
             state: State::Empty,
             transformed: false,
+            accept_304: false,
+            accept_5xx: false,
         }
     }
 
@@ -78,17 +88,23 @@ impl Collected {
     pub fn admit(&mut self, resp: &ResponseHead, buf: &[u8]) -> bool {
         let header = |name: &[u8]| resp.header(buf, name);
         let fits = match resp.body {
-            BodyKind::None => false,
+            // a cache keeps bodiless answers too (204, HEAD-less 301...), and takes 304s
+            BodyKind::None => matches!(self.want, Want::Cache(_)),
             BodyKind::Length(n) => n <= self.cap as u64,
             BodyKind::Chunked | BodyKind::UntilClose => true,
         };
         let coded = header(b"content-encoding")
             .is_some_and(|v| !v.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let wanted = match self.want {
+        let wanted = match &self.want {
             Want::Json => {
                 (200..300).contains(&resp.status)
                     && !coded
                     && header(b"content-type").is_some_and(is_json)
+            }
+            Want::Cache(policy) => {
+                policy.statuses.contains(&resp.status)
+                    || (resp.status == 304 && self.accept_304)
+                    || (resp.status >= 500 && self.accept_5xx)
             }
         };
         if !(fits && wanted) {

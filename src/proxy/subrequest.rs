@@ -99,7 +99,9 @@ pub(crate) async fn fetch(
         Err(e) => {
             let (end, err) = match e {
                 Fail::Respond(r) => match (r.side, r.kind) {
-                    (_, ErrorKind::NoHealthyUpstream) => (CallEnd::NoVerdict, FetchError::NoUpstream),
+                    (_, ErrorKind::NoHealthyUpstream) => {
+                        (CallEnd::NoVerdict, FetchError::NoUpstream)
+                    }
                     (_, ErrorKind::ResponseTimeout) => (CallEnd::Failed, FetchError::Timeout),
                     (Side::Downstream, _) => (CallEnd::NoVerdict, FetchError::Upstream),
                     _ => (CallEnd::Failed, FetchError::Upstream),
@@ -117,9 +119,19 @@ pub(crate) async fn fetch(
         body: Vec::new(),
     };
     let timeout = up.cfg.response_timeout;
-    let clean = read_body(&mut conn, &out.resp, head_len, max_body, timeout, &mut out.body).await?;
+    let clean = read_body(
+        &mut conn,
+        &out.resp,
+        head_len,
+        max_body,
+        timeout,
+        &mut out.body,
+    )
+    .await?;
     up.stats.record(out.resp.status);
-    up.stats.latency.record_us(start.elapsed().as_micros() as u64);
+    up.stats
+        .latency
+        .record_us(start.elapsed().as_micros() as u64);
     if clean {
         up.pool.borrow_mut().put(conn, std::time::Instant::now());
     }

@@ -56,6 +56,8 @@ pub(super) struct Call<'a> {
     pub normalized: bool,
     /// The filters whose request phase ran (their response phase runs before the answer).
     pub filters: &'a [Filter],
+    /// A cache fill: the response is collected for the route's cache (`cache.rs`).
+    pub cache: Option<&'a super::cache::Fill>,
 }
 
 /// The hash-balancing key of a request, read from what the upstream will receive: a header the
@@ -134,7 +136,6 @@ pub(super) async fn upstream(
     };
     let head = &c.head;
     let buf = &c.buf;
-    let hidden = gen.auth.hidden(route.auth);
 
     // everything the response phase needs from the head, before the buffer moves on
     let method_head = head.method(buf) == b"HEAD";
@@ -172,41 +173,11 @@ pub(super) async fn upstream(
     );
 
     // upstream request head + whatever body arrived with it
-    let target = if call.normalized {
-        &c.norm[..]
-    } else {
-        head.target(buf)
-    };
-    c.target.clear();
-    router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
-    hidden.strip_target(&mut c.target);
-    c.out.clear();
-    let fwd = Forwarding {
-        target: &c.target,
-        host_rewrite: route.host_rewrite.as_deref().map(str::as_bytes),
-        fallback_host: up.host_text[0].as_bytes(),
-        client_ip: c.peer_ip.as_bytes(),
-        request_id: rid,
-        proto: if c.stream.tls_info().is_some() {
-            b"https"
-        } else {
-            b"http"
-        },
-        strip: gen.auth.strip_list(route.auth),
-        strip_cookie: hidden.cookie,
-        add: call.identity.map_or(&[][..], |i| &i.headers),
-        transform_strip: route.request_headers.as_ref().map_or(&[][..], |o| o.strip()),
-        transform_lines: &c.req_lines,
-        traceparent: &call.span.traceparent(),
-        keep_tracestate: call.span.continued(),
-        client_cert: c
-            .stream
-            .tls_info()
-            .and_then(|t| t.client_cert.as_ref())
-            .map(|cert| (cert.fingerprint.as_bytes(), cert.subject.as_bytes())),
-        upgrade,
-    };
-    rewrite::write_upstream_request(&mut c.out, buf, head, &fwd);
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    write_head(gen, c, call, upgrade, &mut out);
+    c.out = out;
+    let (head, buf) = (&c.head, &c.buf);
     let head_len = head.head_len;
     let avail = &buf[head_len..];
     let (mut body, consumed) = match head.body {
@@ -273,7 +244,8 @@ pub(super) async fn upstream(
         mut conn,
         inflight,
         early,
-    } = match exchange::exchange(gen, &plan, &mut exchange::Down::Client(c), &mut body, resp).await {
+    } = match exchange::exchange(gen, &plan, &mut exchange::Down::Client(c), &mut body, resp).await
+    {
         Ok(v) => {
             if up.breaker.is_some() || up.adaptive.is_some() {
                 let now = StdInstant::now();
@@ -296,6 +268,9 @@ pub(super) async fn upstream(
             };
             up.breaker_record(StdInstant::now(), end, trial);
             let consumed = read(&body);
+            if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+                return stale;
+            }
             if e.kind == ErrorKind::NoHealthyUpstream {
                 return refuse(gen, c, call, Refusal::NoUpstream, consumed).await;
             }
@@ -334,7 +309,10 @@ pub(super) async fn upstream(
         client_minor,
         up_timeout: response_timeout,
         trailers: client_trailers,
-        strip: route.response_headers.as_ref().map_or(&[][..], |o| o.strip()),
+        strip: route
+            .response_headers
+            .as_ref()
+            .map_or(&[][..], |o| o.strip()),
     };
     c.info.status = resp.status;
     c.info.upstream = Some((call.upstream, conn.endpoint));
@@ -348,7 +326,13 @@ pub(super) async fn upstream(
             for f in call.filters.iter().rev() {
                 f.response_body(b);
             }
-            if relay::deliver(gen, c, b, &how, r.client_keep).await.is_err() {
+            if let Some(fill) = call.cache {
+                super::cache::complete(gen, c, fill, b);
+            }
+            if relay::deliver(gen, c, b, &how, r.client_keep)
+                .await
+                .is_err()
+            {
                 r.client_keep = false;
             }
         }
@@ -382,6 +366,9 @@ pub(super) async fn upstream(
         }
         Err(relay::RelayFail::BadUpstream(reason)) => {
             c.info.upstream_us = None;
+            if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+                return stale;
+            }
             let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
             let consumed = read(&body);
             answer(
@@ -397,6 +384,54 @@ pub(super) async fn upstream(
             .await
         }
     }
+}
+
+/// Writes the upstream request head of the client's current request into `out`: the target
+/// normalised and prefix-rewritten (into `c.target`), forwarding, identity, trace and
+/// `request_headers` fields (`c.req_lines`), credentials the route hides stripped.
+pub(super) fn write_head(
+    gen: &Generation,
+    c: &mut ClientConn,
+    call: &Call<'_>,
+    upgrade: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
+    let route = &gen.cfg.routes[call.route];
+    let up = &gen.upstreams[call.upstream];
+    let hidden = gen.auth.hidden(route.auth);
+    let (head, buf) = (&c.head, &c.buf);
+    let target = if call.normalized {
+        &c.norm[..]
+    } else {
+        head.target(buf)
+    };
+    c.target.clear();
+    router::rewrite_target(route.rewrite.as_ref(), target, &mut c.target);
+    hidden.strip_target(&mut c.target);
+    let tls = c.stream.tls_info();
+    let fwd = Forwarding {
+        target: &c.target,
+        host_rewrite: route.host_rewrite.as_deref().map(str::as_bytes),
+        fallback_host: up.host_text[0].as_bytes(),
+        client_ip: c.peer_ip.as_bytes(),
+        request_id: call.rid,
+        proto: if tls.is_some() { b"https" } else { b"http" },
+        strip: gen.auth.strip_list(route.auth),
+        strip_cookie: hidden.cookie,
+        add: call.identity.map_or(&[][..], |i| &i.headers),
+        transform_strip: route
+            .request_headers
+            .as_ref()
+            .map_or(&[][..], |o| o.strip()),
+        transform_lines: &c.req_lines,
+        traceparent: &call.span.traceparent(),
+        keep_tracestate: call.span.continued(),
+        client_cert: tls
+            .and_then(|t| t.client_cert.as_ref())
+            .map(|cert| (cert.fingerprint.as_bytes(), cert.subject.as_bytes())),
+        upgrade,
+    };
+    rewrite::write_upstream_request(out, buf, head, &fwd);
 }
 
 /// Why the upstream was not asked.
@@ -419,6 +454,9 @@ async fn refuse(
     why: Refusal,
     consumed: Consumed,
 ) -> Outcome {
+    if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+        return stale;
+    }
     let route = &gen.cfg.routes[call.route];
     let (f, rid) = (call.filters, call.rid);
     if let Some(fb) = route.fallback.as_deref().filter(|_| !c.grpc) {

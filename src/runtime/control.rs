@@ -21,6 +21,8 @@ pub enum Control {
     Snapshot(Sender<crate::metrics::snapshot::WorkerSnap>),
     /// Switch new requests to this config generation; answer with the worker id once switched.
     Reload(Arc<super::reload::Shared>, Sender<usize>),
+    /// Remove entries from the response cache; answer with how many went.
+    Purge(crate::cache::Purge, Sender<usize>),
 }
 
 struct Bell {

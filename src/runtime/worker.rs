@@ -74,6 +74,8 @@ pub struct Generation {
     pub span_ids: Rc<RefCell<SpanIds>>,
     /// Open client connections on this worker.
     pub open: Rc<Cell<usize>>,
+    /// The response cache (`crate::cache`), kept across reloads.
+    pub cache: Rc<crate::cache::CacheRt>,
     auth_log: Rc<Cell<Option<std::time::Instant>>>,
 }
 
@@ -107,6 +109,7 @@ impl Generation {
                 request_ids: Rc::new(RefCell::new(RequestIdGen::new(id))),
                 span_ids: Rc::default(),
                 open: Rc::default(),
+                cache: Rc::default(),
                 auth_log: Rc::default(),
             },
         )
@@ -158,6 +161,7 @@ impl Generation {
                 request_ids: self.request_ids.clone(),
                 span_ids: self.span_ids.clone(),
                 open: self.open.clone(),
+                cache: self.cache.clone(),
                 auth_log: self.auth_log.clone(),
             },
         )
@@ -174,6 +178,10 @@ impl Generation {
     ) -> Self {
         let cfg = shared.cfg.clone();
         let s = &cfg.server;
+        let evicted = w
+            .cache
+            .set_budget(usize::try_from(s.cache_memory).unwrap_or(usize::MAX));
+        w.stats.cache_evictions.add(evicted as u64);
         Generation {
             id,
             router: Router::new(&cfg.routes),
@@ -198,6 +206,7 @@ impl Generation {
             request_ids: w.request_ids,
             span_ids: w.span_ids,
             open: w.open,
+            cache: w.cache,
             auth_log: w.auth_log,
             shared,
             cfg,
@@ -226,6 +235,7 @@ struct WorkerParts {
     request_ids: Rc<RefCell<RequestIdGen>>,
     span_ids: Rc<RefCell<SpanIds>>,
     open: Rc<Cell<usize>>,
+    cache: Rc<crate::cache::CacheRt>,
     auth_log: Rc<Cell<Option<std::time::Instant>>>,
 }
 
@@ -347,6 +357,15 @@ pub async fn run(
                 Control::Reload(shared, ack) => {
                     ctl.switch(shared);
                     let _ = ack.send(ctl.get().id);
+                }
+                Control::Purge(what, reply) => {
+                    let g = ctl.get();
+                    let n = g.cache.purge(&what);
+                    if let Some(st) = g.cache.store.borrow().as_ref() {
+                        g.stats.cache_bytes.set(st.bytes() as i64);
+                        g.stats.cache_entries.set(st.len() as i64);
+                    }
+                    let _ = reply.send(n);
                 }
             }
         }

@@ -408,7 +408,10 @@ mod tests {
 
     impl Source for Req {
         fn param(&self, name: &str) -> Option<Cow<'_, [u8]>> {
-            self.params.iter().find(|p| p.0 == name).map(|p| Cow::Borrowed(p.1))
+            self.params
+                .iter()
+                .find(|p| p.0 == name)
+                .map(|p| Cow::Borrowed(p.1))
         }
         fn query(&self, name: &str) -> Option<Cow<'_, [u8]>> {
             query_param(self.query, name)

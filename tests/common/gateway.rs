@@ -4,7 +4,7 @@
 //! signals, exit status, RSS, admin scraping, and `for_each_driver`, which runs a test body
 //! under io_uring and epoll (skipping io_uring loudly when the host lacks it).
 
-use super::client::{get, Response};
+use super::client::{get, req, Client, Response};
 use super::wait_until;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -249,6 +249,11 @@ impl Gateway {
     /// GET on the admin listener.
     pub fn admin_get(&self, path: &str) -> Response {
         get(self.admin_addr(), path, "admin")
+    }
+
+    /// POST to the admin listener (no body).
+    pub fn admin_post(&self, path: &str) -> Response {
+        Client::connect(self.admin_addr()).request(&req("POST", path, "admin", &[], b""))
     }
 
     /// The Prometheus text from /metrics.
