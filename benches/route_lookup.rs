@@ -64,6 +64,10 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         fallback: None,
         waf: None,
         validation: None,
+        request_headers: None,
+        response_headers: None,
+        cache: None,
+        aggregate: None,
     }
 }
 

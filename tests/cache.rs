@@ -224,7 +224,7 @@ fn revalidation_stale_answers_and_coalescing() {
         };
         again(&mut c, "/etag", "REVALIDATED");
         let seen = up.requests();
-        let cond = seen.iter().filter(|r| r.target == "/etag").last().unwrap();
+        let cond = seen.iter().rfind(|r| r.target == "/etag").unwrap();
         assert_eq!(
             cond.header("if-none-match").as_deref(),
             Some("\"e1\""),

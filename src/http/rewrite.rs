@@ -287,6 +287,7 @@ fn merged(
 }
 
 /// Appends the response head sent to the client.
+#[allow(clippy::too_many_arguments)]
 pub fn write_client_response(
     out: &mut Vec<u8>,
     buf: &[u8],

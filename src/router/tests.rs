@@ -85,6 +85,10 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         fallback: None,
         waf: None,
         validation: None,
+        request_headers: None,
+        response_headers: None,
+        cache: None,
+        aggregate: None,
     }
 }
 

@@ -18,6 +18,12 @@
 
 use super::template::{Source, Template};
 
+/// Calls its second argument with each value of the original head's fields named by the first.
+pub type Values<'a> = dyn FnMut(&[u8], &mut dyn FnMut(&[u8])) + 'a;
+
+/// A `rename` pair: (from, to), lower-cased.
+pub type Rename = (Box<[u8]>, Box<[u8]>);
+
 /// One side's header operations.
 #[derive(Debug, Clone, Default)]
 pub struct HeaderOps {
@@ -28,7 +34,7 @@ pub struct HeaderOps {
     /// Lower-cased names removed.
     pub remove: Vec<Box<[u8]>>,
     /// (from, to), lower-cased.
-    pub rename: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub rename: Vec<Rename>,
     /// Every name whose fields are dropped from the original head: removed, set, renamed (both
     /// names).
     strip: Box<[Box<[u8]>]>,
@@ -62,12 +68,7 @@ impl HeaderOps {
     /// Appends `name: value\r\n` lines for `set` and `add` (a template with a missing value adds
     /// nothing), then the renamed fields: `values(from, push)` calls `push` with each value of
     /// the original head's fields named `from`.
-    pub fn render(
-        &self,
-        src: &dyn Source,
-        values: &mut dyn FnMut(&[u8], &mut dyn FnMut(&[u8])),
-        out: &mut Vec<u8>,
-    ) {
+    pub fn render(&self, src: &dyn Source, values: &mut Values<'_>, out: &mut Vec<u8>) {
         for (name, t) in self.set.iter().chain(&self.add) {
             let start = out.len();
             out.extend_from_slice(name);
@@ -83,11 +84,7 @@ impl HeaderOps {
 
     /// Appends the renamed fields: `values(from, push)` calls `push` with each value of the
     /// original head's fields named `from`.
-    pub fn write_renamed(
-        &self,
-        values: &mut dyn FnMut(&[u8], &mut dyn FnMut(&[u8])),
-        out: &mut Vec<u8>,
-    ) {
+    pub fn write_renamed(&self, values: &mut Values<'_>, out: &mut Vec<u8>) {
         for (from, to) in &self.rename {
             values(from, &mut |v: &[u8]| {
                 out.extend_from_slice(to);
