@@ -68,6 +68,7 @@ fn route(host: &str, path: PathMatch, methods: &[&str], headers: &[(&str, &str)]
         response_headers: None,
         cache: None,
         aggregate: None,
+        body: None,
     }
 }
 

@@ -113,3 +113,111 @@ response_headers = { set = { "Content-Length" = "1" } }"#,
         assert!(err.contains(needle), "{needle} not in {err}");
     }
 }
+
+#[test]
+fn json_bodies_are_transformed_both_ways_and_statuses_overridden() {
+    let up = Upstream::start(
+        "svc",
+        true,
+        Arc::new(|r: &Recorded| {
+            match r.target.split('?').next().unwrap_or_default() {
+            "/user" => MockResponse::new(
+                200,
+                r#"{"result":{"id":7,"user_name":"Ada","internal":{"x":1},"meta":{"ts":5,"debug":true}}}"#,
+            )
+            .header("content-type", "application/json"),
+            "/echo" => MockResponse::new(200, r.body.clone()).header("content-type", "application/json"),
+            "/broken" => MockResponse::new(500, "<html><body>Internal Error</body></html>")
+                .header("content-type", "text/html"),
+            _ => MockResponse::new(404, ""),
+        }
+        }),
+    );
+    let extra = r#"path_prefix = "/"
+query_fields = "fields"
+response_body = { unwrap = "result", drop = ["internal", "meta.debug"], rename = { "user_name" = "name" }, wrap = "data" }
+request_body = { drop = ["password"], rename = { "login" = "user" } }
+status_overrides = [{ statuses = [500, 503], status = 502, body = '{"error":"upstream failed"}', content_type = "application/json" }]"#;
+    let cfg = config(
+        "",
+        &(upstream_toml("svc", &[up.addr], "") + &route_toml("bff", "svc", extra)),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        up.clear();
+        let mut c = Client::connect(gw.addr);
+        let r = c.get("/user", "a.test");
+        assert_eq!(r.status, 200, "[{driver}]");
+        assert_eq!(
+            r.body_str(),
+            r#"{"data":{"id":7,"name":"Ada","meta":{"ts":5}}}"#,
+            "[{driver}]"
+        );
+        assert_eq!(r.header("content-length"), Some(r.body.len().to_string()));
+        // ?fields= selects from what the client sees (after the transform)
+        let r = c.get("/user?fields=data.name,data.meta", "a.test");
+        assert_eq!(
+            r.body_str(),
+            r#"{"data":{"name":"Ada","meta":{"ts":5}}}"#,
+            "[{driver}]"
+        );
+        let r = c.get("/user?fields=a..b", "a.test");
+        assert_error_json(&r, 400);
+
+        // request bodies: Content-Length and chunked, rewritten with a new length
+        let body = br#"{"login":"ada","password":"hunter2","keep":[1, 2]}"#;
+        let r = c.request(&req(
+            "POST",
+            "/echo",
+            "a.test",
+            &[("content-type", "application/json")],
+            body,
+        ));
+        assert_eq!(r.status, 200, "[{driver}]");
+        let seen = up.wait_requests(3, secs(5)).pop().unwrap();
+        assert_eq!(
+            seen.body_str(),
+            r#"{"user":"ada","keep":[1, 2]}"#,
+            "[{driver}]"
+        );
+        assert_eq!(
+            seen.header("content-length"),
+            Some(seen.body.len().to_string())
+        );
+        let r = c.request(&req(
+            "POST",
+            "/echo",
+            "a.test",
+            &[
+                ("content-type", "application/json"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &chunked(&[b"{\"login\":", b"\"bo\",\"password\":\"x\"}"]),
+        ));
+        assert_eq!(r.status, 200, "[{driver}]");
+        let seen = up.wait_requests(4, secs(5)).pop().unwrap();
+        assert_eq!(seen.body_str(), r#"{"user":"bo"}"#, "[{driver}]");
+        assert!(!seen.chunked, "[{driver}] sent with a Content-Length");
+        // not JSON: untouched
+        let r = c.request(&req(
+            "POST",
+            "/echo",
+            "a.test",
+            &[("content-type", "text/plain")],
+            b"login=x",
+        ));
+        assert_eq!(r.status, 200);
+        assert_eq!(up.wait_requests(5, secs(5)).pop().unwrap().body, b"login=x");
+
+        // an upstream's HTML 500 becomes the route's JSON 502
+        let r = c.get("/broken", "a.test");
+        assert_eq!(r.status, 502, "[{driver}]");
+        assert_eq!(r.body_str(), r#"{"error":"upstream failed"}"#);
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/json")
+        );
+        // and the connection goes on
+        assert_eq!(c.get("/user", "a.test").status, 200, "[{driver}]");
+    });
+}

@@ -11,6 +11,7 @@
 pub mod access_log;
 pub mod aggregate;
 pub mod auth;
+mod bff;
 mod breaker;
 pub mod bulkhead;
 pub mod cache;
@@ -28,7 +29,7 @@ mod raw;
 pub mod render;
 mod retry;
 pub mod tls;
-mod transform;
+pub mod transform;
 pub mod units;
 mod upgrade;
 mod validate;

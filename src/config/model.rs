@@ -277,6 +277,8 @@ pub struct RouteConfig {
     /// `aggregate`: the route fans out to these parts instead of one upstream (then `upstream`
     /// is the first part's, for nothing but defaults).
     pub aggregate: Option<std::sync::Arc<super::aggregate::Aggregate>>,
+    /// `request_body`, `response_body`, `query_fields`, `status_overrides`.
+    pub body: Option<std::sync::Arc<super::transform::BodyTransforms>>,
 }
 
 /// Host condition: lower-cased, no port.

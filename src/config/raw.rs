@@ -148,6 +148,10 @@ pub(crate) struct RawRoute {
     pub cache: Option<super::cache::RawCache>,
     pub aggregate: Option<Vec<super::aggregate::RawPart>>,
     pub aggregate_timeout: Option<DurationValue>,
+    pub request_body: Option<super::transform::RawBodyTransform>,
+    pub response_body: Option<super::transform::RawBodyTransform>,
+    pub query_fields: Option<String>,
+    pub status_overrides: Option<Vec<super::transform::RawOverride>>,
 }
 
 /// `rewrite_prefix = { from = "/api", to = "/v2" }`

@@ -1,4 +1,5 @@
-//! Route transforms: `response_fields`, `request_headers`, `response_headers`.
+//! Route transforms: `response_fields`, `request_headers`, `response_headers`, `request_body`,
+//! `response_body`, `query_fields`, `status_overrides`.
 //!
 //! Owns turning a route's raw transform keys into their compiled form (`transform::fields`,
 //! `transform::headers` with `transform::template` values), each error naming the key and, for a
@@ -13,6 +14,7 @@ use super::units::is_token;
 use super::validate::Ctx;
 use crate::transform::fields::FieldSet;
 use crate::transform::headers::HeaderOps;
+use crate::transform::json::BodyTransform;
 use crate::transform::template::{Kind, Template};
 
 /// `request_headers = { set, add, remove, rename }` (and `response_headers`) as written.
@@ -167,6 +169,173 @@ pub(super) fn response_fields(
         }
     }
     Some(set)
+}
+
+/// `request_body` / `response_body = { drop, rename, wrap, unwrap }` as written.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawBodyTransform {
+    pub drop: Option<Vec<String>>,
+    pub rename: Option<BTreeMap<String, String>>,
+    pub wrap: Option<String>,
+    pub unwrap: Option<String>,
+}
+
+/// One `status_overrides` entry as written: the upstream statuses it replaces, and the answer.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawOverride {
+    pub statuses: Option<Vec<i64>>,
+    pub status: Option<i64>,
+    pub body: Option<String>,
+    pub body_file: Option<String>,
+    pub content_type: Option<String>,
+}
+
+/// A route's raw body keys, taken out of the route table together.
+pub(crate) struct RawBodyKeys {
+    pub request_body: Option<RawBodyTransform>,
+    pub response_body: Option<RawBodyTransform>,
+    pub query_fields: Option<String>,
+    pub status_overrides: Option<Vec<RawOverride>>,
+}
+
+/// Most fields a `?fields=` selection may list.
+pub const MAX_QUERY_FIELDS: usize = 64;
+
+/// A route's JSON body transforms and status overrides.
+#[derive(Debug, Clone, Default)]
+pub struct BodyTransforms {
+    /// Applied to JSON request bodies (read whole, under `max_body`) before they go upstream.
+    pub request: Option<BodyTransform>,
+    /// Applied to successful JSON responses (under the 1 MiB response-body cap).
+    pub response: Option<BodyTransform>,
+    /// `query_fields = "fields"`: a `?fields=a,b.c` parameter selects response members per
+    /// request (the parameter is still forwarded).
+    pub query_fields: Option<String>,
+    /// Upstream statuses answered with the gateway's own document instead (the upstream's body
+    /// is dropped with its connection).
+    pub overrides: Vec<StatusOverride>,
+}
+
+/// `status_overrides = [{ statuses = [500, 503], status = 502, body = "...", content_type }]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusOverride {
+    pub statuses: Vec<u16>,
+    pub answer: super::fallback::Fallback,
+}
+
+/// A route's `request_body`, `response_body`, `query_fields`, `status_overrides` (`p`: the
+/// route); None when it has none of them.
+pub(super) fn body_transforms(
+    cx: &mut Ctx,
+    p: &KeyPath,
+    raw: RawBodyKeys,
+    base: &std::path::Path,
+) -> Option<std::sync::Arc<BodyTransforms>> {
+    let request = raw
+        .request_body
+        .map(|r| body_transform(cx, &p.key("request_body"), r));
+    let response = raw
+        .response_body
+        .map(|r| body_transform(cx, &p.key("response_body"), r));
+    let query_fields = raw.query_fields.filter(|q| {
+        let ok = !q.is_empty()
+            && q.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if !ok {
+            cx.err(
+                p.key("query_fields"),
+                format!("\"{q}\" (expected a query parameter name like \"fields\")"),
+            );
+        }
+        ok
+    });
+    let mut overrides = Vec::new();
+    let mut seen: Vec<u16> = Vec::new();
+    for (i, o) in raw
+        .status_overrides
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        let op = p.key("status_overrides").index(i);
+        let mut statuses = Vec::new();
+        let list = cx.required(
+            op.key("statuses"),
+            o.statuses,
+            "upstream statuses like [500, 503]",
+        );
+        for (j, s) in list.unwrap_or_default().iter().enumerate() {
+            match u16::try_from(*s) {
+                Ok(s @ 200..=599) if seen.contains(&s) => cx.err(
+                    op.key("statuses").index(j),
+                    format!("{s} is already overridden"),
+                ),
+                Ok(s @ 200..=599) => {
+                    seen.push(s);
+                    statuses.push(s);
+                }
+                _ => cx.err(
+                    op.key("statuses").index(j),
+                    format!("{s} (expected 200-599)"),
+                ),
+            }
+        }
+        let fb = super::fallback::RawFallback {
+            status: o.status,
+            body_file: o.body_file,
+            body: o.body,
+            content_type: o.content_type,
+        };
+        if let Some(answer) = super::fallback::fallback(cx, &op, Some(fb), base) {
+            overrides.push(StatusOverride {
+                statuses,
+                answer: (*answer).clone(),
+            });
+        }
+    }
+    let t = BodyTransforms {
+        request: request.flatten(),
+        response: response.flatten(),
+        query_fields,
+        overrides,
+    };
+    let any = t.request.is_some() || t.response.is_some() || t.query_fields.is_some();
+    (any || !t.overrides.is_empty()).then(|| std::sync::Arc::new(t))
+}
+
+/// One `request_body` / `response_body` table (`p`: its key).
+fn body_transform(cx: &mut Ctx, p: &KeyPath, raw: RawBodyTransform) -> Option<BodyTransform> {
+    let mut t = BodyTransform::default();
+    if let Some(list) = &raw.drop {
+        let paths: Vec<&str> = list.iter().map(String::as_str).collect();
+        if let Err((i, m)) = t.set_drop(&paths) {
+            cx.err(p.key("drop").index(i), format!("\"{}\": {m}", paths[i]));
+        }
+    }
+    if let Some(map) = &raw.rename {
+        let pairs: Vec<(&str, &str)> = map.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        if let Err((i, m)) = t.set_rename(&pairs) {
+            cx.err(p.key("rename").key(pairs[i].0), m);
+        }
+    }
+    if let Some(w) = &raw.wrap {
+        if let Err(m) = t.set_wrap(w) {
+            cx.err(p.key("wrap"), m);
+        }
+    }
+    if let Some(u) = &raw.unwrap {
+        if let Err(m) = t.set_unwrap(u) {
+            cx.err(p.key("unwrap"), m);
+        }
+    }
+    if t.is_empty() {
+        cx.err(
+            p.clone(),
+            "no operations (expected drop, rename, wrap or unwrap)",
+        );
+        return None;
+    }
+    Some(t)
 }
 
 #[cfg(test)]

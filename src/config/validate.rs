@@ -210,7 +210,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
             headers: r.validate_headers.take(),
         };
         let validation = super::validation::validation(&mut cx, &p, checks, base);
-        let bff = bff(&mut cx, &p, &mut r, &upstream_names);
+        let bff = super::bff::bff(&mut cx, &p, &mut r, &upstream_names, base);
         let Some(mut route) = route(&mut cx, &p, i, r, &upstream_names, &auth_names, &limits)
         else {
             continue;
@@ -219,6 +219,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
             (bff.request_headers, bff.response_headers);
         route.cache = bff.cache.map(std::sync::Arc::new);
         route.aggregate = bff.aggregate.map(std::sync::Arc::new);
+        route.body = bff.body;
         (route.require_client_cert, route.client_cert_sans) = certs;
         route.response_fields = fields;
         route.fallback = fallback;
@@ -254,69 +255,6 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         listeners,
         bulkheads,
     })
-}
-
-/// A route's BFF keys, compiled before the route itself (which consumes the raw table).
-struct Bff {
-    request_headers: Option<std::sync::Arc<crate::transform::headers::HeaderOps>>,
-    response_headers: Option<std::sync::Arc<crate::transform::headers::HeaderOps>>,
-    cache: Option<crate::cache::policy::CachePolicy>,
-    aggregate: Option<super::aggregate::Aggregate>,
-}
-
-/// `request_headers`, `response_headers`, `cache`, `aggregate` of route `p`. An aggregate route
-/// names no `upstream` (its parts do): the first part's upstream is filled in for the route.
-fn bff(cx: &mut Ctx, p: &KeyPath, r: &mut RawRoute, upstreams: &BTreeMap<String, usize>) -> Bff {
-    use super::transform::{header_ops, Side};
-    let template = r
-        .path_template
-        .as_deref()
-        .filter(|t| t.starts_with('/'))
-        .and_then(|t| super::units::parse_template(t).ok())
-        .unwrap_or_default();
-    let params: Vec<&str> = template
-        .iter()
-        .filter_map(|s| match s {
-            super::TemplateSegment::Param(n) | super::TemplateSegment::CatchAll(n) => {
-                Some(n.as_str())
-            }
-            super::TemplateSegment::Literal(_) => None,
-        })
-        .collect();
-    let (req, resp) = (r.request_headers.take(), r.response_headers.take());
-    let request_headers = header_ops(cx, &p.key("request_headers"), req, Side::Request, &params);
-    let response_headers = header_ops(
-        cx,
-        &p.key("response_headers"),
-        resp,
-        Side::Response,
-        &params,
-    );
-    let cache = super::cache::cache(cx, &p.key("cache"), r.cache.take());
-    let (parts, total) = (r.aggregate.take(), r.aggregate_timeout.take());
-    let aggregate = super::aggregate::aggregate(cx, p, parts, total, upstreams, &params);
-    if let Some(agg) = &aggregate {
-        if r.upstream.is_some() {
-            cx.err(
-                p.key("upstream"),
-                "a route has either upstream or aggregate",
-            );
-        } else {
-            // a part that failed validation was reported already: any upstream stands in
-            let first = agg.parts.first().map(|f| f.upstream);
-            let name = upstreams.iter().find(|(_, &i)| Some(i) == first);
-            r.upstream = name.or(upstreams.iter().next()).map(|(n, _)| n.clone());
-        }
-        if cache.is_some() {
-            cx.err(p.key("cache"), "an aggregate route's parts are cached by their own routes' upstream calls: not here");
-        }
-    }
-    Bff {
-        request_headers,
-        response_headers,
-        cache,
-        aggregate,
-    }
 }
 
 /// Every `[[auth]]`, in order; returns the policies and their names -> indices.
@@ -700,6 +638,7 @@ fn route(
         response_headers: None,
         cache: None,
         aggregate: None,
+        body: None,
         // Last: `?` must not skip the checks above. An invalid optional value is `Some(None)`.
         name: name?,
         host: host.map(|h| h.ok_or(())).transpose().ok()?,

@@ -199,7 +199,7 @@ pub(super) async fn run(
     }
     // the response-body phase over the merged document (`response_fields`...)
     for f in call.filters.iter().rev() {
-        f.transform_json(&mut body);
+        f.transform_json(&mut body, c.fields.as_ref());
     }
     let keep = super::keep_after(gen, c, Consumed::Head);
     super::response_phase(c, call.filters, None);

@@ -73,6 +73,11 @@ pub enum Filter {
     },
     /// `response_fields`: only these members of a successful JSON response reach the client.
     ResponseFields { fields: Box<FieldSet> },
+    /// `response_body` (drop, rename, wrap, unwrap) and `query_fields` (`?fields=a,b`, parsed in
+    /// the request phase: 400 when malformed) on successful JSON responses.
+    JsonBody {
+        t: std::sync::Arc<crate::config::transform::BodyTransforms>,
+    },
     /// `request_headers` / `response_headers` (`transform::headers`): the request phase renders
     /// both sides' lines from the request; the response phase adds the response side's lines
     /// and the renamed fields of the upstream's head.
@@ -114,6 +119,8 @@ pub struct Work<'c> {
     pub req_lines: &'c mut Vec<u8>,
     pub resp_lines: &'c mut Vec<u8>,
     pub rid: &'c [u8],
+    /// The request's `?fields=` selection (`query_fields`).
+    pub fields: &'c mut Option<FieldSet>,
 }
 
 /// Builds route `route`'s chain.
@@ -151,6 +158,11 @@ pub fn chain(route: &RouteConfig, ratelimited: bool) -> Box<[Filter]> {
             request: route.request_headers.clone(),
             response: route.response_headers.clone(),
         });
+    }
+    if let Some(t) = route.body.as_ref() {
+        if t.response.is_some() || t.query_fields.is_some() {
+            f.push(Filter::JsonBody { t: t.clone() });
+        }
     }
     if let Some(fields) = &route.response_fields {
         f.push(Filter::ResponseFields {
@@ -232,6 +244,31 @@ impl Filter {
                 Ok(())
             }
             Filter::ResponseFields { .. } => Ok(()),
+            Filter::JsonBody { t } => {
+                let Some(param) = &t.query_fields else {
+                    return Ok(());
+                };
+                let value = crate::auth::token::query_param(req.target, param.as_bytes());
+                let Some(value) = value else {
+                    return Ok(());
+                };
+                let value = crate::transform::template::percent_decode(value);
+                let max = crate::config::transform::MAX_QUERY_FIELDS;
+                match crate::transform::json::fields_from_query(&value, max) {
+                    Ok(set) => {
+                        *work.fields = Some(set);
+                        Ok(())
+                    }
+                    Err(message) => {
+                        work.problems.push(crate::validate::Problem {
+                            location: crate::validate::Location::Query,
+                            pointer: format!("/{param}"),
+                            message,
+                        });
+                        Err(Reply::new(ErrorKind::Invalid))
+                    }
+                }
+            }
             Filter::Headers { request, response } => {
                 let src = super::source::RequestValues {
                     view: req,
@@ -311,29 +348,50 @@ impl Filter {
     /// Which responses this filter needs whole (the response_body phase), if any.
     pub(crate) fn wants_response_body(&self) -> Option<Want> {
         match self {
-            Filter::ResponseFields { .. } => Some(Want::Json),
+            Filter::ResponseFields { .. } | Filter::JsonBody { .. } => Some(Want::Json),
             _ => None,
         }
     }
 
     /// The response_body phase; see the module doc. A body that is not JSON after all is left as
     /// the upstream sent it.
-    pub(crate) fn response_body(&self, b: &mut Collected) {
-        if b.is_json_success() && self.transform_json(&mut b.body) {
+    pub(crate) fn response_body(&self, b: &mut Collected, selected: Option<&FieldSet>) {
+        if b.is_json_success() && self.transform_json(&mut b.body, selected) {
             b.transformed = true;
         }
     }
 
-    /// This filter's change to a JSON response body (a successful one); false when it changed
-    /// nothing (not its job, or the body is not JSON after all: then it is left as it was).
-    pub(crate) fn transform_json(&self, body: &mut Vec<u8>) -> bool {
-        if let Filter::ResponseFields { fields } = self {
-            let mut out = Vec::with_capacity(body.len());
-            if crate::transform::fields::keep(body, fields, &mut out).is_ok() {
-                *body = out;
-                return true;
+    /// This filter's change to a JSON response body (a successful one; `selected`: the
+    /// request's `?fields=`); false when it changed nothing (not its job, or the body is not
+    /// JSON after all: then it is left as it was).
+    pub(crate) fn transform_json(&self, body: &mut Vec<u8>, selected: Option<&FieldSet>) -> bool {
+        let mut out = Vec::with_capacity(body.len());
+        let changed = match self {
+            Filter::ResponseFields { fields } => {
+                crate::transform::fields::keep(body, fields, &mut out).is_ok()
             }
+            Filter::JsonBody { t } => {
+                let mut changed = false;
+                if let Some(rt) = &t.response {
+                    if rt.apply(body, &mut out).is_ok() {
+                        std::mem::swap(body, &mut out);
+                        changed = true;
+                    }
+                    out.clear();
+                }
+                if let Some(set) = selected {
+                    if crate::transform::fields::keep(body, set, &mut out).is_ok() {
+                        std::mem::swap(body, &mut out);
+                        changed = true;
+                    }
+                }
+                return changed;
+            }
+            _ => false,
+        };
+        if changed {
+            *body = out;
         }
-        false
+        changed
     }
 }

@@ -11,6 +11,8 @@
 //! inspected up to the cap (`body_over_limit = "partial"`, the default) and the rest streams
 //! through unread, or refused with 413 (`"reject"`); one larger than `max_body` is refused with 413
 //! either way. A client that sent `Expect: 100-continue` gets its 100 here, before the read.
+//! A route's `request_body` transform reads a JSON body whole the same way and puts the
+//! transformed body in place of the raw one (with a Content-Length) for the target to send.
 
 use monoio::time::Instant;
 
@@ -61,16 +63,22 @@ pub(super) async fn body_phase(
         }
         return Verdict::Pass;
     }
-    if waf.is_none() && schema.is_none() {
+    let transform = route
+        .body
+        .as_ref()
+        .and_then(|b| b.request.as_ref())
+        .filter(|_| ct.is_some_and(super::sink::is_json));
+    if waf.is_none() && schema.is_none() && transform.is_none() {
         return Verdict::Pass;
     }
     let waf_cap = waf.map_or(0, |p| p.body_limit);
-    // a schema needs the whole body: read until it ends (the decoder refuses more than max_body)
-    let cap = match schema {
-        Some(_) => usize::try_from(route.max_body)
+    // a schema or a transform needs the whole body: read until it ends (the decoder refuses
+    // more than max_body)
+    let cap = match schema.is_some() || transform.is_some() {
+        true => usize::try_from(route.max_body)
             .unwrap_or(usize::MAX)
             .saturating_add(1),
-        None => waf_cap,
+        false => waf_cap,
     };
     if let (Some(p), Some(n)) = (waf, declared) {
         if p.over_limit == OverLimit::Reject && n > p.body_limit as u64 {
@@ -114,6 +122,15 @@ pub(super) async fn body_phase(
             if let Verdict::Refuse(reply, _) = refused {
                 return Verdict::Refuse(reply, consumed(c));
             }
+        }
+    }
+    if let (Some(t), true) = (transform, whole) {
+        // the transformed body replaces the raw one behind the head, with a Content-Length
+        let mut out = Vec::with_capacity(c.body.len());
+        if t.apply(&c.body, &mut out).is_ok() {
+            let head_len = c.head.head_len;
+            c.buf.splice(head_len..raw_end, out.iter().copied());
+            c.head.body = BodyKind::Length(out.len() as u64);
         }
     }
     Verdict::Pass

@@ -106,6 +106,8 @@ pub(crate) struct ClientConn {
     /// starts in `extra`.
     cache_label: &'static str,
     cache_line_at: usize,
+    /// The current request's `?fields=` selection (`query_fields`).
+    fields: Option<crate::transform::fields::FieldSet>,
     /// Response body bytes sent to the client for the current request.
     body_sent: u64,
     /// Request body bytes received from the client for the current request.
@@ -285,6 +287,7 @@ impl ClientConn {
             cache_req: Vec::new(),
             cache_label: "",
             cache_line_at: 0,
+            fields: None,
             body_sent: 0,
             body_recv: 0,
             grpc: false,

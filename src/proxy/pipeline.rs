@@ -52,7 +52,9 @@ impl RouteChain {
             },
             buffer,
             waf: route.waf.clone(),
-            reads_body: schema || route.waf.is_some(),
+            reads_body: schema
+                || route.waf.is_some()
+                || route.body.as_ref().is_some_and(|b| b.request.is_some()),
             cache: route.cache.as_deref().map(|p| Rc::new(p.clone())),
         }
     }
@@ -197,6 +199,7 @@ pub(super) async fn run(
     let mut refused = None;
     c.req_lines.clear();
     c.resp_lines.clear();
+    c.fields = None;
     let mut work = filter::Work {
         limits: &mut c.limits,
         waf: &mut c.waf,
@@ -204,6 +207,7 @@ pub(super) async fn run(
         req_lines: &mut c.req_lines,
         resp_lines: &mut c.resp_lines,
         rid,
+        fields: &mut c.fields,
     };
     for f in chain.filters.iter() {
         ran += 1;

@@ -130,7 +130,7 @@ impl Collected {
 }
 
 /// `application/json` or any `+json` media type, parameters ignored.
-fn is_json(content_type: &[u8]) -> bool {
+pub(crate) fn is_json(content_type: &[u8]) -> bool {
     let mt = content_type
         .split(|&b| b == b';')
         .next()

@@ -299,6 +299,22 @@ pub(super) async fn upstream(
         drop(inflight);
         return outcome;
     }
+    // an upstream status the route overrides: its own document instead (the upstream's body
+    // goes with its connection)
+    let over = route.body.as_ref().and_then(|b| {
+        let status = resp.status;
+        b.overrides.iter().find(|o| o.statuses.contains(&status))
+    });
+    if let Some(o) = over {
+        up.stats.record(resp.status);
+        c.info.upstream = Some((call.upstream, conn.endpoint));
+        c.info.upstream_us = Some(up_start.elapsed().as_micros() as u64);
+        drop(inflight);
+        let (r, f) = (call.route, call.filters);
+        let why = "status_override";
+        let consumed = read(&body);
+        return super::answer_fallback(gen, c, r, rid, &o.answer, why, f, consumed).await;
+    }
     // the answer is relayed while the rest of the body goes on (full duplex, `duplex.rs`); the
     // client connection closes after it unless the whole request was read by then, and an early
     // answer (the upstream stopped reading) gets no more of the body
@@ -324,7 +340,7 @@ pub(super) async fn upstream(
         if b.state == State::Complete {
             // the response_body phase (reverse order), then the buffered response goes out
             for f in call.filters.iter().rev() {
-                f.response_body(b);
+                f.response_body(b, c.fields.as_ref());
             }
             if let Some(fill) = call.cache {
                 super::cache::complete(gen, c, fill, b);

@@ -89,6 +89,7 @@ pub(super) fn route(host: &str, path: PathMatch) -> RouteConfig {
         response_headers: None,
         cache: None,
         aggregate: None,
+        body: None,
     }
 }
 
