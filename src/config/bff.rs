@@ -89,3 +89,52 @@ pub(super) fn bff(
         body,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::validate::tests::{errs, R};
+
+    #[test]
+    fn bff_keys_report_every_problem_by_key() {
+        let bad = format!(
+            "{R}cache = {{ ttl = \"0s\", key = [\"query\", \"bogus\", \"query\"], vary = [\"a b\"], statuses = [206, 500] }}\n"
+        );
+        assert_eq!(
+            errs(&bad),
+            [
+                "route[0].cache.ttl: must be greater than 0",
+                "route[0].cache.key[1]: \"bogus\" (expected query, query:NAME, header:NAME, cookie:NAME or identity)",
+                "route[0].cache.key[2]: \"query\" listed twice",
+                "route[0].cache.vary[0]: \"a b\" is not a header name",
+                "route[0].cache.statuses[0]: 206 (expected a final status 200-499 other than 206)",
+                "route[0].cache.statuses[1]: 500 (expected a final status 200-499 other than 206)",
+            ]
+        );
+        assert_eq!(
+            errs(&format!("{R}cache = {{ max_entry = \"1KiB\" }}\n")),
+            ["route[0].cache.ttl: missing (expected a duration like \"30s\")"]
+        );
+        let agg = "[[route]]\npath_template = \"/d/{id}\"\nupstream = \"u\"\naggregate = [\n  { key = \"a\", upstream = \"u\", path = \"/x/{nope}\" },\n  { key = \"a\", upstream = \"v\", path = \"x\", merge = \"deep\" },\n  { key = \"errors\", upstream = \"u\", path = \"/e\" },\n]\n";
+        assert_eq!(
+            errs(agg),
+            [
+                "route[0].upstream: a route has either upstream or aggregate",
+                "route[0].aggregate[0].path: unknown path parameter \"nope\" (the route's template has: id)",
+                "route[0].aggregate[1].name: duplicate name \"a\" (also aggregate[0])",
+                "route[0].aggregate[1].upstream: no upstream named \"v\"",
+                "route[0].aggregate[1].path: \"x\" must start with /",
+                "route[0].aggregate[1].merge: \"deep\" (expected \"key\" or \"root\")",
+                "route[0].aggregate[2].key: \"errors\" (\"errors\" lists failed parts; names must not be empty)",
+            ]
+        );
+        let body = format!("{R}response_body = {{ rename = {{ \"a.b\" = \"c\" }} }}\nquery_fields = \"a b\"\nrequest_body = {{}}\n");
+        assert_eq!(
+            errs(&body),
+            [
+                "route[0].response_body.rename.\"a.b\": a rename stays within one object: \"c\" must be \"a.<new name>\"",
+                "route[0].query_fields: \"a b\" (expected a query parameter name like \"fields\")",
+                "route[0].request_body: no operations (expected drop, rename, wrap or unwrap)",
+            ]
+        );
+    }
+}

@@ -507,8 +507,11 @@ upstream = "user"
             "opaque",
             "introspected",
             "mobile-user",
+            "popular",
+            "dashboard",
+            "catalogue",
             "live",
-            "route[15]",
+            "route[18]",
         ];
         assert_eq!(names, [&expected[..], &with_auth[..]].concat());
         let auth: Vec<&str> = c.auth.iter().map(|a| a.name.as_str()).collect();
@@ -585,8 +588,8 @@ upstream = "user"
             (r.path.clone(), r.upstream, r.max_body),
             (PathMatch::Prefix("/".into()), 2, 1024)
         );
-        assert_eq!(c.routes[15].max_body, 10 << 20);
-        let live = &c.routes[14];
+        assert_eq!(c.routes[18].max_body, 10 << 20);
+        let live = &c.routes[17];
         assert!(live.websocket && live.tunnel_idle_timeout == std::time::Duration::from_secs(60));
         let fields = c.routes[13].response_fields.as_ref().map(|f| f.paths());
         assert_eq!(fields.unwrap(), ["id", "name", "avatar.small"]);

@@ -104,6 +104,9 @@ use resilience::{adaptive, breaker, health_check, outlier, retry};
 #[path = "render_security.rs"]
 mod security;
 
+#[path = "render_bff.rs"]
+mod bff;
+
 fn table(cfg: &Config) -> Table {
     let mut t = Table::new();
     let sv = &cfg.server;
@@ -168,6 +171,7 @@ fn table(cfg: &Config) -> Table {
                 sv.allow_ips.as_ref().and_then(|l| strs(&l.text)),
             ),
             ("deny_ips", sv.deny_ips.as_ref().and_then(|l| strs(&l.text))),
+            ("cache_memory", int(sv.cache_memory)),
         ]),
     );
     if let Some(a) = &cfg.admin {
@@ -356,6 +360,7 @@ fn upstream_tls(t: &crate::tls::UpstreamTls) -> Value {
 fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
     // An unnamed route is called "route[N]", which is not a valid name to write.
     let name = (r.name != format!("route[{index}]")).then(|| r.name.clone());
+    let body = r.body.as_deref();
     let host = r.host.as_ref().map(|h| match h {
         HostMatch::Exact(h) => h.clone(),
         HostMatch::Suffix(suffix) => format!("*{suffix}"),
@@ -400,7 +405,13 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
         ("path_template", template),
         ("methods", r.methods.as_ref().and_then(strs)),
         ("headers", headers),
-        ("upstream", s(&cfg.upstreams[r.upstream].name)),
+        (
+            "upstream",
+            r.aggregate
+                .is_none()
+                .then(|| s(&cfg.upstreams[r.upstream].name))
+                .flatten(),
+        ),
         ("rewrite_prefix", rewrite),
         ("host_rewrite", r.host_rewrite.as_ref().and_then(s)),
         ("max_body", int(r.max_body)),
@@ -479,10 +490,40 @@ fn route(cfg: &Config, index: usize, r: &RouteConfig) -> Value {
                 .as_deref()
                 .and_then(|v| security::params(&v.headers)),
         ),
+        ("cache", r.cache.as_deref().map(bff::cache)),
+        (
+            "aggregate",
+            r.aggregate.as_deref().map(|a| bff::aggregate(cfg, a)),
+        ),
+        (
+            "aggregate_timeout",
+            r.aggregate.as_deref().and_then(|a| duration(a.timeout)),
+        ),
+        (
+            "request_headers",
+            r.request_headers.as_deref().map(bff::header_ops),
+        ),
+        (
+            "response_headers",
+            r.response_headers.as_deref().map(bff::header_ops),
+        ),
+        (
+            "request_body",
+            body.and_then(|b| b.request.as_ref()).map(bff::body),
+        ),
+        (
+            "response_body",
+            body.and_then(|b| b.response.as_ref()).map(bff::body),
+        ),
+        (
+            "query_fields",
+            body.and_then(|b| b.query_fields.as_ref()).and_then(s),
+        ),
+        ("status_overrides", body.and_then(bff::overrides)),
     ])
 }
 
-fn fallback(f: &super::fallback::Fallback) -> Value {
+pub(super) fn fallback(f: &super::fallback::Fallback) -> Value {
     let body = match &f.body_file {
         Some(_) => None,
         None => s(String::from_utf8_lossy(&f.body)),

@@ -305,6 +305,17 @@ pub(super) fn body_transforms(
 
 /// One `request_body` / `response_body` table (`p`: its key).
 fn body_transform(cx: &mut Ctx, p: &KeyPath, raw: RawBodyTransform) -> Option<BodyTransform> {
+    let given = raw.drop.as_ref().is_some_and(|d| !d.is_empty())
+        || raw.rename.as_ref().is_some_and(|r| !r.is_empty())
+        || raw.wrap.is_some()
+        || raw.unwrap.is_some();
+    if !given {
+        cx.err(
+            p.clone(),
+            "no operations (expected drop, rename, wrap or unwrap)",
+        );
+        return None;
+    }
     let mut t = BodyTransform::default();
     if let Some(list) = &raw.drop {
         let paths: Vec<&str> = list.iter().map(String::as_str).collect();
@@ -328,14 +339,7 @@ fn body_transform(cx: &mut Ctx, p: &KeyPath, raw: RawBodyTransform) -> Option<Bo
             cx.err(p.key("unwrap"), m);
         }
     }
-    if t.is_empty() {
-        cx.err(
-            p.clone(),
-            "no operations (expected drop, rename, wrap or unwrap)",
-        );
-        return None;
-    }
-    Some(t)
+    (!t.is_empty()).then_some(t)
 }
 
 #[cfg(test)]
