@@ -296,15 +296,27 @@ fn unsafe_methods_invalidate_and_purge_reaches_every_worker() {
     for_each_driver(|driver| {
         let gw = Gateway::start(&cfg, driver);
         up.clear();
-        // fill both workers: fresh connections land on either
-        let fill = |path: &str| {
-            let ok = wait_until(deadline(secs(5)), || {
-                (0..8).all(|_| x_cache(&get(gw.addr, path, "a.test")) == "HIT")
-            });
-            assert!(ok, "[{driver}] {path} cached on every worker");
+        // fill both workers (fresh connections land on either) until the entry gauge, summed over
+        // the workers, says both paths are on both
+        let entries = || {
+            let m = gw.metrics();
+            let line = m.lines().find(|l| l.starts_with("coregate_cache_entries "));
+            line.and_then(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
         };
-        fill("/plain");
-        fill("/plain/x");
+        let fill = || {
+            let ok = wait_until(deadline(secs(10)), || {
+                for path in ["/plain", "/plain/x"] {
+                    get(gw.addr, path, "a.test");
+                }
+                entries() == Some(4)
+            });
+            assert!(
+                ok,
+                "[{driver}] both paths cached on both workers: {:?}",
+                entries()
+            );
+        };
+        fill();
         let r = gw.admin_post("/cache/purge?prefix=/plain");
         assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
         // both paths on both workers
@@ -318,9 +330,9 @@ fn unsafe_methods_invalidate_and_purge_reaches_every_worker() {
             .filter(|_| x_cache(&get(gw.addr, "/plain", "a.test")) == "MISS")
             .count();
         assert!(misses >= 1, "[{driver}] purged");
-        fill("/plain");
         // a successful POST to the path drops its entries (on the worker that served it)
         let mut c = Client::connect(gw.addr);
+        c.get("/plain", "a.test");
         assert_eq!(x_cache(&c.get("/plain", "a.test")), "HIT");
         let r = c.request(&req("POST", "/plain", "a.test", &[], b"{}"));
         assert_eq!(r.status, 200);
