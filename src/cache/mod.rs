@@ -5,9 +5,11 @@
 //! - [`freshness`]: Cache-Control, HTTP dates, ages, freshness lifetimes and stale windows.
 //! - [`store`]: one worker's byte-budgeted LRU store with TinyLFU admission, Vary variants, tags
 //!   and purges.
+//! - [`shared`]: the optional tier in Redis behind every worker's store (`shared = "redis"`).
 
 pub mod freshness;
 pub mod policy;
+pub mod shared;
 pub mod store;
 
 use std::cell::RefCell;

@@ -63,6 +63,8 @@ pub struct CachePolicy {
     pub share_authenticated: bool,
     /// Concurrent misses for one key on a core wait for the first one's response.
     pub coalesce: bool,
+    /// `shared = "redis"`: entries also live in Redis, for every core and node.
+    pub shared: bool,
 }
 
 impl CachePolicy {

@@ -28,6 +28,7 @@ pub(crate) struct RawCache {
     pub statuses: Option<Vec<i64>>,
     pub share_authenticated: Option<bool>,
     pub coalesce: Option<bool>,
+    pub shared: Option<String>,
 }
 
 /// `route.cache` (`p`: the key).
@@ -114,5 +115,13 @@ pub(super) fn cache(cx: &mut Ctx, p: &KeyPath, raw: Option<RawCache>) -> Option<
         statuses,
         share_authenticated: r.share_authenticated.unwrap_or(false),
         coalesce: r.coalesce.unwrap_or(true),
+        shared: match r.shared.as_deref() {
+            None => false,
+            Some("redis") => true,
+            Some(other) => {
+                cx.err(p.key("shared"), format!("\"{other}\" (expected \"redis\")"));
+                false
+            }
+        },
     })
 }

@@ -72,6 +72,7 @@ pub(super) fn cache(c: &CachePolicy) -> Value {
             Some(Value::Boolean(c.share_authenticated)),
         ),
         ("coalesce", Some(Value::Boolean(c.coalesce))),
+        ("shared", c.shared.then(|| Value::String("redis".into()))),
     ])
 }
 

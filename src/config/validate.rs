@@ -217,6 +217,10 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         };
         (route.request_headers, route.response_headers) =
             (bff.request_headers, bff.response_headers);
+        if bff.cache.as_ref().is_some_and(|c| c.shared) && !limits.has_redis() {
+            let m = "shared = \"redis\" needs a [redis] section";
+            cx.err(p.key("cache").key("shared"), m);
+        }
         route.cache = bff.cache.map(std::sync::Arc::new);
         route.aggregate = bff.aggregate.map(std::sync::Arc::new);
         route.body = bff.body;

@@ -183,7 +183,10 @@ pub(super) async fn serve(
 ) -> Outcome {
     let stats = &gen.routes[call.route];
     let now = Instant::now();
-    let found = lookup(gen, c, now);
+    let mut found = lookup(gen, c, now);
+    if found.is_none() && policy.shared {
+        found = from_shared(gen, c).await;
+    }
     if let Some(e) = &found {
         let f = e.fresh.get();
         let accepts = request_accepts(&lk.req_cc, &f, now);
@@ -268,6 +271,47 @@ fn lookup(gen: &Generation, c: &ClientConn, now: Instant) -> Option<CachedEntry>
         .borrow_mut()
         .as_mut()?
         .lookup(&c.cache_key, now, &header)
+}
+
+/// Asks the shared tier (Redis) for the request's key; a hit whose Vary values match the
+/// request goes into this worker's store and is returned.
+async fn from_shared(gen: &Generation, c: &ClientConn) -> Option<CachedEntry> {
+    let redis = gen.ratelimit.redis()?;
+    let prefix = &gen.cfg.redis.as_ref()?.key_prefix;
+    let got = crate::cache::shared::fetch(redis, prefix, &c.cache_key).await?;
+    let (head, buf) = (&c.head, &c.buf);
+    let matches = got.vary.iter().all(|(n, v)| {
+        let req = head.header(buf, n).map(<[u8]>::trim_ascii);
+        req == v.as_deref()
+    });
+    if !matches {
+        return None;
+    }
+    let now = Instant::now();
+    let weight = stored_weight(&got.value);
+    {
+        let mut st = gen.cache.store.borrow_mut();
+        let st = st.as_mut()?;
+        let value = got.value;
+        let _ = st.insert(
+            &c.cache_key,
+            got.vary,
+            got.tags,
+            got.fresh,
+            weight,
+            value,
+            now,
+        );
+        gen.stats.cache_bytes.set(st.bytes() as i64);
+        gen.stats.cache_entries.set(st.len() as i64);
+    }
+    lookup(gen, c, now)
+}
+
+/// Bytes a stored response is accounted at.
+fn stored_weight(st: &Stored) -> usize {
+    let headers = st.resp.headers.len() * std::mem::size_of::<crate::http::head::Header>();
+    st.head.len() + st.body.len() + headers
 }
 
 /// Appends the entry's validators to the upstream request's extra lines; true when it has any.
@@ -599,14 +643,15 @@ fn store<'r>(
     stored_resp
         .headers
         .retain(|h| h.kind != HeaderKind::Other || !h.name.get(head).eq_ignore_ascii_case(b"age"));
-    let weight = head.len()
-        + body.len()
-        + stored_resp.headers.len() * std::mem::size_of::<crate::http::head::Header>();
     let value = Stored {
         head: head.into(),
         resp: stored_resp,
         body: body.into(),
     };
+    let weight = stored_weight(&value);
+    if policy.shared {
+        to_shared(gen, key, &vary, &tags, &fresh, &value);
+    }
     let mut st = gen.cache.store.borrow_mut();
     let Some(st) = st.as_mut() else {
         return false;
@@ -621,6 +666,30 @@ fn store<'r>(
         }
         Inserted::Rejected => false,
     }
+}
+
+/// Writes an entry to the shared tier in the background (for as long as it may be served).
+fn to_shared(
+    gen: &Generation,
+    key: &[u8],
+    vary: &[VaryPair],
+    tags: &[Box<[u8]>],
+    fresh: &Freshness,
+    value: &Stored,
+) {
+    let (Some(redis), Some(cfg)) = (gen.ratelimit.redis(), gen.cfg.redis.as_ref()) else {
+        return;
+    };
+    let bytes = crate::cache::shared::encode(vary, tags, fresh, value);
+    let ttl = fresh.keep_for().saturating_sub(fresh.initial_age);
+    if ttl == 0 {
+        return;
+    }
+    let (redis, prefix) = (redis.clone(), cfg.key_prefix.clone());
+    let (key, tags) = (key.to_vec(), tags.to_vec());
+    monoio::spawn(async move {
+        crate::cache::shared::put(&redis, &prefix, &key, bytes, tags, ttl).await;
+    });
 }
 
 /// A failed upstream call on a route with a stale entry inside stale-if-error: answers with it.

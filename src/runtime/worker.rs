@@ -337,6 +337,8 @@ pub async fn run(
             }
         }
     });
+    let poller = cur.clone();
+    monoio::spawn(async move { crate::cache::shared::follow_purges(poller).await });
     let flusher = cur.clone();
     monoio::spawn(async move {
         loop {
@@ -361,6 +363,10 @@ pub async fn run(
                 Control::Purge(what, reply) => {
                     let g = ctl.get();
                     let n = g.cache.purge(&what);
+                    if g.id == 0 {
+                        // one worker carries the purge to the shared tier and its log
+                        crate::cache::shared::purge_in_background(&g, what);
+                    }
                     if let Some(st) = g.cache.store.borrow().as_ref() {
                         g.stats.cache_bytes.set(st.bytes() as i64);
                         g.stats.cache_entries.set(st.len() as i64);
