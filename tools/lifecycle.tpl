@@ -31,12 +31,24 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    IP rules, the WAF's head rules ({{src/waf/mod.rs|pub fn inspect_head}}: raw path, decoded path, query
    arguments, cookies, inspected headers, each value in its decoded forms, {{src/waf/detect.rs|pub fn scan}}),
    client certificate, auth ({{src/proxy/filter.rs|let id = match gen.auth.authenticate}}), body size, rate limit
-   ({{src/proxy/filter.rs|Filter::RateLimit =>}}), query and header validation ({{src/validate/params.rs|pub fn check_query}}).
+   ({{src/proxy/filter.rs|Filter::RateLimit =>}}), query and header validation ({{src/validate/params.rs|pub fn check_query}}),
+   header transforms rendered from the request ({{src/transform/headers.rs|pub fn render(}}, values from
+   {{src/proxy/source.rs|impl Source for RequestValues}}) and a `?fields=` selection.
    A refusal goes to `answer` (step 9). Then, on routes whose filters read bodies, the request_body
    phase ({{src/proxy/inspect.rs|pub(super) async fn body_phase}}): the body is read behind the head up to
    its cap (100 Continue first when asked), and the WAF's body rules ({{src/waf/mod.rs|pub fn inspect_body}})
    and the JSON Schema ({{src/validate/schema.rs|pub fn check}}) look at it; the raw bytes stay in the
-   buffer and go upstream as a body that came with the head.
+   buffer and go upstream as a body that came with the head (or, with `request_body`, the transformed
+   body in their place).
+   On a route with `cache`, a GET or HEAD then meets the cache ({{src/proxy/cache.rs|pub(super) async fn serve}}):
+   the key is built while the view is at hand ({{src/proxy/cache.rs|pub(super) fn prepare}}), a fresh entry
+   (this worker's store, else the shared tier in Redis) answers at once, a stale one answers while a
+   background refresh runs, and a miss waits for a concurrent one of the same key or goes on to the
+   target collecting the response for the store ({{src/proxy/cache.rs|pub(super) fn complete}}: 304 to
+   our validators refreshes the entry, a 5xx may be answered with a stale one).
+   On a route with `aggregate`, the target is the fan-out instead ({{src/proxy/aggregate.rs|pub(super) async fn run}}):
+   every part rendered and sent at once through `subrequest::fetch` ({{src/proxy/subrequest.rs|pub(crate) async fn fetch}}),
+   documents merged into one ({{src/transform/merge.rs|pub fn merge}}).
 6. **Target.** `Target::Upstream` ({{src/proxy/target.rs|pub(super) async fn upstream}}) first takes
    the route's bulkhead slots ({{src/proxy/bulkhead.rs|pub async fn enter}}: route, shared pools,
    upstream; a full one queues or refuses), asks the circuit breaker ({{src/upstream/mod.rs|pub fn breaker_admit}})
@@ -59,7 +71,8 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    ({{src/proxy/target.rs|super::response_phase}}), then `relay::response`
    ({{src/proxy/relay.rs|pub(crate) async fn response}}) relays head and body into the target's sink
    ({{src/proxy/sink.rs|pub(crate) enum Sink}}): straight to the client, or, on a route whose filters
-   need the body (`response_fields`), into a buffer that the response-body phase rewrites before
+   need the body (`response_fields`, `response_body`, `?fields=`) or a cache fill, into a buffer that
+   the response-body phase rewrites before
    `relay::deliver` ({{src/proxy/relay.rs|pub(crate) async fn deliver}}) sends it. A clean
    upstream connection goes back to the pool.
 9. **The gateway's own answers.** Every 4xx/5xx the gateway makes itself leaves through `answer`
