@@ -341,3 +341,78 @@ fn unsafe_methods_invalidate_and_purge_reaches_every_worker() {
         assert_eq!(r.status, 400);
     });
 }
+
+#[test]
+fn per_user_entries_under_real_auth() {
+    use common::jwt::{claims, mint};
+    use jsonwebtoken::Algorithm;
+    const SECRET: &str = "cache-test-secret-0123456789abcdef";
+    std::env::set_var("CG_CACHE_JWT_SECRET", SECRET);
+    let up = Upstream::start(
+        "origin",
+        false,
+        Arc::new(|r: &Recorded| {
+            let who = r.header("x-user").unwrap_or_default();
+            MockResponse::new(200, format!("{{\"user\":\"{who}\"}}"))
+                .header("content-type", "application/json")
+        }),
+    );
+    let auth = "[[auth]]\nname = \"hs\"\ntype = \"jwt\"\nalgorithms = [\"HS256\"]\nsecret_env = \"CG_CACHE_JWT_SECRET\"\nclaims_to_headers = { sub = \"X-User\" }\n\n";
+    let routes = route_toml(
+        "mine",
+        "origin",
+        "path = \"/me\"\nauth = \"hs\"\ncache = { ttl = \"60s\", key = [\"identity\"] }",
+    ) + &route_toml(
+        "shared",
+        "origin",
+        "path = \"/feed\"\nauth = \"hs\"\ncache = { ttl = \"60s\" }",
+    );
+    let cfg = config(
+        "",
+        &(auth.to_string() + &upstream_toml("origin", &[up.addr], "") + &routes),
+    );
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        up.clear();
+        let mut c = Client::connect(gw.addr);
+        let token = |sub: &str| {
+            let t = mint(
+                Algorithm::HS256,
+                SECRET,
+                None,
+                claims(sub, serde_json::json!({})),
+            );
+            format!("Bearer {t}")
+        };
+        let (alice, bob) = (token("alice"), token("bob"));
+        let get = |c: &mut Client, path: &str, t: &str| {
+            c.request(&req("GET", path, "a.test", &[("authorization", t)], b""))
+        };
+        // key with identity: each caller their own entry
+        assert_eq!(x_cache(&get(&mut c, "/me", &alice)), "MISS", "[{driver}]");
+        let a2 = get(&mut c, "/me", &alice);
+        assert_eq!(
+            (x_cache(&a2), a2.body_str()),
+            ("HIT".into(), "{\"user\":\"alice\"}".into())
+        );
+        let b1 = get(&mut c, "/me", &bob);
+        assert_eq!(
+            (x_cache(&b1), b1.body_str()),
+            ("MISS".into(), "{\"user\":\"bob\"}".into())
+        );
+        let b2 = get(&mut c, "/me", &bob);
+        assert_eq!(
+            b2.body_str(),
+            "{\"user\":\"bob\"}",
+            "[{driver}] never alice's"
+        );
+        // a shared key on an authenticated route: not stored unless the upstream says public
+        let f1 = get(&mut c, "/feed", &alice);
+        let f2 = get(&mut c, "/feed", &bob);
+        assert_eq!((x_cache(&f1), x_cache(&f2)), ("MISS".into(), "MISS".into()));
+        assert_eq!(f2.body_str(), "{\"user\":\"bob\"}", "[{driver}]");
+        // no credentials: 401 before the cache is asked
+        let r = c.get("/me", "a.test");
+        assert_eq!(r.status, 401, "[{driver}]");
+    });
+}
