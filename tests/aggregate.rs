@@ -68,6 +68,14 @@ aggregate = [
 ]
 
 [[route]]
+name = "feed"
+path_template = "/api/feed/{id}"
+aggregate = [
+  { key = "mine", upstream = "orders", path = "/orders?user={id}", append = "items" },
+  { key = "profile", upstream = "users", path = "/users/{id}", append = "items", cache_ttl = "60s" },
+]
+
+[[route]]
 name = "flat"
 path_template = "/api/flat/{id}"
 aggregate = [
@@ -162,4 +170,31 @@ fn a_hostile_path_parameter_stays_inside_its_segment() {
         seen.contains(&"/users/a%3Fx=1%23y%20z".to_string()),
         "{seen:?}"
     );
+}
+
+#[test]
+fn parts_append_to_one_array_and_cached_parts_skip_the_upstream() {
+    let (users, orders, recs) = services();
+    let cfg = gateway_config(&users, &orders, &recs);
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&cfg, driver);
+        users.clear();
+        let mut c = Client::connect(gw.addr);
+        for _ in 0..3 {
+            let r = c.get("/api/feed/42", "a.test");
+            assert_eq!(r.status, 200, "[{driver}] {}", r.body_str());
+            assert_eq!(
+                r.body_str(),
+                r#"{"items":[{"q":"/orders?user=42","lang":""},{ "id": 42, "name": "Ada",  "n": 12345678901234567890123 }]}"#,
+                "[{driver}]"
+            );
+        }
+        // the profile part came from the worker's cache after the first call
+        let calls = users
+            .requests()
+            .iter()
+            .filter(|r| r.target == "/users/42")
+            .count();
+        assert_eq!(calls, 1, "[{driver}]");
+    });
 }

@@ -38,6 +38,8 @@ pub(crate) struct RawPart {
     pub timeout: Option<DurationValue>,
     pub max_body: Option<SizeValue>,
     pub merge: Option<String>,
+    pub append: Option<String>,
+    pub cache_ttl: Option<DurationValue>,
 }
 
 /// One call of an aggregate.
@@ -60,7 +62,12 @@ pub struct AggregatePart {
     pub timeout: Option<Duration>,
     /// Largest body accepted from this part.
     pub max_body: usize,
-    /// Under `key`, or spliced into the root object (`merge = "root"`).
+    /// `cache_ttl`: the part's successful responses are kept in the worker's response cache
+    /// this long (unless the upstream says shorter, `no-store` or `private`), keyed by what the
+    /// part sends (target, passed headers, caller).
+    pub cache_ttl: Option<Duration>,
+    /// Under `key`, spliced into the root object (`merge = "root"`), or appended to a shared
+    /// array (`append = "items"`).
     pub placement: Placement,
 }
 
@@ -167,9 +174,27 @@ pub(super) fn aggregate(
             .timeout
             .map(|t| cx.duration(pp.key("timeout"), Some(t), 1, false));
         let max_body = cx.size(pp.key("max_body"), r.max_body, DEFAULT_PART_MAX_BODY, 1);
+        let cache_ttl = r
+            .cache_ttl
+            .map(|t| cx.duration(pp.key("cache_ttl"), Some(t), 1, false));
         let placement = match r.merge.as_deref() {
+            None | Some("key") if r.append.is_some() => match r.append.as_deref() {
+                Some(a) if !a.is_empty() && a != "errors" => Some(Placement::Append(a.into())),
+                Some(a) => {
+                    cx.err(
+                        pp.key("append"),
+                        format!("\"{a}\" (a member name other than \"errors\")"),
+                    );
+                    None
+                }
+                None => None,
+            },
             None | Some("key") => key.clone().map(Placement::Key),
             Some("root") => Some(Placement::Root),
+            Some(_) if r.append.is_some() => {
+                cx.err(pp.key("merge"), "give merge or append, not both");
+                None
+            }
             Some(other) => {
                 cx.err(
                     pp.key("merge"),
@@ -191,6 +216,7 @@ pub(super) fn aggregate(
                 timeout: part_timeout,
                 max_body: usize::try_from(max_body).unwrap_or(usize::MAX),
                 placement,
+                cache_ttl,
             });
         }
     }

@@ -90,12 +90,21 @@ pub(super) fn aggregate(cfg: &Config, a: &Aggregate) -> Value {
             ("required", Some(Value::Boolean(p.required))),
             ("timeout", p.timeout.and_then(duration)),
             ("max_body", int(p.max_body as u64)),
+            ("cache_ttl", p.cache_ttl.and_then(duration)),
             (
                 "merge",
                 s(match p.placement {
                     Placement::Root => "root",
-                    Placement::Key(_) => "key",
-                }),
+                    Placement::Key(_) | Placement::Append(_) => "key",
+                })
+                .filter(|_| !matches!(p.placement, Placement::Append(_))),
+            ),
+            (
+                "append",
+                match &p.placement {
+                    Placement::Append(a) => s(a),
+                    _ => None,
+                },
             ),
         ])
     });

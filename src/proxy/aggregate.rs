@@ -27,8 +27,9 @@ use crate::http::rewrite::push_header;
 use crate::runtime::worker::Generation;
 use crate::transform::merge::{self, Outcome as PartOutcome, Part};
 
-/// One part's rendered request, or why it could not be rendered.
-pub(super) type PartRequest = Result<Vec<u8>, String>;
+/// One part's rendered request (and its cache key when the part has `cache_ttl`), or why it
+/// could not be rendered.
+pub(super) type PartRequest = Result<(Vec<u8>, Option<Vec<u8>>), String>;
 
 /// What the aggregate needs from the request (besides the rendered part requests).
 pub(super) struct AggregateCall<'a> {
@@ -55,13 +56,32 @@ pub(super) fn requests(
             if let Err(missing) = part.path.render(src, &mut out) {
                 return Err(format!("no value for {}", missing.0));
             }
+            // a cached part's key: what it sends that can change its answer
+            let mut key = part.cache_ttl.map(|_| {
+                let mut k = b"\0aggregate\0".to_vec();
+                k.extend_from_slice(gen.upstreams[part.upstream].name.as_bytes());
+                k.push(0);
+                k.extend_from_slice(&out);
+                k
+            });
             out.extend_from_slice(b" HTTP/1.1\r\n");
             let up = &gen.upstreams[part.upstream];
             push_header(&mut out, b"host", up.host_text[0].as_bytes());
             for name in &part.headers {
                 for v in src.view.fields.all(name.as_bytes()) {
                     push_header(&mut out, name.as_bytes(), v);
+                    if let Some(k) = key.as_mut() {
+                        push_header(k, name.as_bytes(), v);
+                    }
                 }
+            }
+            if let (Some(k), Some(id)) = (key.as_mut(), src.identity) {
+                let who = id
+                    .subject
+                    .as_deref()
+                    .or(id.consumer.as_deref())
+                    .unwrap_or_default();
+                push_header(k, b"identity", who.as_bytes());
             }
             push_header(&mut out, b"x-forwarded-for", src.view.peer.ip.as_bytes());
             let proto: &[u8] = if https { b"https" } else { b"http" };
@@ -73,7 +93,10 @@ pub(super) fn requests(
             }
             out.extend_from_slice(req_lines);
             out.extend_from_slice(b"\r\n");
-            Ok(out)
+            if let Some(k) = key.as_mut() {
+                k.extend_from_slice(req_lines);
+            }
+            Ok((out, key))
         })
         .collect()
 }
@@ -88,10 +111,13 @@ enum Got {
 
 /// Fetches one part within `deadline`.
 async fn one(gen: &Generation, part: &AggregatePart, req: PartRequest, deadline: Instant) -> Got {
-    let mut req = match req {
+    let (mut req, key) = match req {
         Ok(r) => r,
         Err(why) => return Got::Unrendered(why),
     };
+    if let Some(hit) = key.as_deref().and_then(|k| super::cache::part_hit(gen, k)) {
+        return Got::Response(hit);
+    }
     let deadline = match part.timeout {
         Some(t) => deadline.min(Instant::now() + t),
         None => deadline,
@@ -101,7 +127,14 @@ async fn one(gen: &Generation, part: &AggregatePart, req: PartRequest, deadline:
     let head = part.method == "HEAD";
     let fetch = subrequest::fetch(gen, up, &mut req, idempotent, head, part.max_body);
     match monoio::time::timeout_at(deadline, fetch).await {
-        Ok(Ok(f)) => Got::Response(f),
+        Ok(Ok(f)) => {
+            if let (Some(k), Some(ttl), true) =
+                (key, part.cache_ttl, (200..300).contains(&f.resp.status))
+            {
+                super::cache::part_fill(gen, &k, ttl, part.max_body, &f);
+            }
+            Got::Response(f)
+        }
         Ok(Err(e)) => Got::Failed(e),
         Err(_) => Got::Failed(FetchError::Timeout),
     }

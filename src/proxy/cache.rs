@@ -762,6 +762,71 @@ fn refresh_in_background(
     });
 }
 
+/// A cached aggregation part's fresh response (a copy), when the worker's store has one.
+pub(super) fn part_hit(gen: &Generation, key: &[u8]) -> Option<super::subrequest::Fetched> {
+    let now = Instant::now();
+    let e = gen
+        .cache
+        .store
+        .borrow_mut()
+        .as_mut()?
+        .lookup(key, now, &|_| None)?;
+    if e.fresh.get().staleness(now) != Staleness::Fresh {
+        return None;
+    }
+    Some(super::subrequest::Fetched {
+        head: e.value.head.to_vec(),
+        resp: e.value.resp.clone(),
+        body: e.value.body.to_vec(),
+    })
+}
+
+/// Keeps an aggregation part's successful response for `ttl` (`cache_ttl`), under the same
+/// storability rules as a route's cache (its key names the caller when there is one).
+pub(super) fn part_fill(
+    gen: &Generation,
+    key: &[u8],
+    ttl: std::time::Duration,
+    max: usize,
+    f: &super::subrequest::Fetched,
+) {
+    if f.body.len() > max {
+        return;
+    }
+    let policy = CachePolicy {
+        ttl,
+        max_entry: max,
+        key: Vec::new(),
+        vary: Vec::new(),
+        stale_while_revalidate: std::time::Duration::ZERO,
+        stale_if_error: std::time::Duration::ZERO,
+        statuses: vec![200, 203],
+        share_authenticated: true,
+        coalesce: false,
+        shared: false,
+    };
+    let fill = Fill {
+        policy: Rc::new(policy.clone()),
+        stale: None,
+        conditional: false,
+        request_time: unix_now(),
+        authed: false,
+        store: true,
+    };
+    let now = Instant::now();
+    store(
+        gen,
+        &policy,
+        key,
+        &fill,
+        &f.head,
+        &f.resp,
+        &f.body,
+        &|_| None,
+        now,
+    );
+}
+
 /// After a successful unsafe request (POST, PUT, PATCH, DELETE...) on a cached route, every
 /// entry of its path goes (RFC 9111 §4.4).
 pub(super) fn invalidate(gen: &Generation, path: &[u8]) {

@@ -24,6 +24,10 @@ pub enum Placement {
     /// The part's top-level object members spliced into the result (a later part's member
     /// replaces an earlier one of the same name, at the earlier position).
     Root,
+    /// The part's document appended to the array under this member name (a document that is
+    /// itself an array adds its items); parts appending to one name share one array, in part
+    /// order, placed where the first of them would be. A failed part adds nothing.
+    Append(String),
 }
 
 /// What a part brought back.
@@ -69,6 +73,7 @@ const MAX_BODY_DEPTH: usize = 126;
 /// 0), in part order, after all other members; it then replaces any member a part wrote under that
 /// name.
 pub fn merge(parts: &[Part<'_>], out: &mut Vec<u8>) -> Vec<usize> {
+    let arrays = appended(parts);
     let mut members = Members::default();
     let mut failed = Vec::new();
     let mut errors: Vec<(&str, u16, &str)> = Vec::new();
@@ -79,6 +84,13 @@ pub fn merge(parts: &[Part<'_>], out: &mut Vec<u8>) -> Vec<usize> {
         };
         match body {
             Ok(Body::Key(name, raw)) => members.put(Cow::Borrowed(name), Name::Plain, Some(raw)),
+            Ok(Body::Append(name)) => {
+                let array = arrays
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, a)| a.as_str());
+                members.put(Cow::Borrowed(name), Name::Plain, array);
+            }
             Ok(Body::Root(list)) => {
                 for (key, raw) in list {
                     let spelling = match key.0 {
@@ -91,8 +103,16 @@ pub fn merge(parts: &[Part<'_>], out: &mut Vec<u8>) -> Vec<usize> {
             Err((status, error)) => {
                 failed.push(i);
                 errors.push((part.name, status, error));
-                if let Placement::Key(name) = part.placement {
-                    members.put(Cow::Borrowed(name), Name::Plain, None);
+                match part.placement {
+                    Placement::Key(name) => members.put(Cow::Borrowed(name), Name::Plain, None),
+                    Placement::Append(name) if !members.at.contains_key(name.as_str()) => {
+                        let array = arrays
+                            .iter()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, a)| a.as_str());
+                        members.put(Cow::Borrowed(name), Name::Plain, array);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -135,12 +155,52 @@ pub fn merge(parts: &[Part<'_>], out: &mut Vec<u8>) -> Vec<usize> {
     failed
 }
 
+/// The arrays of [`Placement::Append`] parts, one per name (`[]` when none of its parts brought a
+/// document): the raw documents (an array's items) joined in part order.
+fn appended(parts: &[Part<'_>]) -> Vec<(String, String)> {
+    let mut arrays: Vec<(String, Vec<&str>)> = Vec::new();
+    for part in parts {
+        let Placement::Append(name) = part.placement else {
+            continue;
+        };
+        let at = match arrays.iter().position(|(n, _)| n == name) {
+            Some(i) => i,
+            None => {
+                arrays.push((name.clone(), Vec::new()));
+                arrays.len() - 1
+            }
+        };
+        let Outcome::Json(body) = part.outcome else {
+            continue;
+        };
+        let Ok(raw) = serde_json::from_slice::<&RawValue>(body) else {
+            continue;
+        };
+        let text = raw.get();
+        if depth(text) > MAX_BODY_DEPTH {
+            continue;
+        }
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(items) if text.starts_with('[') => {
+                arrays[at].1.extend(items.iter().map(|i| i.get()))
+            }
+            _ => arrays[at].1.push(text),
+        }
+    }
+    arrays
+        .into_iter()
+        .map(|(n, items)| (n, format!("[{}]", items.join(","))))
+        .collect()
+}
+
 /// A body that passed validation.
 enum Body<'a> {
     /// Member name, raw document.
     Key(&'a str, &'a str),
     /// The object's members.
     Root(Vec<(Key<'a>, &'a RawValue)>),
+    /// Goes into the array of this name (built by [`appended`]).
+    Append(&'a str),
 }
 
 /// How a member name is written: as it appeared in a body (already JSON-escaped, verbatim), or
@@ -166,6 +226,7 @@ fn parse<'a>(body: &'a [u8], placement: &'a Placement) -> Result<Body<'a>, (u16,
             Ok(Body::Root(list))
         }
         Placement::Root => Err(NOT_JSON),
+        Placement::Append(name) => Ok(Body::Append(name)),
     }
 }
 
@@ -464,6 +525,57 @@ mod tests {
         assert_eq!(
             out,
             r#"{"a":1,"x":null,"errors":[{"part":"x","status":502,"error":"bad_status"}]}"#
+        );
+    }
+
+    #[test]
+    fn append_parts_share_one_array() {
+        let a = Placement::Append("items".into());
+        let k = Placement::Key("meta".into());
+        let parts = [
+            Part {
+                name: "p1",
+                placement: &a,
+                outcome: Outcome::Json(br#"[{"id":1}, {"id":2}]"#),
+            },
+            Part {
+                name: "m",
+                placement: &k,
+                outcome: Outcome::Json(b"{}"),
+            },
+            Part {
+                name: "p2",
+                placement: &a,
+                outcome: Outcome::Failed {
+                    status: 503,
+                    error: "bad_status",
+                },
+            },
+            Part {
+                name: "p3",
+                placement: &a,
+                outcome: Outcome::Json(br#"{"id": 3}"#),
+            },
+        ];
+        let mut out = Vec::new();
+        assert_eq!(merge(&parts, &mut out), [2]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"items":[{"id":1},{"id":2},{"id": 3}],"meta":{},"errors":[{"part":"p2","status":503,"error":"bad_status"}]}"#
+        );
+        let only_failed = [Part {
+            name: "x",
+            placement: &a,
+            outcome: Outcome::Failed {
+                status: 0,
+                error: "timeout",
+            },
+        }];
+        let mut out = Vec::new();
+        merge(&only_failed, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"items":[],"errors":[{"part":"x","error":"timeout"}]}"#
         );
     }
 }
