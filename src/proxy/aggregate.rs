@@ -115,7 +115,10 @@ async fn one(gen: &Generation, part: &AggregatePart, req: PartRequest, deadline:
         Ok(r) => r,
         Err(why) => return Got::Unrendered(why),
     };
-    if let Some(hit) = key.as_deref().and_then(|k| super::cache::part_hit(gen, k)) {
+    if let Some(hit) = key
+        .as_deref()
+        .and_then(|k| super::cache_fill::part_hit(gen, k))
+    {
         return Got::Response(hit);
     }
     let deadline = match part.timeout {
@@ -131,7 +134,7 @@ async fn one(gen: &Generation, part: &AggregatePart, req: PartRequest, deadline:
             if let (Some(k), Some(ttl), true) =
                 (key, part.cache_ttl, (200..300).contains(&f.resp.status))
             {
-                super::cache::part_fill(gen, &k, ttl, part.max_body, &f);
+                super::cache_fill::part_fill(gen, &k, ttl, part.max_body, &f);
             }
             Got::Response(f)
         }

@@ -29,6 +29,7 @@
 mod aggregate;
 pub mod bulkhead;
 mod cache;
+mod cache_fill;
 mod duplex;
 mod exchange;
 pub mod filter;

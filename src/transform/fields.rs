@@ -179,7 +179,7 @@ fn is_container(v: &RawValue) -> bool {
 
 /// A member name: borrowed when the document wrote it without escapes (then it is copied back
 /// verbatim), owned (unescaped) otherwise.
-struct Key<'a>(Cow<'a, str>);
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
 
 impl Key<'_> {
     fn write(&self, out: &mut Vec<u8>) {
@@ -216,8 +216,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// An object's members in document order, values unparsed.
-struct Members<'a>(Vec<(Key<'a>, &'a RawValue)>);
+/// An object's members in document order, values unparsed (also the aggregate merge's reader).
+pub(crate) struct Members<'a>(pub(crate) Vec<(Key<'a>, &'a RawValue)>);
 
 impl<'de> Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
