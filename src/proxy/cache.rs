@@ -58,7 +58,10 @@ pub(super) struct Lookup {
 
 /// An outcome's index in `RouteStats::cache`.
 fn outcome(label: &str) -> usize {
-    CACHE_OUTCOMES.iter().position(|&o| o == label).unwrap_or(0)
+    CACHE_OUTCOMES
+        .iter()
+        .position(|o| o.eq_ignore_ascii_case(label))
+        .unwrap_or(0)
 }
 
 /// What a cached route does with a request.
@@ -253,8 +256,7 @@ pub(super) async fn serve(
         ..*call
     };
     let out = target::upstream(gen, c, resp, &call, &mut sink).await;
-    let label = c.cache_label.to_ascii_lowercase();
-    stats.cache[outcome(&label)].inc();
+    stats.cache[outcome(c.cache_label)].inc();
     drop(leader);
     out
 }
