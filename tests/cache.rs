@@ -17,6 +17,8 @@ use std::sync::Arc;
 struct Knobs {
     version: AtomicUsize,
     failing: AtomicBool,
+    /// Answers only after the gateway's response_timeout (2 s).
+    hanging: AtomicBool,
 }
 
 fn origin(knobs: Arc<Knobs>) -> Upstream {
@@ -62,6 +64,9 @@ fn origin(knobs: Arc<Knobs>) -> Upstream {
                 "/slow" => json(format!("{{\"v\":{v}}}")).delay_ms(300),
                 "/swr" => json(format!("{{\"v\":{v}}}"))
                     .header("cache-control", "max-age=1, stale-while-revalidate=30"),
+                "/sie" if knobs.hanging.load(Ordering::SeqCst) => {
+                    json(format!("{{\"v\":{v}}}")).delay_ms(3000)
+                }
                 "/sie" => json(format!("{{\"v\":{v}}}"))
                     .header("cache-control", "max-age=1, stale-if-error=60"),
                 _ => MockResponse::new(404, "nope"),
@@ -270,6 +275,14 @@ fn revalidation_stale_answers_and_coalescing() {
         assert_eq!(r.status, 200, "[{driver}] never the 500");
         assert!(r.body_str().contains("\"v\":3"));
         knobs.failing.store(false, Ordering::SeqCst);
+        // ...and when it does not answer in time (no response head: the exchange's 504 path);
+        // the connection stays usable
+        knobs.hanging.store(true, Ordering::SeqCst);
+        let r = c.get("/sie", "a.test");
+        assert_eq!((r.status, x_cache(&r)), (200, "STALE".into()), "[{driver}]");
+        assert!(r.body_str().contains("\"v\":3"), "[{driver}]");
+        knobs.hanging.store(false, Ordering::SeqCst);
+        assert_eq!(c.get("/plain", "a.test").status, 200, "[{driver}]");
 
         // coalescing: 8 concurrent misses of one key, one upstream call
         let before = count(&up, "/slow");

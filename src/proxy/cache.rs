@@ -193,14 +193,14 @@ pub(super) async fn serve(
         match f.staleness(now) {
             Staleness::Fresh if accepts => {
                 stats.cache[outcome("hit")].inc();
-                return answer_entry(gen, c, call, e, "HIT", lk.head_only).await;
+                return answer_entry(gen, c, call, e, "HIT", lk.head_only, Consumed::Head).await;
             }
             Staleness::Revalidate if accepts && !lk.req_cc.no_cache => {
                 stats.cache[outcome("stale")].inc();
                 if !e.refreshing.get() {
                     super::cache_fill::refresh_in_background(gen, c, call, e, policy);
                 }
-                return answer_entry(gen, c, call, e, "STALE", lk.head_only).await;
+                return answer_entry(gen, c, call, e, "STALE", lk.head_only, Consumed::Head).await;
             }
             _ => {}
         }
@@ -224,7 +224,7 @@ pub(super) async fn serve(
                     let f = e.fresh.get();
                     if f.staleness(Instant::now()) == Staleness::Fresh {
                         stats.cache[outcome("coalesced")].inc();
-                        return answer_entry(gen, c, call, &e, "HIT", false).await;
+                        return answer_entry(gen, c, call, &e, "HIT", false, Consumed::Head).await;
                     }
                 }
             }
@@ -321,11 +321,13 @@ async fn answer_entry(
     e: &CachedEntry,
     label: &'static str,
     head_only: bool,
+    consumed: Consumed,
 ) -> Outcome {
     let st = &e.value;
-    // (the head leaves the buffer with keep_after: read the validators first)
-    let not_modified = client_matches(c, st);
-    let keep = super::keep_after(gen, c, Consumed::Head);
+    // the client's validators, while its head is still in the buffer (keep_after takes it out;
+    // after a failed exchange it is gone already, and the full answer goes)
+    let not_modified = matches!(consumed, Consumed::Head) && client_matches(c, st);
+    let keep = super::keep_after(gen, c, consumed);
     c.cache_label = label;
     super::response_phase(c, call.filters, Some((&st.resp, &st.head)));
     push_age(&mut c.extra, e.fresh.get().age(Instant::now()));
@@ -499,9 +501,10 @@ pub(super) async fn stale_on_error(
     gen: &Generation,
     c: &mut ClientConn,
     call: &Call<'_>,
+    consumed: Consumed,
 ) -> Option<Outcome> {
     let e = call.cache?.stale_on_error()?.clone();
-    Some(answer_entry(gen, c, call, &e, "STALE", false).await)
+    Some(answer_entry(gen, c, call, &e, "STALE", false, consumed).await)
 }
 
 /// After a successful unsafe request (POST, PUT, PATCH, DELETE...) on a cached route, every

@@ -421,6 +421,7 @@ async fn read_head(cur: &Current, c: &mut ClientConn, first: bool) -> Result<Hea
 }
 
 /// How much of the request the connection has consumed when the gateway answers it.
+#[derive(Clone, Copy)]
 pub(crate) enum Consumed {
     /// Only the head: it leaves the buffer, and the connection may stay open only when no body
     /// follows it (a body we do not read leaves the connection's framing unknown).

@@ -268,7 +268,7 @@ pub(super) async fn upstream(
             };
             up.breaker_record(StdInstant::now(), end, trial);
             let consumed = read(&body);
-            if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+            if let Some(stale) = super::cache::stale_on_error(gen, c, call, consumed).await {
                 return stale;
             }
             if e.kind == ErrorKind::NoHealthyUpstream {
@@ -382,11 +382,11 @@ pub(super) async fn upstream(
         }
         Err(relay::RelayFail::BadUpstream(reason)) => {
             c.info.upstream_us = None;
-            if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+            let consumed = read(&body);
+            if let Some(stale) = super::cache::stale_on_error(gen, c, call, consumed).await {
                 return stale;
             }
             let e = Reply::new(ErrorKind::BadUpstreamResponse { reason });
-            let consumed = read(&body);
             answer(
                 gen,
                 c,
@@ -470,7 +470,7 @@ async fn refuse(
     why: Refusal,
     consumed: Consumed,
 ) -> Outcome {
-    if let Some(stale) = super::cache::stale_on_error(gen, c, call).await {
+    if let Some(stale) = super::cache::stale_on_error(gen, c, call, consumed).await {
         return stale;
     }
     let route = &gen.cfg.routes[call.route];
