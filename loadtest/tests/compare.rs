@@ -56,8 +56,8 @@ fn compare_coregate_relay_and_maybe_nginx() {
         .unwrap();
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let raw = std::fs::read_to_string(&json).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let _ = std::fs::remove_file(&json);
     let runs = doc["runs"].as_array().expect("runs");
     for proxy in ["coregate", "relay"] {
@@ -71,6 +71,9 @@ fn compare_coregate_relay_and_maybe_nginx() {
             assert_eq!(r["round"], 1);
             assert!(r["result"]["requests"].as_u64().unwrap() > 0, "{r:#}");
             assert!(r["cpu_us_per_req"].as_f64().unwrap() > 0.0, "{r:#}");
+            // Compact: the histogram is one encoded string, no per-second timeline.
+            assert!(r["result"]["histogram"].is_string(), "{r:#}");
+            assert!(r["result"].get("timeline").is_none(), "{r:#}");
         }
     }
     assert!(runs.iter().any(|r| r["driver"] == "uring"));
@@ -94,6 +97,9 @@ fn compare_coregate_relay_and_maybe_nginx() {
         "{all}"
     );
     let medians = doc["medians"].as_array().expect("medians");
+    assert_eq!(doc["histogram_encoding"], "hdrhistogram-v2-deflate-base64");
+    // One line per run and per median, plus the head and three bracket lines.
+    assert_eq!(raw.lines().count(), runs.len() + medians.len() + 4, "{raw}");
     let expect = if nginx_ran { 6 } else { 4 };
     assert_eq!(medians.len(), expect, "{doc:#}");
 }

@@ -67,10 +67,15 @@ pub struct CompareOptions {
     /// coregate IO drivers to include: uring, epoll or both.
     #[arg(long, default_value = "uring")]
     pub drivers: String,
+    /// coregate again with extra flags, as its own row (repeatable): `NAME=FLAGS`, e.g.
+    /// `--variant "nodefer=--no-defer-taskrun"`; labelled `coregate-DRIVER-NAME`.
+    #[arg(long)]
+    pub variant: Vec<String>,
     /// Proxies to include: any of coregate, nginx, haproxy, relay.
     #[arg(long, default_value = "coregate,nginx,haproxy,relay")]
     pub only: String,
-    /// Write every run and the medians as JSON.
+    /// Write every run and the medians as compact JSON: one line per run, each run's latency
+    /// histogram as HdrHistogram's V2 deflate encoding in base64, no per-second timeline.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write an HTML report (one run per proxy and scenario, plus the tables).
@@ -111,13 +116,20 @@ pub fn main(args: CompareArgs) -> u8 {
 }
 
 fn make_plan(a: &CompareOptions) -> Result<Plan, String> {
-    let proxies = plan::proxies(&a.only, &a.drivers)?;
+    let variants = (a.variant.iter())
+        .map(|v| plan::parse_variant(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    let proxies = plan::proxies(&a.only, &a.drivers, &variants)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own binary: {e}"))?;
     let coregate = match &a.coregate {
         Some(p) => p.clone(),
         None => exe.with_file_name("coregate"),
     };
-    if proxies.iter().any(|p| matches!(p, Proxy::Coregate(_))) && !coregate.is_file() {
+    if proxies
+        .iter()
+        .any(|p| matches!(p, Proxy::Coregate(_) | Proxy::CoregateWith(..)))
+        && !coregate.is_file()
+    {
         return Err(format!(
             "coregate binary not found at {} (build it with `cargo build --release`, or pass --coregate PATH)",
             coregate.display()
@@ -179,6 +191,7 @@ struct Skipped {
     reason: String,
 }
 
+/// The head of the `--json` document; `report::doc_json` adds the runs and the medians.
 #[derive(Serialize)]
 struct Doc<'a> {
     proxy_cpu: usize,
@@ -188,8 +201,6 @@ struct Doc<'a> {
     duration: &'a str,
     warmup: &'a str,
     skipped: &'a [Skipped],
-    runs: &'a [Record],
-    medians: &'a [report::Summary],
 }
 
 /// Runs every scenario; returns the number of failures (runs or proxies that did not start).
@@ -232,10 +243,8 @@ fn execute(plan: &Plan, args: &CompareOptions) -> Result<usize, String> {
             duration: &plan.duration,
             warmup: &plan.warmup,
             skipped: &skipped,
-            runs: &records,
-            medians: &sums,
         };
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        let text = report::doc_json(&doc, &records, &sums)?;
         write(path, &text)?;
     }
     if let Some(path) = &args.html {
@@ -277,7 +286,10 @@ fn run_all(
                     });
                     // nginx and HAProxy are optional outside tools, like a missing install; ours
                     // failing is a failure.
-                    if matches!(p, Proxy::Coregate(_) | Proxy::Relay) {
+                    if matches!(
+                        p,
+                        Proxy::Coregate(_) | Proxy::CoregateWith(..) | Proxy::Relay
+                    ) {
                         failures += 1;
                     }
                 }

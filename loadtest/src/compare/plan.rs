@@ -9,6 +9,9 @@ use std::path::PathBuf;
 pub enum Proxy {
     /// coregate with the given IO driver ("uring" or "epoll").
     Coregate(&'static str),
+    /// coregate with a driver and extra command-line flags (`--variant`), to measure a setting
+    /// on and off in the same run.
+    CoregateWith(&'static str, &'static Variant),
     Nginx,
     Haproxy,
     /// `coregate-load relay`: a bare TCP relay, the CPU-per-request floor.
@@ -19,7 +22,7 @@ impl Proxy {
     /// The name used in `--only` and in the JSON `proxy` field.
     pub fn name(self) -> &'static str {
         match self {
-            Proxy::Coregate(_) => "coregate",
+            Proxy::Coregate(_) | Proxy::CoregateWith(..) => "coregate",
             Proxy::Nginx => "nginx",
             Proxy::Haproxy => "haproxy",
             Proxy::Relay => "relay",
@@ -29,7 +32,7 @@ impl Proxy {
     /// coregate's driver, `None` for the others.
     pub fn driver(self) -> Option<&'static str> {
         match self {
-            Proxy::Coregate(d) => Some(d),
+            Proxy::Coregate(d) | Proxy::CoregateWith(d, _) => Some(d),
             _ => None,
         }
     }
@@ -38,9 +41,45 @@ impl Proxy {
     pub fn label(self) -> String {
         match self {
             Proxy::Coregate(d) => format!("coregate-{d}"),
+            Proxy::CoregateWith(d, v) => format!("coregate-{d}-{}", v.name),
             p => p.name().to_string(),
         }
     }
+
+    /// Extra flags for coregate's command line.
+    pub fn extra_args(self) -> &'static [String] {
+        match self {
+            Proxy::CoregateWith(_, v) => &v.args,
+            _ => &[],
+        }
+    }
+}
+
+/// `--variant NAME=FLAGS`: coregate run again with these flags, labelled `coregate-DRIVER-NAME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+/// Parses `nodefer=--no-defer-taskrun` or `small=--relay-buffer 0`; the value is split on
+/// whitespace. The variants live for the whole process (leaked once, at start-up).
+pub fn parse_variant(s: &str) -> Result<&'static Variant, String> {
+    let (name, args) = s
+        .split_once('=')
+        .ok_or_else(|| format!("--variant: `{s}` is not NAME=FLAGS"))?;
+    let name = name.trim();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("--variant: `{name}` must be letters, digits or _"));
+    }
+    let args: Vec<String> = args.split_whitespace().map(String::from).collect();
+    if args.is_empty() {
+        return Err(format!("--variant {name}: no flags given"));
+    }
+    Ok(Box::leak(Box::new(Variant {
+        name: name.into(),
+        args,
+    })))
 }
 
 /// A load mode: closed loop, or open loop at a fixed rate (requests per second).
@@ -122,7 +161,11 @@ pub fn parse_duration(flag: &str, s: &str) -> Result<f64, String> {
 }
 
 /// The proxies to run, in order: coregate per driver, nginx, HAProxy, then the relay floor.
-pub fn proxies(only: &str, drivers: &str) -> Result<Vec<Proxy>, String> {
+pub fn proxies(
+    only: &str,
+    drivers: &str,
+    variants: &[&'static Variant],
+) -> Result<Vec<Proxy>, String> {
     let mut want = Vec::new();
     for name in only.split(',').map(str::trim) {
         match name {
@@ -152,7 +195,10 @@ pub fn proxies(only: &str, drivers: &str) -> Result<Vec<Proxy>, String> {
     }
     let mut out = Vec::new();
     if want.contains(&"coregate") {
-        out.extend(drv.iter().map(|d| Proxy::Coregate(d)));
+        for d in &drv {
+            out.push(Proxy::Coregate(d));
+            out.extend(variants.iter().map(|v| Proxy::CoregateWith(d, v)));
+        }
     }
     for (name, p) in [
         ("nginx", Proxy::Nginx),
@@ -292,7 +338,7 @@ mod tests {
 
     #[test]
     fn proxy_selection() {
-        let p = proxies("relay,coregate,nginx", "epoll,uring").unwrap();
+        let p = proxies("relay,coregate,nginx", "epoll,uring", &[]).unwrap();
         assert_eq!(
             p,
             vec![
@@ -303,11 +349,23 @@ mod tests {
             ]
         );
         assert_eq!(p[0].label(), "coregate-epoll");
-        assert!(proxies("coregate,envoy", "uring")
+        assert!(proxies("coregate,envoy", "uring", &[])
             .unwrap_err()
             .contains("envoy"));
-        assert!(proxies("coregate", "kqueue").is_err());
-        assert!(proxies("", "uring").is_err());
+        assert!(proxies("coregate", "kqueue", &[]).is_err());
+        assert!(proxies("", "uring", &[]).is_err());
+        let v = parse_variant("nodefer=--no-defer-taskrun --ring-entries 256").unwrap();
+        assert_eq!(v.args, ["--no-defer-taskrun", "--ring-entries", "256"]);
+        let p = proxies("coregate", "uring", &[v]).unwrap();
+        assert_eq!(
+            p,
+            vec![Proxy::Coregate("uring"), Proxy::CoregateWith("uring", v)]
+        );
+        assert_eq!(p[1].label(), "coregate-uring-nodefer");
+        assert_eq!(p[1].name(), "coregate");
+        assert!(parse_variant("nodefer").is_err());
+        assert!(parse_variant("a b=--x").is_err());
+        assert!(parse_variant("x=").is_err());
     }
 
     #[test]

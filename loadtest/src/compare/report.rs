@@ -1,12 +1,25 @@
 //! `compare`'s results: one record per run, medians per (scenario, proxy), the printed tables, the
 //! JSON document and the HTML tables appended to the stats report.
+//!
+//! The JSON document is compact: one line per run record and per median. A record keeps its scalar
+//! fields and percentiles; its latency histogram is one string, HdrHistogram's V2 compressed
+//! (deflate) encoding in standard base64 (`HISTOGRAM_ENCODING`), which any HdrHistogram library
+//! decodes. The per-second timeline is left out.
 
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use serde::Serialize;
 
-use crate::stats::model::RunResult;
+use crate::stats::hist;
+use crate::stats::model::{Errors, Percentiles, RunResult};
+
+/// What a run record's `result.histogram` string holds.
+pub const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-deflate-base64";
 
 /// One load run against one proxy.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Record {
     /// "coregate", "nginx", "haproxy" or "relay".
     pub proxy: String,
@@ -40,6 +53,119 @@ impl Record {
             self.rate,
         )
     }
+}
+
+/// A record as the JSON document holds it: `Record` with `RunResult`'s scalars and percentiles, the
+/// histogram encoded, no timeline.
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    proxy: &'a str,
+    driver: Option<&'a str>,
+    label: &'a str,
+    body_size: u64,
+    connections: u64,
+    mode: &'a str,
+    rate: Option<u64>,
+    round: usize,
+    cpu_us_per_req: Option<f64>,
+    result: ResultJson<'a>,
+}
+
+#[derive(Serialize)]
+struct ResultJson<'a> {
+    target: &'a str,
+    mode: &'a str,
+    rate: Option<f64>,
+    connections: usize,
+    threads: usize,
+    pipeline: usize,
+    duration_s: f64,
+    requests: u64,
+    throughput_rps: f64,
+    bytes_read: u64,
+    bytes_written: u64,
+    status: &'a BTreeMap<u16, u64>,
+    errors: Errors,
+    latency_us: Percentiles,
+    /// `HISTOGRAM_ENCODING` of the recorded buckets.
+    histogram: String,
+}
+
+/// The recorded buckets (`RunResult::histogram`) as HdrHistogram's V2 deflate encoding, base64.
+pub fn encode_histogram(buckets: &[(u64, u64)]) -> Result<String, String> {
+    let h = hist::from_buckets(buckets);
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(&h, &mut bytes)
+        .map_err(|e| format!("cannot encode a histogram: {e:?}"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+impl Record {
+    /// The record as one compact JSON line (no trailing newline).
+    pub fn json_line(&self) -> Result<String, String> {
+        let r = &self.result;
+        let rec = RecordJson {
+            proxy: &self.proxy,
+            driver: self.driver.as_deref(),
+            label: &self.label,
+            body_size: self.body_size,
+            connections: self.connections,
+            mode: &self.mode,
+            rate: self.rate,
+            round: self.round,
+            cpu_us_per_req: self.cpu_us_per_req,
+            result: ResultJson {
+                target: &r.target,
+                mode: &r.mode,
+                rate: r.rate,
+                connections: r.connections,
+                threads: r.threads,
+                pipeline: r.pipeline,
+                duration_s: r.duration_s,
+                requests: r.requests,
+                throughput_rps: r.throughput_rps,
+                bytes_read: r.bytes_read,
+                bytes_written: r.bytes_written,
+                status: &r.status,
+                errors: r.errors,
+                latency_us: r.latency_us,
+                histogram: encode_histogram(&r.histogram)?,
+            },
+        };
+        serde_json::to_string(&rec).map_err(|e| e.to_string())
+    }
+}
+
+/// The JSON document: `head` (an object of scalar fields) with `histogram_encoding`, `runs` and
+/// `medians` added, one line for the head and one per run and per median.
+pub fn doc_json(
+    head: &impl Serialize,
+    runs: &[Record],
+    medians: &[Summary],
+) -> Result<String, String> {
+    let mut out = serde_json::to_string(head).map_err(|e| e.to_string())?;
+    if !(out.starts_with('{') && out.ends_with('}')) {
+        return Err("the JSON head is not an object".into());
+    }
+    out.pop();
+    if out.len() > 1 {
+        out.push(',');
+    }
+    out.push_str(&format!(
+        "\"histogram_encoding\":\"{HISTOGRAM_ENCODING}\",\n\"runs\":["
+    ));
+    for (i, r) in runs.iter().enumerate() {
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        out.push_str(&r.json_line()?);
+    }
+    out.push_str("\n],\"medians\":[");
+    for (i, m) in medians.iter().enumerate() {
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        out.push_str(&serde_json::to_string(m).map_err(|e| e.to_string())?);
+    }
+    out.push_str("\n]}\n");
+    Ok(out)
 }
 
 /// Medians over the rounds of one proxy in one scenario, with ratios to nginx and the relay floor.
@@ -375,6 +501,75 @@ mod tests {
             "<html><body>xT</body></html>"
         );
         assert_eq!(append_html("", "T"), "T");
+    }
+
+    #[test]
+    fn encoded_histogram_decodes_to_the_same_percentiles() {
+        let mut h = hist::new_hist();
+        // A spread over three orders of magnitude, so buckets wider than 1 µs are involved.
+        for i in 0..20_000u64 {
+            hist::record(&mut h, 300 + (i * i) % 7_919 + (i % 97) * 1_000);
+        }
+        hist::record(&mut h, 2_500_000);
+        let mut rec = rec("coregate-uring", 1, 100.0, 20.0, 1000);
+        rec.result.histogram = hist::buckets(&h);
+        rec.result.latency_us = hist::percentiles(&h);
+        rec.result.timeline = vec![Default::default(); 3];
+
+        let line = rec.json_line().unwrap();
+        assert!(!line.contains('\n') && !line.contains("timeline"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let text = v["result"]["histogram"].as_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap();
+        let back: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        assert_eq!(back.len(), h.len());
+        assert_eq!(hist::percentiles(&back), hist::percentiles(&h));
+        assert_eq!(hist::percentiles(&back), rec.result.latency_us);
+        for q in [0.0, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+            assert_eq!(back.value_at_quantile(q), h.value_at_quantile(q), "q {q}");
+        }
+        // The stored percentiles come along as they were.
+        assert_eq!(v["result"]["latency_us"]["p99"], h.value_at_quantile(0.99));
+        // An empty histogram encodes too.
+        let empty = encode_histogram(&[]).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(empty)
+            .unwrap();
+        let back: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .unwrap();
+        assert!(back.is_empty());
+    }
+
+    #[test]
+    fn document_is_one_line_per_record() {
+        #[derive(Serialize)]
+        struct Head {
+            rounds: usize,
+        }
+        let rs = vec![
+            rec("coregate-uring", 1, 100.0, 20.0, 1000),
+            rec("nginx", 1, 50.0, 40.0, 3000),
+        ];
+        let sums = summarize(&rs);
+        let text = doc_json(&Head { rounds: 1 }, &rs, &sums).unwrap();
+        // Head, `"runs":[`, 2 runs, `],"medians":[`, 2 medians, `]}`.
+        assert_eq!(text.lines().count(), 8, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["rounds"], 1);
+        assert_eq!(v["histogram_encoding"], HISTOGRAM_ENCODING);
+        assert_eq!(v["runs"].as_array().unwrap().len(), 2);
+        assert_eq!(v["runs"][1]["label"], "nginx");
+        assert_eq!(v["runs"][0]["result"]["requests"], 100);
+        assert!(v["runs"][0]["result"]["histogram"].is_string());
+        assert_eq!(v["medians"][0]["throughput_vs_nginx"], 2.0);
+        let empty = doc_json(&Head { rounds: 1 }, &[], &[]).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&empty).unwrap();
+        assert!(v["runs"].as_array().unwrap().is_empty());
     }
 
     #[test]

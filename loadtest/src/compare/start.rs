@@ -49,14 +49,15 @@ pub fn start_proxy(
         Ok(path)
     };
     match p {
-        Proxy::Coregate(driver) => {
+        Proxy::Coregate(driver) | Proxy::CoregateWith(driver, _) => {
             let conf = file("coregate.toml", &configs::coregate(backend))?;
             let mut cmd = Command::new(&plan.coregate);
             cmd.arg("run")
                 .arg("--config")
                 .arg(&conf)
                 .args(["--workers", "1", "--cpus", &cpu.to_string()])
-                .args(["--listen", "127.0.0.1:0", "--driver", driver]);
+                .args(["--listen", "127.0.0.1:0", "--driver", driver])
+                .args(p.extra_args());
             let mut g = spawn(&p.label(), cmd)?;
             let rest = g.wait_line("coregate: ready listen=", READY_TIMEOUT)?;
             let addr = parse_addr(&rest).ok_or_else(|| format!("bad ready line: {rest}"))?;
