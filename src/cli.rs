@@ -91,6 +91,18 @@ pub struct Tuning {
     /// Enable io_uring SQPOLL with this idle time in ms (a kernel thread per worker polls the ring).
     #[arg(long)]
     pub sqpoll_idle_ms: Option<u32>,
+    /// Do not ask for io_uring's SINGLE_ISSUER + DEFER_TASKRUN (on by default where the kernel
+    /// has them: completions are processed in batches when the worker asks for events).
+    #[arg(long)]
+    pub no_defer_taskrun: bool,
+    /// Buffer that response bodies larger than a connection's 16 KiB buffer stream through, one
+    /// per such response in flight, from a per-worker pool (e.g. "256KiB"; 0 = off).
+    #[arg(long, value_parser = parse_buffer, default_value = "256KiB")]
+    pub relay_buffer: usize,
+    /// How new connections spread over workers: least-loaded (a worker ahead of the least-loaded
+    /// one hands new connections to it) or kernel (SO_REUSEPORT's hash alone).
+    #[arg(long, value_enum, default_value_t = runtime::spread::Balance::LeastLoaded)]
+    pub connection_balance: runtime::spread::Balance,
     /// Graceful-shutdown budget, replacing `server.drain_timeout` (e.g. "30s").
     #[arg(long, value_parser = parse_duration)]
     pub drain_timeout: Option<Duration>,
@@ -103,6 +115,15 @@ pub struct Tuning {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     config::units::parse_duration(s)
+}
+
+/// A `--relay-buffer` size: 0, or 16 KiB to 16 MiB.
+fn parse_buffer(s: &str) -> Result<usize, String> {
+    match config::units::parse_size(s)? {
+        0 => Ok(0),
+        n if (16 << 10..=16 << 20).contains(&n) => Ok(n as usize),
+        _ => Err(format!("{s}: expected 0 (off) or 16KiB to 16MiB")),
+    }
 }
 
 /// A parsed `--cpus` list.
@@ -143,6 +164,9 @@ impl Tuning {
             pin: !self.no_pin,
             ring_entries: self.ring_entries,
             sqpoll_idle_ms: self.sqpoll_idle_ms,
+            defer_taskrun: !self.no_defer_taskrun,
+            relay_buffer: self.relay_buffer,
+            balance: self.connection_balance,
             share_listeners: self.reuse_port_with_others,
         }
     }
@@ -284,6 +308,9 @@ mod tests {
             "5",
             "--drain-timeout",
             "2s",
+            "--no-defer-taskrun",
+            "--relay-buffer",
+            "1MiB",
         ])
         .unwrap();
         let Command::Run { tuning, .. } = cli.command else {
@@ -295,6 +322,18 @@ mod tests {
         assert!(!o.pin);
         assert_eq!(o.driver, DriverChoice::Epoll);
         assert_eq!((o.ring_entries, o.sqpoll_idle_ms), (256, Some(5)));
+        assert_eq!((o.defer_taskrun, o.relay_buffer), (false, 1 << 20));
+        let defaults = Cli::try_parse_from(["coregate", "run", "-c", "x"]).unwrap();
+        let Command::Run { tuning: plain, .. } = defaults.command else {
+            panic!("not run")
+        };
+        let d = plain.options();
+        assert_eq!((d.defer_taskrun, d.relay_buffer), (true, 256 << 10));
+        for bad in ["1KiB", "1GiB", "big"] {
+            assert!(
+                Cli::try_parse_from(["coregate", "run", "-c", "x", "--relay-buffer", bad]).is_err()
+            );
+        }
         assert_eq!(tuning.listen.len(), 2);
         assert_eq!(tuning.drain_timeout, Some(Duration::from_secs(2)));
         Cli::try_parse_from(["coregate", "demo", "--workers", "1"]).unwrap();

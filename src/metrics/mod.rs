@@ -246,6 +246,8 @@ pub struct LimitMetrics {
 pub struct WorkerStats {
     pub open_connections: Gauge,
     pub accepted_connections: Counter,
+    /// Connections this worker accepted and handed to a less-loaded worker (`runtime/spread.rs`).
+    pub handed_off: Counter,
     /// TLS handshakes completed / failed (timeout, protocol error, refused certificate).
     pub tls_handshakes: Counter,
     pub tls_handshake_failures: Counter,
@@ -389,6 +391,7 @@ impl WorkerStats {
             worker,
             open_connections: self.open_connections.get(),
             accepted_connections: self.accepted_connections.get(),
+            handed_off: self.handed_off.get(),
             tls_handshakes: self.tls_handshakes.get(),
             tls_handshake_failures: self.tls_handshake_failures.get(),
             tunnels_open: self.tunnels_open.get(),

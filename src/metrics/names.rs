@@ -59,6 +59,7 @@ pub const TUNNELS_OPEN: &str = "coregate_tunnels_open";
 // the same per worker, in families of their own so `sum()` over the totals stays right
 pub const WORKER_OPEN_CONNECTIONS: &str = "coregate_worker_open_connections";
 pub const WORKER_ACCEPTED_TOTAL: &str = "coregate_worker_accepted_connections_total";
+pub const WORKER_HANDED_OFF_TOTAL: &str = "coregate_worker_handed_off_connections_total";
 
 // rate limits and quotas
 pub const LIMIT_ALLOWED_TOTAL: &str = "coregate_ratelimit_allowed_total";

@@ -560,6 +560,21 @@ fn render_connections(s: &mut String, m: &Merged) {
             w.accepted_connections
         );
     }
+    family(
+        s,
+        names::WORKER_HANDED_OFF_TOTAL,
+        "counter",
+        "Client connections a worker accepted and handed to a less-loaded worker.",
+    );
+    for w in &m.workers {
+        let _ = writeln!(
+            s,
+            "{}{{worker=\"{}\"}} {}",
+            names::WORKER_HANDED_OFF_TOTAL,
+            w.worker,
+            w.handed_off
+        );
+    }
 }
 
 fn render_limits(s: &mut String, m: &Merged) {

@@ -120,6 +120,7 @@ pub struct WorkerSnap {
     pub worker: usize,
     pub open_connections: i64,
     pub accepted_connections: u64,
+    pub handed_off: u64,
     pub tls_handshakes: u64,
     pub tls_handshake_failures: u64,
     pub tunnels_open: i64,

@@ -23,6 +23,8 @@ pub enum Control {
     Reload(Arc<super::reload::Shared>, Sender<usize>),
     /// Remove entries from the response cache; answer with how many went.
     Purge(crate::cache::Purge, Sender<usize>),
+    /// Serve this connection another worker accepted (`spread.rs`; on the hand-off channel).
+    Adopt(super::spread::Adopted),
 }
 
 struct Bell {
@@ -66,6 +68,12 @@ impl ControlTx {
 }
 
 impl ControlRx {
+    /// The next message if one is waiting.
+    #[cfg(test)]
+    pub fn try_recv(&self) -> Option<Control> {
+        self.rx.try_recv().ok()
+    }
+
     /// Waits for the next message. Returns None when the sender is gone.
     pub async fn recv(&self) -> Option<Control> {
         poll_fn(|cx| {

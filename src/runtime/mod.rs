@@ -15,6 +15,7 @@ pub mod driver;
 pub mod epoch;
 pub mod listen;
 pub mod reload;
+pub mod spread;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -40,6 +41,14 @@ pub struct RunOptions {
     pub pin: bool,
     pub ring_entries: u32,
     pub sqpoll_idle_ms: Option<u32>,
+    /// Ask for io_uring's `SINGLE_ISSUER` + `DEFER_TASKRUN` where the kernel has them
+    /// (`--no-defer-taskrun` clears it).
+    pub defer_taskrun: bool,
+    /// `--connection-balance`: hand new connections to the least-loaded worker, or not.
+    pub balance: spread::Balance,
+    /// `--relay-buffer`: size of the buffers long response bodies stream through (0 = each
+    /// connection's own 16 KiB buffer).
+    pub relay_buffer: usize,
     /// `--reuse-port-with-others`: bind listen addresses even when another process already
     /// listens there (SO_REUSEPORT then splits connections between the processes).
     pub share_listeners: bool,
@@ -54,6 +63,9 @@ impl Default for RunOptions {
             pin: true,
             ring_entries: driver::DEFAULT_RING_ENTRIES,
             sqpoll_idle_ms: None,
+            defer_taskrun: true,
+            relay_buffer: crate::proxy::RELAY_BUFFER,
+            balance: spread::Balance::LeastLoaded,
             share_listeners: false,
         }
     }
@@ -109,8 +121,15 @@ pub fn start(
     let mut threads = Vec::with_capacity(workers);
     let mut per_worker = listen.per_worker;
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
+    let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) = (0..workers)
+        .map(|_| control::channel())
+        .map(|(tx, rx)| (tx, Some(rx)))
+        .unzip();
+    let spread = Arc::new(spread::Spread::new(opts.balance, inbox_tx));
     for id in 0..workers {
         let (tx, rx) = control::channel();
+        let inbox = inbox_rx[id].take().expect("one inbox per worker");
+        let spread = spread.clone();
         controls.push(tx);
         let socks = std::mem::take(&mut per_worker[id]);
         let shared = shared.clone();
@@ -133,8 +152,14 @@ pub fn start(
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
+                crate::proxy::set_relay_buffer(opts.relay_buffer);
                 let cur = worker::Current::new(worker::Generation::new(id, shared));
-                let fut = worker::run(cur, socks, rx, ready, started.clone());
+                let chans = worker::Channels {
+                    control: rx,
+                    inbox,
+                    spread,
+                };
+                let fut = worker::run(cur, socks, chans, ready, started.clone());
                 if let Err(e) = driver::block_on(driver, &opts, fut) {
                     let _ = started.send(Err(format!("worker {id}: cannot start runtime: {e}")));
                 }
@@ -209,13 +234,14 @@ impl Gateway {
     pub fn ready_line(&self) -> String {
         let listen: Vec<String> = self.listen.iter().map(|a| a.to_string()).collect();
         format!(
-            "coregate: ready listen={} admin={} workers={} driver={}",
+            "coregate: ready listen={} admin={} workers={} driver={} uring_flags={}",
             listen.join(","),
             self.admin
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "-".into()),
             self.workers,
-            self.driver.name()
+            self.driver.name(),
+            self.driver.flags()
         )
     }
 

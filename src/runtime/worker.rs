@@ -27,6 +27,7 @@ use monoio::net::TcpListener;
 use super::control::{Control, ControlRx};
 use super::drain::Drain;
 use super::reload::Shared;
+use super::spread::{Adopted, Load, Spread};
 use crate::accesslog::LogBuf;
 use crate::auth::AuthRt;
 use crate::config::Config;
@@ -279,13 +280,26 @@ pub struct Readiness {
 }
 
 /// The worker's main future: runs until drained.
+/// A worker's channels: its control channel (main, control and admin threads), its hand-off
+/// inbox (connections other workers pass it) and the process-wide connection spread.
+pub struct Channels {
+    pub control: ControlRx,
+    pub inbox: ControlRx,
+    pub spread: Arc<Spread>,
+}
+
 pub async fn run(
     cur: Rc<Current>,
     listeners: Vec<std::net::TcpListener>,
-    control: ControlRx,
+    chans: Channels,
     ready: Arc<Readiness>,
     started: crossbeam_channel::Sender<Result<(), String>>,
 ) {
+    let Channels {
+        control,
+        inbox,
+        spread,
+    } = chans;
     // worker-lifetime parts only: holding a generation here would keep it alive forever
     let (id, drain, open) = {
         let g = cur.get();
@@ -297,7 +311,7 @@ pub async fn run(
         let options = i.checked_sub(plain);
         match TcpListener::from_std(l) {
             Ok(l) => {
-                monoio::spawn(accept_loop(cur.clone(), l, options));
+                monoio::spawn(accept_loop(cur.clone(), l, options, spread.clone()));
             }
             Err(e) => {
                 let _ = started.send(Err(format!("worker {id}: listener: {e}")));
@@ -347,6 +361,14 @@ pub async fn run(
             flusher.get().log.flush();
         }
     });
+    let adopter = cur.clone();
+    monoio::spawn(async move {
+        while let Some(msg) = inbox.recv().await {
+            if let Control::Adopt(a) = msg {
+                adopt(&adopter, a);
+            }
+        }
+    });
     let ctl = cur.clone();
     monoio::spawn(async move {
         while let Some(msg) = control.recv().await {
@@ -373,6 +395,7 @@ pub async fn run(
                     }
                     let _ = reply.send(n);
                 }
+                Control::Adopt(a) => adopt(&ctl, a),
             }
         }
         // the main thread is gone: drain too
@@ -420,10 +443,32 @@ impl<F: std::future::Future<Output = ()>> std::future::Future for Contained<F> {
     }
 }
 
+/// Serves a connection another worker accepted and handed to this one (`spread.rs`).
+fn adopt(cur: &Rc<Current>, a: Adopted) {
+    let Ok(stream) = monoio::net::TcpStream::from_std(a.stream) else {
+        return;
+    };
+    monoio::spawn(contained(serve_accepted(
+        cur.clone(),
+        stream,
+        a.peer,
+        a.listener,
+        a.load,
+    )));
+}
+
 /// Accepts connections until the drain. `options`: index of the `[[listener]]` entry this socket
 /// serves (None for `[server] listen`); a TLS listener hands each connection to [`serve_tls`].
-async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<usize>) {
+/// A connection this worker should not take (it is ahead of the least-loaded worker) goes to that
+/// worker (`spread.rs`).
+async fn accept_loop(
+    cur: Rc<Current>,
+    listener: TcpListener,
+    options: Option<usize>,
+    spread: Arc<Spread>,
+) {
     let drain = cur.get().drain.clone();
+    let me = cur.get().id;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => Some(r),
@@ -432,19 +477,22 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
         match accepted {
             None => return,
             Some(Ok((stream, peer))) => {
-                let gen = cur.get();
-                let tls = options.is_some_and(|i| gen.cfg.listeners[i].tls.is_some());
-                let proxied = match options {
-                    Some(i) => gen.cfg.listeners[i].proxy_protocol,
-                    None => gen.cfg.server.proxy_protocol,
-                };
+                if let Some(to) = spread.target(me) {
+                    use std::os::fd::{FromRawFd, IntoRawFd};
+                    // SAFETY: the fd was just accepted and is owned by `stream` alone, which
+                    // gives it up here (deregistered from this worker's driver, not closed)
+                    let stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
+                    spread.hand_off(me, to, stream, peer, options);
+                    cur.get().stats.handed_off.inc();
+                    continue;
+                }
+                let load = spread.enter(me);
                 monoio::spawn(contained(serve_accepted(
                     cur.clone(),
                     stream,
                     peer,
-                    tls,
-                    proxied,
                     options,
+                    load,
                 )));
             }
             Some(Err(e)) => {
@@ -459,15 +507,24 @@ async fn accept_loop(cur: Rc<Current>, listener: TcpListener, options: Option<us
 
 /// Serves an accepted connection: its PROXY protocol header first on listeners that take one
 /// (`net/proxy_protocol.rs`: the client it names becomes the peer; a missing or malformed header
-/// closes the connection, unanswered), then TLS or plain HTTP.
+/// closes the connection, unanswered), then TLS or plain HTTP. Counted in this worker's load for
+/// its whole life (`_load`).
 async fn serve_accepted(
     cur: Rc<Current>,
     stream: monoio::net::TcpStream,
     mut peer: std::net::SocketAddr,
-    tls: bool,
-    proxied: bool,
     listener: Option<usize>,
+    _load: Load,
 ) {
+    let (tls, proxied) = {
+        let gen = cur.get();
+        let tls = listener.is_some_and(|i| gen.cfg.listeners[i].tls.is_some());
+        let proxied = match listener {
+            Some(i) => gen.cfg.listeners[i].proxy_protocol,
+            None => gen.cfg.server.proxy_protocol,
+        };
+        (tls, proxied)
+    };
     if proxied {
         let deadline = monoio::time::Instant::now() + cur.get().cfg.server.header_timeout;
         match crate::net::proxy_protocol::read(&stream, deadline).await {
