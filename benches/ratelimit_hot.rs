@@ -1,6 +1,6 @@
 //! The rate limiter's hot path against the two obvious alternatives, at 1 and N threads sharing
 //! one budget:
-//! - `coregate`: `LimitsRt::admit` for a gateway-scoped `client_ip` limit (key text, SipHash
+//! - `coregate`: `LimitsRt::admit` for a gateway-scoped `client_ip` limit (key text, foldhash
 //!   fingerprint, local lease hit, both RateLimit header items formatted), one `LimitsRt` per
 //!   thread over one shared `LimitsShared`, exactly as the gateway's workers use it;
 //! - `shared_atomic`: the same GCRA bucket as one shared `AtomicU64`, a CAS on every request;

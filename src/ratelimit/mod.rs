@@ -153,7 +153,12 @@ impl LimitsShared {
                     fallback: Shape::new(p.tokens, per, p.burst, p.local_share),
                     lease: gcra::lease_size(&shape, n, window),
                     table: KeyTable::new(p.max_keys),
-                    item: PolicyItem::new(&p.name, shape.burst, false),
+                    item: PolicyItem::new(
+                        &p.name,
+                        shape.burst,
+                        headers::ceil_secs(shape.tau),
+                        false,
+                    ),
                     window_s: headers::ceil_secs(shape.tau),
                     cfg: p.clone(),
                 }
@@ -166,7 +171,13 @@ impl LimitsShared {
                 lease: (q.limit / (64 * n as u64)).max(1),
                 fallback_limit: ((q.limit as f64 * q.local_share) as u64).max(1),
                 table: KeyTable::new(q.max_keys),
-                item: PolicyItem::new(&q.name, q.limit, q.unit == QuotaUnit::Bytes),
+                // prepared for the current window's length (only calendar months vary)
+                item: PolicyItem::new(
+                    &q.name,
+                    q.limit,
+                    window::locate(q.window, unix_s()).secs(),
+                    q.unit == QuotaUnit::Bytes,
+                ),
                 cfg: q.clone(),
             })
             .collect();
