@@ -6,7 +6,10 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
 
 1. **Accept.** Each worker runs one accept loop per listening socket ({{src/runtime/worker.rs|async fn accept_loop}}).
    `[server] listen` sockets come first, then `[[listener]]` ones in config order
-   ({{src/runtime/mod.rs|let all: Vec<SocketAddr>}}); a listener with `proxy_protocol` reads the
+   ({{src/runtime/mod.rs|let all: Vec<SocketAddr>}}). A worker holding more open connections than
+   the least-loaded one (by more than 1 + 1/16) hands the new socket to it
+   ({{src/runtime/spread.rs|pub fn target}}), which adopts it into its own ring
+   ({{src/runtime/worker.rs|fn adopt}}). A listener with `proxy_protocol` reads the
    PROXY header first ({{src/net/proxy_protocol.rs|pub async fn read}}), and the client it names is the peer; a TLS listener's connection goes to
    `serve_tls` ({{src/runtime/worker.rs|async fn serve_tls}}).
 2. **Handshake.** `TlsStream::accept` ({{src/net/tls.rs|pub async fn accept}}) runs the rustls server

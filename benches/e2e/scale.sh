@@ -5,7 +5,8 @@
 # Usage: benches/e2e/scale.sh [workers="1 2 4 8"] [seconds=5] [connections=256] [rounds=1]
 # Needs >= 16 cores for the default layout: proxy on cores 0..W-1, backend nginx on BACKEND_CPUS
 # (default 8-11, 4 workers), wrk on WRK_CPUS (default 12-15, 4 threads). Override with env vars.
-# COREGATE_BIN, NGINX, WRK may point at other binaries.
+# COREGATE_BIN, NGINX, WRK may point at other binaries; COREGATE_ARGS adds coregate flags (e.g.
+# COREGATE_ARGS="--connection-balance kernel" to see SO_REUSEPORT's hash alone).
 set -euo pipefail
 WORKERS=${1:-"1 2 4 8"}; SECS=${2:-5}; CONNS=${3:-256}; ROUNDS=${4:-1}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -54,7 +55,7 @@ max_idle_per_endpoint = 1024
 path_prefix = "/"
 upstream = "be"
 TOML
-    "$BIN" run --config $W/cg.toml --workers $w --cpus $cpus --driver $d 2>$W/cg.err & CG=$!
+    "$BIN" run --config $W/cg.toml --workers $w --cpus $cpus --driver $d ${COREGATE_ARGS:-} 2>$W/cg.err & CG=$!
     sleep 0.7
     grep -q "driver=" $W/cg.err || { echo "coregate did not start:"; cat $W/cg.err; exit 1; }
     run_load "coregate-$d" $w 18080 $CG

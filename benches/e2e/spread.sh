@@ -7,7 +7,8 @@
 # coregate_worker_accepted_connections_total) and the CPU its thread used (utime+stime from
 # /proc/PID/task/TID/stat), then max/mean of each: 1.00 is a perfect spread.
 #
-# Usage: benches/e2e/spread.sh [workers=2] [seconds=5] [connections=64] [rounds=3]
+# Usage: [BALANCE=least-loaded|kernel] benches/e2e/spread.sh [workers=2] [seconds=5] [connections=64] [rounds=3]
+# (BALANCE is coregate's --connection-balance; run both to compare.)
 # Needs target/release/{coregate,coregate-load}.
 set -euo pipefail
 WORKERS=${1:-2}; SECS=${2:-5}; CONNS=${3:-64}; ROUNDS=${4:-3}
@@ -28,12 +29,13 @@ endpoints = ["127.0.0.1:19601"]
 path_prefix = "/"
 upstream = "be"
 TOML
-"$BIN" run --config $W/gw.toml --workers $WORKERS > $W/gw.log 2>&1 &
+"$BIN" run --config $W/gw.toml --workers $WORKERS --connection-balance ${BALANCE:-least-loaded} > $W/gw.log 2>&1 &
 CG=$!
 for _ in $(seq 50); do grep -q "ready" $W/gw.log 2>/dev/null && break; sleep 0.1; done
 grep -q ready $W/gw.log || { cat $W/gw.log; exit 1; }
 
-# per worker: "accepted cpu_ticks", one line each, in worker order
+# per worker: "accepted cpu_ticks", one line each, in worker order (accepted: connections the
+# worker served, handed-off ones counted at the worker that took them)
 snapshot() {
   local m; m=$(curl -s http://127.0.0.1:19609/metrics)
   for i in $(seq 0 $((WORKERS-1))); do

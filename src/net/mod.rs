@@ -13,6 +13,7 @@
 
 pub mod cidr;
 pub mod proxy_protocol;
+pub mod relay_buf;
 mod stream;
 mod timed;
 pub mod tls;

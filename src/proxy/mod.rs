@@ -39,8 +39,6 @@ pub mod pipeline;
 mod realip;
 mod record;
 mod relay;
-mod relay_buf;
-pub use relay_buf::{set_size as set_relay_buffer, LARGE as RELAY_BUFFER};
 mod sink;
 mod source;
 mod subrequest;

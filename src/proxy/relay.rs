@@ -13,7 +13,6 @@
 
 use monoio::time::Instant;
 
-use super::relay_buf;
 use super::sink::{Collected, Sink, State};
 use super::{BodyLeft, ClientConn, Fail};
 use crate::http::chunked::{self, ChunkedDecoder, ChunkedError};
@@ -233,18 +232,7 @@ pub(crate) async fn response(
         to.client_head(c, &conn.buf, resp);
     }
     let mut duplex = duplex.map(|body| Duplex { ctx, body });
-    let mut spare = None;
-    let relayed = body(
-        c,
-        conn,
-        resp,
-        how.up_timeout,
-        &mut to,
-        &mut duplex,
-        &mut spare,
-    )
-    .await;
-    relay_buf::restore(&mut conn.buf, &mut spare);
+    let relayed = body(c, conn, resp, how.up_timeout, &mut to, &mut duplex).await;
     match (relayed, to.buffer) {
         (Ok(upstream_reusable), Some(b)) => {
             b.state = State::Complete;
@@ -360,8 +348,8 @@ async fn pump(
 
 /// Relays the body (after the head, already in `c.out` when streaming); returns whether the
 /// upstream connection is clean for the pool. A body that does not fit in the connection's buffer
-/// streams through a large one from the worker's pool (`relay_buf.rs`; the connection's own buffer
-/// waits in `spare` until the caller restores it).
+/// streams through a large one from the worker's pool (`net/relay_buf.rs`, usually lent already
+/// for the response head), which the connection gives back when pooled or closed.
 async fn body(
     c: &mut ClientConn,
     conn: &mut UpConn,
@@ -369,7 +357,6 @@ async fn body(
     up_timeout: std::time::Duration,
     to: &mut To<'_>,
     duplex: &mut Option<Duplex<'_>>,
-    spare: &mut Option<Vec<u8>>,
 ) -> Result<bool, RelayFail> {
     c.body_sent = 0;
     let head_len = resp.head_len;
@@ -386,7 +373,7 @@ async fn body(
             let mut extra = avail > take;
             to.flush(c).await?;
             let mut rem = n - take as u64;
-            relay_buf::widen(&mut conn.buf, spare, rem);
+            conn.widen(rem);
             while rem > 0 {
                 pump(c, conn, duplex).await?;
                 let got = read_upstream_more(conn, up_timeout).await?;
@@ -442,7 +429,7 @@ async fn body(
                 to.flush(c).await?;
                 start = 0;
                 pump(c, conn, duplex).await?;
-                relay_buf::widen(&mut conn.buf, spare, u64::MAX);
+                conn.widen(u64::MAX);
                 read_upstream_more(conn, up_timeout).await?;
             }
         }
@@ -451,7 +438,7 @@ async fn body(
             c.body_sent = (conn.buf.len() - head_len) as u64;
             loop {
                 to.flush(c).await?;
-                relay_buf::widen(&mut conn.buf, spare, u64::MAX);
+                conn.widen(u64::MAX);
                 if read_upstream(conn, up_timeout).await? == 0 {
                     if to.buffer.is_none() && to.framing == OutFraming::Chunked {
                         c.out.extend_from_slice(chunked::LAST_CHUNK);

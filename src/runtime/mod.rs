@@ -64,7 +64,7 @@ impl Default for RunOptions {
             ring_entries: driver::DEFAULT_RING_ENTRIES,
             sqpoll_idle_ms: None,
             defer_taskrun: true,
-            relay_buffer: crate::proxy::RELAY_BUFFER,
+            relay_buffer: crate::net::relay_buf::LARGE,
             balance: spread::Balance::LeastLoaded,
             share_listeners: false,
         }
@@ -152,7 +152,7 @@ pub fn start(
                 if let Some(core) = pin_to {
                     core_affinity::set_for_current(core);
                 }
-                crate::proxy::set_relay_buffer(opts.relay_buffer);
+                crate::net::relay_buf::set_size(opts.relay_buffer);
                 let cur = worker::Current::new(worker::Generation::new(id, shared));
                 let chans = worker::Channels {
                     control: rx,

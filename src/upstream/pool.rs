@@ -40,6 +40,9 @@ pub const UPSTREAM_BUF: usize = 16 * 1024;
 pub struct UpConn {
     pub stream: Stream,
     pub buf: Vec<u8>,
+    /// The connection's own buffer while `buf` is a large one lent for a response
+    /// (`net/relay_buf.rs`).
+    spare: Option<Vec<u8>>,
     pub endpoint: usize,
     pub idle_since: Instant,
     /// The upstream's `Keep-Alive: timeout=N`, less a margin: it closes idle connections sooner.
@@ -51,11 +54,26 @@ pub struct UpConn {
 }
 
 impl UpConn {
+    /// Reads into a large buffer from the worker's pool from now until the connection is pooled
+    /// or closed, when `need` more body bytes are to come than `buf` holds (HTTP/1.1 connections
+    /// only; `buf`'s contents are dropped: call it when they have been used).
+    pub fn widen(&mut self, need: u64) {
+        if matches!(self.stream, Stream::Plain(_) | Stream::Tls(_)) {
+            crate::net::relay_buf::widen(&mut self.buf, &mut self.spare, need);
+        }
+    }
+
+    /// Gives a lent buffer back; `buf` is the connection's own (empty) buffer again.
+    fn narrow(&mut self) {
+        crate::net::relay_buf::restore(&mut self.buf, &mut self.spare);
+    }
+
     pub fn new(stream: Stream, endpoint: usize, stats: Rc<UpstreamStats>) -> Self {
         stats.open_connections.add(1);
         UpConn {
             stream,
             buf: Vec::with_capacity(UPSTREAM_BUF),
+            spare: None,
             endpoint,
             idle_since: Instant::now(),
             idle_limit: None,
@@ -74,6 +92,7 @@ impl UpConn {
         UpConn {
             stream: Stream::H2Up(Box::new(call)),
             buf: Vec::new(),
+            spare: None,
             endpoint,
             idle_since: Instant::now(),
             idle_limit: None,
@@ -98,6 +117,7 @@ impl UpConn {
 
 impl Drop for UpConn {
     fn drop(&mut self) {
+        self.narrow();
         if self.counted {
             self.stats.open_connections.add(-1);
         }
@@ -167,6 +187,7 @@ impl Pool {
         }
         let stack = &mut self.idle[conn.endpoint];
         if stack.len() < self.max_idle {
+            conn.narrow();
             conn.buf.clear();
             conn.idle_since = now;
             stack.push(conn);
