@@ -99,6 +99,11 @@ pub struct Tuning {
     /// per such response in flight, from a per-worker pool (e.g. "256KiB"; 0 = off).
     #[arg(long, value_parser = parse_buffer, default_value = "256KiB")]
     pub relay_buffer: usize,
+    /// Content-Length response bodies with at least this many bytes left after the first read
+    /// move from a plain upstream to a plain client through a pipe (splice, no copy through the
+    /// gateway); 0 (the default) = never.
+    #[arg(long, value_parser = parse_splice_min, default_value = "0")]
+    pub splice_min: u64,
     /// How new connections spread over workers: least-loaded (a worker ahead of the least-loaded
     /// one hands new connections to it) or kernel (SO_REUSEPORT's hash alone).
     #[arg(long, value_enum, default_value_t = runtime::spread::Balance::LeastLoaded)]
@@ -115,6 +120,10 @@ pub struct Tuning {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     config::units::parse_duration(s)
+}
+
+fn parse_splice_min(s: &str) -> Result<u64, String> {
+    config::units::parse_size(s)
 }
 
 /// A `--relay-buffer` size: 0, or 16 KiB to 16 MiB.
@@ -167,6 +176,7 @@ impl Tuning {
             defer_taskrun: !self.no_defer_taskrun,
             relay_buffer: self.relay_buffer,
             balance: self.connection_balance,
+            splice_min: self.splice_min,
             share_listeners: self.reuse_port_with_others,
         }
     }

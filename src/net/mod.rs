@@ -14,6 +14,7 @@
 pub mod cidr;
 pub mod proxy_protocol;
 pub mod relay_buf;
+pub mod splice;
 mod stream;
 mod timed;
 pub mod tls;

@@ -64,16 +64,17 @@ pub fn lend() -> Option<Vec<u8>> {
     })
 }
 
-/// Takes a lent buffer back (cleared; kept for the next relay unless `MAX_KEPT` are).
+/// Takes a lent buffer back (cleared; kept for the next relay unless `MAX_KEPT` are). A buffer
+/// given back while the thread is exiting (its pool already gone) is simply freed.
 pub fn give_back(mut buf: Vec<u8>) {
-    POOL.with(|p| {
+    let _ = POOL.try_with(|p| {
         let mut p = p.borrow_mut();
         p.lent = p.lent.saturating_sub(1);
         if p.free.len() < MAX_KEPT && p.size > 0 && buf.capacity() >= p.size {
             buf.clear();
             p.free.push(buf);
         }
-    })
+    });
 }
 
 /// Swaps a large buffer into `buf` when `need` more bytes are to come and do not fit, keeping the

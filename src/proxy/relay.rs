@@ -20,7 +20,8 @@ use crate::http::head::{BodyKind, HeaderKind, ResponseHead};
 use crate::http::respond::{ErrorKind, Reply};
 use crate::http::rewrite::{write_client_response, OutFraming};
 use crate::metrics::UpstreamError;
-use crate::net::IoFail;
+use crate::net::splice::{self, SpliceFail};
+use crate::net::{IoFail, Stream};
 use crate::runtime::worker::Generation;
 use crate::upstream::pool::UpConn;
 
@@ -348,8 +349,8 @@ async fn pump(
 
 /// Relays the body (after the head, already in `c.out` when streaming); returns whether the
 /// upstream connection is clean for the pool. A body that does not fit in the connection's buffer
-/// streams through a large one from the worker's pool (`net/relay_buf.rs`, usually lent already
-/// for the response head), which the connection gives back when pooled or closed.
+/// streams through a large one from the worker's pool (`net/relay_buf.rs`), which the connection
+/// gives back when it is pooled or closed.
 async fn body(
     c: &mut ClientConn,
     conn: &mut UpConn,
@@ -373,6 +374,9 @@ async fn body(
             let mut extra = avail > take;
             to.flush(c).await?;
             let mut rem = n - take as u64;
+            if rem > 0 && to.buffer.is_none() && duplex.is_none() && splice::worth(rem) {
+                rem = spliced(c, conn, rem, up_timeout, to.client_timeout).await?;
+            }
             conn.widen(rem);
             while rem > 0 {
                 pump(c, conn, duplex).await?;
@@ -451,6 +455,38 @@ async fn body(
             }
         }
     })
+}
+
+/// Moves the rest of a Content-Length body (`rem` bytes, nothing to see or re-frame) through a
+/// pipe when both sides are plain TCP (`net/splice.rs`); returns what is left to copy: 0, or
+/// `rem` when no pipe could be had or a side is TLS.
+async fn spliced(
+    c: &mut ClientConn,
+    conn: &mut UpConn,
+    rem: u64,
+    up_timeout: std::time::Duration,
+    client_timeout: std::time::Duration,
+) -> Result<u64, RelayFail> {
+    let (Stream::Plain(up), Stream::Plain(client)) = (&mut conn.stream, &mut c.stream) else {
+        return Ok(rem);
+    };
+    let (stats, sent) = (&conn.stats, &mut c.body_sent);
+    let moved = |k: u64| {
+        stats.bytes_received.add(k);
+        *sent += k;
+    };
+    match splice::relay_exact(up, client, rem, up_timeout, client_timeout, moved).await {
+        Ok(()) => Ok(0),
+        Err(SpliceFail::NoPipe) => Ok(rem),
+        Err(SpliceFail::Upstream { timed_out }) => {
+            conn.stats.error(match timed_out {
+                true => UpstreamError::Timeout,
+                false => UpstreamError::Reset,
+            });
+            Err(RelayFail::Close)
+        }
+        Err(SpliceFail::Client) => Err(RelayFail::Close),
+    }
 }
 
 /// Sends a `Complete` buffered response to the client with a Content-Length (a transformed body

@@ -44,6 +44,9 @@ pub struct RunOptions {
     /// Ask for io_uring's `SINGLE_ISSUER` + `DEFER_TASKRUN` where the kernel has them
     /// (`--no-defer-taskrun` clears it).
     pub defer_taskrun: bool,
+    /// `--splice-min`: Content-Length response bodies with at least this much left after the
+    /// first read go socket to socket through a pipe (0 = never).
+    pub splice_min: u64,
     /// `--connection-balance`: hand new connections to the least-loaded worker, or not.
     pub balance: spread::Balance,
     /// `--relay-buffer`: size of the buffers long response bodies stream through (0 = each
@@ -66,6 +69,7 @@ impl Default for RunOptions {
             defer_taskrun: true,
             relay_buffer: crate::net::relay_buf::LARGE,
             balance: spread::Balance::LeastLoaded,
+            splice_min: crate::net::splice::DEFAULT_MIN,
             share_listeners: false,
         }
     }
@@ -153,6 +157,7 @@ pub fn start(
                     core_affinity::set_for_current(core);
                 }
                 crate::net::relay_buf::set_size(opts.relay_buffer);
+                crate::net::splice::set_min(opts.splice_min);
                 let cur = worker::Current::new(worker::Generation::new(id, shared));
                 let chans = worker::Channels {
                     control: rx,

@@ -279,7 +279,6 @@ pub struct Readiness {
     pub draining: std::sync::atomic::AtomicBool,
 }
 
-/// The worker's main future: runs until drained.
 /// A worker's channels: its control channel (main, control and admin threads), its hand-off
 /// inbox (connections other workers pass it) and the process-wide connection spread.
 pub struct Channels {
@@ -288,6 +287,7 @@ pub struct Channels {
     pub spread: Arc<Spread>,
 }
 
+/// The worker's main future: runs until drained.
 pub async fn run(
     cur: Rc<Current>,
     listeners: Vec<std::net::TcpListener>,
