@@ -4,6 +4,8 @@
 //! - `tls.rs`: a TLS session (rustls) over a TCP socket, using the same timed IO.
 //! - `stream.rs`: [`Stream`], plain or TLS, which the proxy, the pool and the outbound client use.
 //! - `cidr.rs`: CIDR sets for IP rules and trusted proxies.
+//! - `relay_buf.rs`: each worker's pool of large buffers long response bodies stream through.
+//! - `splice.rs`: socket -> pipe -> socket body relay (`--splice-min`) and its pipe pool.
 //!
 //! This file owns [`peek`]: a non-blocking `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte that tells what a
 //! socket holds without consuming it. The upstream pool uses it to notice an idle keep-alive

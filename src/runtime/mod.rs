@@ -2,8 +2,9 @@
 //!
 //! Owns: start-up and shutdown. [`start`] binds every listener up front on the calling thread (one
 //! SO_REUSEPORT socket per worker per address, so the kernel spreads connections across cores and a
-//! `:0` port is resolved once and shared), picks the IO driver (`auto` = io_uring, falling back to
-//! epoll with a log line), spawns workers named `coregate-w{n}` pinned with core_affinity, starts the
+//! `:0` port is resolved once and shared; `spread.rs` then hands new connections from a worker that
+//! is ahead to the least-loaded one), picks the IO driver (`auto` = io_uring, falling back to epoll
+//! with a log line saying why), spawns workers named `coregate-w{n}` pinned with core_affinity, starts the
 //! admin listener and the control thread (`reload.rs`: reloads on SIGHUP or `POST /reload`, access-log
 //! reopen on SIGUSR1), and prints the `coregate: ready ...` line. [`Gateway::wait_for_signal`] blocks
 //! until SIGTERM / SIGINT (or [`Gateway::shutdown`]), then tells every worker to drain over its
