@@ -102,7 +102,7 @@ pub struct Tuning {
     /// Content-Length response bodies with at least this many bytes left after the first read
     /// move from a plain upstream to a plain client through a pipe (splice, no copy through the
     /// gateway); 0 (the default) = never.
-    #[arg(long, value_parser = parse_splice_min, default_value = "0")]
+    #[arg(long, value_parser = config::units::parse_size, default_value = "0")]
     pub splice_min: u64,
     /// How new connections spread over workers: least-loaded (a worker ahead of the least-loaded
     /// one hands new connections to it) or kernel (SO_REUSEPORT's hash alone).
@@ -120,10 +120,6 @@ pub struct Tuning {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     config::units::parse_duration(s)
-}
-
-fn parse_splice_min(s: &str) -> Result<u64, String> {
-    config::units::parse_size(s)
 }
 
 /// A `--relay-buffer` size: 0, or 16 KiB to 16 MiB.

@@ -311,11 +311,7 @@ fn unsafe_methods_invalidate_and_purge_reaches_every_worker() {
         up.clear();
         // fill both workers (fresh connections land on either) until the entry gauge, summed over
         // the workers, says both paths are on both
-        let entries = || {
-            let m = gw.metrics();
-            let line = m.lines().find(|l| l.starts_with("coregate_cache_entries "));
-            line.and_then(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
-        };
+        let entries = || gw.metric("coregate_cache_entries");
         let fill = || {
             let ok = wait_until(deadline(secs(10)), || {
                 for path in ["/plain", "/plain/x"] {

@@ -68,11 +68,7 @@ fn two_nodes_share_entries_and_purges() {
             "[{driver}] one upstream call"
         );
 
-        let entries = |gw: &Gateway| {
-            let m = gw.metrics();
-            let line = m.lines().find(|l| l.starts_with("coregate_cache_entries "));
-            line.and_then(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
-        };
+        let entries = |gw: &Gateway| gw.metric("coregate_cache_entries");
         assert_eq!(entries(&b), Some(1), "[{driver}] B keeps its own copy");
 
         // purge by tag through node A: Redis, and node B's own store through the purge log

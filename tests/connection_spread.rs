@@ -8,23 +8,11 @@ mod common;
 use common::*;
 use std::sync::Arc;
 
-fn per_worker(metrics: &str, family: &str) -> Vec<u64> {
-    let mut out = Vec::new();
-    for line in metrics.lines().filter(|l| l.starts_with(family)) {
-        let rest = &line[family.len()..];
-        if let (Some(w), Some(v)) = (
-            rest.strip_prefix("{worker=\"")
-                .and_then(|r| r.split('"').next())
-                .and_then(|w| w.parse::<usize>().ok()),
-            line.rsplit(' ').next().and_then(|v| v.parse::<u64>().ok()),
-        ) {
-            if out.len() <= w {
-                out.resize(w + 1, 0);
-            }
-            out[w] = v;
-        }
-    }
-    out
+/// `family{worker="N"}` for each of the gateway's workers, from one scrape.
+fn per_worker(gw: &Gateway, metrics: &str, family: &str) -> Vec<u64> {
+    (0..gw.workers)
+        .map(|w| metric_value(metrics, &format!("{family}{{worker=\"{w}\"}}")).unwrap_or(0))
+        .collect()
 }
 
 fn setup() -> (Upstream, String) {
@@ -63,8 +51,8 @@ fn least_loaded_spreads_keep_alive_connections_evenly() {
         let gw = Gateway::start_with_args(&cfg, driver, &["--workers", "2"]);
         let mut clients = open_sequentially(&gw, 100, driver);
         let m = gw.metrics();
-        let open = per_worker(&m, "coregate_worker_open_connections");
-        let handed = per_worker(&m, "coregate_worker_handed_off_connections_total");
+        let open = per_worker(&gw, &m, "coregate_worker_open_connections");
+        let handed = per_worker(&gw, &m, "coregate_worker_handed_off_connections_total");
         assert_eq!(open.iter().sum::<u64>(), 100, "[{driver}] {open:?}");
         // one at a time, counts are exact: a worker more than 1 + load/16 ahead hands off
         assert!(
@@ -88,7 +76,7 @@ fn least_loaded_spreads_keep_alive_connections_evenly() {
         let deadline = deadline(secs(5));
         assert!(
             wait_until(deadline, || {
-                per_worker(&gw.metrics(), "coregate_worker_open_connections")
+                per_worker(&gw, &gw.metrics(), "coregate_worker_open_connections")
                     .iter()
                     .sum::<u64>()
                     == 0
@@ -109,9 +97,9 @@ fn kernel_balance_hands_nothing_off() {
         );
         let _clients = open_sequentially(&gw, 40, driver);
         let m = gw.metrics();
-        let handed = per_worker(&m, "coregate_worker_handed_off_connections_total");
+        let handed = per_worker(&gw, &m, "coregate_worker_handed_off_connections_total");
         assert_eq!(handed.iter().sum::<u64>(), 0, "[{driver}] {handed:?}");
-        let open = per_worker(&m, "coregate_worker_open_connections");
+        let open = per_worker(&gw, &m, "coregate_worker_open_connections");
         assert_eq!(open.iter().sum::<u64>(), 40, "[{driver}] {open:?}");
     });
 }

@@ -20,15 +20,6 @@ const PATHS: [&[&str]; 4] = [
     &["--relay-buffer", "0", "--splice-min", "0"],
 ];
 
-fn pattern(n: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let k = (n - out.len()).min(PATTERN_PERIOD);
-        out.extend_from_slice(pattern_slice(out.len() as u64, k));
-    }
-    out
-}
-
 #[test]
 fn large_bodies_arrive_whole_whichever_way_they_move() {
     let up = Upstream::start(
@@ -36,7 +27,7 @@ fn large_bodies_arrive_whole_whichever_way_they_move() {
         false,
         Arc::new(|r: &Recorded| {
             let n: usize = r.target.trim_start_matches("/b/").parse().unwrap_or(0);
-            MockResponse::new(200, pattern(n))
+            MockResponse::new(200, pattern_vec(n))
         }),
     );
     let cfg = config(
@@ -77,7 +68,7 @@ fn short_upstream(declared: usize, sent: usize) -> std::net::SocketAddr {
                 let _ = s.write_all(
                     format!("HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\n\r\n").as_bytes(),
                 );
-                let _ = s.write_all(&pattern(sent));
+                let _ = s.write_all(&pattern_vec(sent));
                 // dropped: the body ends short
             });
         }

@@ -49,11 +49,7 @@ fn large_uploads_stream_over_tls() {
     let up = Upstream::discard("sink");
     let cfg = tls_config(&up, &leaf);
     let client = ClientOpts::trusting(&ca).build();
-    let mut body = Vec::new();
-    while body.len() < 6 * MIB as usize {
-        let n = (6 * MIB as usize - body.len()).min(PATTERN_PERIOD);
-        body.extend_from_slice(pattern_slice(body.len() as u64, n));
-    }
+    let body = pattern_vec(6 * MIB as usize);
     // odd chunk sizes, so chunk boundaries fall across TLS records
     let mut chunked = Vec::new();
     let mut sent = Vec::new();

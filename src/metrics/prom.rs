@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::names::{self, LATENCY_BUCKETS, QUANTILES};
-use super::snapshot::{LatencySnap, Merged};
+use super::snapshot::{LatencySnap, Merged, WorkerSnap};
 use super::{CLASSES, UPSTREAM_ERROR_KINDS};
 
 fn family(s: &mut String, name: &str, kind: &str, help: &str) {
@@ -530,50 +530,44 @@ fn render_connections(s: &mut String, m: &Merged) {
         names::TLS_HANDSHAKES_TOTAL,
         m.tls_handshake_failures
     );
-    family(
+    per_worker(
         s,
+        m,
         names::WORKER_OPEN_CONNECTIONS,
         "gauge",
         "Open client connections, per worker (how SO_REUSEPORT spread them).",
+        |w| w.open_connections,
     );
-    for w in &m.workers {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::WORKER_OPEN_CONNECTIONS,
-            w.worker,
-            w.open_connections
-        );
-    }
-    family(
+    per_worker(
         s,
+        m,
         names::WORKER_ACCEPTED_TOTAL,
         "counter",
         "Client connections accepted, per worker.",
+        |w| w.accepted_connections as i64,
     );
-    for w in &m.workers {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::WORKER_ACCEPTED_TOTAL,
-            w.worker,
-            w.accepted_connections
-        );
-    }
-    family(
+    per_worker(
         s,
+        m,
         names::WORKER_HANDED_OFF_TOTAL,
         "counter",
         "Client connections a worker accepted and handed to a less-loaded worker.",
+        |w| w.handed_off as i64,
     );
+}
+
+/// One family with a `worker` label: a sample per worker.
+fn per_worker(
+    s: &mut String,
+    m: &Merged,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&WorkerSnap) -> i64,
+) {
+    family(s, name, kind, help);
     for w in &m.workers {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::WORKER_HANDED_OFF_TOTAL,
-            w.worker,
-            w.handed_off
-        );
+        let _ = writeln!(s, "{name}{{worker=\"{}\"}} {}", w.worker, value(w));
     }
 }
 

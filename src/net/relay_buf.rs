@@ -52,7 +52,7 @@ pub fn set_size(size: usize) {
 }
 
 /// A large empty buffer, or None when lending is off or this worker has `MAX_LENT` out already.
-pub fn lend() -> Option<Vec<u8>> {
+fn lend() -> Option<Vec<u8>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         if p.lent >= MAX_LENT || p.size == 0 {
@@ -66,7 +66,7 @@ pub fn lend() -> Option<Vec<u8>> {
 
 /// Takes a lent buffer back (cleared; kept for the next relay unless `MAX_KEPT` are). A buffer
 /// given back while the thread is exiting (its pool already gone) is simply freed.
-pub fn give_back(mut buf: Vec<u8>) {
+fn give_back(mut buf: Vec<u8>) {
     let _ = POOL.try_with(|p| {
         let mut p = p.borrow_mut();
         p.lent = p.lent.saturating_sub(1);

@@ -126,14 +126,12 @@ pub fn start(
     let mut threads = Vec::with_capacity(workers);
     let mut per_worker = listen.per_worker;
     let (started_tx, started_rx) = crossbeam_channel::unbounded();
-    let (inbox_tx, mut inbox_rx): (Vec<_>, Vec<_>) = (0..workers)
-        .map(|_| control::channel())
-        .map(|(tx, rx)| (tx, Some(rx)))
-        .unzip();
+    let (inbox_tx, inbox_rx): (Vec<_>, Vec<_>) = (0..workers).map(|_| control::channel()).unzip();
+    let mut inbox_rx = inbox_rx.into_iter();
     let spread = Arc::new(spread::Spread::new(opts.balance, inbox_tx));
     for id in 0..workers {
         let (tx, rx) = control::channel();
-        let inbox = inbox_rx[id].take().expect("one inbox per worker");
+        let inbox = inbox_rx.next().expect("one inbox per worker");
         let spread = spread.clone();
         controls.push(tx);
         let socks = std::mem::take(&mut per_worker[id]);

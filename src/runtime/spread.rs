@@ -19,7 +19,7 @@
 //! -> its `serve_accepted`, which holds the guard for the connection's life.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::control::{Control, ControlTx};
@@ -52,7 +52,6 @@ pub struct Spread {
     on: bool,
     load: Box<[AtomicU32]>,
     inbox: Vec<ControlTx>,
-    handed: Box<[AtomicU64]>,
 }
 
 impl Spread {
@@ -63,7 +62,6 @@ impl Spread {
             on: balance == Balance::LeastLoaded && n > 1,
             load: (0..n).map(|_| AtomicU32::new(0)).collect(),
             inbox,
-            handed: (0..n).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -84,13 +82,11 @@ impl Spread {
     /// spreads instead of piling onto the same worker).
     pub fn hand_off(
         self: &Arc<Self>,
-        from: usize,
         to: usize,
         stream: std::net::TcpStream,
         peer: SocketAddr,
         listener: Option<usize>,
     ) {
-        self.handed[from].fetch_add(1, Ordering::Relaxed);
         let conn = Adopted {
             stream,
             peer,
@@ -108,11 +104,6 @@ impl Spread {
             spread: self.clone(),
             w,
         }
-    }
-
-    /// Connections worker `w` handed to others so far.
-    pub fn handed_off(&self, w: usize) -> u64 {
-        self.handed[w].load(Ordering::Relaxed)
     }
 }
 
@@ -179,9 +170,8 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (stream, peer) = l.accept().unwrap();
-        s.hand_off(0, 1, stream, peer, None);
+        s.hand_off(1, stream, peer, None);
         assert_eq!(s.load[1].load(Ordering::Relaxed), 1);
-        assert_eq!(s.handed_off(0), 1);
         let Some(Control::Adopt(a)) = rx[1].try_recv() else {
             panic!("nothing handed off")
         };

@@ -482,7 +482,7 @@ async fn accept_loop(
                     // SAFETY: the fd was just accepted and is owned by `stream` alone, which
                     // gives it up here (deregistered from this worker's driver, not closed)
                     let stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
-                    spread.hand_off(me, to, stream, peer, options);
+                    spread.hand_off(to, stream, peer, options);
                     cur.get().stats.handed_off.inc();
                     continue;
                 }

@@ -263,6 +263,12 @@ impl Gateway {
         r.body_str()
     }
 
+    /// The value of one series in /metrics, written as it appears there (`coregate_cache_entries`,
+    /// `coregate_worker_open_connections{worker="0"}`); None when absent.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        metric_value(&self.metrics(), series)
+    }
+
     /// Everything the gateway wrote to stderr so far.
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
@@ -459,4 +465,11 @@ pub fn run_cli(args: &[&str], within: Duration) -> (Option<ExitStatus>, String, 
 enum Pipe {
     Out(std::process::ChildStdout),
     Err(std::process::ChildStderr),
+}
+
+/// The value of `series` (name plus labels, as Prometheus text writes it) in a /metrics scrape.
+pub fn metric_value(metrics: &str, series: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }

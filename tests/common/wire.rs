@@ -396,6 +396,16 @@ pub fn pattern_slice(offset: u64, len: usize) -> &'static [u8] {
     &pattern_table()[start..start + len]
 }
 
+/// The first `n` bytes of the pattern stream, in one buffer.
+pub fn pattern_vec(n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let k = (n - out.len()).min(PATTERN_PERIOD);
+        out.extend_from_slice(pattern_slice(out.len() as u64, k));
+    }
+    out
+}
+
 /// Checksum of the first `len` bytes of the pattern stream.
 pub fn pattern_fnv(len: u64) -> u64 {
     let mut f = Fnv64::new();

@@ -6,20 +6,18 @@
 //! (deflate) encoding in standard base64 (`HISTOGRAM_ENCODING`), which any HdrHistogram library
 //! decodes. The per-second timeline is left out.
 
-use std::collections::BTreeMap;
-
 use base64::Engine as _;
 use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
 use serde::Serialize;
 
 use crate::stats::hist;
-use crate::stats::model::{Errors, Percentiles, RunResult};
+use crate::stats::model::RunResult;
 
 /// What a run record's `result.histogram` string holds.
 pub const HISTOGRAM_ENCODING: &str = "hdrhistogram-v2-deflate-base64";
 
 /// One load run against one proxy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Record {
     /// "coregate", "nginx", "haproxy" or "relay".
     pub proxy: String,
@@ -55,42 +53,6 @@ impl Record {
     }
 }
 
-/// A record as the JSON document holds it: `Record` with `RunResult`'s scalars and percentiles, the
-/// histogram encoded, no timeline.
-#[derive(Serialize)]
-struct RecordJson<'a> {
-    proxy: &'a str,
-    driver: Option<&'a str>,
-    label: &'a str,
-    body_size: u64,
-    connections: u64,
-    mode: &'a str,
-    rate: Option<u64>,
-    round: usize,
-    cpu_us_per_req: Option<f64>,
-    result: ResultJson<'a>,
-}
-
-#[derive(Serialize)]
-struct ResultJson<'a> {
-    target: &'a str,
-    mode: &'a str,
-    rate: Option<f64>,
-    connections: usize,
-    threads: usize,
-    pipeline: usize,
-    duration_s: f64,
-    requests: u64,
-    throughput_rps: f64,
-    bytes_read: u64,
-    bytes_written: u64,
-    status: &'a BTreeMap<u16, u64>,
-    errors: Errors,
-    latency_us: Percentiles,
-    /// `HISTOGRAM_ENCODING` of the recorded buckets.
-    histogram: String,
-}
-
 /// The recorded buckets (`RunResult::histogram`) as HdrHistogram's V2 deflate encoding, base64.
 pub fn encode_histogram(buckets: &[(u64, u64)]) -> Result<String, String> {
     let h = hist::from_buckets(buckets);
@@ -102,38 +64,18 @@ pub fn encode_histogram(buckets: &[(u64, u64)]) -> Result<String, String> {
 }
 
 impl Record {
-    /// The record as one compact JSON line (no trailing newline).
+    /// The record as one compact JSON line (no trailing newline): its fields and its result's,
+    /// the histogram as `HISTOGRAM_ENCODING`, no timeline.
     pub fn json_line(&self) -> Result<String, String> {
-        let r = &self.result;
-        let rec = RecordJson {
-            proxy: &self.proxy,
-            driver: self.driver.as_deref(),
-            label: &self.label,
-            body_size: self.body_size,
-            connections: self.connections,
-            mode: &self.mode,
-            rate: self.rate,
-            round: self.round,
-            cpu_us_per_req: self.cpu_us_per_req,
-            result: ResultJson {
-                target: &r.target,
-                mode: &r.mode,
-                rate: r.rate,
-                connections: r.connections,
-                threads: r.threads,
-                pipeline: r.pipeline,
-                duration_s: r.duration_s,
-                requests: r.requests,
-                throughput_rps: r.throughput_rps,
-                bytes_read: r.bytes_read,
-                bytes_written: r.bytes_written,
-                status: &r.status,
-                errors: r.errors,
-                latency_us: r.latency_us,
-                histogram: encode_histogram(&r.histogram)?,
-            },
-        };
-        serde_json::to_string(&rec).map_err(|e| e.to_string())
+        let mut v = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let result = v
+            .get_mut("result")
+            .and_then(|r| r.as_object_mut())
+            .ok_or("a run record without its result")?;
+        result.remove("timeline");
+        let encoded = encode_histogram(&self.result.histogram)?;
+        result.insert("histogram".into(), serde_json::Value::String(encoded));
+        serde_json::to_string(&v).map_err(|e| e.to_string())
     }
 }
 
