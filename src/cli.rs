@@ -53,6 +53,9 @@ pub enum Command {
         #[arg(long)]
         admin: Option<std::net::SocketAddr>,
     },
+    /// Inspect this host for the gateway: check by check what was found, why it matters and the
+    /// command that fixes it. Exit status 0 when nothing needs changing, 1 otherwise.
+    Tune(crate::tune::TuneArgs),
     /// Watch a running gateway: per-route and per-upstream rates from its admin `/stats`.
     Top {
         /// Admin listener, host:port (a host name is resolved at every refresh).
@@ -265,6 +268,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Demo { tuning, admin } => crate::demo::run(&tuning, admin),
+        Command::Tune(args) => crate::tune::run(&args),
         Command::Top {
             admin,
             interval,

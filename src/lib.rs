@@ -29,6 +29,7 @@ pub mod tls;
 pub mod top;
 pub mod trace;
 pub mod transform;
+pub mod tune;
 pub mod upstream;
 pub mod validate;
 pub mod waf;

@@ -112,6 +112,14 @@ fn probe(opts: &RunOptions) -> Result<RingFlags, io::Error> {
     Err(last.expect("at least one try"))
 }
 
+/// `coregate tune`'s view of this host: the ring flags a worker gets with the default options
+/// ("coop_taskrun,defer_taskrun"), or why no ring can be created ([`explain`]'s words).
+pub fn probe_summary() -> Result<String, String> {
+    probe(&RunOptions::default())
+        .map(|f| DriverKind::IoUring(f).flags())
+        .map_err(|e| explain(&e))
+}
+
 /// Why creating a ring failed, in the operator's terms.
 pub fn explain(e: &io::Error) -> String {
     let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")

@@ -26,8 +26,8 @@ use std::net::SocketAddr;
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-/// Accept backlog per socket.
-const BACKLOG: i32 = 4096;
+/// Accept backlog per socket (`coregate tune` checks the sysctls that cap it).
+pub const BACKLOG: i32 = 4096;
 
 pub struct Listeners {
     /// The addresses actually bound (ports resolved).
