@@ -375,6 +375,34 @@ fn answers_early(_: usize, mut s: TcpStream, _: &mpsc::Sender<Event>) {
     }
 }
 
+/// Answers with status lines that carry no usable reason phrase (none, or obs-text bytes).
+fn reasonless(i: usize, mut s: TcpStream, _: &mpsc::Sender<Event>) {
+    let lines: [&[u8]; 3] = [b"HTTP/1.1 201", b"HTTP/1.1 202 ", b"HTTP/1.1 203 \xc3\xa7a"];
+    while read_head(&mut s) {
+        let mut r = lines[i % 3].to_vec();
+        r.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+        if s.write_all(&r).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn status_lines_without_a_reason_are_relayed() {
+    let up = Scripted::start(reasonless);
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&gw_config(up.addr, "", ""), driver);
+        for _ in 0..3 {
+            // a new client connection each time: new upstream connections take turns
+            let mut c = Client::connect(gw.addr);
+            c.send(b"GET /r HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+            let r = c.read_response();
+            assert!((201..=203).contains(&r.status), "[{driver}] {}", r.status);
+            assert_eq!(r.body_str(), "ok", "[{driver}]");
+        }
+    });
+}
+
 #[test]
 fn an_early_upstream_answer_is_relayed() {
     let up = Scripted::start(answers_early);

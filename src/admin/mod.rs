@@ -191,7 +191,9 @@ impl Admin {
             snaps,
             snapshot::Extra {
                 uptime_s: st.started.elapsed().as_secs_f64(),
-                generation: st.generation.load(Ordering::Relaxed),
+                // Acquire: pairs with the reload's Release store, so the health board and
+                // bulkheads read below are at least this generation's
+                generation: st.generation.load(Ordering::Acquire),
                 reloads_ok: st.reloads_ok.load(Ordering::Relaxed),
                 reloads_failed: st.reloads_failed.load(Ordering::Relaxed),
                 last_reload_ok: st.last_ok.load(Ordering::Relaxed),

@@ -33,8 +33,14 @@ impl Span {
     pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
         &buf[self.start as usize..self.end as usize]
     }
+    /// Where `s`, a slice of the buffer at `base`, lies in it. An empty `s` may not point into
+    /// the buffer at all (httparse answers a status line without a reason, or with obs-text in
+    /// it, with a `""` literal): it is the empty span.
     #[inline]
     fn of(base: *const u8, s: &[u8]) -> Span {
+        if s.is_empty() {
+            return Span::default();
+        }
         let start = s.as_ptr() as usize - base as usize;
         Span {
             start: start as u32,

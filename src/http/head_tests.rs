@@ -150,6 +150,23 @@ fn connection_tokens() {
 }
 
 #[test]
+fn status_lines_without_a_usable_reason() {
+    // httparse gives no slice of the buffer for these reasons: the span must still be sane
+    let mut h = ResponseHead::default();
+    for raw in [
+        &b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"[..],
+        b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 200\nContent-Length: 2\n\nok",
+        b"HTTP/1.1 200 \xc3\xa7a va\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        parse_response(raw, 1024, false, &mut h).unwrap().unwrap();
+        assert_eq!((h.status, h.body), (200, BodyKind::Length(2)));
+        assert!(h.reason.end as usize <= raw.len());
+        let _ = h.reason.get(raw);
+    }
+}
+
+#[test]
 fn response_framing() {
     let mut h = ResponseHead::default();
     let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";

@@ -221,6 +221,9 @@ impl Controller {
             limits,
             log,
         });
+        // the prober writes the new board from now on: verdicts that change while workers switch
+        // land where the new generation reads them (the old board stops changing)
+        self.prober.update(next.health.clone());
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         for w in &self.workers {
             w.send(Control::Reload(next.clone(), ack_tx.clone()));
@@ -243,10 +246,10 @@ impl Controller {
         self.status.log.store(next.log.clone());
         self.status.health.store(next.health.clone());
         self.status.bulkheads.store(next.bulkheads.clone());
-        self.prober.update(next.health.clone());
+        // Release: an admin read that sees this generation sees the stores above
         self.status
             .generation
-            .store(next.generation, Ordering::Relaxed);
+            .store(next.generation, Ordering::Release);
         self.current = next;
         Ok(self.current.generation)
     }

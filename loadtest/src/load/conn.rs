@@ -164,7 +164,10 @@ impl Ctx {
             if c + 1 == limit {
                 let ns = now.duration_since(self.shared.t0).as_nanos() as u64;
                 self.shared.stopped_at_ns.store(ns.max(1), Relaxed);
-                self.shared.stop.store(true, Relaxed);
+                // Release: the monitor that sees `stop` also sees `stopped_at_ns`
+                self.shared
+                    .stop
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
         }
         let from = if self.cfg.rate.is_some() {

@@ -350,7 +350,9 @@ fn monitor(
         // Sleep in short steps so a --requests stop or a dead thread is noticed quickly.
         let finished = loop {
             let now = Instant::now();
-            if shared.stop.load(Relaxed) || handles.iter().any(|h| h.is_finished()) {
+            if shared.stop.load(std::sync::atomic::Ordering::Acquire)
+                || handles.iter().any(|h| h.is_finished())
+            {
                 break true;
             }
             if now >= wake {
