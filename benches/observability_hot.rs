@@ -71,13 +71,13 @@ fn bench(c: &mut Criterion) {
     let tp: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     g.bench_function("span_start/continued", |b| {
         b.iter(|| {
-            let s = Span::start(Some(black_box(tp)), &mut ids);
+            let s = Span::start(Some(black_box(tp)), &mut ids, None);
             black_box(s.traceparent())
         })
     });
     g.bench_function("span_start/new_trace", |b| {
         b.iter(|| {
-            let s = Span::start(black_box(None), &mut ids);
+            let s = Span::start(black_box(None), &mut ids, None);
             black_box(s.traceparent())
         })
     });
@@ -107,32 +107,50 @@ fn bench(c: &mut Criterion) {
     let log = coregate::accesslog::AccessLog::start(&cfg.access_log).unwrap();
     let buf = coregate::accesslog::LogBuf::new(log.clone());
     let mut t = 1_795_000_000_000_000_000u64;
+    let record = |t: u64| coregate::accesslog::Record {
+        unix_ns: t,
+        request_id: b"9f3c21ab-00-000000000001",
+        trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
+        span_id: b"5e0c6a1f9b2d4c77",
+        parent_span_id: b"",
+        client_ip: "10.0.0.7",
+        method: b"GET",
+        path: b"/api/users/42?expand=orders",
+        route: "users",
+        upstream: Some("10.0.1.5:9001"),
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 512,
+        total_us: 345,
+        upstream_us: Some(300),
+        subject: Some("acme"),
+        ratelimit: "allowed",
+        waf: "",
+        waf_match: "",
+    };
     g.bench_function("access_log_line", |b| {
         b.iter(|| {
             t += 1_000_017;
-            buf.record(&coregate::accesslog::Record {
-                unix_ns: t,
-                request_id: b"9f3c21ab-00-000000000001",
-                trace_id: b"4bf92f3577b34da6a3ce929d0e0e4736",
-                span_id: b"5e0c6a1f9b2d4c77",
-                parent_span_id: b"",
-                client_ip: "10.0.0.7",
-                method: b"GET",
-                path: b"/api/users/42?expand=orders",
-                route: "users",
-                upstream: Some("10.0.1.5:9001"),
-                status: 200,
-                bytes_in: 0,
-                bytes_out: 512,
-                total_us: 345,
-                upstream_us: Some(300),
-                subject: Some("acme"),
-                ratelimit: "allowed",
-                waf: "",
-                waf_match: "",
-            })
+            buf.record(&record(t))
         })
     });
+    // one OTLP span per request: encoding into the worker's buffer (the exporter posts to a
+    // closed port, so batches are dropped; what is measured is the worker's share)
+    let tcfg = coregate::config::parse_str(
+        "[tracing]\notlp_endpoint = \"http://127.0.0.1:9/v1/traces\"\nbatch = 4096\n\n[[upstream]]\nname = \"u\"\nendpoints = [\"127.0.0.1:9\"]\n[[route]]\nupstream = \"u\"\n",
+        "bench.toml",
+    )
+    .unwrap();
+    let exporter = coregate::otlp::Exporter::start(tcfg.tracing.as_ref()).unwrap();
+    let spans = coregate::otlp::SpanBuf::new(exporter.clone());
+    g.bench_function("otlp_span", |b| {
+        b.iter(|| {
+            t += 1_000_017;
+            spans.record(&record(t), *b"01")
+        })
+    });
+    drop(spans);
+    exporter.close(Duration::from_secs(1));
     buf.flush();
     log.close(Duration::from_secs(5));
     println!(

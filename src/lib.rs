@@ -20,6 +20,7 @@ pub mod h2;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod otlp;
 pub mod proxy;
 pub mod ratelimit;
 pub mod redis;

@@ -9,9 +9,10 @@
 //! client's `traceparent` was valid, and the trace, span and parent ids go to the access log. The
 //! span (ids + start time + route + status in the log line) is what an OTLP exporter would send.
 //!
-//! A trace the gateway starts is marked sampled (`01`): services behind it that sample by their
-//! parent then record it, which is what a user who turned tracing on in those services expects;
-//! the gateway itself exports nothing yet, so its span exists only in the access log.
+//! A trace the gateway starts is marked sampled (`01`) when the gateway exports no spans: services
+//! behind it that sample by their parent then record it. With `[tracing]` (`crate::otlp`), the
+//! gateway decides by `sample_ratio` and says so in the flags, so the whole trace is recorded or
+//! none of it; a continued trace keeps its caller's decision.
 
 /// Random ids for one worker: wyrand, seeded once from the OS.
 pub struct SpanIds {
@@ -106,7 +107,10 @@ pub fn parse_traceparent(v: &[u8]) -> Option<([u8; 32], [u8; 16], [u8; 2])> {
 
 impl Span {
     /// Continues the trace of `traceparent` when it is valid, else starts a new sampled trace.
-    pub fn start(traceparent: Option<&[u8]>, ids: &mut SpanIds) -> Span {
+    /// `ratio`: `[tracing] sample_ratio` when spans are exported: a trace the gateway starts is
+    /// sampled with that probability (decided from its random trace id); without export every
+    /// new trace is marked sampled. A continued trace keeps the caller's flags (parent-based).
+    pub fn start(traceparent: Option<&[u8]>, ids: &mut SpanIds, ratio: Option<f64>) -> Span {
         let mut span_id = [0u8; 16];
         hex_into(&mut span_id, ids.nonzero());
         match traceparent.and_then(parse_traceparent) {
@@ -118,13 +122,19 @@ impl Span {
             },
             None => {
                 let mut trace_id = [0u8; 32];
-                hex_into(&mut trace_id[..16], ids.nonzero());
+                let high = ids.nonzero();
+                hex_into(&mut trace_id[..16], high);
                 hex_into(&mut trace_id[16..], ids.next());
+                let sampled = match ratio {
+                    None => true,
+                    // `high` is uniform over 1..=u64::MAX: 0 never samples, 1 always does
+                    Some(r) => (high as f64) <= r * u64::MAX as f64 && r > 0.0,
+                };
                 Span {
                     trace_id,
                     span_id,
                     parent_id: None,
-                    flags: *b"01",
+                    flags: if sampled { *b"01" } else { *b"00" },
                 }
             }
         }
@@ -157,7 +167,7 @@ mod tests {
     #[test]
     fn continues_a_valid_trace() {
         let mut ids = SpanIds::default();
-        let s = Span::start(Some(GOOD), &mut ids);
+        let s = Span::start(Some(GOOD), &mut ids, None);
         assert_eq!(&s.trace_id, b"4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(s.parent_id.as_ref().unwrap(), b"00f067aa0ba902b7");
         assert!(s.continued());
@@ -201,12 +211,33 @@ mod tests {
             );
         }
         let mut ids = SpanIds::default();
-        let a = Span::start(Some(b"garbage"), &mut ids);
-        let b = Span::start(None, &mut ids);
+        let a = Span::start(Some(b"garbage"), &mut ids, None);
+        let b = Span::start(None, &mut ids, None);
         assert!(!a.continued());
         assert_ne!(a.trace_id, b.trace_id);
         assert_ne!(a.span_id, b.span_id);
         assert_eq!(&a.flags, b"01");
         assert!(parse_traceparent(&a.traceparent()).is_some());
+    }
+
+    #[test]
+    fn new_traces_are_sampled_by_ratio_and_continued_ones_by_their_caller() {
+        let mut ids = SpanIds::default();
+        let sampled = |ids: &mut SpanIds, r: f64| {
+            (0..10_000)
+                .filter(|_| &Span::start(None, ids, Some(r)).flags == b"01")
+                .count()
+        };
+        assert_eq!(sampled(&mut ids, 0.0), 0);
+        assert_eq!(sampled(&mut ids, 1.0), 10_000);
+        let tenth = sampled(&mut ids, 0.1);
+        assert!((800..1200).contains(&tenth), "{tenth}");
+        // the caller's decision stands, whatever the ratio
+        let unsampled = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert_eq!(
+            &Span::start(Some(unsampled), &mut ids, Some(1.0)).flags,
+            b"00"
+        );
+        assert_eq!(&Span::start(Some(GOOD), &mut ids, Some(0.0)).flags, b"01");
     }
 }

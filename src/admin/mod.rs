@@ -199,6 +199,8 @@ impl Admin {
                 last_reload_ok: st.last_ok.load(Ordering::Relaxed),
                 log_written: log.lines_written(),
                 log_dropped: log.lines_dropped(),
+                spans_exported: st.otlp.load().spans_exported(),
+                spans_dropped: st.otlp.load().spans_dropped(),
                 expected_workers: self.st.workers.len(),
                 health: snapshot::EndpointHealthSnap::all(&st.health.load()),
                 bulkheads: st.bulkheads.load().snapshot(),

@@ -288,7 +288,7 @@ mod tests {
         );
     }
 
-    /// The README's reference tables (`[server]`, `[admin]`, `[access_log]`, `[[listener]]`,
+    /// The README's reference tables (`[server]`, `[admin]`, `[access_log]`, `[tracing]`, `[[listener]]`,
     /// `[listener.tls]`, `[[upstream]]` with its `tls`, `[[route]]`) name every key of their table.
     #[test]
     fn readme_tables_name_every_key() {
@@ -297,6 +297,7 @@ mod tests {
             "server",
             "admin",
             "access_log",
+            "tracing",
             "listener",
             "upstream",
             "route",

@@ -29,6 +29,7 @@ mod raw;
 pub mod render;
 mod retry;
 pub mod tls;
+pub mod tracing;
 pub mod transform;
 pub mod units;
 mod upgrade;

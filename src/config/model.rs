@@ -27,6 +27,8 @@ pub struct Config {
     pub redis: Option<super::limits::RedisConfig>,
     /// `[access_log]`; off when the table is absent.
     pub access_log: super::access_log::AccessLogConfig,
+    /// `[tracing]`: OTLP span export; `None` when the table is absent.
+    pub tracing: Option<super::tracing::TracingConfig>,
     /// The `[[listener]]` entries, in file order.
     pub listeners: Vec<ListenerConfig>,
     /// `[[bulkhead]]` pools routes share.

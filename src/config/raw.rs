@@ -34,6 +34,7 @@ pub(crate) struct RawConfig {
     pub tier: BTreeMap<String, super::limits::RawTier>,
     pub redis: Option<super::limits::RawRedis>,
     pub access_log: Option<super::access_log::RawAccessLog>,
+    pub tracing: Option<super::tracing::RawTracing>,
     #[serde(default)]
     pub listener: Vec<super::tls::RawListener>,
     #[serde(default)]

@@ -222,6 +222,20 @@ fn table(cfg: &Config) -> Table {
             ("flush_interval", duration(log.flush_interval)),
         ]),
     );
+    if let Some(tr) = &cfg.tracing {
+        t.insert(
+            "tracing".into(),
+            tbl([
+                ("otlp_endpoint", s(tr.otlp_endpoint.to_string())),
+                ("sample_ratio", Some(Value::Float(tr.sample_ratio))),
+                ("service_name", s(&tr.service_name)),
+                ("batch", int(tr.batch)),
+                ("queue", int(tr.queue)),
+                ("export_interval", duration(tr.export_interval)),
+                ("export_timeout", duration(tr.export_timeout)),
+            ]),
+        );
+    }
     if !cfg.auth.is_empty() {
         let auth = cfg.auth.iter().map(|p| auth_policy(cfg, p)).collect();
         t.insert("auth".into(), list(auth));

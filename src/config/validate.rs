@@ -159,6 +159,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         base,
     );
     let access_log = super::access_log::access_log(&mut cx, raw.access_log, base);
+    let tracing = super::tracing::tracing(&mut cx, raw.tracing);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
         let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
@@ -256,6 +257,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         tiers,
         redis,
         access_log,
+        tracing,
         listeners,
         bulkheads,
     })

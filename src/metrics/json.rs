@@ -115,6 +115,7 @@ pub fn render(m: &Merged) -> String {
         "limits": limits,
         "redis": {"errors": m.redis_errors, "fallback": m.redis_fallback},
         "access_log": {"written": x.log_written, "dropped": x.log_dropped},
+        "otlp": {"exported": x.spans_exported, "dropped": x.spans_dropped},
         "scrape_worker_us": m.workers.iter().map(|w| w.snapshot_ns / 1000).collect::<Vec<_>>(),
     });
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();

@@ -73,6 +73,9 @@ pub const LIMIT_REDIS_FALLBACK: &str = "coregate_ratelimit_redis_fallback";
 pub const ACCESS_LOG_LINES_TOTAL: &str = "coregate_access_log_lines_total";
 pub const ACCESS_LOG_DROPPED_TOTAL: &str = "coregate_access_log_dropped_lines_total";
 
+// OTLP span export
+pub const OTLP_SPANS_TOTAL: &str = "coregate_otlp_spans_total";
+
 // config and the process
 pub const CONFIG_GENERATION: &str = "coregate_config_generation";
 pub const CONFIG_RELOADS_TOTAL: &str = "coregate_config_reloads_total";

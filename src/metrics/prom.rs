@@ -644,6 +644,19 @@ fn render_process(s: &mut String, m: &Merged) {
     let _ = writeln!(s, "{} {}", names::ACCESS_LOG_DROPPED_TOTAL, x.log_dropped);
     family(
         s,
+        names::OTLP_SPANS_TOTAL,
+        "counter",
+        "Request spans sent to the OTLP collector (exported) or lost (dropped: queue full or a failed export).",
+    );
+    for (outcome, n) in [("exported", x.spans_exported), ("dropped", x.spans_dropped)] {
+        let _ = writeln!(
+            s,
+            "{}{{outcome=\"{outcome}\"}} {n}",
+            names::OTLP_SPANS_TOTAL
+        );
+    }
+    family(
+        s,
         names::CONFIG_GENERATION,
         "gauge",
         "Config generation in effect (1 at start, +1 per successful reload).",

@@ -148,6 +148,9 @@ pub struct Extra {
     pub last_reload_ok: bool,
     pub log_written: u64,
     pub log_dropped: u64,
+    /// OTLP spans the collector accepted, and spans lost (queue full, failed export).
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
     /// Workers configured; `workers.len()` of [`Merged`] may be smaller if some did not answer.
     pub expected_workers: usize,
     /// Active health checks, per probed endpoint.

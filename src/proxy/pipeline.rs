@@ -95,13 +95,14 @@ pub(super) async fn run(
     let rid = &rid_store[..rid_len];
     c.info.rid[..rid_len].copy_from_slice(rid);
     c.info.rid_len = rid_len;
-    if gen.log.enabled() {
+    if gen.log.enabled() || gen.spans.enabled() {
         c.info.method.extend_from_slice(head.method(buf));
         c.info.target.extend_from_slice(head.target(buf));
     }
     let span = Span::start(
         head.header(buf, b"traceparent"),
         &mut gen.span_ids.borrow_mut(),
+        gen.cfg.tracing.as_ref().map(|t| t.sample_ratio),
     );
     c.info.span = Some(span);
 

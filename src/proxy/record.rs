@@ -1,7 +1,8 @@
 //! The record of one request: what its counters, latency histograms and access-log line need.
 //!
 //! Owns [`RequestRecord`], filled as the request goes (route, status, endpoint, timings, trace span,
-//! subject, rate-limit decision; method and target are copied only while the access log is on),
+//! subject, rate-limit decision; method and target are copied only while the access log or span
+//! export is on),
 //! and [`finish`], which records a request once when it ends, however it ends.
 
 use std::time::Instant as StdInstant;
@@ -24,7 +25,7 @@ pub(super) struct RequestRecord {
     pub(super) span: Option<Span>,
     pub(super) rid: [u8; 128],
     pub(super) rid_len: usize,
-    /// Copied only while the access log is on.
+    /// Copied only while the access log or span export is on.
     pub(super) method: Vec<u8>,
     pub(super) target: Vec<u8>,
     pub(super) subject: String,
@@ -81,7 +82,8 @@ impl RequestRecord {
     }
 }
 
-/// Records a finished request: counters and latency of its route, one access-log line.
+/// Records a finished request: counters and latency of its route, one access-log line, one
+/// exported span.
 pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
     let i = &c.info;
     let total_us = i.start.elapsed().as_micros() as u64;
@@ -98,7 +100,7 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
     if let Some(us) = i.upstream_us {
         rs.upstream.record_us(us);
     }
-    if !ctx.log.enabled() {
+    if !ctx.log.enabled() && !ctx.spans.enabled() {
         return;
     }
     let route = i.route.map_or("", |r| ctx.cfg.routes[r].name.as_str());
@@ -110,7 +112,7 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
         ),
         None => (b"", b"", b""),
     };
-    ctx.log.record(&crate::accesslog::Record {
+    let record = crate::accesslog::Record {
         unix_ns: i.unix_ns,
         request_id: &i.rid[..i.rid_len],
         trace_id,
@@ -132,5 +134,9 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
         ratelimit: i.ratelimit,
         waf: &i.waf,
         waf_match: &i.waf_match,
-    });
+    };
+    ctx.log.record(&record);
+    if let Some(s) = &i.span {
+        ctx.spans.record(&record, s.flags);
+    }
 }

@@ -274,6 +274,7 @@ impl Gateway {
             let _ = t.join();
         }
         self.status.log.load().close(Duration::from_secs(5));
+        self.status.otlp.load().close(Duration::from_secs(5));
     }
 
     /// Blocks until SIGTERM or SIGINT, drains, and returns when every worker has finished. A second

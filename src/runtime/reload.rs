@@ -30,6 +30,7 @@ use super::control::{Control, ControlTx};
 use crate::accesslog::AccessLog;
 use crate::auth::AuthShared;
 use crate::config::{self, Config};
+use crate::otlp::Exporter;
 use crate::ratelimit::LimitsShared;
 use crate::upstream::health::HealthBoard;
 use crate::upstream::probe::Prober;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub auth: Arc<AuthShared>,
     pub limits: Arc<LimitsShared>,
     pub log: Arc<AccessLog>,
+    /// The OTLP span exporter (disabled without `[tracing]`).
+    pub otlp: Arc<Exporter>,
     /// Route bulkheads: in-flight counters every worker shares.
     pub bulkheads: Arc<crate::proxy::bulkhead::Bulkheads>,
     /// Active health verdicts (`upstream::probe` writes them, balancers read them).
@@ -58,6 +61,7 @@ impl Shared {
             auth: AuthShared::start(&cfg, None)?,
             limits: LimitsShared::new(&cfg, workers),
             log: AccessLog::start(&cfg.access_log)?,
+            otlp: Exporter::start(cfg.tracing.as_ref())?,
             bulkheads: Arc::new(crate::proxy::bulkhead::Bulkheads::new(&cfg, None)),
             health: Arc::new(HealthBoard::new(&cfg, None)),
             cfg,
@@ -76,6 +80,7 @@ pub struct ReloadSource {
 pub struct Status {
     pub config: ArcSwap<Config>,
     pub log: ArcSwap<AccessLog>,
+    pub otlp: ArcSwap<Exporter>,
     /// The current generation's health verdicts (for metrics).
     pub health: ArcSwap<HealthBoard>,
     /// The current generation's bulkheads (for metrics).
@@ -116,6 +121,7 @@ impl Controller {
         let status = Arc::new(Status {
             config: ArcSwap::new(current.cfg.clone()),
             log: ArcSwap::new(current.log.clone()),
+            otlp: ArcSwap::new(current.otlp.clone()),
             health: ArcSwap::new(current.health.clone()),
             bulkheads: ArcSwap::new(current.bulkheads.clone()),
             generation: AtomicU64::new(current.generation),
@@ -210,6 +216,11 @@ impl Controller {
         } else {
             AccessLog::start(&cfg.access_log).map_err(|e| vec![e])?
         };
+        let otlp = if old.cfg.tracing == cfg.tracing {
+            old.otlp.clone()
+        } else {
+            Exporter::start(cfg.tracing.as_ref()).map_err(|e| vec![e])?
+        };
         let bulkheads = crate::proxy::bulkhead::Bulkheads::new(&cfg, Some(&old.bulkheads));
         let health = Arc::new(HealthBoard::new(&cfg, Some(&old.health)));
         let next = Arc::new(Shared {
@@ -220,6 +231,7 @@ impl Controller {
             auth,
             limits,
             log,
+            otlp,
         });
         // the prober writes the new board from now on: verdicts that change while workers switch
         // land where the new generation reads them (the old board stops changing)
@@ -244,6 +256,7 @@ impl Controller {
         }
         self.status.config.store(next.cfg.clone());
         self.status.log.store(next.log.clone());
+        self.status.otlp.store(next.otlp.clone());
         self.status.health.store(next.health.clone());
         self.status.bulkheads.store(next.bulkheads.clone());
         // Release: an admin read that sees this generation sees the stores above

@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::http::head::HeadLimits;
 use crate::http::rewrite::RequestIdGen;
 use crate::metrics::{RouteStats, WorkerStats};
+use crate::otlp::SpanBuf;
 use crate::proxy::pipeline::RouteChain;
 use crate::ratelimit::LimitsRt;
 use crate::router::Router;
@@ -68,6 +69,8 @@ pub struct Generation {
     pub retired: Rc<Drain>,
     /// This worker's access-log buffer (`log.enabled()`: requests copy what their line needs).
     pub log: Rc<LogBuf>,
+    /// This worker's OTLP span buffer (`spans.enabled()`: `[tracing]` is on).
+    pub spans: Rc<SpanBuf>,
     // worker-lifetime parts, shared by every generation
     pub stats: Rc<WorkerStats>,
     pub drain: Rc<Drain>,
@@ -103,7 +106,10 @@ impl Generation {
                 shared.limits.clone(),
                 limit_metrics(&stats, &shared),
             )),
-            Rc::new(LogBuf::new(shared.log.clone())),
+            (
+                Rc::new(LogBuf::new(shared.log.clone())),
+                Rc::new(SpanBuf::new(shared.otlp.clone())),
+            ),
             WorkerParts {
                 stats,
                 drain: Rc::default(),
@@ -149,13 +155,19 @@ impl Generation {
             self.log.flush();
             Rc::new(LogBuf::new(shared.log.clone()))
         };
+        let spans = if Arc::ptr_eq(&self.shared.otlp, &shared.otlp) {
+            self.spans.clone()
+        } else {
+            self.spans.flush();
+            Rc::new(SpanBuf::new(shared.otlp.clone()))
+        };
         Generation::build(
             self.id,
             shared,
             upstreams,
             auth,
             ratelimit,
-            log,
+            (log, spans),
             WorkerParts {
                 stats: self.stats.clone(),
                 drain: self.drain.clone(),
@@ -174,7 +186,7 @@ impl Generation {
         upstreams: Vec<Rc<UpstreamRt>>,
         auth: Rc<AuthRt>,
         ratelimit: Rc<LimitsRt>,
-        log: Rc<LogBuf>,
+        (log, spans): (Rc<LogBuf>, Rc<SpanBuf>),
         w: WorkerParts,
     ) -> Self {
         let cfg = shared.cfg.clone();
@@ -202,6 +214,7 @@ impl Generation {
             ratelimit,
             retired: Rc::default(),
             log,
+            spans,
             stats: w.stats,
             drain: w.drain,
             request_ids: w.request_ids,
@@ -359,6 +372,7 @@ pub async fn run(
             let every = flusher.get().cfg.access_log.flush_interval;
             monoio::time::sleep(every).await;
             flusher.get().log.flush();
+            flusher.get().spans.flush();
         }
     });
     let adopter = cur.clone();
@@ -408,6 +422,7 @@ pub async fn run(
         monoio::time::sleep(DRAIN_POLL).await;
     }
     cur.get().log.flush();
+    cur.get().spans.flush();
 }
 
 /// Runs a connection task so that a bug (a panic) ends that connection only, not the worker and
