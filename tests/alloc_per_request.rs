@@ -136,10 +136,19 @@ fn measure(driver: coregate::runtime::DriverChoice, log: Option<&std::path::Path
 #[test]
 fn allocations_per_keepalive_request() {
     let log = std::env::temp_dir().join(format!("coregate-alloc-{}.log", std::process::id()));
+    let mut logged_runs = 0;
     for (name, driver) in [
         ("io_uring", coregate::runtime::DriverChoice::Uring),
         ("epoll", coregate::runtime::DriverChoice::Epoll),
     ] {
+        if driver == coregate::runtime::DriverChoice::Uring {
+            // a host without io_uring (seccomp, qemu-user, an old kernel) measures epoll only
+            if let Err(why) = coregate::runtime::driver::probe_summary() {
+                eprintln!("\n!!!!!!!! SKIP io_uring: {why}\n");
+                continue;
+            }
+        }
+        logged_runs += 1;
         for (what, log) in [
             ("access log off", None),
             ("access log on", Some(log.as_path())),
@@ -157,5 +166,8 @@ fn allocations_per_keepalive_request() {
         .lines()
         .count();
     let _ = std::fs::remove_file(&log);
-    assert!(lines >= 2 * 2200, "the logged runs wrote {lines} lines");
+    assert!(
+        lines >= logged_runs * 2200,
+        "the {logged_runs} logged runs wrote {lines} lines"
+    );
 }
