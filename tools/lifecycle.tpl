@@ -83,5 +83,7 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
    ({{src/http/respond.rs|pub fn render_h1(}}), keep-alive decided by how much of the request was read.
 10. **Record.** `record::finish` ({{src/proxy/record.rs|pub(super) fn finish(}}) counts the request once
     (route and upstream counters, latency histograms) and appends one access-log line to the worker's
-    buffer, which a writer thread flushes. The loop then reads the next head; on close, a TLS
+    buffer, which a writer thread flushes; with `[tracing]`, a sampled request's server span is
+    encoded into the worker's span buffer ({{src/otlp/mod.rs|pub fn record(}}), which the
+    `coregate-otlp` thread exports to the collector. The loop then reads the next head; on close, a TLS
     connection sends `close_notify` ({{src/net/stream.rs|pub async fn close(}}).
