@@ -138,8 +138,11 @@ fn tracing_config(up: &Upstream, col: &Collector, extra: &str) -> String {
              [tracing]\notlp_endpoint = \"http://{}/v1/traces\"\nexport_interval = \"50ms\"\n\
              service_name = \"edge-gw\"\n{extra}\n",
             col.addr
-        ) + &upstream_toml("u", &[up.addr], "")
-            + &route_toml("users", "u", "path_prefix = \"/users\"")),
+        ) + "[[auth]]\nname = \"keys\"\ntype = \"api_key\"\n\
+               keys = [{ key_env = \"CG_TEST_OTLP_API_KEY\", consumer = \"acme\" }]\n\n"
+            + &upstream_toml("u", &[up.addr], "")
+            + &route_toml("users", "u", "path_prefix = \"/users\"")
+            + &route_toml("secure", "u", "path_prefix = \"/secure\"\nauth = \"keys\"")),
     )
 }
 
@@ -148,6 +151,7 @@ const UNSAMPLED: &str = "00-11112222333344445555666677778888-00f067aa0ba902b7-00
 
 #[test]
 fn sampled_requests_export_one_server_span_each() {
+    std::env::set_var("CG_TEST_OTLP_API_KEY", "otlp-key-1");
     for_each_driver(|driver| {
         let up = Upstream::recording("u");
         let col = Collector::start(0, 200);
@@ -175,8 +179,16 @@ fn sampled_requests_export_one_server_span_each() {
             b"",
         ));
         assert_eq!(r.status, 200, "[{driver}]");
-        let got = col.spans(2);
-        assert_eq!(got.len(), 2, "[{driver}] spans: {got:?}");
+        let r = c.request(&req(
+            "GET",
+            "/secure/s",
+            "t.test",
+            &[("x-api-key", "otlp-key-1")],
+            b"",
+        ));
+        assert_eq!(r.status, 200, "[{driver}]");
+        let got = col.spans(3);
+        assert_eq!(got.len(), 3, "[{driver}] spans: {got:?}");
         // the upstream saw the gateway's span as its parent
         let seen: Vec<String> = up
             .requests()
@@ -221,10 +233,13 @@ fn sampled_requests_export_one_server_span_each() {
         assert!(b.parent_span_id.is_empty());
         assert_eq!(hex(&b.trace_id), seen[1][3..35]);
         assert_eq!(int_attr(b, "http.request.body.size"), 5);
+        // the authenticated consumer
+        let (_, s) = got.iter().find(|(_, s)| s.name == "GET secure").unwrap();
+        assert_eq!(str_attr(s, "enduser.id"), "acme");
         // the unsampled caller's request exports nothing
         let total = || gw.metric("coregate_otlp_spans_total{outcome=\"exported\"}");
-        wait_until(deadline(secs(5)), || total() == Some(2));
-        assert_eq!(total(), Some(2), "[{driver}]");
+        wait_until(deadline(secs(5)), || total() == Some(3));
+        assert_eq!(total(), Some(3), "[{driver}]");
         // exports run every 50 ms: a second is twenty chances for a wrong one to arrive
         let late = col.spans_within(1, secs(1));
         assert!(

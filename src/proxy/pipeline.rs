@@ -234,7 +234,7 @@ pub(super) async fn run(
         }
         _ => None,
     };
-    if gen.log.enabled() {
+    if gen.log.enabled() || gen.spans.enabled() {
         if let Some(who) = adm
             .identity
             .as_ref()
