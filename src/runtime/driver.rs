@@ -157,18 +157,9 @@ pub fn explain(e: &io::Error) -> String {
 }
 
 fn memlock() -> String {
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut r) } != 0 {
-        return "unknown".into();
-    }
-    if r.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited".into()
-    } else {
-        format!("{} KiB", r.rlim_cur / 1024)
+    match crate::tune::host::Limit::memlock().soft {
+        None => "unlimited".into(),
+        Some(b) => format!("{} KiB", b / 1024),
     }
 }
 

@@ -11,6 +11,13 @@ pub struct Limit {
     pub hard: Option<u64>,
 }
 
+impl Limit {
+    /// This process's RLIMIT_MEMLOCK (the io_uring diagnostics quote it too).
+    pub fn memlock() -> Limit {
+        limit(libc::RLIMIT_MEMLOCK)
+    }
+}
+
 /// The host as the checks see it.
 pub struct Host {
     root: PathBuf,
@@ -29,7 +36,7 @@ impl Host {
         Host {
             root: PathBuf::from("/"),
             nofile: limit(libc::RLIMIT_NOFILE),
-            memlock: limit(libc::RLIMIT_MEMLOCK),
+            memlock: Limit::memlock(),
             uring: crate::runtime::driver::probe_summary(),
         }
     }
@@ -115,22 +122,13 @@ pub fn parse_release(s: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// The kernel's CPU list format: "0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11]; "" -> [].
+/// The kernel's CPU list format, as `--cpus` takes it: "0-3,8,10-11" -> [0, 1, 2, 3, 8, 10, 11];
+/// "" (no CPUs, e.g. `isolated`) -> [].
 pub fn parse_cpu_list(s: &str) -> Option<Vec<usize>> {
-    let mut out = Vec::new();
-    for part in s.trim().split(',').filter(|p| !p.is_empty()) {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
-                if a > b {
-                    return None;
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.trim().parse().ok()?),
-        }
+    if s.trim().is_empty() {
+        return Some(Vec::new());
     }
-    Some(out)
+    crate::cli::parse_cpus(s).ok().map(|c| c.0)
 }
 
 /// [0, 1, 2, 5] -> "0-2,5"
