@@ -234,7 +234,7 @@ pub async fn serve(cur: Rc<Current>, stream: Stream, peer: SocketAddr, listener:
         };
         // the generation this request runs on
         let ctx = cur.get();
-        c.info.begin(ctx.log.enabled() || ctx.spans.enabled());
+        c.info.begin(ctx.records_requests());
         c.body_sent = 0;
         c.body_recv = 0;
         c.grpc = false;
@@ -309,7 +309,7 @@ pub(crate) async fn serve_stream(cur: Rc<Current>, stream: Stream, head: Vec<u8>
     // one request per stream: no connection-sized read buffer (the head is all it reads into)
     let mut c = ClientConn::with_buf(stream, peer.ip, head, 1024);
     c.listener = peer.listener;
-    c.info.begin(ctx.log.enabled() || ctx.spans.enabled());
+    c.info.begin(ctx.records_requests());
     let mut resp = ResponseHead::default();
     match head::parse_request(&c.buf, &ctx.limits, &mut c.head) {
         Ok(Some(())) => {

@@ -95,7 +95,7 @@ pub(super) async fn run(
     let rid = &rid_store[..rid_len];
     c.info.rid[..rid_len].copy_from_slice(rid);
     c.info.rid_len = rid_len;
-    if gen.log.enabled() || gen.spans.enabled() {
+    if gen.records_requests() {
         c.info.method.extend_from_slice(head.method(buf));
         c.info.target.extend_from_slice(head.target(buf));
     }
@@ -234,7 +234,7 @@ pub(super) async fn run(
         }
         _ => None,
     };
-    if gen.log.enabled() || gen.spans.enabled() {
+    if gen.records_requests() {
         if let Some(who) = adm
             .identity
             .as_ref()

@@ -100,7 +100,7 @@ pub(super) fn finish(ctx: &Generation, c: &mut ClientConn) {
     if let Some(us) = i.upstream_us {
         rs.upstream.record_us(us);
     }
-    if !ctx.log.enabled() && !ctx.spans.enabled() {
+    if !ctx.records_requests() {
         return;
     }
     let route = i.route.map_or("", |r| ctx.cfg.routes[r].name.as_str());

@@ -227,6 +227,12 @@ impl Generation {
         }
     }
 
+    /// Whether finished requests go anywhere beyond the counters (the access log or span export):
+    /// only then do requests copy what a log line or a span needs.
+    pub fn records_requests(&self) -> bool {
+        self.log.enabled() || self.spans.enabled()
+    }
+
     /// Logs that the auth backend failed, at most once per second per worker (it may fail for
     /// every request while it is down).
     pub fn auth_unavailable(&self, why: &str) {
