@@ -16,6 +16,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod discovery;
 pub mod h2;
 pub mod http;
 pub mod metrics;

@@ -204,6 +204,7 @@ impl Admin {
                 expected_workers: self.st.workers.len(),
                 health: snapshot::EndpointHealthSnap::all(&st.health.load()),
                 bulkheads: st.bulkheads.load().snapshot(),
+                dns: st.dns.snapshot().to_vec(),
             },
         )
     }

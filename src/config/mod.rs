@@ -15,6 +15,7 @@ mod bff;
 mod breaker;
 pub mod bulkhead;
 pub mod cache;
+pub mod dns;
 pub mod fallback;
 pub mod health;
 pub mod http2;

@@ -29,6 +29,8 @@ pub struct Config {
     pub access_log: super::access_log::AccessLogConfig,
     /// `[tracing]`: OTLP span export; `None` when the table is absent.
     pub tracing: Option<super::tracing::TracingConfig>,
+    /// `[dns]`: the resolver of `dns_refresh = "ttl"` upstreams (defaults when absent).
+    pub dns: super::dns::DnsConfig,
     /// The `[[listener]]` entries, in file order.
     pub listeners: Vec<ListenerConfig>,
     /// `[[bulkhead]]` pools routes share.
@@ -98,7 +100,11 @@ pub struct AdminConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
+    /// The endpoints in use: literals and the addresses names resolved to.
     pub endpoints: Vec<Endpoint>,
+    /// `dns_refresh = "ttl"` with at least one name: `endpoints` as written, which the discovery
+    /// thread re-resolves on their TTL (a new generation replaces `endpoints` when they change).
+    pub discovery: Option<Vec<super::dns::EndpointSpec>>,
     pub balance: Balance,
     pub connect_timeout: Duration,
     /// From the end of sending the request until the upstream's response head has arrived.

@@ -35,6 +35,7 @@ pub(crate) struct RawConfig {
     pub redis: Option<super::limits::RawRedis>,
     pub access_log: Option<super::access_log::RawAccessLog>,
     pub tracing: Option<super::tracing::RawTracing>,
+    pub dns: Option<super::dns::RawDns>,
     #[serde(default)]
     pub listener: Vec<super::tls::RawListener>,
     #[serde(default)]
@@ -81,6 +82,7 @@ pub(crate) struct RawAdmin {
 pub(crate) struct RawUpstream {
     pub name: Option<String>,
     pub endpoints: Option<Vec<RawEndpoint>>,
+    pub dns_refresh: Option<String>,
     pub balance: Option<String>,
     pub hash_key: Option<String>,
     pub connect_timeout: Option<DurationValue>,

@@ -107,6 +107,9 @@ mod security;
 #[path = "render_bff.rs"]
 mod bff;
 
+#[path = "render_dns.rs"]
+mod dns;
+
 fn table(cfg: &Config) -> Table {
     let mut t = Table::new();
     let sv = &cfg.server;
@@ -222,6 +225,9 @@ fn table(cfg: &Config) -> Table {
             ("flush_interval", duration(log.flush_interval)),
         ]),
     );
+    if let Some(d) = dns::dns(&cfg.dns) {
+        t.insert("dns".into(), d);
+    }
     if let Some(tr) = &cfg.tracing {
         t.insert(
             "tracing".into(),
@@ -251,9 +257,7 @@ fn table(cfg: &Config) -> Table {
 }
 
 fn upstream(u: &UpstreamConfig) -> Value {
-    let endpoints = (u.endpoints.iter())
-        .map(|e| tbl([("addr", s(e.addr.to_string())), ("weight", int(e.weight))]))
-        .collect();
+    let (endpoints, dns_refresh) = dns::endpoints(u);
     let (balance, hash_key) = match &u.balance {
         Balance::RoundRobin => ("round_robin", None),
         Balance::Weighted => ("weighted", None),
@@ -265,7 +269,8 @@ fn upstream(u: &UpstreamConfig) -> Value {
     };
     tbl([
         ("name", s(&u.name)),
-        ("endpoints", Some(list(endpoints))),
+        ("endpoints", Some(endpoints)),
+        ("dns_refresh", dns_refresh),
         ("balance", s(balance)),
         ("hash_key", hash_key),
         ("connect_timeout", duration(u.connect_timeout)),

@@ -31,7 +31,6 @@ const DEFAULT_TUNNEL_IDLE_SECS: u64 = 300;
 const DEFAULT_MAX_EJECTION_PERCENT: u32 = 50;
 /// Envoy's `healthy_panic_threshold` default: below half healthy, spread over all.
 const DEFAULT_PANIC_THRESHOLD: u32 = 50;
-const ADDR_EXAMPLE: &str = "an address like \"127.0.0.1:9001\"";
 
 #[derive(Default)]
 pub(super) struct Ctx {
@@ -160,6 +159,8 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     );
     let access_log = super::access_log::access_log(&mut cx, raw.access_log, base);
     let tracing = super::tracing::tracing(&mut cx, raw.tracing);
+    // before upstreams: their names are resolved with it
+    let dns = super::dns::dns(&mut cx, raw.dns);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
         let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
@@ -180,7 +181,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         if let Some(name) = &u.name {
             cx.unique(&mut upstream_names, &p, "upstream", name, i);
         }
-        let u = upstream(&mut cx, &p, u, base);
+        let u = upstream(&mut cx, &p, u, base, &dns);
         let cluster = |u: &UpstreamConfig| u.circuit_breaker.as_ref().is_some_and(|b| b.cluster);
         if u.as_ref().is_some_and(cluster) && !limits.has_redis() {
             let m = "scope = \"cluster\" needs a [redis] section";
@@ -258,6 +259,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         redis,
         access_log,
         tracing,
+        dns,
         listeners,
         bulkheads,
     })
@@ -387,6 +389,7 @@ fn upstream(
     p: &KeyPath,
     u: RawUpstream,
     base: &std::path::Path,
+    dns: &super::dns::DnsConfig,
 ) -> Option<UpstreamConfig> {
     let name = cx
         .required(p.key("name"), u.name, "a unique name like \"users\"")
@@ -397,25 +400,9 @@ fn upstream(
     if raw_endpoints.as_ref().is_some_and(Vec::is_empty) {
         cx.err(ep.clone(), "empty list (expected at least one endpoint)");
     }
-    let mut endpoints: Vec<Endpoint> = Vec::new();
-    for (i, e) in raw_endpoints.unwrap_or_default().into_iter().enumerate() {
-        let p = ep.index(i);
-        let (addr, weight) = match e {
-            RawEndpoint::Addr(a) => (Some(a), 1),
-            RawEndpoint::Table(t) => (t.addr, cx.int(p.key("weight"), t.weight, 1, 1, 1000)),
-        };
-        let Some(addr) = cx.required(p.key("addr"), addr, ADDR_EXAMPLE) else {
-            continue;
-        };
-        match cx.addr(&p, &addr) {
-            Some(a) if a.port() == 0 => cx.err(p, "port 0 is not a valid endpoint port"),
-            Some(a) if endpoints.iter().any(|e| e.addr == a) => {
-                cx.err(p, format!("duplicate endpoint {a}"))
-            }
-            Some(addr) => endpoints.push(Endpoint { addr, weight }),
-            None => {}
-        }
-    }
+    let refresh = super::dns::refresh(cx, p, u.dns_refresh.as_deref());
+    let (endpoints, discovery) =
+        super::dns::endpoints(cx, &ep, raw_endpoints.unwrap_or_default(), refresh, dns);
     let balance = balance(cx, p, u.balance, u.hash_key);
     let protocol = match u.protocol.as_deref() {
         None | Some("http1") => UpstreamProtocol::Http1,
@@ -463,6 +450,7 @@ fn upstream(
         // Last: `?` must not skip the checks above.
         name: name?,
         endpoints,
+        discovery,
         balance: balance?,
         tls: tls.ok()?,
         protocol,

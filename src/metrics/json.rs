@@ -116,6 +116,7 @@ pub fn render(m: &Merged) -> String {
         "redis": {"errors": m.redis_errors, "fallback": m.redis_fallback},
         "access_log": {"written": x.log_written, "dropped": x.log_dropped},
         "otlp": {"exported": x.spans_exported, "dropped": x.spans_dropped},
+        "dns": x.dns.iter().map(|d| json!({"upstream": d.upstream, "endpoints": d.endpoints, "changed": d.changed, "unchanged": d.unchanged, "failed": d.failed, "last_error": d.last_error})).collect::<Vec<_>>(),
         "scrape_worker_us": m.workers.iter().map(|w| w.snapshot_ns / 1000).collect::<Vec<_>>(),
     });
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();

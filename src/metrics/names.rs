@@ -76,6 +76,10 @@ pub const ACCESS_LOG_DROPPED_TOTAL: &str = "coregate_access_log_dropped_lines_to
 // OTLP span export
 pub const OTLP_SPANS_TOTAL: &str = "coregate_otlp_spans_total";
 
+// DNS service discovery
+pub const DNS_RESOLUTIONS_TOTAL: &str = "coregate_dns_resolutions_total";
+pub const DNS_ENDPOINTS: &str = "coregate_dns_endpoints";
+
 // config and the process
 pub const CONFIG_GENERATION: &str = "coregate_config_generation";
 pub const CONFIG_RELOADS_TOTAL: &str = "coregate_config_reloads_total";

@@ -157,6 +157,8 @@ pub struct Extra {
     pub health: Vec<EndpointHealthSnap>,
     /// Bulkhead pools: name, in flight, queued, refused.
     pub bulkheads: Vec<(String, u64, u64, u64)>,
+    /// DNS discovery, per upstream with `dns_refresh = "ttl"`.
+    pub dns: Vec<crate::discovery::UpstreamDns>,
 }
 
 /// One probed endpoint: the prober's verdict and counters.

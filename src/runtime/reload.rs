@@ -15,7 +15,12 @@
 //!  -> send it to every worker (Control::Reload) and wait for each to switch
 //! ```
 //! Any error leaves every worker on the old generation; the errors are logged and returned to the
-//! admin caller. [`Status`] is what the admin thread reads: the effective config (for `/config`),
+//! admin caller.
+//!
+//! DNS discovery makes generations too: the `coregate-discovery` thread ([`Discovery`], owned
+//! here) reports an upstream whose names now resolve to a different set ([`Found`]); the controller
+//! copies the current config with that upstream's endpoints replaced and switches workers the same
+//! way (no file is read; the reload counters do not move). [`Status`] is what the admin thread reads: the effective config (for `/config`),
 //! the generation number and reload counters.
 
 use std::path::PathBuf;
@@ -30,6 +35,7 @@ use super::control::{Control, ControlTx};
 use crate::accesslog::AccessLog;
 use crate::auth::AuthShared;
 use crate::config::{self, Config};
+use crate::discovery::{Discovery, DnsStats, Found};
 use crate::otlp::Exporter;
 use crate::ratelimit::LimitsShared;
 use crate::upstream::health::HealthBoard;
@@ -90,6 +96,8 @@ pub struct Status {
     pub reloads_failed: AtomicU64,
     pub last_ok: AtomicBool,
     pub started: std::time::Instant,
+    /// DNS discovery's per-upstream counters.
+    pub dns: Arc<DnsStats>,
 }
 
 /// Requests to the control thread.
@@ -109,6 +117,9 @@ pub struct Controller {
     status: Arc<Status>,
     /// The health-check thread (it stops when this is dropped).
     prober: Prober,
+    /// The discovery thread (it stops when this is dropped) and what it finds.
+    discovery: Discovery,
+    found: Receiver<Found>,
 }
 
 impl Controller {
@@ -118,6 +129,8 @@ impl Controller {
         workers: Vec<ControlTx>,
     ) -> Result<Self, String> {
         let prober = Prober::start(current.health.clone())?;
+        let (found_tx, found) = crossbeam_channel::unbounded();
+        let discovery = Discovery::start(current.cfg.clone(), found_tx)?;
         let status = Arc::new(Status {
             config: ArcSwap::new(current.cfg.clone()),
             log: ArcSwap::new(current.log.clone()),
@@ -129,6 +142,7 @@ impl Controller {
             reloads_failed: AtomicU64::new(0),
             last_ok: AtomicBool::new(true),
             started: std::time::Instant::now(),
+            dns: discovery.stats(),
         });
         Ok(Controller {
             source,
@@ -136,6 +150,8 @@ impl Controller {
             workers,
             status,
             prober,
+            discovery,
+            found,
         })
     }
 
@@ -147,16 +163,23 @@ impl Controller {
     pub fn spawn(mut self, cmds: Receiver<Cmd>) -> Result<(), String> {
         std::thread::Builder::new()
             .name("coregate-control".into())
-            .spawn(move || {
-                for cmd in cmds {
-                    match cmd {
-                        Cmd::Reload(reply) => {
+            .spawn(move || loop {
+                crossbeam_channel::select! {
+                    recv(cmds) -> cmd => match cmd {
+                        Ok(Cmd::Reload(reply)) => {
                             let r = self.reload();
                             if let Some(reply) = reply {
                                 let _ = reply.send(r);
                             }
                         }
-                        Cmd::Reopen => self.current.log.reopen(),
+                        Ok(Cmd::Reopen) => self.current.log.reopen(),
+                        // every sender is gone: dropping self stops the prober and discovery
+                        Err(_) => return,
+                    },
+                    recv(self.found) -> f => {
+                        if let Ok(f) = f {
+                            self.discovered(f);
+                        }
                     }
                 }
             })
@@ -189,6 +212,38 @@ impl Controller {
         r
     }
 
+    /// Applies a changed endpoint set while the upstream still has the specs that were resolved
+    /// (a reload in between may have changed them; the discovery thread then has the new ones).
+    fn discovered(&mut self, f: Found) {
+        let cfg = &self.current.cfg;
+        let Some(i) = (cfg.upstreams.iter())
+            .position(|u| u.name == f.upstream && u.discovery.as_ref() == Some(&f.specs))
+        else {
+            return;
+        };
+        if cfg.upstreams[i].endpoints == f.endpoints {
+            return;
+        }
+        let mut next = Config::clone(cfg);
+        next.upstreams[i].endpoints = f.endpoints;
+        let addrs: Vec<String> = (next.upstreams[i].endpoints.iter())
+            .map(|e| e.addr.to_string())
+            .collect();
+        match self.switch(next) {
+            Ok(g) => eprintln!(
+                "coregate: dns: upstream {} now has {} endpoint(s) ({}), generation {g}",
+                f.upstream,
+                addrs.len(),
+                addrs.join(", ")
+            ),
+            Err(errors) => eprintln!(
+                "coregate: dns: upstream {}: cannot switch to the new endpoints: {}",
+                f.upstream,
+                errors.join("; ")
+            ),
+        }
+    }
+
     fn try_reload(&mut self) -> Result<u64, Vec<String>> {
         let Some(source) = &self.source else {
             return Err(vec![
@@ -198,8 +253,13 @@ impl Controller {
         let mut cfg = config::load_file(&source.path)
             .map_err(|errs| errs.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
         (source.apply)(&mut cfg);
+        restart_only(&self.current.cfg, &cfg)?;
+        self.switch(cfg)
+    }
+
+    /// Builds the generation for `cfg` from the current one and switches every worker to it.
+    fn switch(&mut self, cfg: Config) -> Result<u64, Vec<String>> {
         let old = &self.current;
-        restart_only(&old.cfg, &cfg)?;
         let cfg = Arc::new(cfg);
         let auth = AuthShared::start(&cfg, Some(&old.auth)).map_err(|e| vec![e])?;
         let limits_same = old.cfg.rate_limits == cfg.rate_limits
@@ -263,6 +323,7 @@ impl Controller {
         self.status
             .generation
             .store(next.generation, Ordering::Release);
+        self.discovery.update(next.cfg.clone());
         self.current = next;
         Ok(self.current.generation)
     }

@@ -10,6 +10,7 @@ fn cfg(weights: &[u32], balance: Balance, max_fails: u32) -> UpstreamConfig {
                 weight: weights[i],
             })
             .collect(),
+        discovery: None,
         balance,
         connect_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(1),

@@ -9,6 +9,7 @@
 #![allow(clippy::disallowed_types)]
 
 pub mod client;
+pub mod dns;
 pub mod gateway;
 pub mod grpc;
 pub mod h2c;

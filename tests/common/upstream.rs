@@ -154,6 +154,19 @@ impl Upstream {
 
     fn start_inner(name: &str, store_body: bool, slam: bool, handler: Handler) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind mock upstream");
+        Self::serve(listener, name, store_body, slam, handler)
+    }
+
+    /// A recording mock on `bind` (another loopback address, or a port another mock has on one:
+    /// names that resolve to several addresses share the port).
+    pub fn recording_on(name: &str, bind: SocketAddr) -> std::io::Result<Upstream> {
+        let listener = TcpListener::bind(bind)?;
+        let n = name.to_string();
+        let handler: Handler = Arc::new(move |_r: &Recorded| MockResponse::new(200, n.clone()));
+        Ok(Self::serve(listener, name, true, false, handler))
+    }
+
+    fn serve(listener: TcpListener, name: &str, store_body: bool, slam: bool, handler: Handler) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             name: name.to_string(),
