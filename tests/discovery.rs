@@ -81,7 +81,11 @@ fn a_records_are_followed_on_their_ttl_and_pools_of_endpoints_that_stay_are_kept
         let mut seen = bodies(&gw, 4);
         seen.sort();
         assert_eq!(seen, ["a", "a", "b", "b"]);
-        assert_eq!(a.accepted(), 1, "a's pooled connection was dropped by the switch");
+        assert_eq!(
+            a.accepted(),
+            1,
+            "a's pooled connection was dropped by the switch"
+        );
         assert!(dns_metric(&gw, "coregate_config_generation") > gen0);
         assert!(
             dns_metric(
@@ -89,7 +93,10 @@ fn a_records_are_followed_on_their_ttl_and_pools_of_endpoints_that_stay_are_kept
                 "coregate_dns_resolutions_total{upstream=\"users\",outcome=\"changed\"}"
             ) >= 1
         );
-        assert_eq!(dns_metric(&gw, "coregate_config_reloads_total{result=\"ok\"}"), 0);
+        assert_eq!(
+            dns_metric(&gw, "coregate_config_reloads_total{result=\"ok\"}"),
+            0
+        );
 
         // the first address goes away: only b is asked
         dns.set_addrs("users.svc.test", 1, &["127.0.0.3"]);
@@ -100,7 +107,9 @@ fn a_records_are_followed_on_their_ttl_and_pools_of_endpoints_that_stay_are_kept
         assert_eq!(bodies(&gw, 3), ["b", "b", "b"]);
         // unchanged answers are counted, not switched to
         let unchanged = "coregate_dns_resolutions_total{upstream=\"users\",outcome=\"unchanged\"}";
-        assert!(wait_until(deadline(secs(10)), || dns_metric(&gw, unchanged) >= 1));
+        assert!(wait_until(deadline(secs(10)), || dns_metric(
+            &gw, unchanged
+        ) >= 1));
 
         // /config shows the name as written, not the addresses of the moment
         let cfg = String::from_utf8_lossy(&gw.admin_get("/config").body).into_owned();
@@ -137,7 +146,11 @@ fn srv_records_give_ports_weights_and_priorities() {
         let gw = Gateway::start_with_args(&dns_config(&dns, up), driver, &["--workers", "1"]);
         let seen = bodies(&gw, 8);
         let count = |n: &str| seen.iter().filter(|b| *b == n).count();
-        assert_eq!((count("one"), count("two"), count("backup")), (2, 6, 0), "{seen:?}");
+        assert_eq!(
+            (count("one"), count("two"), count("backup")),
+            (2, 6, 0),
+            "{seen:?}"
+        );
         let stats = String::from_utf8_lossy(&gw.admin_get("/stats").body).into_owned();
         let doc: serde_json::Value = serde_json::from_str(&stats).unwrap();
         assert_eq!(doc["dns"][0]["upstream"], "users", "{stats}");
@@ -178,14 +191,20 @@ fn a_dns_outage_keeps_the_last_good_set_and_reloads_still_work() {
         );
         gw.wait_log("coregate: dns: upstream users:");
         gw.wait_log("keeping its 1 endpoint(s)");
-        assert_eq!(dns_metric(&gw, "coregate_dns_endpoints{upstream=\"users\"}"), 1);
+        assert_eq!(
+            dns_metric(&gw, "coregate_dns_endpoints{upstream=\"users\"}"),
+            1
+        );
         assert_eq!(bodies(&gw, 2), ["a", "a"]);
         // a reload while DNS is down keeps the addresses this process last resolved
         let r = gw.admin_post("/reload");
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         assert_eq!(bodies(&gw, 1), ["a"]);
         let stats = String::from_utf8_lossy(&gw.admin_get("/stats").body).into_owned();
-        assert!(stats.contains("\"last_error\": \"A users.svc.test."), "{stats}");
+        assert!(
+            stats.contains("\"last_error\": \"A users.svc.test."),
+            "{stats}"
+        );
     });
 }
 
@@ -194,7 +213,9 @@ fn truncated_answers_are_asked_again_over_tcp() {
     let dns = DnsServer::start("svc.test");
     // 200 A records (about 3.2 KB) fit neither the 1232-byte UDP payload we advertise nor our
     // receive buffer: only the TCP retry can bring them
-    let ips: Vec<String> = (0..200).map(|i| format!("127.0.{}.{}", 1 + i / 100, 1 + i % 100)).collect();
+    let ips: Vec<String> = (0..200)
+        .map(|i| format!("127.0.{}.{}", 1 + i / 100, 1 + i % 100))
+        .collect();
     let ips: Vec<&str> = ips.iter().map(String::as_str).collect();
     dns.set_addrs("many.svc.test", 60, &ips);
     let up = "[[upstream]]\nname = \"users\"\nendpoints = [\"many.svc.test:9\"]\n\
@@ -209,7 +230,8 @@ fn truncated_answers_are_asked_again_over_tcp() {
 #[test]
 fn names_that_do_not_resolve_at_load_are_errors_at_their_key() {
     let dns = DnsServer::start("svc.test");
-    let up = "[[upstream]]\nname = \"users\"\nendpoints = [\"127.0.0.1:9\", \"nowhere.svc.test:80\"]\n\
+    let up =
+        "[[upstream]]\nname = \"users\"\nendpoints = [\"127.0.0.1:9\", \"nowhere.svc.test:80\"]\n\
               dns_refresh = \"ttl\"\n";
     let path = write_temp(&dns_config(&dns, up), "toml");
     let (status, _out, err) = run_cli(
@@ -219,7 +241,9 @@ fn names_that_do_not_resolve_at_load_are_errors_at_their_key() {
     assert!(!status.unwrap().success(), "{err}");
     assert!(err.contains("upstream[0].endpoints[1]"), "{err}");
     assert!(
-        err.contains("cannot resolve \"nowhere.svc.test:80\": \"nowhere.svc.test\" has no A or AAAA records"),
+        err.contains(
+            "cannot resolve \"nowhere.svc.test:80\": \"nowhere.svc.test\" has no A or AAAA records"
+        ),
         "{err}"
     );
     // the error names the file position of the entry

@@ -88,7 +88,10 @@ pub enum DnsRefresh {
 pub enum EndpointName {
     Ip(SocketAddr),
     /// `host:port`: A and AAAA records.
-    Host { host: String, port: u16 },
+    Host {
+        host: String,
+        port: u16,
+    },
     /// `_service._proto.name`: SRV records.
     Srv(String),
 }
@@ -179,7 +182,10 @@ pub(crate) fn parse_name(s: &str) -> Result<EndpointName, String> {
         !h.is_empty()
             && h.len() <= 253
             && h.trim_end_matches('.').split('.').all(|l| {
-                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
             })
     };
     if s.starts_with('_') {
@@ -189,7 +195,9 @@ pub(crate) fn parse_name(s: &str) -> Result<EndpointName, String> {
             ));
         }
         if !label_ok(s) {
-            return Err(format!("invalid SRV name \"{s}\" (expected like \"_http._tcp.users.service.consul\")"));
+            return Err(format!(
+                "invalid SRV name \"{s}\" (expected like \"_http._tcp.users.service.consul\")"
+            ));
         }
         return Ok(EndpointName::Srv(s.to_ascii_lowercase()));
     }
@@ -266,6 +274,128 @@ pub(super) fn endpoints(
         }
         specs.push(spec);
     }
-    let keep = refresh == DnsRefresh::Ttl && specs.iter().any(|s| !matches!(s.name, EndpointName::Ip(_)));
+    let keep =
+        refresh == DnsRefresh::Ttl && specs.iter().any(|s| !matches!(s.name, EndpointName::Ip(_)));
     (endpoints, keep.then_some(specs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_str;
+    use crate::config::validate::tests::{errs as errors, UP};
+
+    #[test]
+    fn endpoint_names_as_written() {
+        let host = |h: &str, port| EndpointName::Host {
+            host: h.into(),
+            port,
+        };
+        assert_eq!(
+            parse_name("10.0.0.1:80"),
+            Ok(EndpointName::Ip("10.0.0.1:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_name("[::1]:80"),
+            Ok(EndpointName::Ip("[::1]:80".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_name("Users.Prod.svc:8080"),
+            Ok(host("users.prod.svc", 8080))
+        );
+        assert_eq!(
+            parse_name("users.service.consul.:80"),
+            Ok(host("users.service.consul.", 80))
+        );
+        assert_eq!(
+            parse_name("_http._tcp.Users.service.consul"),
+            Ok(EndpointName::Srv("_http._tcp.users.service.consul".into()))
+        );
+        for (bad, says) in [
+            ("_http._tcp.users:80", "the records give the port"),
+            ("users", "invalid address"),
+            ("users:0x50", "invalid port"),
+            ("us ers:80", "invalid host name"),
+            ("a..b:80", "invalid host name"),
+            ("::1:80", "invalid host name"),
+            ("_http._tcp..x", "invalid SRV name"),
+        ] {
+            let e = parse_name(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let long = format!("{}.example:80", "a".repeat(64));
+        assert!(parse_name(&long).is_err());
+    }
+
+    #[test]
+    fn dns_table_defaults_and_errors() {
+        let c = parse_str(
+            &format!("{UP}[dns]\nservers = [\"10.0.0.2\", \"127.0.0.1:5353\", \"[::1]:53\"]\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            c.dns.servers,
+            ["10.0.0.2:53", "127.0.0.1:5353", "[::1]:53"].map(|s| s.parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(c.dns.min_ttl, Duration::from_secs(5));
+        assert_eq!(c.dns.max_ttl, Duration::from_secs(300));
+        assert_eq!(c.dns.keep(0), Duration::from_secs(5));
+        assert_eq!(c.dns.keep(30), Duration::from_secs(30));
+        assert_eq!(c.dns.keep(86_400), Duration::from_secs(300));
+        let e = errors(
+            "[dns]\nservers = [\"dns.local\", \"10.0.0.2:0\", \"10.0.0.3\", \"10.0.0.3:53\"]\n\
+             min_ttl = \"500ms\"\nmax_ttl = \"10s\"\nattempts = 0\nbogus = 1\n",
+        );
+        let has = |s: &str| e.iter().any(|x| x.contains(s));
+        assert!(has("dns.servers[0]: invalid server \"dns.local\""), "{e:?}");
+        assert!(has("dns.servers[1]: port 0"), "{e:?}");
+        assert!(has("dns.servers[3]: duplicate server 10.0.0.3:53"), "{e:?}");
+        assert!(has("dns.min_ttl: must be at least 1s"), "{e:?}");
+        assert!(has("dns.attempts: must be between 1 and 10"), "{e:?}");
+        assert!(has("bogus"), "{e:?}");
+        let e = errors("[dns]\nmin_ttl = \"1m\"\nmax_ttl = \"30s\"\n");
+        assert!(
+            e.iter()
+                .any(|x| x.contains("dns.max_ttl: must not be below min_ttl")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn upstream_endpoint_errors_name_their_entry() {
+        let up = |eps: &str, extra: &str| {
+            format!("[[upstream]]\nname = \"n\"\nendpoints = {eps}\n{extra}\n")
+        };
+        let e = errors(&up(
+            "[\"_x._tcp.svc:80\", \"10.0.0.1:80\", \"10.0.0.1:80\"]",
+            "dns_refresh = \"ttl\"",
+        ));
+        let has = |s: &str| e.iter().any(|x| x.contains(s));
+        assert!(
+            has("upstream[1].endpoints[0]: \"_x._tcp.svc:80\" is an SRV name"),
+            "{e:?}"
+        );
+        assert!(
+            has("upstream[1].endpoints[2]: duplicate endpoint 10.0.0.1:80"),
+            "{e:?}"
+        );
+        let e = errors(&up("[\"10.0.0.1:80\"]", "dns_refresh = \"always\""));
+        assert!(
+            e.iter()
+                .any(|x| x.contains("upstream[1].dns_refresh: unknown value \"always\"")),
+            "{e:?}"
+        );
+        // literals only: nothing to refresh, and the model says so
+        let c = parse_str(
+            &format!("{UP}{}", up("[\"10.0.0.1:80\"]", "dns_refresh = \"ttl\"")),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.upstreams[1].discovery, None);
+        assert_eq!(
+            c.upstreams[1].endpoints[0].addr,
+            "10.0.0.1:80".parse().unwrap()
+        );
+    }
 }

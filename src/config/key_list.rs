@@ -288,7 +288,7 @@ mod tests {
         );
     }
 
-    /// The README's reference tables (`[server]`, `[admin]`, `[access_log]`, `[tracing]`, `[[listener]]`,
+    /// The README's reference tables (`[server]`, `[admin]`, `[access_log]`, `[tracing]`, `[dns]`, `[[listener]]`,
     /// `[listener.tls]`, `[[upstream]]` with its `tls`, `[[route]]`) name every key of their table.
     #[test]
     fn readme_tables_name_every_key() {
@@ -298,6 +298,7 @@ mod tests {
             "admin",
             "access_log",
             "tracing",
+            "dns",
             "listener",
             "upstream",
             "route",

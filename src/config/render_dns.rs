@@ -18,7 +18,12 @@ pub(super) fn endpoints(u: &UpstreamConfig) -> (Value, Option<Value>) {
             s("ttl"),
         ),
         None => (
-            list(u.endpoints.iter().map(|e| one(e.addr.to_string(), e.weight)).collect()),
+            list(
+                u.endpoints
+                    .iter()
+                    .map(|e| one(e.addr.to_string(), e.weight))
+                    .collect(),
+            ),
             None,
         ),
     }
@@ -29,7 +34,11 @@ pub(super) fn dns(d: &DnsConfig) -> Option<Value> {
     if *d == DnsConfig::default() {
         return None;
     }
-    let servers = d.servers.iter().map(|a| Value::String(a.to_string())).collect();
+    let servers = d
+        .servers
+        .iter()
+        .map(|a| Value::String(a.to_string()))
+        .collect();
     Some(tbl([
         ("servers", Some(list(servers))),
         ("timeout", duration(d.timeout)),

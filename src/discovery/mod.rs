@@ -113,7 +113,10 @@ fn plan(cfg: &Config, old: Vec<Watch>) -> Vec<Watch> {
     (cfg.upstreams.iter())
         .filter_map(|u| {
             let specs = u.discovery.as_ref()?;
-            if let Some(w) = old.iter().find(|w| w.upstream == u.name && w.specs == *specs) {
+            if let Some(w) = old
+                .iter()
+                .find(|w| w.upstream == u.name && w.specs == *specs)
+            {
                 return Some(Watch {
                     upstream: w.upstream.clone(),
                     specs: specs.clone(),
@@ -137,13 +140,15 @@ fn plan(cfg: &Config, old: Vec<Watch>) -> Vec<Watch> {
 /// Adds a counter entry for each watched upstream not seen before (its set: the one loaded).
 fn count_new(cfg: &Config, watches: &[Watch], counts: &mut BTreeMap<String, UpstreamDns>) {
     for w in watches {
-        counts.entry(w.upstream.clone()).or_insert_with(|| UpstreamDns {
-            upstream: w.upstream.clone(),
-            endpoints: (cfg.upstreams.iter())
-                .find(|u| u.name == w.upstream)
-                .map_or(0, |u| u.endpoints.len()),
-            ..UpstreamDns::default()
-        });
+        counts
+            .entry(w.upstream.clone())
+            .or_insert_with(|| UpstreamDns {
+                upstream: w.upstream.clone(),
+                endpoints: (cfg.upstreams.iter())
+                    .find(|u| u.name == w.upstream)
+                    .map_or(0, |u| u.endpoints.len()),
+                ..UpstreamDns::default()
+            });
     }
 }
 

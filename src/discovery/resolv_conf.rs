@@ -80,7 +80,11 @@ mod tests {
         assert_eq!(d.servers, vec!["10.96.0.10:53".parse().unwrap()]);
         assert_eq!(
             d.search,
-            ["prod.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+            [
+                "prod.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local"
+            ]
         );
         assert_eq!(d.ndots, 5);
     }

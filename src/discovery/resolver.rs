@@ -128,7 +128,10 @@ impl Resolver {
                 }
             }
         }
-        Err(format!("{rtype} {name}: {last} (asked {})", self.servers_text()))
+        Err(format!(
+            "{rtype} {name}: {last} (asked {})",
+            self.servers_text()
+        ))
     }
 
     fn servers_text(&self) -> String {
@@ -303,5 +306,86 @@ pub fn resolve_at_load(dns: &DnsConfig, spec: &EndpointSpec) -> Result<Answer, S
             Ok(a)
         }
         Err(e) => recall(dns, spec).map(|r| r.answer).ok_or(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver(search: &[&str], ndots: usize) -> Resolver {
+        Resolver {
+            servers: Vec::new(),
+            search: search.iter().map(|s| s.to_string()).collect(),
+            ndots,
+            timeout: Duration::from_millis(10),
+            attempts: 1,
+        }
+    }
+
+    fn names(r: &Resolver, n: &str) -> Vec<String> {
+        r.candidates(n)
+            .unwrap()
+            .iter()
+            .map(|n| n.to_ascii())
+            .collect()
+    }
+
+    #[test]
+    fn short_names_try_the_search_list_first_as_glibc_does() {
+        let k8s = resolver(&["prod.svc.cluster.local", "svc.cluster.local"], 5);
+        assert_eq!(
+            names(&k8s, "users"),
+            [
+                "users.prod.svc.cluster.local.",
+                "users.svc.cluster.local.",
+                "users."
+            ]
+        );
+        // as many dots as ndots: the name itself first
+        let one = resolver(&["corp"], 1);
+        assert_eq!(
+            names(&one, "users.internal"),
+            ["users.internal.", "users.internal.corp."]
+        );
+        // absolute names are never completed
+        assert_eq!(
+            names(&k8s, "users.prod.svc.cluster.local."),
+            ["users.prod.svc.cluster.local."]
+        );
+        assert_eq!(names(&resolver(&[], 1), "users"), ["users."]);
+    }
+
+    #[test]
+    fn merge_keeps_the_first_weight_of_a_shared_address() {
+        let ep = |a: &str, weight| Endpoint {
+            addr: a.parse().unwrap(),
+            weight,
+        };
+        let mut all = vec![ep("10.0.0.1:80", 1)];
+        merge(&mut all, vec![ep("10.0.0.1:80", 5), ep("10.0.0.2:80", 5)]);
+        assert_eq!(all, [ep("10.0.0.1:80", 1), ep("10.0.0.2:80", 5)]);
+    }
+
+    #[test]
+    fn a_silent_server_is_a_timeout_naming_the_question_and_servers() {
+        // a bound UDP socket that never answers
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = Resolver {
+            servers: vec![silent.local_addr().unwrap()],
+            ..resolver(&[], 1)
+        };
+        let spec = EndpointSpec {
+            name: EndpointName::Host {
+                host: "users.test".into(),
+                port: 80,
+            },
+            weight: 1,
+        };
+        let e = r.resolve(&spec).unwrap_err();
+        assert!(
+            e.starts_with("A users.test.: timed out (asked 127.0.0.1:"),
+            "{e}"
+        );
     }
 }

@@ -84,7 +84,12 @@ fn matching(buf: &[u8], q: &Message) -> Option<Message> {
     (m.metadata.id == q.metadata.id && m.queries == q.queries).then_some(m)
 }
 
-fn udp(server: SocketAddr, bytes: &[u8], q: &Message, timeout: Duration) -> Result<Message, WireError> {
+fn udp(
+    server: SocketAddr,
+    bytes: &[u8],
+    q: &Message,
+    timeout: Duration,
+) -> Result<Message, WireError> {
     let local: SocketAddr = if server.is_ipv4() {
         (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -108,7 +113,12 @@ fn udp(server: SocketAddr, bytes: &[u8], q: &Message, timeout: Duration) -> Resu
     }
 }
 
-fn tcp(server: SocketAddr, bytes: &[u8], q: &Message, timeout: Duration) -> Result<Message, WireError> {
+fn tcp(
+    server: SocketAddr,
+    bytes: &[u8],
+    q: &Message,
+    timeout: Duration,
+) -> Result<Message, WireError> {
     let deadline = Instant::now() + timeout;
     let mut s = TcpStream::connect_timeout(&server, timeout).map_err(io)?;
     let left = |d: Instant| {
@@ -132,5 +142,6 @@ fn tcp(server: SocketAddr, bytes: &[u8], q: &Message, timeout: Duration) -> Resu
     let mut buf = vec![0u8; n];
     s.set_read_timeout(Some(left(deadline)?)).map_err(io)?;
     s.read_exact(&mut buf).map_err(io)?;
-    matching(&buf, q).ok_or_else(|| WireError::Io("the TCP answer does not match the question".into()))
+    matching(&buf, q)
+        .ok_or_else(|| WireError::Io("the TCP answer does not match the question".into()))
 }

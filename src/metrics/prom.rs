@@ -722,6 +722,41 @@ fn render_process(s: &mut String, m: &Merged) {
     );
 }
 
+/// DNS discovery: resolutions by outcome and the addresses in use, per upstream.
+fn dns(s: &mut String, dns: &[crate::discovery::UpstreamDns]) {
+    if dns.is_empty() {
+        return;
+    }
+    let help = "Re-resolutions of an upstream's endpoint names: a new set (changed), the same \
+                set (unchanged) or a failure that kept the last good set (failed).";
+    family(s, names::DNS_RESOLUTIONS_TOTAL, "counter", help);
+    for d in dns {
+        for (outcome, n) in [
+            ("changed", d.changed),
+            ("unchanged", d.unchanged),
+            ("failed", d.failed),
+        ] {
+            let _ = writeln!(
+                s,
+                "{}{{upstream=\"{}\",outcome=\"{outcome}\"}} {n}",
+                names::DNS_RESOLUTIONS_TOTAL,
+                d.upstream
+            );
+        }
+    }
+    let help = "Addresses an upstream's endpoint names resolve to (the last good set).";
+    family(s, names::DNS_ENDPOINTS, "gauge", help);
+    for d in dns {
+        let _ = writeln!(
+            s,
+            "{}{{upstream=\"{}\"}} {}",
+            names::DNS_ENDPOINTS,
+            d.upstream,
+            d.endpoints
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,40 +803,5 @@ mod tests {
     fn label_values_are_escaped() {
         assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         assert_eq!(esc("plain"), "plain");
-    }
-}
-
-/// DNS discovery: resolutions by outcome and the addresses in use, per upstream.
-fn dns(s: &mut String, dns: &[crate::discovery::UpstreamDns]) {
-    if dns.is_empty() {
-        return;
-    }
-    let help = "Re-resolutions of an upstream's endpoint names: a new set (changed), the same \
-                set (unchanged) or a failure that kept the last good set (failed).";
-    family(s, names::DNS_RESOLUTIONS_TOTAL, "counter", help);
-    for d in dns {
-        for (outcome, n) in [
-            ("changed", d.changed),
-            ("unchanged", d.unchanged),
-            ("failed", d.failed),
-        ] {
-            let _ = writeln!(
-                s,
-                "{}{{upstream=\"{}\",outcome=\"{outcome}\"}} {n}",
-                names::DNS_RESOLUTIONS_TOTAL,
-                d.upstream
-            );
-        }
-    }
-    let help = "Addresses an upstream's endpoint names resolve to (the last good set).";
-    family(s, names::DNS_ENDPOINTS, "gauge", help);
-    for d in dns {
-        let _ = writeln!(
-            s,
-            "{}{{upstream=\"{}\"}} {}",
-            names::DNS_ENDPOINTS,
-            d.upstream,
-            d.endpoints
-        );
     }
 }

@@ -32,12 +32,24 @@ impl DnsServer {
     /// Serves the zone `origin` (like "svc.test").
     pub fn start(origin: &str) -> DnsServer {
         let origin = name(origin);
-        let mut zone = InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
-        let soa = SOA::new(name(&format!("ns.{origin}")), name(&format!("admin.{origin}")), 1, 60, 60, 600, 1);
+        let mut zone =
+            InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+        let soa = SOA::new(
+            name(&format!("ns.{origin}")),
+            name(&format!("admin.{origin}")),
+            1,
+            60,
+            60,
+            600,
+            1,
+        );
         assert!(zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1));
         let zone = Arc::new(zone);
         let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![zone.clone() as Arc<dyn ZoneHandler>]);
+        catalog.upsert(
+            LowerName::new(&origin),
+            vec![zone.clone() as Arc<dyn ZoneHandler>],
+        );
         // one port for both transports (truncated UDP answers are asked again over TCP)
         let (udp, tcp) = loop {
             let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

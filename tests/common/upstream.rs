@@ -166,7 +166,13 @@ impl Upstream {
         Ok(Self::serve(listener, name, true, false, handler))
     }
 
-    fn serve(listener: TcpListener, name: &str, store_body: bool, slam: bool, handler: Handler) -> Upstream {
+    fn serve(
+        listener: TcpListener,
+        name: &str,
+        store_body: bool,
+        slam: bool,
+        handler: Handler,
+    ) -> Upstream {
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             name: name.to_string(),
