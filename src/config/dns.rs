@@ -133,7 +133,6 @@ pub(super) fn dns(cx: &mut Ctx, raw: Option<RawDns>) -> DnsConfig {
             ),
         }
     }
-    let ms = |d: Duration| d.as_millis() as u64;
     let timeout = cx.duration(p.key("timeout"), r.timeout, 2, false);
     let min_ttl = match r.min_ttl {
         None => d.min_ttl,
@@ -143,7 +142,7 @@ pub(super) fn dns(cx: &mut Ctx, raw: Option<RawDns>) -> DnsConfig {
         None => d.max_ttl,
         v => cx.duration(p.key("max_ttl"), v, 300, false),
     };
-    if ms(min_ttl) < 1000 {
+    if min_ttl < Duration::from_secs(1) {
         cx.err(p.key("min_ttl"), "must be at least 1s");
     }
     if max_ttl < min_ttl {
@@ -207,9 +206,9 @@ pub(crate) fn parse_name(s: &str) -> Result<EndpointName, String> {
     if !label_ok(host) {
         return Err(format!("invalid host name in \"{s}\""));
     }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("invalid port in \"{s}\" (expected 1 to 65535)"))?;
+    let port = (port.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("invalid port in \"{s}\" (expected 1 to 65535)"))?;
     Ok(EndpointName::Host {
         host: host.to_ascii_lowercase(),
         port,
@@ -315,6 +314,7 @@ mod tests {
             ("_http._tcp.users:80", "the records give the port"),
             ("users", "invalid address"),
             ("users:0x50", "invalid port"),
+            ("users:0", "invalid port"),
             ("us ers:80", "invalid host name"),
             ("a..b:80", "invalid host name"),
             ("::1:80", "invalid host name"),

@@ -154,7 +154,6 @@ fn count_new(cfg: &Config, watches: &[Watch], counts: &mut BTreeMap<String, Upst
 
 fn run(mut cfg: Arc<Config>, rx: Receiver<Arc<Config>>, found: Sender<Found>, stats: &DnsStats) {
     let mut watches = plan(&cfg, Vec::new());
-    let mut resolver = Resolver::new(&cfg.dns);
     let mut counts: BTreeMap<String, UpstreamDns> = BTreeMap::new();
     count_new(&cfg, &watches, &mut counts);
     stats.0.store(Arc::new(counts.values().cloned().collect()));
@@ -166,10 +165,9 @@ fn run(mut cfg: Arc<Config>, rx: Receiver<Arc<Config>>, found: Sender<Found>, st
         };
         match msg {
             Ok(c) => {
-                if c.dns != cfg.dns {
-                    resolver = Resolver::new(&c.dns);
-                }
                 watches = plan(&c, watches);
+                // an upstream no longer discovered (removed, or "never" now) leaves the metrics
+                counts.retain(|name, _| watches.iter().any(|w| w.upstream == *name));
                 count_new(&c, &watches, &mut counts);
                 stats.0.store(Arc::new(counts.values().cloned().collect()));
                 cfg = c;
@@ -178,6 +176,8 @@ fn run(mut cfg: Arc<Config>, rx: Receiver<Arc<Config>>, found: Sender<Found>, st
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        // read anew each round: the host's resolv.conf may have changed (DHCP, a new pod DNS)
+        let resolver = Resolver::new(&cfg.dns);
         let now = Instant::now();
         for w in watches.iter_mut().filter(|w| w.due <= now) {
             let c = counts.entry(w.upstream.clone()).or_default();

@@ -15,13 +15,13 @@
 //!  -> send it to every worker (Control::Reload) and wait for each to switch
 //! ```
 //! Any error leaves every worker on the old generation; the errors are logged and returned to the
-//! admin caller.
+//! admin caller. [`Status`] is what the admin thread reads: the effective config (for `/config`),
+//! the generation number, reload counters and DNS discovery's counters.
 //!
 //! DNS discovery makes generations too: the `coregate-discovery` thread ([`Discovery`], owned
 //! here) reports an upstream whose names now resolve to a different set ([`Found`]); the controller
 //! copies the current config with that upstream's endpoints replaced and switches workers the same
-//! way (no file is read; the reload counters do not move). [`Status`] is what the admin thread reads: the effective config (for `/config`),
-//! the generation number and reload counters.
+//! way ([`Controller::switch`]; no file is read, the reload counters do not move).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
