@@ -118,6 +118,63 @@ fn a_records_are_followed_on_their_ttl_and_pools_of_endpoints_that_stay_are_kept
     });
 }
 
+/// Changes land while requests are in flight on every worker: none fails, and each address in
+/// the set serves.
+#[test]
+fn set_changes_under_traffic_lose_no_request() {
+    for_each_driver(|driver| {
+        let dns = DnsServer::start("svc.test");
+        let (a, b) = pair();
+        dns.set_addrs("users.svc.test", 1, &["127.0.0.2"]);
+        let up = format!(
+            "[[upstream]]\nname = \"users\"\nendpoints = [\"users.svc.test:{}\"]\n\
+             dns_refresh = \"ttl\"\n",
+            a.addr.port()
+        );
+        let gw = Gateway::start_with_args(&dns_config(&dns, &up), driver, &["--workers", "2"]);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (addr, stop) = (gw.addr, stop.clone());
+                std::thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    let mut statuses = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        statuses.push(c.get("/x", "t.test").status);
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        let gen = |gw: &Gateway| dns_metric(gw, "coregate_config_generation");
+        for (i, set) in [
+            &["127.0.0.2", "127.0.0.3"][..],
+            &["127.0.0.3"],
+            &["127.0.0.2"],
+        ]
+        .iter()
+        .enumerate()
+        {
+            dns.set_addrs("users.svc.test", 1, set);
+            let want = 2 + i as u64;
+            assert!(
+                wait_until(deadline(secs(10)), || gen(&gw) >= want),
+                "generation {} after change {i}: {}",
+                gen(&gw),
+                gw.stderr_text()
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let statuses: Vec<u16> = clients
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert!(statuses.len() > 100, "only {} requests", statuses.len());
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        assert!(a.request_count() > 0 && b.request_count() > 0);
+    });
+}
+
 #[test]
 fn srv_records_give_ports_weights_and_priorities() {
     for_each_driver(|driver| {

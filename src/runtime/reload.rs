@@ -229,12 +229,15 @@ impl Controller {
         let addrs: Vec<String> = (next.upstreams[i].endpoints.iter())
             .map(|e| e.addr.to_string())
             .collect();
+        let t0 = std::time::Instant::now();
         match self.switch(next) {
             Ok(g) => eprintln!(
-                "coregate: dns: upstream {} now has {} endpoint(s) ({}), generation {g}",
+                "coregate: dns: upstream {} now has {} endpoint(s) ({}), generation {g}, \
+                 workers switched in {:.1} ms",
                 f.upstream,
                 addrs.len(),
-                addrs.join(", ")
+                addrs.join(", "),
+                t0.elapsed().as_secs_f64() * 1e3
             ),
             Err(errors) => eprintln!(
                 "coregate: dns: upstream {}: cannot switch to the new endpoints: {}",
