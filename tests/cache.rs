@@ -61,6 +61,12 @@ fn origin(knobs: Arc<Knobs>) -> Upstream {
                             .header("cache-control", "max-age=1")
                     }
                 }
+                "/swr-etag" if r.header("if-none-match").as_deref() == Some("\"s1\"") => {
+                    MockResponse::new(304, "").header("etag", "\"s1\"")
+                }
+                "/swr-etag" => json(format!("{{\"v\":{v}}}"))
+                    .header("etag", "\"s1\"")
+                    .header("cache-control", "max-age=1, stale-while-revalidate=30"),
                 "/slow" => json(format!("{{\"v\":{v}}}")).delay_ms(300),
                 "/swr" => json(format!("{{\"v\":{v}}}"))
                     .header("cache-control", "max-age=1, stale-while-revalidate=30"),
@@ -265,6 +271,19 @@ fn revalidation_stale_answers_and_coalescing() {
             c.get("/swr", "a.test").body_str().contains("\"v\":2")
         });
         assert!(fresh_ok, "[{driver}] refreshed in the background");
+
+        // a background refresh answered by a bare 304 keeps the stored lifetime and its
+        // stale-while-revalidate window: once stale again the entry is again served stale at once
+        // (not revalidated in the foreground, as the route's default window of 0 would have it)
+        assert_eq!(x_cache(&c.get("/swr-etag", "a.test")), "MISS");
+        again(&mut c, "/swr-etag", "STALE");
+        again(&mut c, "/swr-etag", "HIT");
+        assert_eq!(
+            count(&up, "/swr-etag"),
+            2,
+            "[{driver}] one background refresh"
+        );
+        again(&mut c, "/swr-etag", "STALE");
 
         // stale-if-error: the upstream fails, the stale entry answers
         knobs.version.store(3, Ordering::SeqCst);

@@ -30,7 +30,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::cache_fill::{freshness, raw_header, store};
+use super::cache_fill::{raw_header, revalidated, store};
 use super::sink::{Collected, Sink, Want};
 use super::target::{self, Call};
 use super::{ClientConn, Consumed, Outcome};
@@ -433,21 +433,15 @@ pub(super) fn complete(gen: &Generation, c: &mut ClientConn, fill: &Fill, b: &mu
     let status = b.resp.status;
     if let (304, true, Some(e)) = (status, fill.conditional, &fill.stale) {
         // our validators matched: the entry is fresh again
-        let cc = CacheControl::parse(
-            b.resp
-                .headers
-                .iter()
-                .filter(|h| h.name.get(&b.head).eq_ignore_ascii_case(b"cache-control"))
-                .map(|h| h.value.get(&b.head)),
+        let stored = e.fresh.get();
+        let f = revalidated(
+            &fill.policy,
+            stored,
+            &b.head,
+            &b.resp,
+            fill.request_time,
+            now,
         );
-        let mut f = freshness(&fill.policy, &cc, &b.head, &b.resp, fill.request_time, now);
-        if cc == CacheControl::default() && b.resp.header(&b.head, b"expires").is_none() {
-            // a bare 304 keeps the stored response's own lifetime
-            let old = e.fresh.get();
-            f.lifetime = old.lifetime;
-            f.stale_while_revalidate = old.stale_while_revalidate;
-            f.stale_if_error = old.stale_if_error;
-        }
         e.fresh.set(f);
         swap_in(b, e);
         relabel(c, "REVALIDATED");

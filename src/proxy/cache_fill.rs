@@ -107,6 +107,31 @@ pub(super) fn freshness(
     }
 }
 
+/// A stored entry's freshness after a 304 answered our validators (RFC 9111 4.3.4): from the
+/// 304's own `Cache-Control` (every such line) or `Expires` when it has them; a bare 304 keeps
+/// the stored response's lifetime and stale windows, with its age counted from now.
+pub(super) fn revalidated(
+    policy: &CachePolicy,
+    stored: Freshness,
+    head: &[u8],
+    resp: &ResponseHead,
+    request_time: u64,
+    now: Instant,
+) -> Freshness {
+    let cc = CacheControl::parse(
+        (resp.headers.iter())
+            .filter(|h| h.name.get(head).eq_ignore_ascii_case(b"cache-control"))
+            .map(|h| h.value.get(head)),
+    );
+    let mut f = freshness(policy, &cc, head, resp, request_time, now);
+    if cc == CacheControl::default() && resp.header(head, b"expires").is_none() {
+        f.lifetime = stored.lifetime;
+        f.stale_while_revalidate = stored.stale_while_revalidate;
+        f.stale_if_error = stored.stale_if_error;
+    }
+    f
+}
+
 /// Stores a response when it is storable (see the module doc); the worker's gauges follow.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn store<'r>(
@@ -257,12 +282,15 @@ pub(super) fn refresh_in_background(
                 store: true,
             };
             if f.resp.status == 304 && conditional {
-                let cc = CacheControl::parse(f.resp.header(&f.head, b"cache-control"));
-                let mut fr = freshness(&policy, &cc, &f.head, &f.resp, request_time, now);
-                if f.resp.header(&f.head, b"cache-control").is_none() {
-                    fr.lifetime = e.fresh.get().lifetime;
-                }
-                e.fresh.set(fr);
+                let stored = e.fresh.get();
+                e.fresh.set(revalidated(
+                    &policy,
+                    stored,
+                    &f.head,
+                    &f.resp,
+                    request_time,
+                    now,
+                ));
             } else if policy.statuses.contains(&f.resp.status) {
                 // the same variant: its Vary values are the entry's
                 let entry = &*e;
