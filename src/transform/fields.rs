@@ -157,19 +157,28 @@ fn value(raw: &RawValue, set: &FieldSet, out: &mut Vec<u8>, depth: usize) -> Res
             }
             out.push(b'}');
         }
-        Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| NotJson)?;
-            out.push(b'[');
-            for (i, v) in items.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                value(v, set, out, depth + 1)?;
-            }
-            out.push(b']');
-        }
+        Some(b'[') => array(text, out, |v, out| value(v, set, out, depth + 1))?,
         _ => out.extend_from_slice(text.as_bytes()),
     }
+    Ok(())
+}
+
+/// Writes the JSON array `text` to `out` with each item written by `item` (the walk the field
+/// selection and the body edits share: what applies to an array applies to each of its items).
+pub(crate) fn array(
+    text: &str,
+    out: &mut Vec<u8>,
+    mut item: impl FnMut(&RawValue, &mut Vec<u8>) -> Result<(), NotJson>,
+) -> Result<(), NotJson> {
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| NotJson)?;
+    out.push(b'[');
+    for (i, v) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(v, out)?;
+    }
+    out.push(b']');
     Ok(())
 }
 

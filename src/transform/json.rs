@@ -291,15 +291,7 @@ fn edit(
             out.push(b'}');
         }
         Some(b'[') => {
-            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|_| NotJson)?;
-            out.push(b'[');
-            for (i, v) in items.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                edit(v, drop, rename, out, depth + 1)?;
-            }
-            out.push(b']');
+            super::fields::array(text, out, |v, out| edit(v, drop, rename, out, depth + 1))?
         }
         _ => out.extend_from_slice(text.as_bytes()),
     }
