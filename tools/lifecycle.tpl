@@ -62,7 +62,8 @@ edit `tools/lifecycle.tpl`, then run `python3 tools/lifecycle.py . tools/lifecyc
 7. **Exchange.** `exchange::exchange` ({{src/proxy/exchange.rs|pub(crate) async fn exchange}}): the balancer
    picks an endpoint ({{src/upstream/balance.rs|pub fn pick(}}: passive ejections, outlier ejections and
    the health prober's verdicts, {{src/upstream/probe.rs|async fn probe(}}, all count; slow start
-   ramps a returning endpoint), `checkout` ({{src/proxy/exchange.rs|async fn checkout}}) hands out a stream on a
+   ramps a returning endpoint; the endpoints are the generation's, which for `dns_refresh = "ttl"`
+   upstreams the `coregate-discovery` thread keeps current, {{src/discovery/mod.rs|fn refresh(}}), `checkout` ({{src/proxy/exchange.rs|async fn checkout}}) hands out a stream on a
    pooled HTTP/2 connection (`protocol = "http2"|"auto"`, {{src/h2/client.rs|pub fn take}}; the request
    then goes through the h2 byte adapter, {{src/h2/call.rs|pub struct H2Call}}) or an idle HTTP/1.1
    connection, or `connect` opens one (TLS to the upstream when it has `tls`, ALPN choosing h2 under
