@@ -25,6 +25,7 @@ use super::position::KeyPath;
 use super::raw::{DurationValue, RawEndpoint};
 use super::units::resolve_addr;
 use super::validate::Ctx;
+use crate::discovery::resolver::AtLoad;
 
 const ADDR_EXAMPLE: &str = "an address like \"127.0.0.1:9001\"";
 
@@ -222,7 +223,7 @@ pub(super) fn endpoints(
     ep: &KeyPath,
     raw: Vec<RawEndpoint>,
     refresh: DnsRefresh,
-    dns: &DnsConfig,
+    names: &AtLoad<'_>,
 ) -> (Vec<Endpoint>, Option<Vec<EndpointSpec>>) {
     let mut endpoints: Vec<Endpoint> = Vec::new();
     let mut specs = Vec::new();
@@ -249,23 +250,22 @@ pub(super) fn endpoints(
                 continue;
             }
         };
-        if let EndpointName::Ip(a) = name {
-            if a.port() == 0 {
-                cx.err(p, "port 0 is not a valid endpoint port");
-                continue;
-            }
-            if specs.iter().any(|s: &EndpointSpec| s.name == name) {
-                cx.err(p, format!("duplicate endpoint {a}"));
-                continue;
-            }
-        } else if specs.iter().any(|s: &EndpointSpec| s.name == name) {
-            cx.err(p, format!("duplicate endpoint \"{addr}\""));
+        if matches!(name, EndpointName::Ip(a) if a.port() == 0) {
+            cx.err(p, "port 0 is not a valid endpoint port");
+            continue;
+        }
+        if specs.iter().any(|s: &EndpointSpec| s.name == name) {
+            let shown = match name {
+                EndpointName::Ip(a) => a.to_string(),
+                _ => format!("\"{addr}\""),
+            };
+            cx.err(p, format!("duplicate endpoint {shown}"));
             continue;
         }
         let spec = EndpointSpec { name, weight };
         let resolved = match spec.name {
             EndpointName::Ip(addr) => Ok(vec![Endpoint { addr, weight }]),
-            _ => crate::discovery::resolver::resolve_at_load(dns, &spec).map(|a| a.endpoints),
+            _ => names.resolve(&spec).map(|a| a.endpoints),
         };
         match resolved {
             Ok(found) => crate::discovery::resolver::merge(&mut endpoints, found),

@@ -161,6 +161,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
     let tracing = super::tracing::tracing(&mut cx, raw.tracing);
     // before upstreams: their names are resolved with it
     let dns = super::dns::dns(&mut cx, raw.dns);
+    let names = crate::discovery::resolver::AtLoad::new(&dns);
     let admin = raw.admin.and_then(|a| {
         let p = KeyPath::root().key("admin").key("listen");
         let listen = cx.required(p.clone(), a.listen, "an address like \"127.0.0.1:9901\"")?;
@@ -181,7 +182,7 @@ pub(crate) fn validate(raw: RawConfig, base: &std::path::Path) -> Result<Config,
         if let Some(name) = &u.name {
             cx.unique(&mut upstream_names, &p, "upstream", name, i);
         }
-        let u = upstream(&mut cx, &p, u, base, &dns);
+        let u = upstream(&mut cx, &p, u, base, &names);
         let cluster = |u: &UpstreamConfig| u.circuit_breaker.as_ref().is_some_and(|b| b.cluster);
         if u.as_ref().is_some_and(cluster) && !limits.has_redis() {
             let m = "scope = \"cluster\" needs a [redis] section";
@@ -389,7 +390,7 @@ fn upstream(
     p: &KeyPath,
     u: RawUpstream,
     base: &std::path::Path,
-    dns: &super::dns::DnsConfig,
+    names: &crate::discovery::resolver::AtLoad<'_>,
 ) -> Option<UpstreamConfig> {
     let name = cx
         .required(p.key("name"), u.name, "a unique name like \"users\"")
@@ -402,7 +403,7 @@ fn upstream(
     }
     let refresh = super::dns::refresh(cx, p, u.dns_refresh.as_deref());
     let (endpoints, discovery) =
-        super::dns::endpoints(cx, &ep, raw_endpoints.unwrap_or_default(), refresh, dns);
+        super::dns::endpoints(cx, &ep, raw_endpoints.unwrap_or_default(), refresh, names);
     let balance = balance(cx, p, u.balance, u.hash_key);
     let protocol = match u.protocol.as_deref() {
         None | Some("http1") => UpstreamProtocol::Http1,

@@ -5,7 +5,7 @@
 //!
 //! Flow:
 //! ```text
-//! config loads: config::dns resolves every name once (resolver::resolve_at_load) -> endpoints
+//! config loads: config::dns resolves every name once (resolver::AtLoad) -> endpoints
 //! controller -> Discovery::update(cfg) after every switch: the thread (re)plans one watch per
 //!   upstream with `discovery` specs; a watch whose specs did not change keeps its schedule
 //! watch due -> resolve each spec (blocking, here only) -> merged, sorted set

@@ -2,7 +2,7 @@
 //! discovery.
 //!
 //! Owns: [`Resolver`] (which servers, how short names are completed, timeouts), [`Answer`] and the
-//! process's last good answers ([`resolve_at_load`], [`remember`]).
+//! process's last good answers ([`AtLoad`], [`remember`]).
 //!
 //! Flow of [`Resolver::resolve`] for one [`EndpointSpec`]:
 //! ```text
@@ -296,16 +296,32 @@ pub fn recall(dns: &DnsConfig, spec: &EndpointSpec) -> Option<Remembered> {
         .cloned()
 }
 
-/// Resolution while a config loads (start, reload, `check`): asks the servers; when they fail, the
-/// last good answer this process had for the same name and servers (a reload during a DNS outage
-/// keeps the endpoints the discovery thread last saw instead of failing).
-pub fn resolve_at_load(dns: &DnsConfig, spec: &EndpointSpec) -> Result<Answer, String> {
-    match Resolver::new(dns).resolve(spec) {
-        Ok(a) => {
-            remember(dns, spec, &a);
-            Ok(a)
+/// Resolution while a config loads (start, reload, `check`), one per load: the resolver (and the
+/// host's resolv.conf) is read once, and only when a name needs it. It asks the servers; when they
+/// fail, it gives the last good answer this process had for the same name and servers (a reload
+/// during a DNS outage keeps the endpoints the discovery thread last saw instead of failing).
+pub struct AtLoad<'a> {
+    dns: &'a DnsConfig,
+    resolver: std::cell::OnceCell<Resolver>,
+}
+
+impl<'a> AtLoad<'a> {
+    pub fn new(dns: &'a DnsConfig) -> AtLoad<'a> {
+        AtLoad {
+            dns,
+            resolver: std::cell::OnceCell::new(),
         }
-        Err(e) => recall(dns, spec).map(|r| r.answer).ok_or(e),
+    }
+
+    pub fn resolve(&self, spec: &EndpointSpec) -> Result<Answer, String> {
+        let resolver = self.resolver.get_or_init(|| Resolver::new(self.dns));
+        match resolver.resolve(spec) {
+            Ok(a) => {
+                remember(self.dns, spec, &a);
+                Ok(a)
+            }
+            Err(e) => recall(self.dns, spec).map(|r| r.answer).ok_or(e),
+        }
     }
 }
 
