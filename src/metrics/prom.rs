@@ -97,6 +97,10 @@ fn class_family<'a>(
     }
 }
 
+#[path = "prom_process.rs"]
+mod process;
+use process::render_process;
+
 /// Renders every family. Series of a route or upstream appear once it has an entry on any worker.
 pub fn render(m: &Merged) -> String {
     let mut s = String::with_capacity(16 * 1024);
@@ -624,137 +628,6 @@ fn render_limits(s: &mut String, m: &Merged) {
         "1 while Redis is unreachable and cluster limits run on local shares.",
     );
     let _ = writeln!(s, "{} {}", names::LIMIT_REDIS_FALLBACK, m.redis_fallback);
-}
-
-fn render_process(s: &mut String, m: &Merged) {
-    let x = &m.extra;
-    family(
-        s,
-        names::ACCESS_LOG_LINES_TOTAL,
-        "counter",
-        "Access log lines written to the sink.",
-    );
-    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_LINES_TOTAL, x.log_written);
-    family(
-        s,
-        names::ACCESS_LOG_DROPPED_TOTAL,
-        "counter",
-        "Access log lines dropped because the sink was slower than traffic.",
-    );
-    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_DROPPED_TOTAL, x.log_dropped);
-    family(
-        s,
-        names::OTLP_SPANS_TOTAL,
-        "counter",
-        "Request spans sent to the OTLP collector (exported) or lost (dropped: queue full or a failed export).",
-    );
-    for (outcome, n) in [("exported", x.spans_exported), ("dropped", x.spans_dropped)] {
-        let _ = writeln!(
-            s,
-            "{}{{outcome=\"{outcome}\"}} {n}",
-            names::OTLP_SPANS_TOTAL
-        );
-    }
-    dns(s, &x.dns);
-    family(
-        s,
-        names::CONFIG_GENERATION,
-        "gauge",
-        "Config generation in effect (1 at start, +1 per successful reload or DNS change).",
-    );
-    let _ = writeln!(s, "{} {}", names::CONFIG_GENERATION, x.generation);
-    family(
-        s,
-        names::CONFIG_RELOADS_TOTAL,
-        "counter",
-        "Config reload attempts by result.",
-    );
-    let _ = writeln!(
-        s,
-        "{}{{result=\"ok\"}} {}\n{}{{result=\"error\"}} {}",
-        names::CONFIG_RELOADS_TOTAL,
-        x.reloads_ok,
-        names::CONFIG_RELOADS_TOTAL,
-        x.reloads_failed
-    );
-    family(
-        s,
-        names::CONFIG_LAST_RELOAD_OK,
-        "gauge",
-        "1 if the last reload attempt succeeded (or none was made), else 0.",
-    );
-    let _ = writeln!(
-        s,
-        "{} {}",
-        names::CONFIG_LAST_RELOAD_OK,
-        u8::from(x.last_reload_ok)
-    );
-    family(s, names::UPTIME_SECONDS, "gauge", "Seconds since start.");
-    let _ = writeln!(s, "{} {}", names::UPTIME_SECONDS, x.uptime_s);
-    family(s, names::WORKERS, "gauge", "Worker threads configured.");
-    let _ = writeln!(s, "{} {}", names::WORKERS, x.expected_workers);
-    family(
-        s,
-        names::SCRAPE_WORKER_SECONDS,
-        "gauge",
-        "Time each worker spent copying its statistics for this scrape.",
-    );
-    for w in &m.workers {
-        let _ = writeln!(
-            s,
-            "{}{{worker=\"{}\"}} {}",
-            names::SCRAPE_WORKER_SECONDS,
-            w.worker,
-            w.snapshot_ns as f64 / 1e9
-        );
-    }
-    family(
-        s,
-        names::SCRAPE_MISSING_WORKERS,
-        "gauge",
-        "Workers that did not answer this scrape in time (their values are missing).",
-    );
-    let _ = writeln!(
-        s,
-        "{} {}",
-        names::SCRAPE_MISSING_WORKERS,
-        x.expected_workers.saturating_sub(m.workers.len())
-    );
-}
-
-/// DNS discovery: resolutions by outcome and the addresses in use, per upstream.
-fn dns(s: &mut String, dns: &[crate::discovery::UpstreamDns]) {
-    if dns.is_empty() {
-        return;
-    }
-    let help = "Re-resolutions of an upstream's endpoint names: a new set (changed), the same \
-                set (unchanged) or a failure that kept the last good set (failed).";
-    family(s, names::DNS_RESOLUTIONS_TOTAL, "counter", help);
-    for d in dns {
-        for (outcome, n) in [
-            ("changed", d.changed),
-            ("unchanged", d.unchanged),
-            ("failed", d.failed),
-        ] {
-            let _ = writeln!(
-                s,
-                "{}{{upstream=\"{}\",outcome=\"{outcome}\"}} {n}",
-                names::DNS_RESOLUTIONS_TOTAL,
-                d.upstream
-            );
-        }
-    }
-    let help = "Addresses an upstream's endpoint names resolve to (the last good set).";
-    family(s, names::DNS_ENDPOINTS, "gauge", help);
-    for d in dns {
-        let _ = writeln!(
-            s,
-            "{}{{upstream=\"{}\"}} {}",
-            names::DNS_ENDPOINTS,
-            d.upstream,
-            d.endpoints
-        );
-    }
 }
 
 #[cfg(test)]
