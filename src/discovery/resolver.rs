@@ -74,11 +74,6 @@ impl Resolver {
         }
     }
 
-    /// The servers asked, for messages.
-    pub fn servers(&self) -> &[SocketAddr] {
-        &self.servers
-    }
-
     /// The current addresses of `spec` (blocking: never call it on a worker).
     pub fn resolve(&self, spec: &EndpointSpec) -> Result<Answer, String> {
         let mut a = match &spec.name {
