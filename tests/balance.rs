@@ -207,6 +207,54 @@ fn hash_by_header_is_sticky() {
     });
 }
 
+/// Rendezvous hashing as a reload (or a DNS change) shows it: an endpoint leaves and the rest are
+/// listed in another order; only the keys the leaver owned move.
+#[test]
+fn hash_keys_stay_with_their_endpoint_across_a_reload() {
+    let ups: Vec<Upstream> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| Upstream::fixed(n, 200, n))
+        .collect();
+    let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
+    let pool = |addrs: &[std::net::SocketAddr]| {
+        config(
+            "",
+            &(upstream_toml(
+                "pool",
+                addrs,
+                "balance = \"hash\"\nhash_key = \"header:x-user-id\"",
+            ) + &route_toml("lb", "pool", "path_prefix = \"/\"")),
+        )
+    };
+    for_each_driver(|driver| {
+        let gw = Gateway::start(&pool(&addrs), driver);
+        let owners = || -> Vec<String> {
+            let mut c = Client::connect(gw.addr);
+            (0..40)
+                .map(|user| {
+                    let id = format!("user-{user}");
+                    let h = [("x-user-id", id.as_str())];
+                    let r = c.request(&req("GET", "/h", "lb.test", &h, b""));
+                    assert_eq!(r.status, 200, "[{driver}]");
+                    r.header("x-upstream").unwrap_or_default()
+                })
+                .collect()
+        };
+        let before = owners();
+        assert!(before.iter().any(|o| o == "a"), "[{driver}] {before:?}");
+        let rest: Vec<_> = addrs[1..].iter().rev().copied().collect();
+        std::fs::write(&gw.config_path, pool(&rest)).unwrap();
+        assert_eq!(gw.admin_post("/reload").status, 200, "[{driver}]");
+        let after = owners();
+        for (user, (was, is)) in before.iter().zip(&after).enumerate() {
+            match was.as_str() {
+                "a" => assert_ne!(is, "a", "[{driver}] user-{user}"),
+                _ => assert_eq!(was, is, "[{driver}] user-{user} moved from {was} to {is}"),
+            }
+        }
+    });
+}
+
 #[test]
 fn hash_by_client_ip_is_sticky() {
     let ups: Vec<Upstream> = ["a", "b", "c"]

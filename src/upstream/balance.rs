@@ -11,7 +11,9 @@
 //!   eligible again). Policies: round robin (cursor rotation), weighted (nginx smooth weighted round
 //!   robin), least_conn (fewest in-flight, ties by rotation), p2c (two distinct random candidates,
 //!   fewer in-flight wins, ties random) and hash (rendezvous/HRW: highest `score(key, endpoint)` wins,
-//!   so ejecting an endpoint moves only its own keys). Hash without a key falls back to round robin.
+//!   so ejecting an endpoint moves only its own keys; the score salts with the endpoint's address,
+//!   not its position, so adding or removing endpoints moves only the keys that must move). Hash
+//!   without a key falls back to round robin.
 //! - Passive health (nginx `max_fails` / `fail_timeout`): [`Balancer::report_failure`] counts failures
 //!   in a window of `fail_timeout` starting at the first failure; reaching `max_fails` ejects the
 //!   endpoint for `fail_timeout`. It returns automatically once the deadline passes (checked lazily
@@ -52,7 +54,9 @@ struct Slot {
     window_start: Option<Instant>,
     /// Ejected while `now < ejected_until`.
     ejected_until: Option<Instant>,
-    /// Per-endpoint salt for rendezvous hashing (depends only on the index: same on every worker).
+    /// Per-endpoint salt for rendezvous hashing: [`endpoint_salt`] of its address, so a key's
+    /// endpoint is the same on every worker and every gateway, whatever the endpoints' order, and
+    /// stays put when other endpoints come or go (a reload, a DNS change).
     salt: u64,
     /// Outlier detection: 5xx responses in a row, gateway errors in a row, calls and successes
     /// since the last success-rate check, and how often this endpoint was ejected as an outlier.
@@ -143,10 +147,9 @@ impl Balancer {
         let slots: Vec<Slot> = cfg
             .endpoints
             .iter()
-            .enumerate()
-            .map(|(i, ep)| Slot {
+            .map(|ep| Slot {
                 weight: i64::from(ep.weight.max(1)),
-                salt: mix64((i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                salt: endpoint_salt(ep.addr),
                 ..Slot::default()
             })
             .collect();
@@ -592,6 +595,24 @@ pub fn hash_key(bytes: &[u8]) -> u64 {
             .rotate_left(29);
     }
     mix64(h ^ bytes.len() as u64)
+}
+
+/// An endpoint's rendezvous salt: [`hash_key`] of its address as bytes (IP octets, then the port
+/// big-endian), the same on every platform.
+pub fn endpoint_salt(addr: std::net::SocketAddr) -> u64 {
+    let mut b = [0u8; 18];
+    let n = match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            b[..4].copy_from_slice(&ip.octets());
+            4
+        }
+        std::net::IpAddr::V6(ip) => {
+            b[..16].copy_from_slice(&ip.octets());
+            16
+        }
+    };
+    b[n..n + 2].copy_from_slice(&addr.port().to_be_bytes());
+    hash_key(&b[..n + 2])
 }
 
 #[cfg(test)]

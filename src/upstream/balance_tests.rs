@@ -195,6 +195,60 @@ fn hash_is_stable_even_and_minimal_on_ejection() {
 }
 
 #[test]
+fn hash_keys_follow_addresses_not_positions() {
+    let now = Instant::now();
+    let five = cfg(&[1; 5], hash_policy(), 1);
+    let addr = |c: &UpstreamConfig, i: usize| c.endpoints[i].addr;
+    let keys: Vec<u64> = (0..10_000u64).map(hash_key_of).collect();
+    let owner = |c: &UpstreamConfig| {
+        let mut b = Balancer::new(c, 0);
+        keys.iter()
+            .map(|&k| addr(c, b.pick(Some(k), 0, now).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let before = owner(&five);
+    // the first endpoint leaves (a reload, a DNS change): every other endpoint's index moves
+    let mut four = five.clone();
+    four.endpoints.remove(0);
+    let gone = addr(&five, 0);
+    for (k, (was, now_)) in before.iter().zip(owner(&four)).enumerate() {
+        if *was == gone {
+            assert_ne!(now_, gone);
+        } else {
+            assert_eq!(*was, now_, "key {k} moved though its endpoint stayed");
+        }
+    }
+    // another order, same owners; an endpoint that joins takes about its share, from everyone
+    let mut shuffled = five.clone();
+    shuffled.endpoints.reverse();
+    assert_eq!(owner(&shuffled), before);
+    let mut six = five.clone();
+    six.endpoints.push(Endpoint {
+        addr: ([127, 0, 0, 1], 9000).into(),
+        weight: 1,
+    });
+    let after = owner(&six);
+    let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert!(after
+        .iter()
+        .zip(&before)
+        .all(|(a, b)| a == b || a.port() == 9000));
+    assert!(
+        (1_300..2_100).contains(&moved),
+        "{moved} of 10000 keys moved"
+    );
+    // pinned: placements agree across builds, platforms and gateways
+    assert_eq!(
+        endpoint_salt(([10, 0, 0, 1], 80).into()),
+        0x3775_8770_e688_76ea
+    );
+    assert_ne!(
+        endpoint_salt("[::1]:80".parse().unwrap()),
+        endpoint_salt(([0, 0, 0, 1], 80).into())
+    );
+}
+
+#[test]
 fn ejection_window_and_recovery() {
     let t0 = Instant::now();
     let s = Duration::from_secs(1);
