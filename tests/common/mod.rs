@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod flood;
 pub mod gateway;
 pub mod grpc;
 pub mod h2c;
@@ -23,6 +24,7 @@ pub mod wire;
 pub mod ws;
 
 pub use client::*;
+pub use flood::{flood, Flood};
 pub use gateway::*;
 pub use upstream::*;
 pub use wire::*;
