@@ -48,8 +48,9 @@ fn a_full_route_refuses_at_once_and_others_are_unaffected() {
                 "{}",
                 r.body_str()
             );
+            // (a request let through would wait at the gated upstream until the end)
             assert!(
-                t.elapsed() < Duration::from_millis(500),
+                t.elapsed() < Duration::from_secs(3),
                 "[{driver}] refused at once"
             );
         }
@@ -171,7 +172,8 @@ fn a_queue_holds_requests_for_a_freed_slot_within_its_timeout() {
         let t = Instant::now();
         let r = Client::connect(gw.addr).get("/q/3", "a.test");
         assert_eq!(r.status, 503, "[{driver}]");
-        assert!(t.elapsed() < Duration::from_millis(500), "[{driver}]");
+        // (not after queue_timeout's 5 s)
+        assert!(t.elapsed() < Duration::from_secs(3), "[{driver}]");
         assert_eq!(
             up.request_count(),
             1,

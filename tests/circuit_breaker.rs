@@ -65,7 +65,7 @@ fn trips_fails_fast_and_recovers_through_half_open_trials() {
             r.body_str()
         );
         assert_eq!(r.header("retry-after").as_deref(), Some("1"), "[{driver}]");
-        assert!(t.elapsed() < Duration::from_millis(500));
+        assert!(t.elapsed() < Duration::from_secs(3), "[{driver}] at once");
         assert_eq!(
             up.request_count(),
             4,
@@ -349,16 +349,14 @@ fn a_5xx_rate_and_a_black_hole_both_trip_the_breaker() {
             let r = Client::connect(gw.addr).get("/hole", "a.test");
             assert_eq!(r.status, 504, "[{driver}] the black hole times out");
         }
-        let t = Instant::now();
         let r = Client::connect(gw.addr).get("/hole", "a.test");
         assert!(
             r.body_str().contains("circuit breaker"),
             "[{driver}] {}",
             r.body_str()
         );
-        assert!(
-            t.elapsed() < Duration::from_millis(150),
-            "[{driver}] fails fast"
-        );
+        // refused by the open breaker, not another 200 ms wait at the hole
+        let rejected = gw.metric("coregate_upstream_breaker_rejected_total{upstream=\"hole\"}");
+        assert_eq!(rejected, Some(1), "[{driver}] fails fast");
     });
 }

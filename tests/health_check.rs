@@ -49,7 +49,7 @@ fn failing_probes_take_an_endpoint_out_of_every_worker_and_passing_ones_bring_it
     let a = probed("A", sick.clone());
     let b = probed("B", Arc::new(AtomicBool::new(false)));
     let hc = "[upstream.health_check]\npath = \"/healthz\"\nhost = \"probe.internal\"\ninterval = \"100ms\"\njitter = \"10ms\"\n\
-              healthy_threshold = 2\nunhealthy_threshold = 2";
+              healthy_threshold = 2\nunhealthy_threshold = 3";
     let cfg = config(
         "",
         &(upstream_toml("u", &[a.addr, b.addr], hc)
@@ -70,20 +70,28 @@ fn failing_probes_take_an_endpoint_out_of_every_worker_and_passing_ones_bring_it
 
         // one prober for the process, not one per worker: ~10 probes a second at 100 ms
         a.clear();
+        let t = Instant::now();
         std::thread::sleep(Duration::from_millis(1000));
         let n = a
             .requests()
             .iter()
             .filter(|r| r.target == "/healthz")
             .count();
-        assert!((5..=13).contains(&n), "[{driver}] {n} probes in a second");
+        // one per 100 ms (two probers, one per worker, would make twice that); late probes on a
+        // busy machine only lower the count
+        let most = t.elapsed().as_millis() as usize * 3 / 200 + 1;
+        assert!(
+            (3..=most).contains(&n),
+            "[{driver}] {n} probes in {:?}",
+            t.elapsed()
+        );
 
         sick.store(true, Ordering::SeqCst);
         let t = Instant::now();
         wait_healthy(&gw, "u", a.addr, 0.0, driver);
         assert!(
-            t.elapsed() < Duration::from_millis(1500),
-            "[{driver}] two failed probes"
+            t.elapsed() < Duration::from_secs(3),
+            "[{driver}] three failed probes"
         );
         a.clear();
         for i in 0..20 {
@@ -112,7 +120,7 @@ fn failing_probes_take_an_endpoint_out_of_every_worker_and_passing_ones_bring_it
             a.addr,
             ",result=\"failed\"",
         );
-        assert!(failed >= Some(2.0), "[{driver}] {failed:?}");
+        assert!(failed >= Some(3.0), "[{driver}] {failed:?}");
 
         sick.store(false, Ordering::SeqCst);
         wait_healthy(&gw, "u", a.addr, 1.0, driver);
@@ -137,7 +145,7 @@ fn tcp_probes_and_the_panic_threshold() {
         &(upstream_toml(
             "pair",
             &[dead, live.addr],
-            "retries = 0\nmax_fails = 0\n[upstream.health_check]\nkind = \"tcp\"\ninterval = \"100ms\"\nunhealthy_threshold = 1",
+            "retries = 0\nmax_fails = 0\n[upstream.health_check]\nkind = \"tcp\"\ninterval = \"100ms\"\nunhealthy_threshold = 3",
         ) + &upstream_toml(
             "solo",
             &[solo.addr],
@@ -290,7 +298,7 @@ fn slow_start_ramps_an_endpoint_that_passed_its_probes_again() {
         &(upstream_toml(
             "u",
             &[a.addr, b.addr],
-            "slow_start = \"60s\"\n[upstream.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 1",
+            "slow_start = \"60s\"\n[upstream.health_check]\npath = \"/healthz\"\ninterval = \"100ms\"\nhealthy_threshold = 1\nunhealthy_threshold = 3",
         ) + &route_toml("all", "u", "path_prefix = \"/\"")),
     );
     for_each_driver(|driver| {
