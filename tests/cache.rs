@@ -56,9 +56,11 @@ fn origin(knobs: Arc<Knobs>) -> Upstream {
                     if r.header("if-none-match").as_deref() == Some("\"e1\"") {
                         MockResponse::new(304, "").header("etag", "\"e1\"")
                     } else {
+                        // max-age=2: fresh for a whole second even when the exchange straddles
+                        // a second boundary (ages are whole seconds, RFC 9111 4.2.3)
                         json(format!("{{\"v\":{v}}}"))
                             .header("etag", "\"e1\"")
-                            .header("cache-control", "max-age=1")
+                            .header("cache-control", "max-age=2")
                     }
                 }
                 "/swr-etag" if r.header("if-none-match").as_deref() == Some("\"s1\"") => {
@@ -66,7 +68,7 @@ fn origin(knobs: Arc<Knobs>) -> Upstream {
                 }
                 "/swr-etag" => json(format!("{{\"v\":{v}}}"))
                     .header("etag", "\"s1\"")
-                    .header("cache-control", "max-age=1, stale-while-revalidate=30"),
+                    .header("cache-control", "max-age=2, stale-while-revalidate=30"),
                 "/slow" => json(format!("{{\"v\":{v}}}")).delay_ms(300),
                 "/swr" => json(format!("{{\"v\":{v}}}"))
                     .header("cache-control", "max-age=1, stale-while-revalidate=30"),
@@ -223,11 +225,11 @@ fn revalidation_stale_answers_and_coalescing() {
         let gw = Gateway::start(&cfg, driver);
         up.clear();
         let mut c = Client::connect(gw.addr);
-        // conditional revalidation: stale after max-age=1, the upstream says 304
+        // conditional revalidation: stale after max-age=2, the upstream says 304
         assert_eq!(x_cache(&c.get("/etag", "a.test")), "MISS");
         let again = |c: &mut Client, path: &str, want: &str| {
             let mut last = String::new();
-            let ok = wait_until(deadline(secs(5)), || {
+            let ok = wait_until(deadline(secs(10)), || {
                 last = x_cache(&c.get(path, "a.test"));
                 last == want
             });
