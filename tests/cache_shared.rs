@@ -27,7 +27,7 @@ fn two_nodes_share_entries_and_purges() {
     let cfg = config(
         "",
         &(format!(
-            "[redis]\naddr = \"{}\"\ntimeout = \"300ms\"\nkey_prefix = \"cg-test:\"\n\n",
+            "[redis]\naddr = \"{}\"\ntimeout = \"2s\"\nkey_prefix = \"cg-test:\"\n\n",
             redis.addr
         ) + &upstream_toml("origin", &[up.addr], "")
             + &route_toml(

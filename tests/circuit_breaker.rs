@@ -186,7 +186,7 @@ fn cluster_scope_shares_a_trip_between_gateways_through_redis() {
     let up = Upstream::fixed("down", 503, "down");
     let cfg = config(
         "",
-        &(format!("[redis]\naddr = \"{}\"\ntimeout = \"300ms\"\nkey_prefix = \"cb-test:\"\n", redis.addr)
+        &(format!("[redis]\naddr = \"{}\"\ntimeout = \"2s\"\nkey_prefix = \"cb-test:\"\n", redis.addr)
             + &upstream_toml(
                 "u",
                 &[up.addr],

@@ -27,7 +27,7 @@ fn dns_config(dns: &DnsServer, upstream: &str) -> String {
     config(
         "",
         &format!(
-            "[dns]\nservers = [\"{}\"]\nmin_ttl = \"1s\"\ntimeout = \"300ms\"\nattempts = 1\n\n\
+            "[dns]\nservers = [\"{}\"]\nmin_ttl = \"1s\"\ntimeout = \"2s\"\nattempts = 1\n\n\
              {upstream}\n{}",
             dns.addr,
             route_toml("users", "users", "path_prefix = \"/\"")

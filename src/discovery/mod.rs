@@ -80,11 +80,18 @@ impl Discovery {
     /// Starts the thread for `cfg`; changed sets go to `found`.
     pub fn start(cfg: Arc<Config>, found: Sender<Found>) -> Result<Discovery, String> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let stats = Arc::new(DnsStats::default());
+        // the first schedule and counters before the thread runs: a scrape right after start
+        // already shows every discovered upstream
+        let watches = plan(&cfg, Vec::new());
+        let mut counts: BTreeMap<String, UpstreamDns> = BTreeMap::new();
+        count_new(&cfg, &watches, &mut counts);
+        let stats = Arc::new(DnsStats(ArcSwap::from_pointee(
+            counts.values().cloned().collect(),
+        )));
         let thread_stats = stats.clone();
         std::thread::Builder::new()
             .name("coregate-discovery".into())
-            .spawn(move || run(cfg, rx, found, &thread_stats))
+            .spawn(move || run(cfg, watches, counts, rx, found, &thread_stats))
             .map_err(|e| format!("cannot spawn the discovery thread: {e}"))?;
         Ok(Discovery { tx, stats })
     }
@@ -152,11 +159,14 @@ fn count_new(cfg: &Config, watches: &[Watch], counts: &mut BTreeMap<String, Upst
     }
 }
 
-fn run(mut cfg: Arc<Config>, rx: Receiver<Arc<Config>>, found: Sender<Found>, stats: &DnsStats) {
-    let mut watches = plan(&cfg, Vec::new());
-    let mut counts: BTreeMap<String, UpstreamDns> = BTreeMap::new();
-    count_new(&cfg, &watches, &mut counts);
-    stats.0.store(Arc::new(counts.values().cloned().collect()));
+fn run(
+    mut cfg: Arc<Config>,
+    mut watches: Vec<Watch>,
+    mut counts: BTreeMap<String, UpstreamDns>,
+    rx: Receiver<Arc<Config>>,
+    found: Sender<Found>,
+    stats: &DnsStats,
+) {
     loop {
         let next = watches.iter().map(|w| w.due).min();
         let msg = match next {
