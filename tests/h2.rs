@@ -469,7 +469,8 @@ fn a_reload_sends_goaway_and_new_connections_get_the_new_config() {
 
 #[test]
 fn a_stream_reset_by_the_client_cancels_its_upstream_exchange() {
-    let up = Upstream::slow("slow", 3000, "late");
+    // the upstream answers after 8 s; the reset must show within 5 s, whatever the load
+    let up = Upstream::slow("slow", 8000, "late");
     for_each_driver(|driver| {
         let gw = Gateway::start(&h2_config(&up), driver);
         up.clear();
@@ -489,12 +490,12 @@ fn a_stream_reset_by_the_client_cancels_its_upstream_exchange() {
         );
         let t = std::time::Instant::now();
         c.send(&frame(RST_STREAM, 0, 1, &CANCEL.to_be_bytes()));
-        // logged as 499 (a 4xx) as soon as the reset is seen, not when the upstream answers (3 s)
-        let cancelled = wait_until(deadline(secs(2)), || {
+        // logged as 499 (a 4xx) as soon as the reset is seen, not when the upstream answers (8 s)
+        let cancelled = wait_until(deadline(secs(5)), || {
             gw.metrics()
                 .contains("coregate_requests_total{route=\"api\",class=\"4xx\"} 1")
         });
         assert!(cancelled, "[{driver}] not cancelled: {}", gw.metrics());
-        assert!(t.elapsed() < secs(2), "[{driver}] {:?}", t.elapsed());
+        assert!(t.elapsed() < secs(5), "[{driver}] {:?}", t.elapsed());
     });
 }

@@ -64,7 +64,8 @@ fn bucket_admits_its_burst_then_429_with_headers() {
             assert_eq!(param(&state, "per_ip", "r"), Some(2 - i), "[{d}] {state}");
             let t = param(&state, "per_ip", "t").unwrap();
             assert!(
-                (30 * (i + 1) - 1..=30 * (i + 1)).contains(&t),
+                // (a few seconds of refill may pass on a busy machine)
+                (30 * (i + 1) - 5..=30 * (i + 1)).contains(&t),
                 "[{d}] {state}"
             );
             assert!(!r.has("retry-after"));

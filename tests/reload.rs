@@ -197,7 +197,7 @@ fn twenty_reloads_under_load_fail_no_request() {
     let url = format!("http://{}/load", gw.addr);
     let load = std::thread::spawn(move || {
         let args = coregate_load::load::LoadArgs::from_args([
-            "-c", "8", "-t", "1", "-d", "8s", "--quiet", &url,
+            "-c", "8", "-t", "1", "-d", "15s", "--quiet", &url,
         ])
         .unwrap();
         coregate_load::load::execute(&args).unwrap()

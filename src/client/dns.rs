@@ -305,8 +305,10 @@ mod tests {
 
     #[test]
     fn a_lookup_gives_up_at_its_deadline() {
-        let r = Resolver::start(Box::new(|_h, _p| {
-            std::thread::sleep(Duration::from_millis(300));
+        // the resolver answers only once the test has its verdict (10 s at most)
+        let (done, wait) = crossbeam_channel::bounded::<()>(1);
+        let r = Resolver::start(Box::new(move |_h, _p| {
+            let _ = wait.recv_timeout(Duration::from_secs(10));
             Err("late".into())
         }))
         .unwrap();
@@ -317,6 +319,7 @@ mod tests {
                 Err(DnsError::Timeout)
             );
         });
+        let _ = done.send(());
     }
 
     #[test]
