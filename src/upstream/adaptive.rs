@@ -36,7 +36,7 @@ pub struct AdaptiveConfig {
 }
 
 /// One upstream's adaptive limit on one worker.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
     cfg: AdaptiveConfig,
     limit: f64,
@@ -59,6 +59,19 @@ impl AdaptiveLimit {
             long_us: 0.0,
             sum_us: 0.0,
             samples: 0,
+        }
+    }
+
+    /// This limit for the next generation of its upstream (its config unchanged): the limit
+    /// and the long-term latency carry over; calls in flight report to this one, so the
+    /// successor starts with none and a fresh window.
+    pub fn successor(&self) -> AdaptiveLimit {
+        AdaptiveLimit {
+            in_flight: 0,
+            peak: 0,
+            sum_us: 0.0,
+            samples: 0,
+            ..self.clone()
         }
     }
 
@@ -175,6 +188,20 @@ mod tests {
         assert!(!a.admit(), "at the limit");
         a.done(None);
         assert!(a.admit());
+    }
+
+    #[test]
+    fn a_successor_keeps_what_was_learnt_but_not_the_calls_in_flight() {
+        let mut a = AdaptiveLimit::new(cfg());
+        drive(&mut a, 30, |_| Duration::from_millis(10));
+        let learnt = a.limit();
+        assert!(a.admit() && a.admit());
+        let mut next = a.successor();
+        assert_eq!(next.limit(), learnt);
+        assert_eq!(next.long_us, a.long_us);
+        assert_eq!(next.in_flight, 0, "the two calls report to the old limit");
+        assert!((0..learnt).all(|_| next.admit()));
+        assert!(!next.admit(), "the whole learnt limit, no more");
     }
 
     #[test]

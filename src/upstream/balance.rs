@@ -546,6 +546,33 @@ impl Balancer {
         s.window_start = None;
     }
 
+    /// Takes over `old`'s passive health (failure counts, ejections, outlier counters) for the
+    /// endpoints that stay (`map`: old index -> new index, by address), when the passive rules
+    /// (`max_fails`, `fail_timeout`, outlier detection) are the same: a reload or a DNS change
+    /// does not give an ejected endpoint its traffic back. In-flight counts stay with `old` (its
+    /// requests end there).
+    pub fn carry_passive(&mut self, old: &Balancer, map: impl Fn(usize) -> Option<usize>) {
+        if (self.max_fails, self.fail_timeout, self.outlier)
+            != (old.max_fails, old.fail_timeout, old.outlier)
+        {
+            return;
+        }
+        for (i, o) in old.slots.iter().enumerate() {
+            let Some(s) = map(i).and_then(|j| self.slots.get_mut(j)) else {
+                continue;
+            };
+            s.fails = o.fails;
+            s.window_start = o.window_start;
+            s.ejected_until = o.ejected_until;
+            s.consecutive_5xx = o.consecutive_5xx;
+            s.consecutive_gw = o.consecutive_gw;
+            s.calls = o.calls;
+            s.successes = o.successes;
+            s.outlier_ejections = o.outlier_ejections;
+        }
+        self.last_sr_check = old.last_sr_check;
+    }
+
     /// Number of endpoints.
     pub fn len(&self) -> usize {
         self.slots.len()

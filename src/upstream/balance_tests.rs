@@ -249,6 +249,38 @@ fn hash_keys_follow_addresses_not_positions() {
 }
 
 #[test]
+fn passive_health_carries_by_address_under_the_same_rules() {
+    let now = Instant::now();
+    let old_cfg = cfg(&[1; 3], Balance::RoundRobin, 1);
+    let mut old = Balancer::new(&old_cfg, 0);
+    assert_eq!(old.report_failure(2, now), Ejection::Ejected);
+    // endpoint 2 is now first, 0 has left, a new one joined
+    let mut moved = old_cfg.clone();
+    moved.endpoints = vec![
+        old_cfg.endpoints[2],
+        old_cfg.endpoints[1],
+        Endpoint {
+            addr: ([127, 0, 0, 1], 9000).into(),
+            weight: 1,
+        },
+    ];
+    let map = |i: usize| [None, Some(1), Some(0)][i];
+    let mut next = Balancer::new(&moved, 0);
+    next.carry_passive(&old, map);
+    assert!(next.is_ejected(0, now) && !next.is_ejected(1, now) && !next.is_ejected(2, now));
+    assert!(
+        !next.is_ejected(0, now + Duration::from_secs(10)),
+        "same deadline"
+    );
+    // other passive rules: nothing carries
+    let mut stricter = moved.clone();
+    stricter.fail_timeout = Duration::from_secs(60);
+    let mut next = Balancer::new(&stricter, 0);
+    next.carry_passive(&old, map);
+    assert!(!next.is_ejected(0, now));
+}
+
+#[test]
 fn ejection_window_and_recovery() {
     let t0 = Instant::now();
     let s = Duration::from_secs(1);

@@ -98,7 +98,7 @@ impl Counts {
 }
 
 /// The window: time buckets, or a ring of outcomes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Window {
     Time {
         /// Bucket width in nanoseconds.
@@ -188,7 +188,7 @@ impl Window {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Phase {
     Closed,
     Open { until: Instant },
@@ -196,7 +196,7 @@ enum Phase {
 }
 
 /// See the module doc.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Breaker {
     cfg: BreakerConfig,
     phase: Phase,
@@ -216,6 +216,20 @@ impl Breaker {
             unpublished: None,
             cfg,
         }
+    }
+
+    /// This breaker for the next generation of its upstream (a reload or DNS change that left
+    /// the breaker's config alone): window, phase and backoff carry over; a half-open phase
+    /// starts its trials afresh, since the trials in flight report to this one.
+    pub fn successor(&self) -> Breaker {
+        let mut next = self.clone();
+        if let Phase::HalfOpen { .. } = next.phase {
+            next.phase = Phase::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            };
+        }
+        next
     }
 
     pub fn state(&self) -> State {
@@ -474,6 +488,30 @@ mod tests {
             b.record(t2, FAIL, false);
         }
         assert_eq!(b.admit(|| t2 + Duration::from_secs(5)), Admit::Trial);
+    }
+
+    #[test]
+    fn a_successor_keeps_the_state_but_not_the_trials_in_flight() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(cfg(WindowKind::Count(4)), t0);
+        for _ in 0..4 {
+            b.record(t0, FAIL, false);
+        }
+        // open: the successor is open until the same moment
+        let next = b.successor();
+        assert_eq!(next.state(), State::Open);
+        assert!(matches!(b.successor().admit(|| t0), Admit::No(_)));
+        // half-open with both trials out: they report to `b`, the successor may try again
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(b.admit(|| t1), Admit::Trial);
+        assert_eq!(b.admit(|| t1), Admit::Trial);
+        assert!(matches!(b.admit(|| t1), Admit::No(_)));
+        let mut next = b.successor();
+        assert_eq!(next.state(), State::HalfOpen);
+        assert_eq!(next.admit(|| t1), Admit::Trial);
+        assert_eq!(next.record(t1, OK, true), None);
+        assert_eq!(next.admit(|| t1), Admit::Trial);
+        assert_eq!(next.record(t1, OK, true), Some(State::Closed));
     }
 
     #[test]

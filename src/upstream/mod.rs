@@ -117,9 +117,6 @@ impl UpstreamRt {
         }
     }
 
-    /// The next generation's runtime for `cfg`, given this upstream's runtime in the previous one
-    /// (same name): reused whole when its config did not change (pool, health and balancer state
-    /// carry over); otherwise rebuilt, adopting idle connections to endpoints that remain.
     /// May a call go to the upstream? `Ok(trial)` (a half-open trial call), or `Err(retry_after)`
     /// while the breaker is open (counted as rejected). Always `Ok(false)` without a breaker.
     pub fn breaker_admit(&self) -> Result<bool, std::time::Duration> {
@@ -212,6 +209,10 @@ impl UpstreamRt {
         self.h2.borrow_mut().reap(now, self.cfg.idle_timeout);
     }
 
+    /// The next generation's runtime for `cfg`, given this upstream's runtime in the previous one
+    /// (same name): reused whole when its config did not change; otherwise rebuilt, adopting
+    /// idle connections to endpoints that remain and, piece by piece where that piece's config
+    /// is the same, the state that took traffic to learn ([`UpstreamRt::carry`]).
     pub fn reloaded(
         prev: Option<&Rc<UpstreamRt>>,
         cfg: &UpstreamConfig,
@@ -228,9 +229,39 @@ impl UpstreamRt {
                 if next.cfg.protocol == p.cfg.protocol && next.cfg.tls == p.cfg.tls {
                     next.h2.borrow_mut().adopt(&mut p.h2.borrow_mut(), map);
                 }
+                next.carry(p, map);
                 Rc::new(next)
             }
             None => Rc::new(UpstreamRt::new(cfg, worker, stats, health)),
+        }
+    }
+
+    /// What a rebuilt upstream keeps from `prev` (`map`: old endpoint index -> new, by address):
+    /// the endpoints' passive health (same passive rules), the circuit breaker (same
+    /// `[upstream.circuit_breaker]`; an open one stays open), the adaptive limit (same
+    /// `[upstream.adaptive_concurrency]`) and the p95 hedge delay (same `[upstream.retry]`). A
+    /// DNS change that only moves endpoints keeps all of them. A breaker left behind open
+    /// leaves the open-breakers gauge.
+    fn carry(&self, prev: &UpstreamRt, map: impl Fn(usize) -> Option<usize>) {
+        (self.balancer.borrow_mut()).carry_passive(&prev.balancer.borrow(), map);
+        match (&self.breaker, &prev.breaker) {
+            (Some(b), Some(old)) if self.cfg.circuit_breaker == prev.cfg.circuit_breaker => {
+                *b.borrow_mut() = old.borrow().successor();
+            }
+            (_, Some(old)) if old.borrow().state() != breaker::State::Closed => {
+                self.stats.breaker_open.add(-1);
+            }
+            _ => {}
+        }
+        if let (Some(a), Some(old)) = (&self.adaptive, &prev.adaptive) {
+            if self.cfg.adaptive_concurrency == prev.cfg.adaptive_concurrency {
+                let next = old.borrow().successor();
+                self.stats.adaptive_limit.set(i64::from(next.limit()));
+                *a.borrow_mut() = next;
+            }
+        }
+        if self.cfg.retry == prev.cfg.retry {
+            self.hedge_delay.set(prev.hedge_delay.get());
         }
     }
 }
