@@ -1,7 +1,8 @@
 //! What an upstream's runtime keeps when a reload (or a DNS change, which switches generations
 //! the same way) rebuilds it, as clients see it: an open circuit breaker stays open and an
 //! ejected endpoint stays out while their own settings are unchanged, even though the endpoint
-//! list moved; a changed breaker starts closed and leaves the open-breakers gauge.
+//! list moved; a changed breaker, or one whose upstream left, starts closed and leaves the
+//! open-breakers gauge.
 //! (Hash keys staying with their endpoints: tests/balance.rs.)
 
 mod common;
@@ -61,6 +62,29 @@ fn an_open_breaker_stays_open_when_a_reload_moves_the_endpoints() {
             !tripped(&mut c),
             "[{driver}] a changed breaker starts closed"
         );
+
+        // tripped again, then the upstream leaves the config and comes back: a new breaker,
+        // and the gauge does not count the one that left
+        std::fs::write(&gw.config_path, cfg(&[down.addr], "20s")).unwrap();
+        post_reload(&gw);
+        let mut c = Client::connect(gw.addr);
+        assert!(
+            (0..6).any(|_| tripped(&mut c)),
+            "[{driver}] never tripped again"
+        );
+        assert_eq!(gw.metric(open), Some(1), "[{driver}]");
+        let elsewhere = config(
+            "",
+            &(upstream_toml("v", &[spare.addr], "")
+                + &route_toml("all", "v", "path_prefix = \"/\"")),
+        );
+        std::fs::write(&gw.config_path, elsewhere).unwrap();
+        post_reload(&gw);
+        std::fs::write(&gw.config_path, cfg(&[down.addr], "20s")).unwrap();
+        post_reload(&gw);
+        assert_eq!(gw.metric(open), Some(0), "[{driver}]");
+        let mut c = Client::connect(gw.addr);
+        assert!(!tripped(&mut c), "[{driver}] the upstream came back closed");
     });
 }
 

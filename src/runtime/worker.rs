@@ -136,6 +136,11 @@ impl Generation {
                 UpstreamRt::reloaded(prev, u, self.id, stats.upstream(&u.name), health)
             })
             .collect();
+        for gone in (self.upstreams.iter())
+            .filter(|p| !shared.cfg.upstreams.iter().any(|u| u.name == p.name))
+        {
+            gone.breaker_left_behind();
+        }
         let auth = if Arc::ptr_eq(&self.shared.auth, &shared.auth) {
             self.auth.clone()
         } else {

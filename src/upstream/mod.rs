@@ -236,22 +236,29 @@ impl UpstreamRt {
         }
     }
 
+    /// This runtime's breaker is not carried on (the upstream left the config, or its breaker
+    /// settings changed): an open one leaves the open-breakers gauge, since what replaces it
+    /// starts closed.
+    pub fn breaker_left_behind(&self) {
+        if let Some(b) = &self.breaker {
+            if b.borrow().state() != breaker::State::Closed {
+                self.stats.breaker_open.add(-1);
+            }
+        }
+    }
+
     /// What a rebuilt upstream keeps from `prev` (`map`: old endpoint index -> new, by address):
     /// the endpoints' passive health (same passive rules), the circuit breaker (same
     /// `[upstream.circuit_breaker]`; an open one stays open), the adaptive limit (same
     /// `[upstream.adaptive_concurrency]`) and the p95 hedge delay (same `[upstream.retry]`). A
-    /// DNS change that only moves endpoints keeps all of them. A breaker left behind open
-    /// leaves the open-breakers gauge.
+    /// DNS change that only moves endpoints keeps all of them.
     fn carry(&self, prev: &UpstreamRt, map: impl Fn(usize) -> Option<usize>) {
         (self.balancer.borrow_mut()).carry_passive(&prev.balancer.borrow(), map);
         match (&self.breaker, &prev.breaker) {
             (Some(b), Some(old)) if self.cfg.circuit_breaker == prev.cfg.circuit_breaker => {
                 *b.borrow_mut() = old.borrow().successor();
             }
-            (_, Some(old)) if old.borrow().state() != breaker::State::Closed => {
-                self.stats.breaker_open.add(-1);
-            }
-            _ => {}
+            _ => prev.breaker_left_behind(),
         }
         if let (Some(a), Some(old)) = (&self.adaptive, &prev.adaptive) {
             if self.cfg.adaptive_concurrency == prev.cfg.adaptive_concurrency {
