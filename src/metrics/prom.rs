@@ -16,6 +16,12 @@ fn family(s: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(s, "# TYPE {name} {kind}");
 }
 
+/// A family of one unlabelled series: its HELP and TYPE lines, then `name value`.
+fn single(s: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    family(s, name, kind, help);
+    let _ = writeln!(s, "{name} {value}");
+}
+
 /// A label value with `\`, `"` and newlines escaped.
 fn esc(v: &str) -> std::borrow::Cow<'_, str> {
     if v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
@@ -472,27 +478,27 @@ fn render_bulkheads(s: &mut String, m: &Merged) {
 }
 
 fn render_connections(s: &mut String, m: &Merged) {
-    family(
+    single(
         s,
         names::OPEN_CONNECTIONS,
         "gauge",
         "Open client connections.",
+        m.open_connections,
     );
-    let _ = writeln!(s, "{} {}", names::OPEN_CONNECTIONS, m.open_connections);
-    family(
+    single(
         s,
         names::ACCEPTED_TOTAL,
         "counter",
         "Client connections accepted.",
+        m.accepted_connections,
     );
-    let _ = writeln!(s, "{} {}", names::ACCEPTED_TOTAL, m.accepted_connections);
-    family(
+    single(
         s,
         names::TUNNELS_OPEN,
         "gauge",
         "Upgraded connections (WebSocket tunnels) open now.",
+        m.tunnels_open.max(0),
     );
-    let _ = writeln!(s, "{} {}", names::TUNNELS_OPEN, m.tunnels_open.max(0));
     for (name, kind, help, v) in [
         (
             names::CACHE_BYTES,
@@ -513,8 +519,7 @@ fn render_connections(s: &mut String, m: &Merged) {
             m.cache_evictions,
         ),
     ] {
-        family(s, name, kind, help);
-        let _ = writeln!(s, "{name} {v}");
+        single(s, name, kind, help, v);
     }
     family(
         s,
@@ -614,20 +619,20 @@ fn render_limits(s: &mut String, m: &Merged) {
             );
         }
     }
-    family(
+    single(
         s,
         names::LIMIT_REDIS_ERRORS_TOTAL,
         "counter",
         "Failed Redis calls of cluster-scoped limits.",
+        m.redis_errors,
     );
-    let _ = writeln!(s, "{} {}", names::LIMIT_REDIS_ERRORS_TOTAL, m.redis_errors);
-    family(
+    single(
         s,
         names::LIMIT_REDIS_FALLBACK,
         "gauge",
         "1 while Redis is unreachable and cluster limits run on local shares.",
+        m.redis_fallback,
     );
-    let _ = writeln!(s, "{} {}", names::LIMIT_REDIS_FALLBACK, m.redis_fallback);
 }
 
 #[cfg(test)]

@@ -5,24 +5,24 @@
 use std::fmt::Write as _;
 
 use super::names;
-use super::{family, Merged};
+use super::{family, single, Merged};
 
 pub(super) fn render_process(s: &mut String, m: &Merged) {
     let x = &m.extra;
-    family(
+    single(
         s,
         names::ACCESS_LOG_LINES_TOTAL,
         "counter",
         "Access log lines written to the sink.",
+        x.log_written,
     );
-    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_LINES_TOTAL, x.log_written);
-    family(
+    single(
         s,
         names::ACCESS_LOG_DROPPED_TOTAL,
         "counter",
         "Access log lines dropped because the sink was slower than traffic.",
+        x.log_dropped,
     );
-    let _ = writeln!(s, "{} {}", names::ACCESS_LOG_DROPPED_TOTAL, x.log_dropped);
     family(
         s,
         names::OTLP_SPANS_TOTAL,
@@ -37,13 +37,13 @@ pub(super) fn render_process(s: &mut String, m: &Merged) {
         );
     }
     dns(s, &x.dns);
-    family(
+    single(
         s,
         names::CONFIG_GENERATION,
         "gauge",
         "Config generation in effect (1 at start, +1 per successful reload or DNS change).",
+        x.generation,
     );
-    let _ = writeln!(s, "{} {}", names::CONFIG_GENERATION, x.generation);
     family(
         s,
         names::CONFIG_RELOADS_TOTAL,
@@ -58,22 +58,27 @@ pub(super) fn render_process(s: &mut String, m: &Merged) {
         names::CONFIG_RELOADS_TOTAL,
         x.reloads_failed
     );
-    family(
+    single(
         s,
         names::CONFIG_LAST_RELOAD_OK,
         "gauge",
         "1 if the last reload attempt succeeded (or none was made), else 0.",
+        u8::from(x.last_reload_ok),
     );
-    let _ = writeln!(
+    single(
         s,
-        "{} {}",
-        names::CONFIG_LAST_RELOAD_OK,
-        u8::from(x.last_reload_ok)
+        names::UPTIME_SECONDS,
+        "gauge",
+        "Seconds since start.",
+        x.uptime_s,
     );
-    family(s, names::UPTIME_SECONDS, "gauge", "Seconds since start.");
-    let _ = writeln!(s, "{} {}", names::UPTIME_SECONDS, x.uptime_s);
-    family(s, names::WORKERS, "gauge", "Worker threads configured.");
-    let _ = writeln!(s, "{} {}", names::WORKERS, x.expected_workers);
+    single(
+        s,
+        names::WORKERS,
+        "gauge",
+        "Worker threads configured.",
+        x.expected_workers,
+    );
     family(
         s,
         names::SCRAPE_WORKER_SECONDS,
@@ -89,17 +94,12 @@ pub(super) fn render_process(s: &mut String, m: &Merged) {
             w.snapshot_ns as f64 / 1e9
         );
     }
-    family(
+    single(
         s,
         names::SCRAPE_MISSING_WORKERS,
         "gauge",
         "Workers that did not answer this scrape in time (their values are missing).",
-    );
-    let _ = writeln!(
-        s,
-        "{} {}",
-        names::SCRAPE_MISSING_WORKERS,
-        x.expected_workers.saturating_sub(m.workers.len())
+        x.expected_workers.saturating_sub(m.workers.len()),
     );
 }
 
